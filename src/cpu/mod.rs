@@ -1,0 +1,54 @@
+//! The CPU backend: the same operation as the GPU shader, on all cores with rayon.
+
+pub mod conv3x3;
+
+use std::time::Instant;
+
+use image::GrayImage;
+
+use crate::error::Result;
+use crate::operation::{FilterOutput, Operation, output_size};
+use crate::params::Conv3x3Params;
+use crate::timings::Timings;
+
+/// Runs [`Operation`]s on the CPU. Bit-identical to the GPU backend for integer kernels.
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend {
+    _private: (),
+}
+
+impl CpuBackend {
+    /// A CPU backend using rayon's global thread pool (`RAYON_NUM_THREADS` sets its size).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies `operation` to `image`.
+    pub fn run(&self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
+        self.run_timed(image, operation).map(|(output, _)| output)
+    }
+
+    /// Applies `operation` to `image` and says how long it took.
+    pub fn run_timed(
+        &self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(FilterOutput, Timings)> {
+        let (width, height) = image.dimensions();
+        let (out_width, out_height) = output_size(width, height)?;
+        let params = Conv3x3Params::new(operation, width, height, width, 0);
+        let start = Instant::now();
+        let mut planes: Vec<Vec<u8>> =
+            vec![vec![0; params.plane_pixels()]; params.plane_count() as usize];
+        let mut views: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+        conv3x3::main(&params, image.as_raw(), &mut views);
+        let timings = Timings {
+            compute: Some(start.elapsed()),
+            ..Timings::default()
+        };
+        Ok((
+            FilterOutput::from_planes(operation, out_width, out_height, planes),
+            timings,
+        ))
+    }
+}

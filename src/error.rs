@@ -1,0 +1,111 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in gpuconv, each with the numbers or names a user needs to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A kernel specification could not be parsed or has weights gpuconv refuses.
+    #[error("invalid kernel '{spec}': {reason}")]
+    InvalidKernel {
+        /// The text that was given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The requested operation does not fit the kernels given (for example `--edge` with three kernels).
+    #[error("invalid operation: {0}")]
+    InvalidOperation(String),
+
+    /// The image is smaller than the 3×3 kernel, so a 'valid' convolution has no output pixel.
+    #[error("image is {width}×{height}, smaller than the 3×3 kernel (at least 3×3 is needed)")]
+    ImageTooSmall {
+        /// Image width in pixels.
+        width: u32,
+        /// Image height in pixels.
+        height: u32,
+    },
+
+    /// The image needs a GPU buffer larger than the device allows.
+    #[error(
+        "image is {width}×{height}: its {what} needs {needed} bytes, more than this GPU's limit \
+         {limit_name} = {limit} bytes (use --backend cpu for images this large)"
+    )]
+    TooLargeForDevice {
+        /// Image width in pixels.
+        width: u32,
+        /// Image height in pixels.
+        height: u32,
+        /// Which buffer is too large.
+        what: &'static str,
+        /// Bytes that buffer needs.
+        needed: u64,
+        /// The wgpu limit that is exceeded.
+        limit_name: &'static str,
+        /// The device's value of that limit.
+        limit: u64,
+    },
+
+    /// No GPU adapter could be found.
+    #[error(
+        "no GPU adapter found{detail} (on Debian, 'apt-get install mesa-vulkan-drivers libvulkan1' \
+         gives a software Vulkan device; or use --backend cpu)"
+    )]
+    NoAdapter {
+        /// Extra detail, such as the value of `WGPU_ADAPTER_NAME` that matched nothing.
+        detail: String,
+    },
+
+    /// The adapter was found but a device could not be created from it.
+    #[error("could not open GPU device '{adapter}': {source}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's error.
+        #[source]
+        source: wgpu::RequestDeviceError,
+    },
+
+    /// The device given to gpuconv lacks a feature or limit it needs.
+    #[error("the GPU device lacks what gpuconv needs: {0}")]
+    DeviceUnsuitable(String),
+
+    /// wgpu reported an error while gpuconv was using the device (out of memory, device lost, ...).
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// Reading back results from the GPU failed.
+    #[error("could not read results back from the GPU: {0}")]
+    Readback(String),
+
+    /// An input file could not be read or decoded.
+    #[error("cannot read image '{}': {source}", path.display())]
+    Decode {
+        /// The input path.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+
+    /// An output file could not be encoded or written.
+    #[error("cannot write '{}': {reason}", path.display())]
+    Write {
+        /// The output path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The output path's extension names no image format gpuconv can write.
+    #[error("cannot write '{}': unknown or unsupported image format (use .png, .pgm, .bmp, .tif, .jpg, ...)", path.display())]
+    UnsupportedOutputFormat {
+        /// The output path.
+        path: PathBuf,
+    },
+}
+
+/// `Result` with gpuconv's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

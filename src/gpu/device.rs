@@ -1,0 +1,74 @@
+//! Finding an adapter and opening a device on it.
+
+use crate::error::{Error, Result};
+
+/// A wgpu instance for the backends `WGPU_BACKEND` allows (all of them when it is unset).
+pub fn instance_from_env() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter the instance sees, in wgpu's order.
+pub async fn enumerate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    instance.enumerate_adapters(wgpu::Backends::all()).await
+}
+
+/// The adapter gpuconv uses, chosen the way wgpu's own tools do: the first adapter whose name
+/// contains `WGPU_ADAPTER_NAME` (case-insensitive) when that is set, else wgpu's default for
+/// `WGPU_POWER_PREF`; only backends allowed by `WGPU_BACKEND` are considered.
+///
+/// Unlike `wgpu::util::initialize_adapter_from_env`, a name that matches nothing is an error,
+/// not a panic.
+pub async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted_lower = wanted.to_lowercase();
+        let adapters = enumerate_adapters(instance).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
+            .ok_or_else(|| Error::NoAdapter {
+                detail: format!(
+                    " whose name contains WGPU_ADAPTER_NAME='{wanted}' (adapters seen: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter {
+            detail: backend_detail(&e.to_string()),
+        })
+}
+
+fn backend_detail(reason: &str) -> String {
+    match std::env::var("WGPU_BACKEND") {
+        Ok(backends) => format!(" with WGPU_BACKEND='{backends}': {reason}"),
+        Err(_) => format!(": {reason}"),
+    }
+}
+
+/// Opens a device on `adapter` with everything gpuconv can use: the adapter's own limits (so
+/// large images fit) and `TIMESTAMP_QUERY` when the adapter has it (for kernel timings).
+pub async fn request_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
+    let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+    adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpuconv::device"),
+            required_features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|source| Error::RequestDevice {
+            adapter: adapter.get_info().name,
+            source,
+        })
+}

@@ -1,0 +1,105 @@
+//! Getting results back to the CPU: mapping staging buffers and unpacking planes.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::params::Conv3x3Params;
+
+/// Maps `slice` for reading and blocks until it is mapped (or the device failed).
+pub fn map_blocking(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> Result<()> {
+    let (sender, receiver) = mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |result| {
+        // The receiver outlives the poll below; a send error can only mean it is gone.
+        let _ = sender.send(result);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Readback(e.to_string()))?;
+    receiver
+        .recv()
+        .map_err(|_| Error::Readback("the map callback never ran".to_owned()))?
+        .map_err(|e| Error::Readback(e.to_string()))
+}
+
+/// Copies each output plane out of the mapped staging bytes, dropping the padding of the last
+/// word of each plane.
+pub fn unpack_planes(mapped: &[u8], params: &Conv3x3Params) -> Vec<Vec<u8>> {
+    let plane_bytes = params.plane_words as usize * 4;
+    (0..params.plane_count() as usize)
+        .map(|p| mapped[p * plane_bytes..][..params.plane_pixels()].to_vec())
+        .collect()
+}
+
+/// Two timestamps around the compute pass, resolved and read back to time the kernel alone.
+#[derive(Debug)]
+pub struct PassTimer {
+    query_set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    period_ns: f32,
+}
+
+impl PassTimer {
+    /// A timer, or `None` when the device was not opened with `TIMESTAMP_QUERY`.
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<Self> {
+        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return None;
+        }
+        let query_set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("gpuconv::timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let buffer = |label, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Some(Self {
+            query_set,
+            resolve: buffer(
+                "gpuconv::timestamps::resolve",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            staging: buffer(
+                "gpuconv::timestamps::staging",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            period_ns: queue.get_timestamp_period(),
+        })
+    }
+
+    /// The pass descriptor's timestamp writes.
+    pub fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
+
+    /// Records the resolve and the copy to the staging buffer, after the pass.
+    pub fn encode_resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.resolve_query_set(&self.query_set, 0..2, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 16);
+    }
+
+    /// Reads the two timestamps once the submission is done; the pass's duration.
+    pub fn read(&self, device: &wgpu::Device) -> Result<Duration> {
+        let slice = self.staging.slice(..);
+        map_blocking(device, slice)?;
+        let ticks: [u64; 2] = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::pod_read_unaligned(&view[..16])
+        };
+        self.staging.unmap();
+        let nanos = ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.period_ns);
+        Ok(Duration::from_nanos(nanos as u64))
+    }
+}

@@ -1,0 +1,203 @@
+//! Reading images as 8-bit gray, and writing results without ever leaving a half-written file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Rgb, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Decodes any image the `image` crate reads (PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA, QOI),
+/// the format found from the file's contents, and makes it 8-bit gray with [`to_gray`].
+pub fn load_gray(path: &Path) -> Result<GrayImage> {
+    let decode_error = |source| Error::Decode {
+        path: path.to_owned(),
+        source,
+    };
+    let reader =
+        ImageReader::open(path).map_err(|e| decode_error(image::ImageError::IoError(e)))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| decode_error(image::ImageError::IoError(e)))?;
+    reader.decode().map(to_gray).map_err(decode_error)
+}
+
+/// The ITU-R 601-2 luma of an 8-bit RGB pixel, exactly as Pillow's `convert('L')` computes it:
+/// `(R·19595 + G·38470 + B·7471 + 0x8000) >> 16`.
+pub fn luma(rgb: [u8; 3]) -> u8 {
+    let [r, g, b] = rgb.map(u32::from);
+    ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8
+}
+
+/// A 16-bit sample scaled to 8 bits, rounded to nearest: `round(v / 257)`, so that 8-bit
+/// values widened the usual way (`v · 257`) come back unchanged.
+pub fn sample_16_to_8(v: u16) -> u8 {
+    ((u32::from(v) + 128) / 257) as u8
+}
+
+/// Makes any decoded image 8-bit gray, matching the lesson's `Image.open(...).convert('L')`
+/// bit for bit on 8-bit inputs:
+///
+/// - 8-bit gray is used as it is (gray + alpha: the alpha is dropped);
+/// - 8-bit colour becomes [`luma`] of its RGB, alpha ignored;
+/// - 16-bit samples are first scaled to 8 bits with [`sample_16_to_8`] (Pillow instead clips
+///   16-bit gray at 255, which turns most real 16-bit images white);
+/// - floating-point samples are clamped to 0..=1 and scaled to 0..=255, rounded.
+pub fn to_gray(image: DynamicImage) -> GrayImage {
+    let (width, height) = (image.width(), image.height());
+    let from_rgb = |rgb: RgbImage| {
+        let pixels = rgb.pixels().map(|&Rgb(p)| luma(p)).collect();
+        GrayImage::from_raw(width, height, pixels).expect("one gray pixel per RGB pixel")
+    };
+    match image {
+        DynamicImage::ImageLuma8(gray) => gray,
+        DynamicImage::ImageLumaA8(gray_alpha) => {
+            let pixels = gray_alpha.pixels().map(|p| p[0]).collect();
+            GrayImage::from_raw(width, height, pixels).expect("one gray pixel per pixel")
+        }
+        DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
+            let wide = image.into_luma16();
+            let pixels = wide.pixels().map(|p| sample_16_to_8(p[0])).collect();
+            GrayImage::from_raw(width, height, pixels).expect("one gray pixel per pixel")
+        }
+        DynamicImage::ImageRgb8(rgb) => from_rgb(rgb),
+        DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgba16(_) => {
+            let wide = image.into_rgb16();
+            let pixels = wide
+                .pixels()
+                .map(|p| luma(p.0.map(sample_16_to_8)))
+                .collect();
+            GrayImage::from_raw(width, height, pixels).expect("one gray pixel per pixel")
+        }
+        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => {
+            let float = image.into_rgb32f();
+            let to_8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            let pixels = float.pixels().map(|p| luma(p.0.map(to_8))).collect();
+            GrayImage::from_raw(width, height, pixels).expect("one gray pixel per pixel")
+        }
+        // 8-bit RGBA and anything newer: to 8-bit RGB (alpha dropped), then luma.
+        other => from_rgb(other.into_rgb8()),
+    }
+}
+
+/// The format an output path's extension asks for, or an error when gpuconv cannot write it.
+pub fn output_format(path: &Path) -> Result<ImageFormat> {
+    let unsupported = || Error::UnsupportedOutputFormat {
+        path: path.to_owned(),
+    };
+    let format = ImageFormat::from_path(path).map_err(|_| unsupported())?;
+    let writable = [
+        ImageFormat::Png,
+        ImageFormat::Pnm,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Jpeg,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+        ImageFormat::Tga,
+        ImageFormat::Qoi,
+    ];
+    if writable.contains(&format) {
+        Ok(format)
+    } else {
+        Err(unsupported())
+    }
+}
+
+/// Writes `image` to `path` in the format its extension names. The file is written beside its
+/// destination under a temporary name and renamed into place only once complete, so a failure
+/// never leaves a partial or empty file behind, and an existing file is replaced atomically.
+pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
+    let format = output_format(path)?;
+    let write_error = |reason: String| Error::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".gpuconv-").suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let temp = builder
+        .tempfile_in(dir)
+        .map_err(|e| write_error(e.to_string()))?;
+    {
+        let mut writer = BufWriter::new(temp.as_file());
+        encode(image, format, &mut writer).map_err(|e| write_error(e.to_string()))?;
+        writer.flush().map_err(|e| write_error(e.to_string()))?;
+    }
+    temp.persist(path)
+        .map_err(|e| write_error(e.error.to_string()))?;
+    Ok(())
+}
+
+fn encode(
+    image: &GrayImage,
+    format: ImageFormat,
+    writer: &mut BufWriter<&File>,
+) -> image::ImageResult<()> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
+    match format {
+        // Fast zlib: large outputs are written several times faster for a few percent in size.
+        ImageFormat::Png => image.write_with_encoder(PngEncoder::new_with_quality(
+            writer,
+            CompressionType::Fast,
+            FilterType::Adaptive,
+        )),
+        // Binary PGM (P5), the format every PNM reader knows, rather than the crate's default PAM.
+        ImageFormat::Pnm => image.write_with_encoder(
+            PnmEncoder::new(writer).with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
+        ),
+        other => image.write_to(writer, other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luma_matches_pillow_on_known_values() {
+        // Values computed with Pillow 13: Image.new('RGB', (1, 1), c).convert('L').getpixel((0, 0)).
+        assert_eq!(luma([255, 255, 255]), 255);
+        assert_eq!(luma([0, 0, 0]), 0);
+        assert_eq!(luma([255, 0, 0]), 76);
+        assert_eq!(luma([0, 255, 0]), 150);
+        assert_eq!(luma([0, 0, 255]), 29);
+        assert_eq!(luma([12, 200, 77]), 131);
+    }
+
+    #[test]
+    fn sixteen_bit_samples_round_to_nearest() {
+        for v in 0..=255u16 {
+            assert_eq!(sample_16_to_8(v * 257), v as u8);
+        }
+        assert_eq!(sample_16_to_8(128), 0);
+        assert_eq!(sample_16_to_8(129), 1);
+        assert_eq!(sample_16_to_8(u16::MAX), 255);
+    }
+
+    #[test]
+    fn colour_images_become_luma_and_alpha_is_ignored() {
+        let rgba = image::RgbaImage::from_fn(3, 2, |x, y| {
+            image::Rgba([x as u8 * 80, y as u8 * 90, 30, (x * 50) as u8])
+        });
+        let gray = to_gray(DynamicImage::ImageRgba8(rgba.clone()));
+        for (x, y, p) in rgba.enumerate_pixels() {
+            assert_eq!(gray.get_pixel(x, y)[0], luma([p[0], p[1], p[2]]));
+        }
+        let wide = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(4, 1, |x, _| {
+            image::Luma([x as u16 * 20000])
+        });
+        let gray = to_gray(DynamicImage::ImageLuma16(wide));
+        assert_eq!(gray.as_raw(), &[0, 78, 156, 233]);
+    }
+}

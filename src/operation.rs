@@ -1,0 +1,160 @@
+//! What one filtering call computes, and what it gives back.
+
+use image::GrayImage;
+
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+
+/// The most kernels one pass computes; the GPU shader's uniform holds this many.
+pub const MAX_KERNELS: usize = 8;
+
+/// How the responses of the kernels are combined into one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// No combination: one output image per kernel.
+    None,
+    /// The lesson's edge image from two responses: `min(V + H, 255)`.
+    Edge,
+    /// The lesson's binary edge image from two responses: 255 where `V + H >= threshold`, else 0
+    /// (the lesson uses 255).
+    Threshold(u16),
+}
+
+/// The kernels to apply to an image, and how to combine their responses; all computed in one
+/// pass that reads each input pixel once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Operation {
+    kernels: Vec<Kernel>,
+    combine: Combine,
+    keep_responses: bool,
+}
+
+impl Operation {
+    /// One output image per kernel (1 to [`MAX_KERNELS`] kernels).
+    pub fn responses(kernels: Vec<Kernel>) -> Result<Self> {
+        Self::new(kernels, Combine::None, true)
+    }
+
+    /// The lesson's edge image `min(V + H, 255)` from two kernels (usually
+    /// [`Kernel::vertical_lines`] and [`Kernel::horizontal_lines`]).
+    pub fn edge(vertical: Kernel, horizontal: Kernel) -> Self {
+        Self {
+            kernels: vec![vertical, horizontal],
+            combine: Combine::Edge,
+            keep_responses: false,
+        }
+    }
+
+    /// The lesson's binary edge image: 255 where `V + H >= threshold`, else 0 (threshold 0 to 510).
+    pub fn threshold(vertical: Kernel, horizontal: Kernel, threshold: u16) -> Result<Self> {
+        Self::new(
+            vec![vertical, horizontal],
+            Combine::Threshold(threshold),
+            false,
+        )
+    }
+
+    /// Any combination, checked: 1 to [`MAX_KERNELS`] kernels, exactly two for
+    /// [`Combine::Edge`] and [`Combine::Threshold`], a threshold of at most 510 (the largest
+    /// `V + H`). `keep_responses` also returns each kernel's response with a combined image; it is
+    /// forced on for [`Combine::None`].
+    pub fn new(kernels: Vec<Kernel>, combine: Combine, keep_responses: bool) -> Result<Self> {
+        if kernels.is_empty() || kernels.len() > MAX_KERNELS {
+            return Err(Error::InvalidOperation(format!(
+                "{} kernels given; one pass takes 1 to {MAX_KERNELS}",
+                kernels.len()
+            )));
+        }
+        if combine != Combine::None && kernels.len() != 2 {
+            return Err(Error::InvalidOperation(format!(
+                "an edge or threshold image combines exactly 2 kernels (vertical and horizontal), {} given",
+                kernels.len()
+            )));
+        }
+        if let Combine::Threshold(t) = combine {
+            if t > 510 {
+                return Err(Error::InvalidOperation(format!(
+                    "threshold {t} can never be reached: V + H is at most 510"
+                )));
+            }
+        }
+        Ok(Self {
+            kernels,
+            combine,
+            keep_responses: keep_responses || combine == Combine::None,
+        })
+    }
+
+    /// Also return each kernel's response alongside the combined image.
+    pub fn with_responses(mut self) -> Self {
+        self.keep_responses = true;
+        self
+    }
+
+    /// The kernels, in output order.
+    pub fn kernels(&self) -> &[Kernel] {
+        &self.kernels
+    }
+
+    /// How responses are combined.
+    pub fn combine(&self) -> Combine {
+        self.combine
+    }
+
+    /// Whether each kernel's response is returned.
+    pub fn keeps_responses(&self) -> bool {
+        self.keep_responses
+    }
+
+    /// How many output images one call produces: the combined one, if any, then the responses.
+    pub fn output_count(&self) -> usize {
+        usize::from(self.combine != Combine::None)
+            + if self.keep_responses {
+                self.kernels.len()
+            } else {
+                0
+            }
+    }
+}
+
+/// The images one call produces, each (H−2)×(W−2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterOutput {
+    /// The edge or threshold image, when the operation combines responses.
+    pub combined: Option<GrayImage>,
+    /// One response per kernel, in the operation's order, when they were asked for.
+    pub responses: Vec<GrayImage>,
+}
+
+/// The size of the 'valid' output for an input of `width × height`, or an error when the image
+/// is smaller than the kernel.
+pub fn output_size(width: u32, height: u32) -> Result<(u32, u32)> {
+    if width < 3 || height < 3 {
+        return Err(Error::ImageTooSmall { width, height });
+    }
+    Ok((width - 2, height - 2))
+}
+
+impl FilterOutput {
+    /// Wraps planes in the order the shader writes them: the combined plane first when there is
+    /// one, then one per kernel if responses were written.
+    pub(crate) fn from_planes(
+        operation: &Operation,
+        width: u32,
+        height: u32,
+        planes: Vec<Vec<u8>>,
+    ) -> Self {
+        let mut images = planes.into_iter().map(|plane| {
+            GrayImage::from_raw(width, height, plane).expect("plane has width × height pixels")
+        });
+        let combined = if operation.combine() == Combine::None {
+            None
+        } else {
+            images.next()
+        };
+        Self {
+            combined,
+            responses: images.collect(),
+        }
+    }
+}

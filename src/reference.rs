@@ -1,0 +1,84 @@
+//! The lesson's loop, written plainly: the yardstick both backends are tested against.
+//!
+//! Nothing here is fast and nothing is shared with the backends beyond [`Kernel`], so a mistake
+//! in the optimised code cannot hide in here too.
+
+use image::GrayImage;
+
+use crate::kernel::Kernel;
+use crate::operation::{Combine, FilterOutput, Operation};
+
+/// 'valid' cross-correlation of `image` with `kernel`: for every 3×3 patch, the sum of the
+/// patch times the kernel element-wise, then `clamp(|sum|, 0, 255)`.
+///
+/// Integer kernels are summed exactly (in `i64`); others in `f32`, taps in row-major order, and
+/// rounded half to even. Returns an empty image for inputs smaller than 3×3.
+pub fn convolve(image: &GrayImage, kernel: &Kernel) -> GrayImage {
+    let (width, height) = image.dimensions();
+    if width < 3 || height < 3 {
+        return GrayImage::new(0, 0);
+    }
+    GrayImage::from_fn(width - 2, height - 2, |x, y| {
+        let patch = |r: u32, c: u32| image.get_pixel(x + c, y + r)[0];
+        let value = if kernel.is_integer() {
+            let mut sum = 0i64;
+            for r in 0..3 {
+                for c in 0..3 {
+                    sum += i64::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize] as i64;
+                }
+            }
+            sum.abs().min(255) as u8
+        } else {
+            let mut sum = 0f32;
+            for r in 0..3 {
+                for c in 0..3 {
+                    sum += f32::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize];
+                }
+            }
+            sum.abs().round_ties_even().min(255.0) as u8
+        };
+        image::Luma([value])
+    })
+}
+
+/// The lesson's edge image: `clamp(V + H, 0, 255)`.
+pub fn edge(vertical: &GrayImage, horizontal: &GrayImage) -> GrayImage {
+    combine(vertical, horizontal, |sum| sum.min(255) as u8)
+}
+
+/// The lesson's binary edge image: 255 where `V + H >= threshold`, else 0.
+pub fn threshold(vertical: &GrayImage, horizontal: &GrayImage, threshold: u16) -> GrayImage {
+    combine(vertical, horizontal, |sum| {
+        if sum >= u32::from(threshold) { 255 } else { 0 }
+    })
+}
+
+fn combine(vertical: &GrayImage, horizontal: &GrayImage, f: impl Fn(u32) -> u8) -> GrayImage {
+    GrayImage::from_fn(vertical.width(), vertical.height(), |x, y| {
+        image::Luma([f(
+            u32::from(vertical.get_pixel(x, y)[0]) + u32::from(horizontal.get_pixel(x, y)[0])
+        )])
+    })
+}
+
+/// Everything `operation` asks for, computed the plain way.
+pub fn run(image: &GrayImage, operation: &Operation) -> FilterOutput {
+    let responses: Vec<GrayImage> = operation
+        .kernels()
+        .iter()
+        .map(|k| convolve(image, k))
+        .collect();
+    let combined = match operation.combine() {
+        Combine::None => None,
+        Combine::Edge => Some(edge(&responses[0], &responses[1])),
+        Combine::Threshold(t) => Some(threshold(&responses[0], &responses[1], t)),
+    };
+    FilterOutput {
+        combined,
+        responses: if operation.keeps_responses() {
+            responses
+        } else {
+            Vec::new()
+        },
+    }
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test crate uses a different subset")]
+
+use std::sync::{Mutex, OnceLock};
+
+use gpuconv::{CpuBackend, FilterOutput, GpuEngine, Operation};
+use image::GrayImage;
+
+/// One GPU engine for the whole test binary (device creation is the slow part), or `None` when
+/// there is no adapter. Under `CI=true` a missing adapter fails the test instead: GPU tests must
+/// never skip silently in CI.
+pub fn gpu() -> Option<std::sync::MutexGuard<'static, GpuEngine>> {
+    static ENGINE: OnceLock<Option<Mutex<GpuEngine>>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| match GpuEngine::new() {
+        Ok(engine) => Some(Mutex::new(engine)),
+        Err(error) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but no GPU adapter: {error}. Install mesa-vulkan-drivers.");
+            }
+            eprintln!("warning: GPU tests skipped, no adapter: {error}");
+            None
+        }
+    });
+    engine
+        .as_ref()
+        .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+/// Runs `operation` on the CPU backend.
+pub fn cpu(image: &GrayImage, operation: &Operation) -> FilterOutput {
+    CpuBackend::new()
+        .run(image, operation)
+        .expect("CPU backend runs")
+}
+
+/// An image from literal rows.
+pub fn gray(rows: &[&[u8]]) -> GrayImage {
+    let height = rows.len() as u32;
+    let width = rows[0].len() as u32;
+    GrayImage::from_raw(width, height, rows.concat()).expect("rows of equal length")
+}
+
+/// An image's pixels as rows, for readable assertions.
+pub fn rows(image: &GrayImage) -> Vec<Vec<u8>> {
+    image
+        .as_raw()
+        .chunks(image.width() as usize)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Asserts two images are equal, naming the first differing pixel (and writing both images to
+/// the target directory for a look) when they are not.
+pub fn assert_same(actual: &GrayImage, expected: &GrayImage, what: &str) {
+    assert_eq!(
+        actual.dimensions(),
+        expected.dimensions(),
+        "{what}: sizes differ"
+    );
+    if let Some((i, (a, e))) = actual
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .enumerate()
+        .find(|(_, (a, e))| a != e)
+    {
+        let width = actual.width() as usize;
+        let dir = std::env::temp_dir().join("gpuconv-test-failures");
+        let _ = std::fs::create_dir_all(&dir);
+        let name = what.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let _ = actual.save(dir.join(format!("{name}-actual.png")));
+        let _ = expected.save(dir.join(format!("{name}-expected.png")));
+        panic!(
+            "{what}: pixel (x={}, y={}) is {a}, expected {e} (images written to {})",
+            i % width,
+            i / width,
+            dir.display()
+        );
+    }
+}
+
+/// Asserts two filter outputs are equal, image by image.
+pub fn assert_same_output(actual: &FilterOutput, expected: &FilterOutput, what: &str) {
+    assert_eq!(
+        actual.combined.is_some(),
+        expected.combined.is_some(),
+        "{what}: combined image presence"
+    );
+    if let (Some(a), Some(e)) = (&actual.combined, &expected.combined) {
+        assert_same(a, e, &format!("{what}, combined"));
+    }
+    assert_eq!(
+        actual.responses.len(),
+        expected.responses.len(),
+        "{what}: number of responses"
+    );
+    for (k, (a, e)) in actual.responses.iter().zip(&expected.responses).enumerate() {
+        assert_same(a, e, &format!("{what}, response {k}"));
+    }
+}
