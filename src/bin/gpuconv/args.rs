@@ -1,0 +1,115 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// 3×3 image convolution (Sobel-style line and edge filters) on the GPU with wgpu, or on the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "gpuconv", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Filter images with one or more 3×3 kernels, or into an edge image.
+    #[command(after_long_help = kernels_help(), after_help = "Run 'gpuconv filter --help' for the kernel names.")]
+    Filter(FilterArgs),
+    /// Reproduce the lesson: print its matrices and write side-by-side figures of its pictures.
+    Demo(DemoArgs),
+    /// List the GPU adapters wgpu sees and the limits that matter to gpuconv.
+    Info,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The GPU when an adapter exists, else the CPU with a notice.
+    Auto,
+    /// The GPU; an error when there is no adapter.
+    Gpu,
+    /// The CPU (all cores).
+    Cpu,
+}
+
+impl From<BackendArg> for gpuconv::BackendChoice {
+    fn from(arg: BackendArg) -> Self {
+        match arg {
+            BackendArg::Auto => Self::Auto,
+            BackendArg::Gpu => Self::Gpu,
+            BackendArg::Cpu => Self::Cpu,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Input images (PNG, JPEG, PGM/PNM, BMP, TIFF, GIF, WebP, TGA, QOI); colour becomes gray.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// A kernel: a name (see below), rows like "1,0,-1;2,0,-2;1,0,-1", or NAME=ROWS to name the
+    /// output files. Repeat for several kernels, computed in one pass.
+    #[arg(short, long = "kernel", value_name = "KERNEL")]
+    pub kernels: Vec<String>,
+
+    /// Write the edge image min(V + H, 255) of two kernels (default: vertical and horizontal).
+    #[arg(long, conflicts_with = "threshold")]
+    pub edge: bool,
+
+    /// Write the binary edge image: 255 where V + H >= T, else 0 (the lesson uses 255).
+    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u16).range(0..=510))]
+    pub threshold: Option<u16>,
+
+    /// With --edge or --threshold, also write each kernel's response.
+    #[arg(long)]
+    pub responses: bool,
+
+    /// Output file (one input, one image out; its extension picks the format), or a folder that
+    /// receives INPUTSTEM-KERNEL.FORMAT files when there are several inputs or outputs.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Format of files written into an output folder, as a file extension.
+    #[arg(long, default_value = "png", value_name = "EXT")]
+    pub format: String,
+
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+
+    /// Print decode, upload, GPU kernel, readback and encode times for each input on stderr.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the figures.
+    #[arg(short, long, default_value = "demo-out", value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+}
+
+fn kernels_help() -> String {
+    let mut help = String::from("Kernels by name:\n");
+    for (name, description, _) in gpuconv::kernel::NAMED_KERNELS {
+        help.push_str(&format!("  {name:<20} {description}\n"));
+    }
+    let aliases: Vec<String> = gpuconv::kernel::KERNEL_ALIASES
+        .iter()
+        .map(|(alias, name)| format!("{alias} = {name}"))
+        .collect();
+    help.push_str(&format!("Aliases: {}.\n", aliases.join(", ")));
+    help.push_str(
+        "\nOutputs are 'valid' cross-correlations, (W-2)x(H-2) pixels of clamp(|sum|, 0, 255).\n\
+         Examples:\n  gpuconv filter img/camera.png --edge -o edges.png\n  \
+         gpuconv filter img/*.png -k vertical -k horizontal -k \"blur=gaussian-blur\" -o out/\n  \
+         gpuconv filter photo.jpg -k \"1,0,-1;2,0,-2;1,0,-1\" -o lines.pgm --backend cpu",
+    );
+    help
+}

@@ -1,0 +1,186 @@
+//! `gpuconv filter`: files in, files out; all filtering is the library's.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, io};
+
+use crate::args::FilterArgs;
+
+/// One input and the files its outputs go to, in [`FilterOutput`] order: the combined image
+/// first, if any, then the responses.
+struct Job {
+    input: PathBuf,
+    outputs: Vec<PathBuf>,
+}
+
+pub fn run(args: &FilterArgs) -> Result<()> {
+    let operation = operation(args)?;
+    let jobs = plan(args, &operation)?;
+    refuse_overwriting_inputs(&jobs)?;
+    for job in &jobs {
+        // Fail before the (possibly slow) engine start-up when an input is plainly missing.
+        if !job.input.is_file() {
+            bail!("cannot read image '{}': no such file", job.input.display());
+        }
+    }
+    let mut engine = crate::open_engine(args.backend.into())?;
+    for job in &jobs {
+        filter_one(&mut engine, &operation, job, args.timings)?;
+    }
+    Ok(())
+}
+
+fn operation(args: &FilterArgs) -> Result<Operation> {
+    let combine = match (args.edge, args.threshold) {
+        (_, Some(t)) => Combine::Threshold(t),
+        (true, None) => Combine::Edge,
+        (false, None) => Combine::None,
+    };
+    let mut kernels = args
+        .kernels
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
+        .collect::<gpuconv::Result<Vec<_>>>()?;
+    if kernels.is_empty() {
+        if combine == Combine::None {
+            bail!("no kernel given: add -k KERNEL (for example -k vertical), or --edge");
+        }
+        kernels = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
+    }
+    if args.responses && combine == Combine::None {
+        bail!(
+            "--responses only makes sense with --edge or --threshold (every kernel's response is written anyway)"
+        );
+    }
+    Ok(Operation::new(kernels, combine, args.responses)?)
+}
+
+/// Where every output goes: `-o` is the file when one input gives one image, else a folder.
+fn plan(args: &FilterArgs, operation: &Operation) -> Result<Vec<Job>> {
+    let combined_name = match operation.combine() {
+        Combine::None => None,
+        Combine::Edge => Some("edge".to_owned()),
+        Combine::Threshold(t) => Some(format!("threshold{t}")),
+    };
+    let response_names = operation
+        .keeps_responses()
+        .then(|| operation.kernels().iter().map(|k| k.name().to_owned()));
+    let names: Vec<String> = combined_name
+        .into_iter()
+        .chain(response_names.into_iter().flatten())
+        .collect();
+
+    if args.inputs.len() == 1 && names.len() == 1 {
+        io::output_format(&args.output)?;
+        if args.output.is_dir() {
+            bail!(
+                "'{}' is a folder; with one input and one output image, -o names the output file",
+                args.output.display()
+            );
+        }
+        return Ok(vec![Job {
+            input: args.inputs[0].clone(),
+            outputs: vec![args.output.clone()],
+        }]);
+    }
+
+    let extension = args.format.trim_start_matches('.');
+    io::output_format(Path::new(&format!("out.{extension}")))
+        .with_context(|| format!("--format {extension}"))?;
+    if args.output.exists() && !args.output.is_dir() {
+        bail!(
+            "'{}' is a file, but {} images are written, so -o must name a folder",
+            args.output.display(),
+            args.inputs.len() * names.len()
+        );
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create output folder '{}'", args.output.display()))?;
+    let mut seen = HashSet::new();
+    let mut jobs = Vec::new();
+    for input in &args.inputs {
+        let stem = input
+            .file_stem()
+            .map_or_else(|| "image".into(), |s| s.to_string_lossy());
+        let outputs: Vec<PathBuf> = names
+            .iter()
+            .map(|name| args.output.join(format!("{stem}-{name}.{extension}")))
+            .collect();
+        for path in &outputs {
+            if !seen.insert(path.clone()) {
+                bail!(
+                    "two outputs would both be written to '{}' (inputs with the same name, or kernels with the same name: use NAME=... to tell them apart)",
+                    path.display()
+                );
+            }
+        }
+        jobs.push(Job {
+            input: input.clone(),
+            outputs,
+        });
+    }
+    Ok(jobs)
+}
+
+/// The path as the file system resolves it, also for a file that does not exist yet.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(path) = path.canonicalize() {
+        return Some(path);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(parent.canonicalize().ok()?.join(path.file_name()?))
+}
+
+fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
+    let inputs: HashSet<PathBuf> = jobs.iter().filter_map(|j| resolved(&j.input)).collect();
+    for output in jobs.iter().flat_map(|j| &j.outputs) {
+        if resolved(output).is_some_and(|o| inputs.contains(&o)) {
+            bail!(
+                "refusing to overwrite input '{}' with an output",
+                output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn filter_one(
+    engine: &mut Engine,
+    operation: &Operation,
+    job: &Job,
+    print_timings: bool,
+) -> Result<()> {
+    let start = Instant::now();
+    let image = io::load_gray(&job.input)?;
+    let decode = start.elapsed();
+    let (output, mut timings) = engine
+        .run_timed(&image, operation)
+        .with_context(|| format!("filtering '{}'", job.input.display()))?;
+    timings.decode = Some(decode);
+
+    let start = Instant::now();
+    let FilterOutput {
+        combined,
+        responses,
+    } = output;
+    for (image, path) in combined.iter().chain(&responses).zip(&job.outputs) {
+        io::save_gray(image, path)?;
+    }
+    timings.encode = Some(start.elapsed());
+    if print_timings {
+        eprintln!(
+            "{}: {} [{}]",
+            job.input.display(),
+            timings,
+            engine.describe()
+        );
+    }
+    Ok(())
+}
