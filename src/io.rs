@@ -118,6 +118,14 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    if !dir.is_dir() {
+        let problem = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(write_error(format!("'{}' {problem}", dir.display())));
+    }
     let mut builder = tempfile::Builder::new();
     builder.prefix(".gpuconv-").suffix(".part");
     #[cfg(unix)]
@@ -172,7 +180,10 @@ mod tests {
         assert_eq!(luma([255, 0, 0]), 76);
         assert_eq!(luma([0, 255, 0]), 150);
         assert_eq!(luma([0, 0, 255]), 29);
-        assert_eq!(luma([12, 200, 77]), 131);
+        assert_eq!(luma([12, 200, 77]), 130);
+        assert_eq!(luma([1, 2, 3]), 2);
+        assert_eq!(luma([128, 128, 128]), 128);
+        assert_eq!(luma([200, 100, 50]), 124);
     }
 
     #[test]

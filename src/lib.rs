@@ -1,4 +1,57 @@
-#![doc = include_str!("../README.md")]
+//! 3×3 image convolution — the Sobel-style line and edge filters of an introductory lesson on
+//! convolutional networks — as a wgpu compute shader, with a CPU backend that computes the same bits.
+//!
+//! ```
+//! use gpuconv::{BackendChoice, Engine, Kernel, Operation};
+//!
+//! // The lesson's 5×5 example and its X-shaped filter.
+//! let example = image::GrayImage::from_raw(5, 5, vec![
+//!     1, 1, 1, 0, 0,
+//!     0, 1, 1, 1, 0,
+//!     0, 0, 1, 1, 1,
+//!     0, 0, 1, 1, 0,
+//!     0, 1, 1, 0, 0,
+//! ]).unwrap();
+//! let x = Kernel::parse("1,0,1;0,1,0;1,0,1", "x")?;
+//!
+//! // One engine serves many images; Auto uses the GPU when there is one, else the CPU.
+//! let mut engine = Engine::new(BackendChoice::Auto)?;
+//! let output = engine.run(&example, &Operation::responses(vec![x])?)?;
+//! assert_eq!(output.responses[0].as_raw(), &[4, 3, 4, 2, 4, 3, 2, 3, 4]);
+//!
+//! // The lesson's edge image: min(V + H, 255), V and H computed in the same pass.
+//! let edges = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+//! let edge_image = engine.run(&example, &edges)?.combined.unwrap();
+//! assert_eq!(edge_image.dimensions(), (3, 3));
+//! # Ok::<(), gpuconv::Error>(())
+//! ```
+//!
+//! # What it computes
+//!
+//! - **Input**: 8-bit gray images ([`image::GrayImage`]). [`io::load_gray`] decodes any file the
+//!   `image` crate reads and makes it gray: colour by ITU-R 601-2 luma exactly as Pillow's
+//!   `convert('L')` computes it, `L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16`, alpha
+//!   ignored; 16-bit samples scaled to 8 bits by `round(v / 257)` first (see [`io::to_gray`]).
+//! - **Operation**: 'valid' cross-correlation — no padding, stride 1, no kernel flip — so a W×H
+//!   image gives a (W−2)×(H−2) output whose pixel is `clamp(|Σ patch ∘ kernel|, 0, 255)`.
+//! - **Weights** are `f32`, finite, at most [`kernel::MAX_WEIGHT`] in magnitude. Whole-number
+//!   kernels are summed exactly in `i32`: GPU, CPU and [`reference`](mod@reference) agree bit for bit. Other
+//!   kernels are summed in `f32` in row-major tap order and rounded to nearest, ties to even; the
+//!   CPU equals the reference exactly, and the GPU may differ by at most 1 (drivers may fuse a
+//!   multiply and an add).
+//! - An image smaller than 3×3 is an [`Error::ImageTooSmall`].
+//! - Up to [`MAX_KERNELS`] kernels per [`Operation`] are computed in one pass that reads the
+//!   input once.
+//! - [`Combine::Edge`]: `clamp(V + H, 0, 255)`; [`Combine::Threshold`]`(T)`: 255 where
+//!   `V + H >= T`, else 0 (the lesson uses 255). Computed in the same pass as V and H, which are
+//!   returned only when asked for ([`Operation::with_responses`]).
+//!
+//! # Layout
+//!
+//! [`Engine`] picks a backend at start-up: [`GpuEngine`] (device, queue, pipeline and reusable
+//! buffers; also built from an application's own device with [`GpuEngine::from_device`]) or
+//! [`CpuBackend`]. The shader, `shaders/conv3x3.wgsl`, and its CPU twin, [`cpu::conv3x3`], share
+//! the uniform block [`params::Conv3x3Params`]. [`reference`](mod@reference) is the plain loop the tests trust.
 #![deny(missing_docs)]
 
 pub mod cpu;
@@ -19,3 +72,8 @@ pub use gpu::GpuEngine;
 pub use kernel::Kernel;
 pub use operation::{Combine, FilterOutput, MAX_KERNELS, Operation};
 pub use timings::Timings;
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -98,3 +98,24 @@ pub fn assert_same_output(actual: &FilterOutput, expected: &FilterOutput, what: 
         assert_same(a, e, &format!("{what}, response {k}"));
     }
 }
+
+/// A deterministic pseudo-random image (SplitMix64), pixels in `0..=amplitude`, never all zero.
+pub fn random_image(width: u32, height: u32, amplitude: u8, seed: u64) -> GrayImage {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let modulus = u64::from(amplitude) + 1;
+    let mut image = GrayImage::from_fn(width, height, |_, _| {
+        image::Luma([(next() % modulus) as u8])
+    });
+    // A random image of nothing but zeros would hide a backend that writes nothing.
+    if image.as_raw().iter().all(|&p| p == 0) {
+        image.put_pixel(width / 2, height / 2, image::Luma([amplitude.max(1)]));
+    }
+    image
+}

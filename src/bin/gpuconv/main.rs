@@ -21,12 +21,26 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line, whatever the libraries below put in their messages.
-            let message = format!("{error:#}").replace('\n', " ");
-            eprintln!("gpuconv: error: {message}");
+            eprintln!("gpuconv: error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping causes whose text the message already holds
+/// (several errors, the `image` crate's among them, repeat their source in their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !message.contains(text.trim_end_matches('.')) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 /// Opens the engine, saying on one line when `auto` fell back to the CPU.

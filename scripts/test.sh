@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every gpuconv test, GPU tests included, on a machine with or without a GPU.
+#
+# When no Vulkan driver is installed it installs Mesa's software one (lavapipe) first, so the GPU
+# tests run on the CPU; that needs Debian/Ubuntu and root (or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_vulkan_driver() {
+    ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' &&
+        ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1
+}
+
+if ! have_vulkan_driver; then
+    echo "scripts/test.sh: no Vulkan driver found; installing Mesa's software Vulkan driver (mesa-vulkan-drivers)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "scripts/test.sh: cargo not found: install Rust 1.87 or newer (https://rustup.rs)" >&2
+    exit 1
+fi
+
+cargo test "$@"

@@ -1,0 +1,517 @@
+//! The built `gpuconv` binary on real files: outputs decoded and compared with the reference,
+//! and every kind of bad input answered with one line, a non-zero exit and no file left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use common::{assert_same, random_image};
+use gpuconv::{Kernel, io, reference};
+use image::GrayImage;
+
+/// A scratch folder, with Mesa's runtime-dir warning silenced so stderr holds only gpuconv's words.
+struct Scratch {
+    dir: tempfile::TempDir,
+    runtime: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            runtime: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_image(&self, name: &str, image: &GrayImage) -> PathBuf {
+        let path = self.path(name);
+        image.save(&path).unwrap();
+        path
+    }
+
+    fn gpuconv(&self) -> Command {
+        let mut command = Command::cargo_bin("gpuconv").unwrap();
+        command
+            .current_dir(self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.runtime.path());
+        command
+    }
+
+    /// The file names in the folder, sorted.
+    fn listing(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn load(path: &Path) -> GrayImage {
+    io::load_gray(path).unwrap()
+}
+
+#[test]
+fn one_kernel_writes_one_file_equal_to_the_reference() {
+    let scratch = Scratch::new();
+    let image = random_image(131, 77, 255, 1);
+    scratch.write_image("in.png", &image);
+    for backend in ["cpu", "auto"] {
+        let out = format!("out-{backend}.png");
+        scratch
+            .gpuconv()
+            .args([
+                "filter",
+                "in.png",
+                "-k",
+                "vertical",
+                "-o",
+                &out,
+                "--backend",
+                backend,
+            ])
+            .assert()
+            .success();
+        assert_same(
+            &load(&scratch.path(&out)),
+            &reference::convolve(&image, &Kernel::vertical_lines()),
+            backend,
+        );
+    }
+}
+
+#[test]
+fn edge_defaults_to_the_lessons_two_filters_and_threshold_binarises() {
+    let scratch = Scratch::new();
+    let image = random_image(64, 49, 40, 2);
+    scratch.write_image("in.png", &image);
+    let v = reference::convolve(&image, &Kernel::vertical_lines());
+    let h = reference::convolve(&image, &Kernel::horizontal_lines());
+
+    scratch
+        .gpuconv()
+        .args(["filter", "in.png", "--edge", "-o", "edge.pgm"])
+        .assert()
+        .success();
+    assert!(
+        std::fs::read(scratch.path("edge.pgm"))
+            .unwrap()
+            .starts_with(b"P5"),
+        "binary PGM"
+    );
+    assert_same(
+        &load(&scratch.path("edge.pgm")),
+        &reference::edge(&v, &h),
+        "edge",
+    );
+
+    scratch
+        .gpuconv()
+        .args(["filter", "in.png", "--threshold", "100", "-o", "bin.bmp"])
+        .assert()
+        .success();
+    assert_same(
+        &load(&scratch.path("bin.bmp")),
+        &reference::threshold(&v, &h, 100),
+        "threshold",
+    );
+}
+
+#[test]
+fn several_kernels_and_inputs_fill_a_folder_named_after_them() {
+    let scratch = Scratch::new();
+    let first = random_image(33, 35, 255, 3);
+    let second = random_image(20, 9, 255, 4);
+    scratch.write_image("first.png", &first);
+    scratch.write_image("second.pgm", &second);
+    scratch
+        .gpuconv()
+        .args([
+            "filter",
+            "first.png",
+            "second.pgm",
+            "-k",
+            "x",
+            "-k",
+            "1,2,3;4,5,6;7,8,-9",
+            "-k",
+            "blur=gaussian-blur",
+            "-o",
+            "out",
+        ])
+        .assert()
+        .success();
+    let custom = Kernel::parse("1,2,3;4,5,6;7,8,-9", "kernel2").unwrap();
+    for (stem, image) in [("first", &first), ("second", &second)] {
+        for (name, kernel) in [
+            ("x", Kernel::named("x").unwrap()),
+            ("kernel2", custom.clone()),
+            ("blur", Kernel::named("gaussian-blur").unwrap()),
+        ] {
+            let path = scratch.path(&format!("out/{stem}-{name}.png"));
+            assert_same(
+                &load(&path),
+                &reference::convolve(image, &kernel),
+                &format!("{stem}-{name}"),
+            );
+        }
+    }
+    // --responses with --edge: the edge image and both responses.
+    scratch
+        .gpuconv()
+        .args([
+            "filter",
+            "first.png",
+            "--edge",
+            "--responses",
+            "-o",
+            "both",
+            "--format",
+            "pgm",
+        ])
+        .assert()
+        .success();
+    let mut names: Vec<String> = std::fs::read_dir(scratch.path("both"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "first-edge.pgm",
+            "first-horizontal.pgm",
+            "first-vertical.pgm"
+        ]
+    );
+}
+
+#[test]
+fn colour_input_becomes_gray_by_the_lessons_luma_rule() {
+    let scratch = Scratch::new();
+    let colour = image::RgbImage::from_fn(41, 23, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 11) as u8, ((x * y) % 256) as u8])
+    });
+    colour.save(scratch.path("colour.png")).unwrap();
+    scratch
+        .gpuconv()
+        .args(["filter", "colour.png", "-k", "identity", "-o", "gray.png"])
+        .assert()
+        .success();
+    let gray = GrayImage::from_fn(41, 23, |x, y| {
+        image::Luma([io::luma(colour.get_pixel(x, y).0)])
+    });
+    assert_same(
+        &load(&scratch.path("gray.png")),
+        &reference::convolve(&gray, &Kernel::named("identity").unwrap()),
+        "luma",
+    );
+}
+
+#[test]
+fn timings_are_printed_per_stage() {
+    let scratch = Scratch::new();
+    scratch.write_image("in.png", &random_image(50, 50, 255, 5));
+    let output = scratch
+        .gpuconv()
+        .args(["filter", "in.png", "--edge", "-o", "e.png", "--timings"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for stage in ["decode", "upload", "compute", "readback", "encode"] {
+        assert!(stderr.contains(stage), "no {stage} in {stderr}");
+    }
+}
+
+/// Runs gpuconv expecting failure: exit code 1, exactly one line on stderr mentioning `expected`,
+/// no panic, and the folder exactly as it was (no output, no temporary file, inputs unchanged).
+fn assert_fails_cleanly(scratch: &Scratch, args: &[&str], env: &[(&str, &str)], expected: &str) {
+    let before = scratch.listing();
+    let contents_before: Vec<Vec<u8>> = before
+        .iter()
+        .map(|n| std::fs::read(scratch.path(n)).unwrap_or_default())
+        .collect();
+    let mut command = scratch.gpuconv();
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?}: exit code; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got: {stderr}");
+    assert!(
+        lines[0].starts_with("gpuconv: error: "),
+        "{args:?}: {stderr}"
+    );
+    assert!(
+        lines[0].contains(expected),
+        "{args:?}: expected '{expected}' in: {stderr}"
+    );
+    assert_eq!(
+        scratch.listing(),
+        before,
+        "{args:?}: files were left behind or removed"
+    );
+    let contents_after: Vec<Vec<u8>> = before
+        .iter()
+        .map(|n| std::fs::read(scratch.path(n)).unwrap_or_default())
+        .collect();
+    assert!(
+        contents_after == contents_before,
+        "{args:?}: an input file changed"
+    );
+}
+
+#[test]
+fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
+    let scratch = Scratch::new();
+    let good = random_image(20, 20, 255, 6);
+    scratch.write_image("good.png", &good);
+    let png = std::fs::read(scratch.path("good.png")).unwrap();
+    std::fs::write(scratch.path("truncated.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(
+        scratch.path("corrupt.png"),
+        b"this is not an image at all, just text",
+    )
+    .unwrap();
+    scratch.write_image("tiny.png", &random_image(2, 5, 255, 7));
+    std::fs::write(scratch.path("a-file"), b"x").unwrap();
+
+    let cpu = ["--backend", "cpu"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["filter", "missing.png", "-k", "vertical", "-o", "out.png"],
+            "missing.png",
+        ),
+        (
+            vec!["filter", "corrupt.png", "-k", "vertical", "-o", "out.png"],
+            "corrupt.png",
+        ),
+        (
+            vec!["filter", "truncated.png", "-k", "vertical", "-o", "out.png"],
+            "truncated.png",
+        ),
+        (
+            vec!["filter", "tiny.png", "-k", "vertical", "-o", "out.png"],
+            "smaller than the 3×3 kernel",
+        ),
+        (
+            vec!["filter", "good.png", "-k", "1,0,-1;2,0,-2", "-o", "out.png"],
+            "expected 3 rows",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "1,0,-1;2,0;1,0,-1",
+                "-o",
+                "out.png",
+            ],
+            "row 2 has 2 weights",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "1,0,-1;2,zero,-2;1,0,-1",
+                "-o",
+                "out.png",
+            ],
+            "'zero' (row 2, column 2) is not a number",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "1,0,-1;2,NaN,-2;1,0,-1",
+                "-o",
+                "out.png",
+            ],
+            "not a finite number",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "1,0,-1;2,inf,-2;1,0,-1",
+                "-o",
+                "out.png",
+            ],
+            "not a finite number",
+        ),
+        (
+            vec!["filter", "good.png", "-k", "sobel", "-o", "out.png"],
+            "not a known kernel name",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "vertical",
+                "-o",
+                "no-such-dir/out.png",
+            ],
+            "no-such-dir/out.png",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "vertical",
+                "-o",
+                "a-file/out.png",
+            ],
+            "a-file/out.png",
+        ),
+        (
+            vec!["filter", "good.png", "-k", "vertical", "-o", "out.xyz"],
+            "unsupported image format",
+        ),
+        (
+            vec!["filter", "good.png", "-k", "vertical", "-o", "good.png"],
+            "refusing to overwrite input",
+        ),
+        (
+            vec!["filter", "good.png", "-k", "vertical", "-o", "./good.png"],
+            "refusing to overwrite input",
+        ),
+        (
+            vec![
+                "filter", "good.png", "-k", "vertical", "-k", "x", "-o", "a-file",
+            ],
+            "must name a folder",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "vertical",
+                "-k",
+                "horizontal",
+                "-k",
+                "x",
+                "--edge",
+                "-o",
+                "out.png",
+            ],
+            "exactly 2 kernels",
+        ),
+    ];
+    for (mut args, expected) in cases {
+        args.extend(cpu);
+        assert_fails_cleanly(&scratch, &args, &[], expected);
+    }
+}
+
+#[test]
+fn backend_gpu_without_an_adapter_says_so_and_how_to_get_one() {
+    let scratch = Scratch::new();
+    scratch.write_image("good.png", &random_image(20, 20, 255, 8));
+    // No Linux machine has a DirectX 12 adapter: this hides every GPU from wgpu.
+    let no_gpu = [("WGPU_BACKEND", "dx12")];
+    let args = [
+        "filter",
+        "good.png",
+        "-k",
+        "vertical",
+        "-o",
+        "out.png",
+        "--backend",
+        "gpu",
+    ];
+    assert_fails_cleanly(&scratch, &args, &no_gpu, "no GPU adapter found");
+    assert_fails_cleanly(&scratch, &args, &no_gpu, "mesa-vulkan-drivers");
+    assert_fails_cleanly(
+        &scratch,
+        &args,
+        &[("WGPU_ADAPTER_NAME", "no-such-gpu")],
+        "WGPU_ADAPTER_NAME='no-such-gpu'",
+    );
+
+    // auto falls back to the CPU with a one-line notice, and the result is still right.
+    let output = scratch
+        .gpuconv()
+        .args(["filter", "good.png", "-k", "vertical", "-o", "out.png"])
+        .envs(no_gpu)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("using the CPU backend"), "{stderr}");
+    let input = load(&scratch.path("good.png"));
+    assert_same(
+        &load(&scratch.path("out.png")),
+        &reference::convolve(&input, &Kernel::vertical_lines()),
+        "fallback",
+    );
+}
+
+#[test]
+fn demo_prints_the_lessons_answer_and_writes_figures() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .gpuconv()
+        .args(["demo", "-o", "figs", "--backend", "cpu"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("[  4   3   4]\n  [  2   4   3]\n  [  2   3   4]"),
+        "{stdout}"
+    );
+    for name in [
+        "arrows",
+        "camera",
+        "coffee",
+        "stripe-vertical",
+        "stripe-horizontal",
+    ] {
+        let figure = load(&scratch.path(&format!("figs/{name}-figure.png")));
+        assert!(
+            figure.width() > figure.height() * 3,
+            "{name}: five panels side by side"
+        );
+    }
+}
+
+#[test]
+fn info_lists_adapters_or_says_there_are_none() {
+    let scratch = Scratch::new();
+    let output = scratch.gpuconv().arg("info").output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("CPU backend") || stdout.contains("no GPU adapters"),
+        "{stdout}"
+    );
+    let output = scratch
+        .gpuconv()
+        .arg("info")
+        .env("WGPU_BACKEND", "dx12")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("no GPU adapters found"));
+}

@@ -1,0 +1,114 @@
+//! GPU-only behaviour: devices with small limits, dispatches spilling past the per-dimension
+//! workgroup limit, buffer reuse across image sizes.
+
+mod common;
+
+use common::{assert_same_output, random_image};
+use gpuconv::gpu::device;
+use gpuconv::{Error, GpuEngine, Kernel, Operation, reference};
+
+/// A device on the default adapter with some limits lowered, as an embedding app might create.
+/// `None` (or a panic under CI=true, through `common::gpu`) when there is no adapter.
+fn device_with(lower: impl FnOnce(&mut wgpu::Limits)) -> Option<(wgpu::Device, wgpu::Queue)> {
+    drop(common::gpu()?);
+    let instance = device::instance_from_env();
+    let adapter = pollster::block_on(device::select_adapter(&instance)).expect("adapter");
+    let mut limits = adapter.limits();
+    lower(&mut limits);
+    let descriptor = wgpu::DeviceDescriptor {
+        required_limits: limits,
+        ..Default::default()
+    };
+    Some(
+        pollster::block_on(adapter.request_device(&descriptor))
+            .expect("device with lowered limits"),
+    )
+}
+
+fn edge_with_responses() -> Operation {
+    Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses()
+}
+
+#[test]
+fn dispatch_spills_into_a_second_dimension_past_the_workgroup_limit() {
+    let Some((device, queue)) = device_with(|l| l.max_compute_workgroups_per_dimension = 16) else {
+        return;
+    };
+    let mut engine = GpuEngine::from_device(&device, &queue).unwrap();
+    // 301×203 gives 299·201/4 = 15025 words: 235 workgroups of 64, so 15 rows of 16.
+    let image = random_image(301, 203, 255, 7);
+    let operation = edge_with_responses();
+    assert_same_output(
+        &engine.run(&image, &operation).unwrap(),
+        &reference::run(&image, &operation),
+        "spilled dispatch",
+    );
+}
+
+#[test]
+fn images_larger_than_the_device_allows_get_an_error_naming_the_limit() {
+    let Some((device, queue)) = device_with(|l| l.max_storage_buffer_binding_size = 1 << 16) else {
+        return;
+    };
+    let mut engine = GpuEngine::from_device(&device, &queue).unwrap();
+    let operation = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
+    match engine.run(&random_image(300, 300, 255, 1), &operation) {
+        Err(
+            error @ Error::TooLargeForDevice {
+                needed: 90000,
+                limit: 65536,
+                ..
+            },
+        ) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("max_storage_buffer_binding_size"),
+                "{message}"
+            );
+            assert!(message.contains("300×300"), "{message}");
+        }
+        other => panic!("expected TooLargeForDevice, got {other:?}"),
+    }
+    // The engine still works for images that fit.
+    let small = random_image(100, 60, 255, 2);
+    assert_same_output(
+        &engine.run(&small, &operation).unwrap(),
+        &reference::run(&small, &operation),
+        "after refusal",
+    );
+}
+
+#[test]
+fn one_engine_serves_many_sizes_reusing_and_growing_its_buffers() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let operation = edge_with_responses();
+    for (i, (width, height)) in [(640, 480), (17, 5), (1001, 999), (3, 3), (640, 481)]
+        .into_iter()
+        .enumerate()
+    {
+        let image = random_image(width, height, 255, i as u64);
+        let what = format!("{width}×{height} after other sizes");
+        assert_same_output(
+            &engine.run(&image, &operation).unwrap(),
+            &reference::run(&image, &operation),
+            &what,
+        );
+    }
+}
+
+#[test]
+fn images_smaller_than_the_kernel_are_errors() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let operation = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
+    for (width, height) in [(2, 10), (10, 2), (1, 1)] {
+        let image = random_image(width, height, 255, 0);
+        assert!(matches!(
+            engine.run(&image, &operation),
+            Err(Error::ImageTooSmall { .. })
+        ));
+    }
+}
