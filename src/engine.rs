@@ -4,17 +4,19 @@ use image::GrayImage;
 
 use crate::cpu::CpuBackend;
 use crate::error::Result;
-use crate::gpu::GpuEngine;
+use crate::gpu::{GpuEngine, device};
 use crate::operation::{FilterOutput, Operation};
 use crate::timings::Timings;
 
 /// Which backend to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// The GPU when an adapter exists, otherwise the CPU.
+    /// The GPU when a hardware adapter exists, otherwise the CPU. A software adapter (such as
+    /// Mesa's llvmpipe) is slower than the CPU backend on the same cores, so it is used only when
+    /// `WGPU_ADAPTER_NAME` names it.
     #[default]
     Auto,
-    /// The GPU, or an error when there is no adapter.
+    /// The GPU (any adapter, software ones included), or an error when there is none.
     Gpu,
     /// The CPU.
     Cpu,
@@ -41,12 +43,12 @@ impl Engine {
         let backend = match choice {
             BackendChoice::Cpu => Backend::Cpu(CpuBackend::new()),
             BackendChoice::Gpu => Backend::Gpu(Box::new(GpuEngine::new()?)),
-            BackendChoice::Auto => match GpuEngine::new() {
+            BackendChoice::Auto => match pollster::block_on(auto_gpu()) {
                 Ok(gpu) => Backend::Gpu(Box::new(gpu)),
-                Err(error) => {
+                Err(reason) => {
                     return Ok(Self {
                         backend: Backend::Cpu(CpuBackend::new()),
-                        fallback_reason: Some(error.to_string()),
+                        fallback_reason: Some(reason),
                     });
                 }
             },
@@ -103,6 +105,26 @@ impl Engine {
             Backend::Cpu(cpu) => cpu.run_timed(image, operation),
         }
     }
+}
+
+/// The GPU engine [`BackendChoice::Auto`] uses, or why there is none.
+async fn auto_gpu() -> Result<GpuEngine, String> {
+    let instance = device::instance_from_env();
+    let adapter = device::select_adapter(&instance)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = adapter.get_info();
+    let named = std::env::var_os("WGPU_ADAPTER_NAME").is_some();
+    if info.device_type == wgpu::DeviceType::Cpu && !named {
+        return Err(format!(
+            "the best GPU adapter found, '{}', is a software renderer, slower than the CPU \
+             backend; --backend gpu uses it anyway",
+            info.name
+        ));
+    }
+    GpuEngine::from_adapter(&adapter)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 impl From<CpuBackend> for Engine {

@@ -62,7 +62,10 @@ fn one_kernel_writes_one_file_equal_to_the_reference() {
     let scratch = Scratch::new();
     let image = random_image(131, 77, 255, 1);
     scratch.write_image("in.png", &image);
-    for backend in ["cpu", "auto"] {
+    for backend in ["cpu", "gpu", "auto"] {
+        if backend == "gpu" && common::gpu().is_none() {
+            continue;
+        }
         let out = format!("out-{backend}.png");
         scratch
             .gpuconv()
@@ -218,15 +221,36 @@ fn colour_input_becomes_gray_by_the_lessons_luma_rule() {
 fn timings_are_printed_per_stage() {
     let scratch = Scratch::new();
     scratch.write_image("in.png", &random_image(50, 50, 255, 5));
-    let output = scratch
-        .gpuconv()
-        .args(["filter", "in.png", "--edge", "-o", "e.png", "--timings"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    for stage in ["decode", "upload", "compute", "readback", "encode"] {
+    let timings = |backend: &str| {
+        let args = [
+            "filter",
+            "in.png",
+            "--edge",
+            "-o",
+            "e.png",
+            "--timings",
+            "--backend",
+            backend,
+        ];
+        let output = scratch.gpuconv().args(args).output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = timings("cpu");
+    for stage in ["decode", "compute", "encode", "cpu ("] {
         assert!(stderr.contains(stage), "no {stage} in {stderr}");
+    }
+    let Some(gpu) = common::gpu() else { return };
+    let stderr = timings("gpu");
+    for stage in ["decode", "upload", "compute", "readback", "encode", "gpu ("] {
+        assert!(stderr.contains(stage), "no {stage} in {stderr}");
+    }
+    if gpu
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        assert!(stderr.contains("gpu kernel"), "no kernel time in {stderr}");
     }
 }
 

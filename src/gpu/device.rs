@@ -13,8 +13,10 @@ pub async fn enumerate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter>
 }
 
 /// The adapter gpuconv uses, chosen the way wgpu's own tools do: the first adapter whose name
-/// contains `WGPU_ADAPTER_NAME` (case-insensitive) when that is set, else wgpu's default for
-/// `WGPU_POWER_PREF`; only backends allowed by `WGPU_BACKEND` are considered.
+/// contains `WGPU_ADAPTER_NAME` (case-insensitive) when that is set, else wgpu's choice for
+/// `WGPU_POWER_PREF` (`high`, the default here, ranks discrete GPUs first and software
+/// renderers last; `low` ranks integrated GPUs first); only backends allowed by `WGPU_BACKEND`
+/// are considered.
 ///
 /// Unlike `wgpu::util::initialize_adapter_from_env`, a name that matches nothing is an error,
 /// not a panic.
@@ -39,7 +41,9 @@ pub async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> 
     }
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+            // A compute tool wants the fastest device; wgpu's own default does not rank at all.
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
             ..Default::default()
         })
         .await

@@ -45,7 +45,13 @@ impl GpuEngine {
     pub async fn new_async() -> Result<Self> {
         let instance = device::instance_from_env();
         let adapter = device::select_adapter(&instance).await?;
-        let (device, queue) = device::request_device(&adapter).await?;
+        Self::from_adapter(&adapter).await
+    }
+
+    /// Opens a device on `adapter` with its full limits (and timestamp queries when it has them)
+    /// and builds the engine on it.
+    pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        let (device, queue) = device::request_device(adapter).await?;
         Self::from_device(&device, &queue)
     }
 
@@ -134,18 +140,8 @@ impl GpuEngine {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("gpuconv::conv3x3::encoder"),
             });
-        let grid = dispatch::workgroup_grid(
-            params.plane_words,
-            limits.max_compute_workgroups_per_dimension,
-        );
+        self.encode(&mut encoder, buffers, &params);
         let timer = self.timer.as_ref();
-        dispatch::encode_pass(
-            &mut encoder,
-            &self.pipeline,
-            &buffers.bind_group,
-            grid,
-            timer.map(PassTimer::writes),
-        );
         if let Some(timer) = timer {
             timer.encode_resolve(&mut encoder);
         }
@@ -175,6 +171,26 @@ impl GpuEngine {
             FilterOutput::from_planes(operation, out_width, out_height, planes),
             timings,
         ))
+    }
+
+    /// The core step: records the convolution pass over `buffers` into `encoder`, without
+    /// submitting anything; [`run_timed`](Self::run_timed) wraps it in upload and readback.
+    fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        buffers: &Conv3x3Buffers,
+        params: &Conv3x3Params,
+    ) {
+        let max_per_dimension = self.device.limits().max_compute_workgroups_per_dimension;
+        let grid = dispatch::workgroup_grid(params.plane_words, max_per_dimension);
+        let timestamps = self.timer.as_ref().map(PassTimer::writes);
+        dispatch::encode_pass(
+            encoder,
+            &self.pipeline,
+            &buffers.bind_group,
+            grid,
+            timestamps,
+        );
     }
 
     /// Grows the reusable buffers when this image needs more; allocation failures become errors.
