@@ -165,6 +165,17 @@ fn several_kernels_and_inputs_fill_a_folder_named_after_them() {
             );
         }
     }
+    // A trailing slash asks for a folder even for one output.
+    scratch
+        .gpuconv()
+        .args(["filter", "second.pgm", "-k", "x", "-o", "single/"])
+        .assert()
+        .success();
+    assert_same(
+        &load(&scratch.path("single/second-x.png")),
+        &reference::convolve(&second, &Kernel::named("x").unwrap()),
+        "into folder",
+    );
     // --responses with --edge: the edge image and both responses.
     scratch
         .gpuconv()

@@ -67,7 +67,8 @@ pub struct FilterArgs {
     pub responses: bool,
 
     /// Output file (one input, one image out; its extension picks the format), or a folder that
-    /// receives INPUTSTEM-KERNEL.FORMAT files when there are several inputs or outputs.
+    /// receives INPUTSTEM-KERNEL.FORMAT files: when there are several inputs or outputs, or the
+    /// path is an existing folder or ends with '/'.
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 

@@ -23,7 +23,12 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     for job in &jobs {
         // Fail before the (possibly slow) engine start-up when an input is plainly missing.
         if !job.input.is_file() {
-            bail!("cannot read image '{}': no such file", job.input.display());
+            let problem = if job.input.exists() {
+                "not a file"
+            } else {
+                "no such file"
+            };
+            bail!("cannot read image '{}': {problem}", job.input.display());
         }
     }
     let mut engine = crate::open_engine(args.backend.into())?;
@@ -74,14 +79,15 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Vec<Job>> {
         .chain(response_names.into_iter().flatten())
         .collect();
 
-    if args.inputs.len() == 1 && names.len() == 1 {
+    // `-o out/` or an existing folder asks for a folder even when one file comes out.
+    let names_folder = args.output.is_dir()
+        || args
+            .output
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR);
+    if args.inputs.len() == 1 && names.len() == 1 && !names_folder {
         io::output_format(&args.output)?;
-        if args.output.is_dir() {
-            bail!(
-                "'{}' is a folder; with one input and one output image, -o names the output file",
-                args.output.display()
-            );
-        }
         return Ok(vec![Job {
             input: args.inputs[0].clone(),
             outputs: vec![args.output.clone()],
