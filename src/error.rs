@@ -90,6 +90,16 @@ pub enum Error {
         source: image::ImageError,
     },
 
+    /// An input file is in no format gpuconv reads, judged by its contents and its extension.
+    #[error(
+        "cannot read image '{}': not a PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA or QOI file",
+        path.display()
+    )]
+    UnknownFormat {
+        /// The input path.
+        path: PathBuf,
+    },
+
     /// An output file could not be encoded or written.
     #[error("cannot write '{}': {reason}", path.display())]
     Write {

@@ -20,6 +20,11 @@ pub fn load_gray(path: &Path) -> Result<GrayImage> {
     let reader = reader
         .with_guessed_format()
         .map_err(|e| decode_error(image::ImageError::IoError(e)))?;
+    if reader.format().is_none() {
+        return Err(Error::UnknownFormat {
+            path: path.to_owned(),
+        });
+    }
     reader.decode().map(to_gray).map_err(decode_error)
 }
 
@@ -105,15 +110,8 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
     }
 }
 
-/// Writes `image` to `path` in the format its extension names. The file is written beside its
-/// destination under a temporary name and renamed into place only once complete, so a failure
-/// never leaves a partial or empty file behind, and an existing file is replaced atomically.
-pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
-    let format = output_format(path)?;
-    let write_error = |reason: String| Error::Write {
-        path: path.to_owned(),
-        reason,
-    };
+/// The folder `path` will be written into, checked to exist (`.` for a bare file name).
+pub fn check_output_folder(path: &Path) -> Result<&Path> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -124,8 +122,24 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
         } else {
             "does not exist"
         };
-        return Err(write_error(format!("'{}' {problem}", dir.display())));
+        return Err(Error::Write {
+            path: path.to_owned(),
+            reason: format!("'{}' {problem}", dir.display()),
+        });
     }
+    Ok(dir)
+}
+
+/// Writes `image` to `path` in the format its extension names. The file is written beside its
+/// destination under a temporary name and renamed into place only once complete, so a failure
+/// never leaves a partial or empty file behind, and an existing file is replaced atomically.
+pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
+    let format = output_format(path)?;
+    let write_error = |reason: String| Error::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let dir = check_output_folder(path)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".gpuconv-").suffix(".part");
     #[cfg(unix)]

@@ -67,7 +67,7 @@ impl Operation {
         }
         if combine != Combine::None && kernels.len() != 2 {
             return Err(Error::InvalidOperation(format!(
-                "an edge or threshold image combines exactly 2 kernels (vertical and horizontal), {} given",
+                "an edge or threshold image combines exactly 2 kernels (V and H), {} given",
                 kernels.len()
             )));
         }

@@ -325,6 +325,7 @@ fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
     .unwrap();
     scratch.write_image("tiny.png", &random_image(2, 5, 255, 7));
     std::fs::write(scratch.path("a-file"), b"x").unwrap();
+    std::fs::write(scratch.path("notes.md"), b"# not an image\n").unwrap();
 
     let cpu = ["--backend", "cpu"];
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -419,6 +420,27 @@ fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
             "a-file/out.png",
         ),
         (
+            vec!["filter", "notes.md", "-k", "vertical", "-o", "out.png"],
+            "'notes.md': not a PNG, JPEG",
+        ),
+        (
+            vec![
+                "filter",
+                "good.png",
+                "truncated.png",
+                "--edge",
+                "-o",
+                "two.png",
+            ],
+            "looks like a file name",
+        ),
+        (
+            vec![
+                "filter", "good.png", "-k", "vertical", "-o", "out.png", "--format", "jpg",
+            ],
+            "--format jpg applies to outputs written into a folder",
+        ),
+        (
             vec!["filter", "good.png", "-k", "vertical", "-o", "out.xyz"],
             "unsupported image format",
         ),
@@ -484,6 +506,12 @@ fn backend_gpu_without_an_adapter_says_so_and_how_to_get_one() {
         "WGPU_ADAPTER_NAME='no-such-gpu'",
     );
 
+    // A bad input is reported alone: the fallback notice comes only once an image is decoded.
+    std::fs::write(scratch.path("corrupt.png"), b"not a png").unwrap();
+    let corrupt = ["filter", "corrupt.png", "-k", "vertical", "-o", "out.png"];
+    assert_fails_cleanly(&scratch, &corrupt, &no_gpu, "corrupt.png");
+    std::fs::remove_file(scratch.path("corrupt.png")).unwrap();
+
     // auto falls back to the CPU with a one-line notice, and the result is still right.
     let output = scratch
         .gpuconv()
@@ -533,20 +561,41 @@ fn demo_prints_the_lessons_answer_and_writes_figures() {
 }
 
 #[test]
-fn info_lists_adapters_or_says_there_are_none() {
+fn info_says_which_backend_each_choice_uses() {
     let scratch = Scratch::new();
     let output = scratch.gpuconv().arg("info").output().unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("CPU backend") || stdout.contains("no GPU adapters"),
+        stdout.contains("--backend cpu:  the CPU backend"),
         "{stdout}"
     );
+    if let Some(gpu) = common::gpu() {
+        let name = &gpu.adapter_info().name;
+        assert!(
+            stdout.contains(&format!("--backend gpu:  {name}")),
+            "{stdout}"
+        );
+        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            assert!(
+                stdout.contains("--backend auto: the CPU backend"),
+                "{stdout}"
+            );
+        }
+    }
     let output = scratch
         .gpuconv()
         .arg("info")
         .env("WGPU_BACKEND", "dx12")
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&output.stdout).contains("no GPU adapters found"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("--backend gpu:  fails: no GPU adapter found"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--backend auto: the CPU backend"),
+        "{stdout}"
+    );
 }

@@ -25,9 +25,10 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The GPU when an adapter exists, else the CPU with a notice.
+    /// A hardware GPU when there is one, else the CPU with a notice (software renderers such as
+    /// llvmpipe count as none).
     Auto,
-    /// The GPU; an error when there is no adapter.
+    /// The GPU, software renderers included; an error when there is no adapter.
     Gpu,
     /// The CPU (all cores).
     Cpu,
@@ -72,9 +73,10 @@ pub struct FilterArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// Format of files written into an output folder, as a file extension.
-    #[arg(long, default_value = "png", value_name = "EXT")]
-    pub format: String,
+    /// Format of files written into an output folder, as a file extension [default: png]. A
+    /// single output file takes its format from its own extension.
+    #[arg(long, value_name = "EXT")]
+    pub format: Option<String>,
 
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]

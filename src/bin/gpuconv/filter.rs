@@ -9,6 +9,13 @@ use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, io};
 
 use crate::args::FilterArgs;
 
+/// Where the outputs go.
+struct Plan {
+    /// The folder to create before writing, when `-o` names one.
+    folder: Option<PathBuf>,
+    jobs: Vec<Job>,
+}
+
 /// One input and the files its outputs go to, in [`FilterOutput`] order: the combined image
 /// first, if any, then the responses.
 struct Job {
@@ -18,9 +25,9 @@ struct Job {
 
 pub fn run(args: &FilterArgs) -> Result<()> {
     let operation = operation(args)?;
-    let jobs = plan(args, &operation)?;
-    refuse_overwriting_inputs(&jobs)?;
-    for job in &jobs {
+    let plan = plan(args, &operation)?;
+    refuse_overwriting_inputs(&plan.jobs)?;
+    for job in &plan.jobs {
         // Fail before the (possibly slow) engine start-up when an input is plainly missing.
         if !job.input.is_file() {
             let problem = if job.input.exists() {
@@ -31,9 +38,15 @@ pub fn run(args: &FilterArgs) -> Result<()> {
             bail!("cannot read image '{}': {problem}", job.input.display());
         }
     }
-    let mut engine = crate::open_engine(args.backend.into())?;
-    for job in &jobs {
-        filter_one(&mut engine, &operation, job, args.timings)?;
+    if let Some(folder) = &plan.folder {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create output folder '{}'", folder.display()))?;
+    }
+    // Opened once the first input is decoded, so that a bad input is reported alone, without
+    // the CPU-fallback notice before it; then shared by every input.
+    let mut engine = None;
+    for job in &plan.jobs {
+        filter_one(&mut engine, args, &operation, job)?;
     }
     Ok(())
 }
@@ -65,7 +78,7 @@ fn operation(args: &FilterArgs) -> Result<Operation> {
 }
 
 /// Where every output goes: `-o` is the file when one input gives one image, else a folder.
-fn plan(args: &FilterArgs, operation: &Operation) -> Result<Vec<Job>> {
+fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
     let combined_name = match operation.combine() {
         Combine::None => None,
         Combine::Edge => Some("edge".to_owned()),
@@ -78,34 +91,51 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Vec<Job>> {
         .into_iter()
         .chain(response_names.into_iter().flatten())
         .collect();
+    let output = &args.output;
 
     // `-o out/` or an existing folder asks for a folder even when one file comes out.
-    let names_folder = args.output.is_dir()
-        || args
-            .output
+    let names_folder = output.is_dir()
+        || output
             .as_os_str()
             .to_string_lossy()
             .ends_with(std::path::MAIN_SEPARATOR);
     if args.inputs.len() == 1 && names.len() == 1 && !names_folder {
-        io::output_format(&args.output)?;
-        return Ok(vec![Job {
-            input: args.inputs[0].clone(),
-            outputs: vec![args.output.clone()],
-        }]);
+        if let Some(format) = &args.format {
+            bail!(
+                "--format {format} applies to outputs written into a folder; the extension of -o picks this file's format"
+            );
+        }
+        io::output_format(output)?;
+        io::check_output_folder(output)?;
+        return Ok(Plan {
+            folder: None,
+            jobs: vec![Job {
+                input: args.inputs[0].clone(),
+                outputs: vec![output.clone()],
+            }],
+        });
     }
 
-    let extension = args.format.trim_start_matches('.');
-    io::output_format(Path::new(&format!("out.{extension}")))
-        .with_context(|| format!("--format {extension}"))?;
-    if args.output.exists() && !args.output.is_dir() {
+    let count = args.inputs.len() * names.len();
+    if output.exists() && !output.is_dir() {
         bail!(
-            "'{}' is a file, but {} images are written, so -o must name a folder",
-            args.output.display(),
-            args.inputs.len() * names.len()
+            "'{}' is a file, but {count} images are written, so -o must name a folder",
+            output.display()
         );
     }
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create output folder '{}'", args.output.display()))?;
+    if !output.exists() && !names_folder && io::output_format(output).is_ok() {
+        bail!(
+            "'{}' looks like a file name, but {count} images are written, so -o must name a folder (end it with '/' to create one)",
+            output.display()
+        );
+    }
+    let extension = args
+        .format
+        .as_deref()
+        .unwrap_or("png")
+        .trim_start_matches('.');
+    io::output_format(Path::new(&format!("out.{extension}")))
+        .with_context(|| format!("--format {extension}"))?;
     let mut seen = HashSet::new();
     let mut jobs = Vec::new();
     for input in &args.inputs {
@@ -114,7 +144,7 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Vec<Job>> {
             .map_or_else(|| "image".into(), |s| s.to_string_lossy());
         let outputs: Vec<PathBuf> = names
             .iter()
-            .map(|name| args.output.join(format!("{stem}-{name}.{extension}")))
+            .map(|name| output.join(format!("{stem}-{name}.{extension}")))
             .collect();
         for path in &outputs {
             if !seen.insert(path.clone()) {
@@ -129,7 +159,10 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Vec<Job>> {
             outputs,
         });
     }
-    Ok(jobs)
+    Ok(Plan {
+        folder: Some(output.clone()),
+        jobs,
+    })
 }
 
 /// The path as the file system resolves it, also for a file that does not exist yet.
@@ -158,14 +191,18 @@ fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
 }
 
 fn filter_one(
-    engine: &mut Engine,
+    engine: &mut Option<Engine>,
+    args: &FilterArgs,
     operation: &Operation,
     job: &Job,
-    print_timings: bool,
 ) -> Result<()> {
     let start = Instant::now();
     let image = io::load_gray(&job.input)?;
     let decode = start.elapsed();
+    let engine = match engine {
+        Some(engine) => engine,
+        None => engine.insert(crate::open_engine(args.backend.into())?),
+    };
     let (output, mut timings) = engine
         .run_timed(&image, operation)
         .with_context(|| format!("filtering '{}'", job.input.display()))?;
@@ -180,7 +217,7 @@ fn filter_one(
         io::save_gray(image, path)?;
     }
     timings.encode = Some(start.elapsed());
-    if print_timings {
+    if args.timings {
         eprintln!(
             "{}: {} [{}]",
             job.input.display(),

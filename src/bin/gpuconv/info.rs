@@ -1,36 +1,17 @@
-//! `gpuconv info`: what wgpu sees.
+//! `gpuconv info`: what wgpu sees, and which backend each `--backend` choice would use.
 
 use anyhow::Result;
+use gpuconv::engine::auto_rejects;
 use gpuconv::gpu::device;
 
 pub fn run() -> Result<()> {
+    let threads = rayon::current_num_threads();
     let instance = device::instance_from_env();
     let adapters = pollster::block_on(device::enumerate_adapters(&instance));
-    let chosen = pollster::block_on(device::select_adapter(&instance))
-        .ok()
-        .map(|a| a.get_info());
-    if adapters.is_empty() {
-        println!(
-            "no GPU adapters found: gpuconv will use the CPU backend ({} threads)",
-            rayon::current_num_threads()
-        );
-        println!(
-            "(on Debian, 'apt-get install mesa-vulkan-drivers libvulkan1' gives a software Vulkan device)"
-        );
-        return Ok(());
-    }
-    for adapter in adapters {
+    for adapter in &adapters {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let mark = if chosen.as_ref() == Some(&info) {
-            "  <- used by --backend auto/gpu"
-        } else {
-            ""
-        };
-        println!(
-            "{} ({:?}, {:?}){mark}",
-            info.name, info.backend, info.device_type
-        );
+        println!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
         println!("  driver: {} {}", info.driver, info.driver_info);
         println!(
             "  max_storage_buffer_binding_size: {} bytes",
@@ -46,6 +27,23 @@ pub fn run() -> Result<()> {
             adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY)
         );
     }
-    println!("CPU backend: {} threads", rayon::current_num_threads());
+    match pollster::block_on(device::select_adapter(&instance)) {
+        Ok(adapter) => {
+            let info = adapter.get_info();
+            println!("--backend gpu:  {} ({:?})", info.name, info.backend);
+            match auto_rejects(&info) {
+                None => println!("--backend auto: {} ({:?})", info.name, info.backend),
+                Some(_) => println!(
+                    "--backend auto: the CPU backend, {threads} threads ('{}' is a software renderer)",
+                    info.name
+                ),
+            }
+        }
+        Err(error) => {
+            println!("--backend gpu:  fails: {error}");
+            println!("--backend auto: the CPU backend, {threads} threads");
+        }
+    }
+    println!("--backend cpu:  the CPU backend, {threads} threads");
     Ok(())
 }
