@@ -30,8 +30,8 @@ pub enum Error {
 
     /// The image needs a GPU buffer larger than the device allows.
     #[error(
-        "image is {width}×{height}: its {what} needs {needed} bytes, more than this GPU's limit \
-         {limit_name} = {limit} bytes (use --backend cpu for images this large)"
+        "image is {width}×{height}: its {what} needs {needed} {unit}, more than this GPU's limit \
+         {limit_name} = {limit} {unit} (the CPU backend handles images this large)"
     )]
     TooLargeForDevice {
         /// Image width in pixels.
@@ -40,8 +40,10 @@ pub enum Error {
         height: u32,
         /// Which buffer is too large.
         what: &'static str,
-        /// Bytes that buffer needs.
+        /// How much it needs, in `unit`s.
         needed: u64,
+        /// What `needed` and `limit` count: `bytes` or `workgroups`.
+        unit: &'static str,
         /// The wgpu limit that is exceeded.
         limit_name: &'static str,
         /// The device's value of that limit.

@@ -98,10 +98,8 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
         ImageFormat::Bmp,
         ImageFormat::Tiff,
         ImageFormat::Jpeg,
-        ImageFormat::Gif,
         ImageFormat::WebP,
         ImageFormat::Tga,
-        ImageFormat::Qoi,
     ];
     if writable.contains(&format) {
         Ok(format)
@@ -208,6 +206,27 @@ mod tests {
         assert_eq!(sample_16_to_8(128), 0);
         assert_eq!(sample_16_to_8(129), 1);
         assert_eq!(sample_16_to_8(u16::MAX), 255);
+    }
+
+    #[test]
+    fn every_writable_format_round_trips_a_gray_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = GrayImage::from_fn(13, 7, |x, y| image::Luma([(x * 19 + y * 7) as u8]));
+        for extension in [
+            "png", "pgm", "pnm", "bmp", "tif", "tiff", "webp", "tga", "jpg",
+        ] {
+            let path = dir.path().join(format!("out.{extension}"));
+            save_gray(&image, &path).unwrap_or_else(|e| panic!("{extension}: {e}"));
+            let back = load_gray(&path).unwrap_or_else(|e| panic!("{extension}: {e}"));
+            assert_eq!(back.dimensions(), image.dimensions(), "{extension}");
+            if extension != "jpg" {
+                assert_eq!(back, image, "{extension} is lossless");
+            }
+        }
+        assert!(matches!(
+            output_format(Path::new("x.gif")),
+            Err(Error::UnsupportedOutputFormat { .. })
+        ));
     }
 
     #[test]

@@ -6,11 +6,18 @@
 
 use crate::error::{Error, Result};
 
-/// The largest weight magnitude accepted.
+/// The largest weight magnitude accepted in a whole-number kernel.
 ///
-/// It keeps every sum of nine `u8 × weight` products exact in `i32` (9 · 255 · 65536 < 2³¹) and
-/// finite in `f32`, so no kernel can produce NaN or overflow on either backend.
+/// It keeps every sum of nine `u8 × weight` products exact in `i32` (9 · 255 · 65536 < 2³¹), so
+/// no kernel can overflow on either backend.
 pub const MAX_WEIGHT: f32 = 65536.0;
+
+/// The largest weight magnitude accepted in a kernel with a fractional weight.
+///
+/// Such kernels are summed in `f32`, and a GPU driver may fuse a multiply and an add where the CPU
+/// rounds twice. With weights this small every sum stays below 2²⁰, where the two orders differ
+/// by less than 0.3 in total, so after rounding the backends differ by at most 1.
+pub const MAX_FRACTIONAL_WEIGHT: f32 = 256.0;
 
 /// A named 3×3 kernel.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +114,7 @@ pub const KERNEL_ALIASES: &[(&str, &str)] = &[
 
 impl Kernel {
     /// A kernel from row-major weights, checked: every weight finite and at most [`MAX_WEIGHT`]
-    /// in magnitude.
+    /// in magnitude, or at most [`MAX_FRACTIONAL_WEIGHT`] when any weight has a fractional part.
     pub fn new(name: impl Into<String>, weights: [f32; 9]) -> Result<Self> {
         let name = name.into();
         if let Some(bad) = weights.iter().find(|w| !w.is_finite()) {
@@ -121,6 +128,19 @@ impl Kernel {
                 spec: name,
                 reason: format!(
                     "weight {big} is larger in magnitude than the maximum {MAX_WEIGHT}"
+                ),
+            });
+        }
+        let fractional = weights.iter().any(|w| w.fract() != 0.0);
+        if let Some(big) = weights
+            .iter()
+            .find(|w| fractional && w.abs() > MAX_FRACTIONAL_WEIGHT)
+        {
+            return Err(Error::InvalidKernel {
+                spec: name,
+                reason: format!(
+                    "weight {big} is too large for a kernel with fractional weights (at most \
+                     {MAX_FRACTIONAL_WEIGHT}; whole-number kernels allow up to {MAX_WEIGHT})"
                 ),
             });
         }
@@ -248,11 +268,6 @@ impl Kernel {
     pub fn is_integer(&self) -> bool {
         self.weights.iter().all(|w| w.fract() == 0.0)
     }
-
-    /// The weights as integers, when [`is_integer`](Self::is_integer) holds.
-    pub fn integer_weights(&self) -> Option<[i32; 9]> {
-        self.is_integer().then(|| self.weights.map(|w| w as i32))
-    }
 }
 
 impl std::fmt::Display for Kernel {
@@ -286,10 +301,8 @@ mod tests {
         );
         let named = Kernel::parse("edges = 1, 2, 1 ; 0,0,0; -1,-2,-1", "k").unwrap();
         assert_eq!(named.name(), "edges");
-        assert_eq!(
-            named.integer_weights(),
-            Some([1, 2, 1, 0, 0, 0, -1, -2, -1])
-        );
+        assert_eq!(named.weights(), &[1., 2., 1., 0., 0., 0., -1., -2., -1.]);
+        assert!(named.is_integer());
         assert_eq!(
             Kernel::parse("blur=gaussian-blur", "k").unwrap().name(),
             "blur"
@@ -309,6 +322,10 @@ mod tests {
         assert!(reason("1,0,-1;2,NaN,-2;1,0,-1").contains("not a finite"));
         assert!(reason("1,0,-1;2,inf,-2;1,0,-1").contains("not a finite"));
         assert!(reason("1,0,-1;2,1e9,-2;1,0,-1").contains("larger in magnitude"));
+        assert!(
+            reason("1,0,-1;2,300,-2;1,0,0.5").contains("too large for a kernel with fractional")
+        );
+        assert!(Kernel::parse("1,0,-1;2,300,-2;1,0,1", "k").is_ok());
         assert!(reason("sobel").contains("not a known kernel name"));
         assert!(reason("a b=1,0,-1;2,0,-2;1,0,-1").contains("must be letters"));
     }

@@ -34,11 +34,14 @@
 //!   ignored; 16-bit samples scaled to 8 bits by `round(v / 257)` first (see [`io::to_gray`]).
 //! - **Operation**: 'valid' cross-correlation — no padding, stride 1, no kernel flip — so a W×H
 //!   image gives a (W−2)×(H−2) output whose pixel is `clamp(|Σ patch ∘ kernel|, 0, 255)`.
-//! - **Weights** are `f32`, finite, at most [`kernel::MAX_WEIGHT`] in magnitude. Whole-number
-//!   kernels are summed exactly in `i32`: GPU, CPU and [`reference`](mod@reference) agree bit for bit. Other
-//!   kernels are summed in `f32` in row-major tap order and rounded to nearest, ties to even; the
-//!   CPU equals the reference exactly, and the GPU may differ by at most 1 (drivers may fuse a
-//!   multiply and an add).
+//! - **Weights** are `f32` and finite. Whole-number kernels (at most [`kernel::MAX_WEIGHT`] in
+//!   magnitude) are summed exactly in `i32`: GPU, CPU and [`reference`](mod@reference) agree bit
+//!   for bit. Kernels with a fractional weight (at most [`kernel::MAX_FRACTIONAL_WEIGHT`]) are
+//!   summed in `f32` in row-major tap order and rounded to nearest, ties to even; the CPU equals
+//!   the reference exactly, and a GPU response may differ by at most 1 (drivers may fuse a
+//!   multiply and an add). Combined images are computed from the same backend's responses, so
+//!   there a threshold pixel may flip where `V + H` lies within 1 of the threshold.
+
 //! - An image smaller than 3×3 is an [`Error::ImageTooSmall`].
 //! - Up to [`MAX_KERNELS`] kernels per [`Operation`] are computed in one pass that reads the
 //!   input once.

@@ -105,16 +105,6 @@ impl Operation {
     pub fn keeps_responses(&self) -> bool {
         self.keep_responses
     }
-
-    /// How many output images one call produces: the combined one, if any, then the responses.
-    pub fn output_count(&self) -> usize {
-        usize::from(self.combine != Combine::None)
-            + if self.keep_responses {
-                self.kernels.len()
-            } else {
-                0
-            }
-    }
 }
 
 /// The images one call produces, each (H−2)×(W−2).

@@ -327,6 +327,9 @@ fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
     std::fs::write(scratch.path("a-file"), b"x").unwrap();
     std::fs::write(scratch.path("notes.md"), b"# not an image\n").unwrap();
 
+    // Passes every check up front and fails only when the file is renamed into place, after the
+    // filtering: the temporary file must still be cleaned up.
+    let too_long_name = format!("{}.png", "x".repeat(300));
     let cpu = ["--backend", "cpu"];
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -418,6 +421,10 @@ fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
                 "a-file/out.png",
             ],
             "a-file/out.png",
+        ),
+        (
+            vec!["filter", "good.png", "-k", "vertical", "-o", &too_long_name],
+            "File name too long",
         ),
         (
             vec!["filter", "notes.md", "-k", "vertical", "-o", "out.png"],

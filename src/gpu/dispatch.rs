@@ -20,10 +20,12 @@ pub struct Conv3x3Buffers {
     pub bind_group: wgpu::BindGroup,
 }
 
-/// Bytes of the input buffer for a `width × height` image stored tightly: rounded up to whole
-/// words, as buffer copies require.
-pub fn input_bytes(width: u32, height: u32) -> u64 {
-    (u64::from(width) * u64::from(height)).next_multiple_of(4)
+/// Bytes of the input buffer `params` read: up to the last pixel of the last row, rounded up to
+/// whole words, as buffer copies require.
+pub fn input_bytes(params: &Conv3x3Params) -> u64 {
+    let last_row =
+        u64::from(params.in_offset) + u64::from(params.in_stride) * u64::from(params.in_height - 1);
+    (last_row + u64::from(params.in_width)).next_multiple_of(4)
 }
 
 /// Bytes of the output buffer that `params` writes.
@@ -42,16 +44,15 @@ pub fn workgroup_grid(plane_words: u32, max_per_dimension: u32) -> (u32, u32) {
 /// Checks that a `width × height` image with these parameters fits `limits`, naming the limit
 /// when it does not.
 pub fn check_fits(params: &Conv3x3Params, limits: &wgpu::Limits) -> Result<()> {
-    let too_large = |what, needed, limit_name, limit| Error::TooLargeForDevice {
+    let too_large = |what, needed, unit, limit_name, limit| Error::TooLargeForDevice {
         width: params.in_width,
         height: params.in_height,
         what,
         needed,
+        unit,
         limit_name,
         limit,
     };
-    // The shader addresses bytes with u32 arithmetic.
-    let address_limit = u64::from(u32::MAX);
     let (binding_limit, binding_name) =
         if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
             (
@@ -61,31 +62,40 @@ pub fn check_fits(params: &Conv3x3Params, limits: &wgpu::Limits) -> Result<()> {
         } else {
             (limits.max_buffer_size, "max_buffer_size")
         };
-    let input = input_bytes(params.in_width, params.in_height);
-    let output = output_bytes(params);
-    for (what, needed) in [("input buffer", input), ("output buffer", output)] {
+    // The shader addresses bytes with u32 arithmetic.
+    let address_limit = u64::from(u32::MAX);
+    for (what, needed) in [
+        ("input buffer", input_bytes(params)),
+        ("output buffer", output_bytes(params)),
+    ] {
         if needed > binding_limit {
-            return Err(too_large(what, needed, binding_name, binding_limit));
+            return Err(too_large(
+                what,
+                needed,
+                "bytes",
+                binding_name,
+                binding_limit,
+            ));
         }
         if needed > address_limit {
             return Err(too_large(
                 what,
                 needed,
+                "bytes",
                 "32-bit shader addressing",
                 address_limit,
             ));
         }
     }
-    let (_, y) = workgroup_grid(
-        params.plane_words,
-        limits.max_compute_workgroups_per_dimension,
-    );
-    if y > limits.max_compute_workgroups_per_dimension {
+    let max_per_dimension = limits.max_compute_workgroups_per_dimension;
+    let (_, y) = workgroup_grid(params.plane_words, max_per_dimension);
+    if y > max_per_dimension {
         return Err(too_large(
             "dispatch",
             u64::from(params.plane_words.div_ceil(WORKGROUP_SIZE)),
+            "workgroups",
             "max_compute_workgroups_per_dimension squared",
-            u64::from(limits.max_compute_workgroups_per_dimension).pow(2),
+            u64::from(max_per_dimension).pow(2),
         ));
     }
     Ok(())
@@ -136,11 +146,6 @@ impl Conv3x3Buffers {
             staging,
             bind_group,
         }
-    }
-
-    /// Whether these buffers hold an image needing `input_bytes` in and `output_bytes` out.
-    pub fn fits(&self, input_bytes: u64, output_bytes: u64) -> bool {
-        self.input.size() >= input_bytes && self.output.size() >= output_bytes
     }
 
     /// Queues the upload of `params` and the tightly packed `pixels`.

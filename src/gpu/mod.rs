@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod pipeline;
 pub mod readback;
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use image::GrayImage;
@@ -32,6 +33,8 @@ pub struct GpuEngine {
     pipeline: Conv3x3Pipeline,
     buffers: Option<Conv3x3Buffers>,
     timer: Option<PassTimer>,
+    /// The first error wgpu reported outside any error scope, on devices gpuconv created.
+    uncaptured: Option<Arc<Mutex<Option<String>>>>,
 }
 
 impl GpuEngine {
@@ -52,7 +55,17 @@ impl GpuEngine {
     /// and builds the engine on it.
     pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
         let (device, queue) = device::request_device(adapter).await?;
-        Self::from_device(&device, &queue)
+        let mut engine = Self::from_device(&device, &queue)?;
+        // The device is ours: errors nothing else captured become results of the next call
+        // instead of wgpu's default panic.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            slot.get_or_insert_with(|| error.to_string());
+        }));
+        engine.uncaptured = Some(uncaptured);
+        Ok(engine)
     }
 
     /// An engine on a device and queue the caller already has. gpuconv needs compute shaders
@@ -89,6 +102,7 @@ impl GpuEngine {
             pipeline,
             buffers: None,
             timer: PassTimer::new(device, queue),
+            uncaptured: None,
         })
     }
 
@@ -124,7 +138,7 @@ impl GpuEngine {
         let params = Conv3x3Params::new(operation, width, height, width, 0);
         let limits = self.device.limits();
         dispatch::check_fits(&params, &limits)?;
-        let input_bytes = dispatch::input_bytes(width, height);
+        let input_bytes = dispatch::input_bytes(&params);
         let output_bytes = dispatch::output_bytes(&params);
         let mut timings = Timings::default();
 
@@ -151,19 +165,15 @@ impl GpuEngine {
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(error.to_string()));
         }
-        let slice = buffers.staging.slice(..output_bytes);
-        readback::map_blocking(&self.device, slice)?;
-        timings.compute = Some(start.elapsed());
-
-        let start = Instant::now();
-        let planes = {
-            let mapped = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            readback::unpack_planes(&mapped, &params)
-        };
-        buffers.staging.unmap();
-        timings.readback = Some(start.elapsed());
+        let planes =
+            readback::read_mapped(&self.device, &buffers.staging, output_bytes, |mapped| {
+                timings.compute = Some(start.elapsed());
+                let start = Instant::now();
+                let planes = readback::unpack_planes(mapped, &params);
+                timings.readback = Some(start.elapsed());
+                planes
+            })?;
+        self.take_uncaptured_error()?;
         if let Some(timer) = timer {
             timings.kernel = Some(timer.read(&self.device)?);
         }
@@ -193,13 +203,28 @@ impl GpuEngine {
         );
     }
 
+    /// Returns, once, an error wgpu reported outside any error scope since the last call.
+    fn take_uncaptured_error(&self) -> Result<()> {
+        let Some(uncaptured) = &self.uncaptured else {
+            return Ok(());
+        };
+        let error = uncaptured
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        error.map_or(Ok(()), |error| Err(Error::Gpu(error)))
+    }
+
     /// Grows the reusable buffers when this image needs more; allocation failures become errors.
     fn ensure_buffers(&mut self, input_bytes: u64, output_bytes: u64) -> Result<()> {
-        let fits = self
+        let (old_input, old_output) = self
             .buffers
             .as_ref()
-            .is_some_and(|b| b.fits(input_bytes, output_bytes));
-        if !fits {
+            .map_or((0, 0), |b| (b.input.size(), b.output.size()));
+        if input_bytes > old_input || output_bytes > old_output {
+            // Grow, never shrink: images alternating between sizes settle on one allocation.
+            let (input_bytes, output_bytes) =
+                (input_bytes.max(old_input), output_bytes.max(old_output));
             // Drop the old buffers first so their memory can be reused.
             self.buffers = None;
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -6,13 +6,18 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::params::Conv3x3Params;
 
-/// Maps `slice` for reading and blocks until it is mapped (or the device failed).
+/// Maps `slice` for reading and blocks until it is mapped (or the device failed). A failure to
+/// map is returned as an error, not left to the device's uncaptured-error handler.
 pub fn map_blocking(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> Result<()> {
     let (sender, receiver) = mpsc::channel();
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     slice.map_async(wgpu::MapMode::Read, move |result| {
         // The receiver outlives the poll below; a send error can only mean it is gone.
         let _ = sender.send(result);
     });
+    if let Some(error) = pollster::block_on(scope.pop()) {
+        return Err(Error::Readback(error.to_string()));
+    }
     device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Readback(e.to_string()))?;
@@ -20,6 +25,24 @@ pub fn map_blocking(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> Resu
         .recv()
         .map_err(|_| Error::Readback("the map callback never ran".to_owned()))?
         .map_err(|e| Error::Readback(e.to_string()))
+}
+
+/// Maps `buffer`'s first `size` bytes, hands them to `read`, and unmaps the buffer on every
+/// path, so a failure leaves it ready for the next submission.
+pub fn read_mapped<T>(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+    size: u64,
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<T> {
+    let slice = buffer.slice(..size);
+    map_blocking(device, slice)?;
+    let result = slice
+        .get_mapped_range()
+        .map(|view| read(&view))
+        .map_err(|e| Error::Readback(e.to_string()));
+    buffer.unmap();
+    result
 }
 
 /// Copies each output plane out of the mapped staging bytes, dropping the padding of the last
@@ -90,15 +113,7 @@ impl PassTimer {
 
     /// Reads the two timestamps once the submission is done; the pass's duration.
     pub fn read(&self, device: &wgpu::Device) -> Result<Duration> {
-        let slice = self.staging.slice(..);
-        map_blocking(device, slice)?;
-        let ticks: [u64; 2] = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::pod_read_unaligned(&view[..16])
-        };
-        self.staging.unmap();
+        let ticks: [u64; 2] = read_mapped(device, &self.staging, 16, bytemuck::pod_read_unaligned)?;
         let nanos = ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.period_ns);
         Ok(Duration::from_nanos(nanos as u64))
     }
