@@ -1,12 +1,13 @@
 // gpuconv: 'valid' 3×3 cross-correlation of an 8-bit image with up to 8 kernels in one pass.
 //
-// Mirrored line for line by src/cpu/conv3x3.rs (same function names, same index maths); the
-// uniform struct below is `Conv3x3Params` in src/params.rs.
+// Mirrored function for function by src/cpu/conv3x3.rs (the buffer paths; texture sources and
+// targets have no CPU counterpart beyond src/io.rs's luma); the uniform struct below is
+// `Conv3x3Params` in src/params.rs.
 //
-// Pixels travel packed, four per u32 (little-endian byte order: pixel i of a word is bits
-// 8i..8i+7), because WGSL has no 8-bit type and one u32 per pixel would move four times the bytes.
-// Each invocation computes one output word, that is four consecutive output pixels, for every
-// kernel, so each input window is fetched once for all kernels.
+// Each invocation computes four neighbouring output pixels of one row for every kernel, from one
+// fetch of their 3×6 input window, so the input is read once for all kernels. In buffers, pixels
+// travel packed four per u32 (pixel i of a word is bits 8i..8i+7), because WGSL has no 8-bit type
+// and one u32 per pixel would move four times the bytes.
 
 const MAX_KERNELS: u32 = 8u;
 const WORKGROUP_SIZE: u32 = 64u;
@@ -16,24 +17,40 @@ const MODE_RESPONSES: u32 = 0u;
 const MODE_EDGE: u32 = 1u;
 const MODE_THRESHOLD: u32 = 2u;
 
+// Where pixels come from and go to (`SOURCE_*` and `TARGET_*` in src/params.rs). Every binding
+// below is always bound, unused ones to small placeholders, so one pipeline serves every pairing.
+const SOURCE_BUFFER: u32 = 0u;
+const SOURCE_TEXTURE_GRAY: u32 = 1u;
+const SOURCE_TEXTURE_RGBA: u32 = 2u;
+const SOURCE_TEXTURE_RGBA_SRGB: u32 = 3u;
+const TARGET_BUFFER: u32 = 0u;
+const TARGET_TEXTURE_RGBA8: u32 = 1u;
+const TARGET_TEXTURE_R32UINT: u32 = 2u;
+
 struct Params {
-    // Input: `in_height` rows of `in_width` pixels; pixel (x, y) is byte
+    // Input: `in_height` rows of `in_width` pixels; in a buffer, pixel (x, y) is byte
     // `in_offset + y * in_stride + x` of `input`.
     in_width: u32,
     in_height: u32,
     in_stride: u32,
     in_offset: u32,
-    // Output planes are tightly packed `out_width × out_height` images, `plane_words` words apart.
+    // Output images of `out_width × out_height`; in a buffer, pixel (x, y) of image p is byte
+    // `out_offset + p * plane_stride + y * out_stride + x`, all three multiples of 4.
     out_width: u32,
     out_height: u32,
-    plane_words: u32,
+    out_stride: u32,
+    out_offset: u32,
+    plane_stride: u32,
+    words_per_row: u32,
     kernel_count: u32,
     mode: u32,
     threshold: u32,
-    // Non-zero when the per-kernel responses are written after the combined plane.
+    // Non-zero when the per-kernel responses are written after the combined image.
     write_responses: u32,
     // Bit k set: kernel k has whole-number weights and is summed exactly in i32.
     integer_mask: u32,
+    source_kind: u32,
+    target_kind: u32,
     // Kernel k's tap t (row-major) is weights[k * 3u + t / 4u][t % 4u].
     weights: array<vec4<f32>, 24>,
 }
@@ -41,10 +58,43 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<u32>;
 @group(0) @binding(2) var<storage, read_write> output: array<u32>;
+@group(0) @binding(3) var input_texture: texture_2d<f32>;
+@group(0) @binding(4) var output_rgba8: texture_storage_2d_array<rgba8unorm, write>;
+@group(0) @binding(5) var output_r32uint: texture_storage_2d_array<r32uint, write>;
+
+// ITU-R 601-2 luma, exactly as Pillow's convert('L') and `io::luma` compute it.
+fn luma(rgb: vec3<u32>) -> u32 {
+    return (rgb.r * 19595u + rgb.g * 38470u + rgb.b * 7471u + 0x8000u) >> 16u;
+}
+
+fn unorm_to_byte(value: vec3<f32>) -> vec3<u32> {
+    return vec3<u32>(round(clamp(value, vec3(0.0), vec3(1.0)) * 255.0));
+}
+
+// Sampling an sRGB texture decodes it; the bytes the caller stored are the encoded values.
+fn srgb_encode(linear: vec3<f32>) -> vec3<f32> {
+    let low = linear * 12.92;
+    let high = 1.055 * pow(linear, vec3(1.0 / 2.4)) - 0.055;
+    return select(high, low, linear <= vec3(0.0031308));
+}
 
 fn load_pixel(x: u32, y: u32) -> u32 {
-    let byte = params.in_offset + y * params.in_stride + x;
-    return (input[byte / 4u] >> ((byte % 4u) * 8u)) & 0xffu;
+    if params.source_kind == SOURCE_BUFFER {
+        let byte = params.in_offset + y * params.in_stride + x;
+        return (input[byte / 4u] >> ((byte % 4u) * 8u)) & 0xffu;
+    }
+    let texel = textureLoad(input_texture, vec2<u32>(x, y), 0);
+    switch params.source_kind {
+        case SOURCE_TEXTURE_GRAY: {
+            return unorm_to_byte(texel.rrr).r;
+        }
+        case SOURCE_TEXTURE_RGBA_SRGB: {
+            return luma(unorm_to_byte(srgb_encode(texel.rgb)));
+        }
+        default: {
+            return luma(unorm_to_byte(texel.rgb));
+        }
+    }
 }
 
 fn weight(k: u32, tap: u32) -> f32 {
@@ -78,25 +128,60 @@ fn combine(vertical: u32, horizontal: u32) -> u32 {
     return select(0u, 255u, sum >= params.threshold);
 }
 
+// Writes `lanes` pixels packed in `packed` at (x0, y) of output image `plane`.
+fn store_pixels(plane: u32, x0: u32, y: u32, lanes: u32, packed: u32) {
+    switch params.target_kind {
+        case TARGET_BUFFER: {
+            let word = (params.out_offset + plane * params.plane_stride + y * params.out_stride + x0) / 4u;
+            if lanes == 4u {
+                output[word] = packed;
+            } else {
+                // The row's last word: bytes past the image belong to the caller, keep them.
+                let keep = 0xffffffffu << (lanes * 8u);
+                output[word] = (output[word] & keep) | packed;
+            }
+        }
+        case TARGET_TEXTURE_RGBA8: {
+            for (var lane = 0u; lane < lanes; lane++) {
+                let gray = f32((packed >> (lane * 8u)) & 0xffu) / 255.0;
+                textureStore(output_rgba8, vec2<u32>(x0 + lane, y), plane, vec4(gray, gray, gray, 1.0));
+            }
+        }
+        default: {
+            for (var lane = 0u; lane < lanes; lane++) {
+                let value = (packed >> (lane * 8u)) & 0xffu;
+                textureStore(output_r32uint, vec2<u32>(x0 + lane, y), plane, vec4(value, 0u, 0u, 1u));
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    // Dispatches past 65535 workgroups spill into y; fold them back into one word index.
-    let word = id.x + id.y * groups.x * WORKGROUP_SIZE;
-    if word >= params.plane_words {
+    // Dispatches past 65535 workgroups spill into y; fold them back into one index.
+    let index = id.x + id.y * groups.x * WORKGROUP_SIZE;
+    if index >= params.words_per_row * params.out_height {
         return;
     }
-    let pixel_count = params.out_width * params.out_height;
-    let first = word * 4u;
-    var x = first % params.out_width;
-    var y = first / params.out_width;
+    let y = index / params.words_per_row;
+    let x0 = (index % params.words_per_row) * 4u;
+    let lanes = min(4u, params.out_width - x0);
+
+    // The 3 × (lanes + 2) input pixels under the four windows, fetched once.
+    var pixels: array<array<u32, 6>, 3>;
+    for (var row = 0u; row < 3u; row++) {
+        for (var column = 0u; column < lanes + 2u; column++) {
+            pixels[row][column] = load_pixel(x0 + column, y + row);
+        }
+    }
 
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = select(0u, 1u, combined);
     var packed: array<u32, 9>;
-    for (var lane = 0u; lane < 4u && first + lane < pixel_count; lane++) {
+    for (var lane = 0u; lane < lanes; lane++) {
         var window: array<u32, 9>;
         for (var tap = 0u; tap < 9u; tap++) {
-            window[tap] = load_pixel(x + tap % 3u, y + tap / 3u);
+            window[tap] = pixels[tap / 3u][lane + tap % 3u];
         }
         var responses: array<u32, MAX_KERNELS>;
         for (var k = 0u; k < params.kernel_count; k++) {
@@ -110,21 +195,15 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
         if combined {
             packed[0] |= combine(responses[0], responses[1]) << (lane * 8u);
         }
-        x += 1u;
-        if x == params.out_width {
-            x = 0u;
-            y += 1u;
-        }
     }
 
     if combined {
-        output[word] = packed[0];
+        store_pixels(0u, x0, y, lanes, packed[0]);
     }
     if !combined || params.write_responses != 0u {
         for (var k = 0u; k < params.kernel_count; k++) {
             let plane = first_response_plane + k;
-            // With responses not written, the buffer holds only the combined plane.
-            output[plane * params.plane_words + word] = packed[plane];
+            store_pixels(plane, x0, y, lanes, packed[plane]);
         }
     }
 }

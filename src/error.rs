@@ -74,6 +74,16 @@ pub enum Error {
     #[error("the GPU device lacks what gpuconv needs: {0}")]
     DeviceUnsuitable(String),
 
+    /// A buffer or texture given to [`GpuEngine::prepare`](crate::GpuEngine::prepare) cannot be
+    /// used as asked: wrong usage flags, format, size or alignment.
+    #[error("{what}: {problem}")]
+    InvalidResource {
+        /// Which resource: `source buffer`, `target texture`, ...
+        what: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+
     /// wgpu reported an error while gpuconv was using the device (out of memory, device lost, ...).
     #[error("GPU error: {0}")]
     Gpu(String),

@@ -71,7 +71,7 @@ pub mod timings;
 pub use cpu::CpuBackend;
 pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};
-pub use gpu::GpuEngine;
+pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;
 pub use operation::{Combine, FilterOutput, MAX_KERNELS, Operation};
 pub use timings::Timings;

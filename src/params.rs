@@ -11,8 +11,80 @@ pub const MODE_EDGE: u32 = 1;
 /// `MODE_THRESHOLD` in `shaders/conv3x3.wgsl`.
 pub const MODE_THRESHOLD: u32 = 2;
 
-/// Must match `struct Params` in `shaders/conv3x3.wgsl` field for field (std140-compatible:
-/// twelve `u32`s, then 16-byte-aligned `vec4<f32>` rows).
+/// `SOURCE_BUFFER` in the shader: packed 8-bit pixels in a storage buffer.
+pub const SOURCE_BUFFER: u32 = 0;
+/// `SOURCE_TEXTURE_GRAY` in the shader: an `R8Unorm` texture.
+pub const SOURCE_TEXTURE_GRAY: u32 = 1;
+/// `SOURCE_TEXTURE_RGBA` in the shader: an `Rgba8Unorm` texture, made gray by luma.
+pub const SOURCE_TEXTURE_RGBA: u32 = 2;
+/// `SOURCE_TEXTURE_RGBA_SRGB` in the shader: an `Rgba8UnormSrgb` texture, made gray by the luma
+/// of its stored (sRGB-encoded) bytes.
+pub const SOURCE_TEXTURE_RGBA_SRGB: u32 = 3;
+
+/// `TARGET_BUFFER` in the shader: packed 8-bit rows in a storage buffer.
+pub const TARGET_BUFFER: u32 = 0;
+/// `TARGET_TEXTURE_RGBA8` in the shader: an `Rgba8Unorm` storage texture array, gray in r, g, b.
+pub const TARGET_TEXTURE_RGBA8: u32 = 1;
+/// `TARGET_TEXTURE_R32UINT` in the shader: an `R32Uint` storage texture array, values 0 to 255.
+pub const TARGET_TEXTURE_R32UINT: u32 = 2;
+
+/// Where the input pixels are and how they are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceLayout {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes from one row to the next (buffers only).
+    pub bytes_per_row: u32,
+    /// Byte offset of the first pixel within the bound range (buffers only).
+    pub offset: u32,
+    /// One of the `SOURCE_*` constants.
+    pub kind: u32,
+}
+
+/// Where the output images go and how they are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetLayout {
+    /// Bytes from one row to the next (buffers only; a multiple of 4 on the GPU).
+    pub bytes_per_row: u32,
+    /// Byte offset of the first image within the bound range (buffers only; a multiple of 4 on
+    /// the GPU).
+    pub offset: u32,
+    /// Bytes from one image to the next (buffers only; a multiple of 4 on the GPU).
+    pub bytes_per_image: u32,
+    /// One of the `TARGET_*` constants.
+    pub kind: u32,
+}
+
+impl SourceLayout {
+    /// A tightly packed `width × height` image at the start of a buffer.
+    pub fn packed(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            bytes_per_row: width,
+            offset: 0,
+            kind: SOURCE_BUFFER,
+        }
+    }
+}
+
+impl TargetLayout {
+    /// Output images of `out_width × out_height` in a buffer, each row starting on a word.
+    pub fn word_aligned_rows(out_width: u32, out_height: u32) -> Self {
+        let bytes_per_row = out_width.next_multiple_of(4);
+        Self {
+            bytes_per_row,
+            offset: 0,
+            bytes_per_image: bytes_per_row * out_height,
+            kind: TARGET_BUFFER,
+        }
+    }
+}
+
+/// Must match `struct Params` in `shaders/conv3x3.wgsl` field for field: twenty `u32`s (80
+/// bytes, so the `vec4<f32>` rows that follow start 16-byte aligned as uniform layout requires).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 pub struct Conv3x3Params {
@@ -28,28 +100,39 @@ pub struct Conv3x3Params {
     pub out_width: u32,
     /// Output height, `in_height - 2`.
     pub out_height: u32,
-    /// Words (4 pixels each) from one output plane to the next: `ceil(out_width * out_height / 4)`.
-    pub plane_words: u32,
+    /// Bytes from one output row to the next.
+    pub out_stride: u32,
+    /// Byte offset of the first output image.
+    pub out_offset: u32,
+    /// Bytes from one output image to the next.
+    pub plane_stride: u32,
+    /// Invocations per output row: each computes four neighbouring pixels, `ceil(out_width / 4)`.
+    pub words_per_row: u32,
     /// How many kernels are applied.
     pub kernel_count: u32,
     /// `MODE_RESPONSES`, `MODE_EDGE` or `MODE_THRESHOLD`.
     pub mode: u32,
     /// The threshold for `MODE_THRESHOLD`.
     pub threshold: u32,
-    /// Non-zero when responses are written after a combined plane.
+    /// Non-zero when responses are written after a combined image.
     pub write_responses: u32,
     /// Bit k set: kernel k has whole-number weights and is summed exactly in `i32`.
     pub integer_mask: u32,
+    /// One of the `SOURCE_*` constants.
+    pub source_kind: u32,
+    /// One of the `TARGET_*` constants.
+    pub target_kind: u32,
+    /// Padding to the 16-byte boundary of `weights`.
+    pub _padding: [u32; 3],
     /// Kernel k's tap t (row-major) is `weights[k * 3 + t / 4][t % 4]`.
     pub weights: [[f32; 4]; 3 * MAX_KERNELS],
 }
 
 impl Conv3x3Params {
-    /// Parameters for `operation` on a `width × height` image whose pixel (x, y) is at byte
-    /// `offset + y * stride + x`. The image must be at least 3×3 (see
-    /// [`output_size`](crate::operation::output_size)).
-    pub fn new(operation: &Operation, width: u32, height: u32, stride: u32, offset: u32) -> Self {
-        let (out_width, out_height) = (width - 2, height - 2);
+    /// Parameters for `operation` from `source` into `target`. The source must be at least 3×3
+    /// (see [`output_size`](crate::operation::output_size)).
+    pub fn new(operation: &Operation, source: SourceLayout, target: TargetLayout) -> Self {
+        let (out_width, out_height) = (source.width - 2, source.height - 2);
         let mut weights = [[0f32; 4]; 3 * MAX_KERNELS];
         let mut integer_mask = 0;
         for (k, kernel) in operation.kernels().iter().enumerate() {
@@ -63,15 +146,17 @@ impl Conv3x3Params {
             Combine::Edge => (MODE_EDGE, 0),
             Combine::Threshold(t) => (MODE_THRESHOLD, u32::from(t)),
         };
-        let pixels = u64::from(out_width) * u64::from(out_height);
         Self {
-            in_width: width,
-            in_height: height,
-            in_stride: stride,
-            in_offset: offset,
+            in_width: source.width,
+            in_height: source.height,
+            in_stride: source.bytes_per_row,
+            in_offset: source.offset,
             out_width,
             out_height,
-            plane_words: pixels.div_ceil(4) as u32,
+            out_stride: target.bytes_per_row,
+            out_offset: target.offset,
+            plane_stride: target.bytes_per_image,
+            words_per_row: out_width.div_ceil(4),
             kernel_count: operation.kernels().len() as u32,
             mode,
             threshold,
@@ -79,6 +164,9 @@ impl Conv3x3Params {
                 operation.combine() != Combine::None && operation.keeps_responses(),
             ),
             integer_mask,
+            source_kind: source.kind,
+            target_kind: target.kind,
+            _padding: [0; 3],
             weights,
         }
     }
@@ -93,7 +181,7 @@ impl Conv3x3Params {
         self.integer_mask & (1 << k) != 0
     }
 
-    /// How many planes the shader writes: the combined one (if any), then the responses (if any).
+    /// How many images the shader writes: the combined one (if any), then the responses (if any).
     pub fn plane_count(&self) -> u32 {
         match self.mode {
             MODE_RESPONSES => self.kernel_count,
@@ -102,8 +190,25 @@ impl Conv3x3Params {
         }
     }
 
-    /// Pixels in one output plane.
-    pub fn plane_pixels(&self) -> usize {
-        self.out_width as usize * self.out_height as usize
+    /// Invocations the shader needs: one per four output pixels of a row.
+    pub fn invocations(&self) -> u32 {
+        self.words_per_row * self.out_height
+    }
+
+    /// Bytes of the bound input range the shader reads: up to the last pixel of the last row,
+    /// rounded up to whole words (buffer sources).
+    pub fn input_bytes(&self) -> u64 {
+        let last_row =
+            u64::from(self.in_offset) + u64::from(self.in_stride) * u64::from(self.in_height - 1);
+        (last_row + u64::from(self.in_width)).next_multiple_of(4)
+    }
+
+    /// Bytes of the bound output range the shader writes: up to the last word of the last row
+    /// of the last image (buffer targets).
+    pub fn output_bytes(&self) -> u64 {
+        let last_image = u64::from(self.out_offset)
+            + u64::from(self.plane_stride) * u64::from(self.plane_count() - 1);
+        let last_row = last_image + u64::from(self.out_stride) * u64::from(self.out_height - 1);
+        (last_row + u64::from(self.out_width)).next_multiple_of(4)
     }
 }

@@ -114,25 +114,36 @@ struct Scratch {
     responses: Vec<Vec<u8>>,
 }
 
-/// `main` in the shader: fills `planes` (each `out_width × out_height`, tightly packed; the
-/// combined plane first when there is one, then one per kernel if responses are written).
+/// `main` in the shader: fills `planes` (the combined image first when there is one, then one
+/// per kernel if responses are written), each `out_height` rows `params.out_stride` bytes apart.
 ///
 /// # Panics
-/// When `planes` does not hold [`Conv3x3Params::plane_count`] planes of
-/// [`Conv3x3Params::plane_pixels`] bytes, or `input` is shorter than `params` say.
+/// When `planes` does not hold [`Conv3x3Params::plane_count`] planes large enough for
+/// `out_height` rows, or `input` is shorter than `params` say.
 pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
-    assert_eq!(planes.len(), params.plane_count() as usize);
-    assert!(planes.iter().all(|p| p.len() == params.plane_pixels()));
     let width = params.out_width as usize;
+    let height = params.out_height as usize;
+    let stride = params.out_stride as usize;
+    assert_eq!(planes.len(), params.plane_count() as usize);
+    assert!(
+        planes
+            .iter()
+            .all(|p| p.len() >= (height - 1) * stride + width)
+    );
     let kernel_count = params.kernel_count as usize;
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = usize::from(combined);
     let band_rows = (BAND_BYTES / params.in_width as usize).clamp(1, 256);
 
-    // Split every plane into the same bands, then regroup so each task owns one band of each.
+    // Split every plane into the same bands of rows, then regroup so each task owns one band of
+    // each plane.
     let mut bands: Vec<Vec<&mut [u8]>> = Vec::new();
     for plane in planes.iter_mut() {
-        for (b, chunk) in plane.chunks_mut(band_rows * width).enumerate() {
+        for (b, chunk) in plane
+            .chunks_mut(band_rows * stride)
+            .take(height.div_ceil(band_rows))
+            .enumerate()
+        {
             if bands.len() <= b {
                 bands.push(Vec::with_capacity(params.plane_count() as usize));
             }
@@ -147,10 +158,10 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
             responses: vec![vec![0; width]; kernel_count],
         },
         |scratch, (band, mut outputs)| {
-            let rows_in_band = outputs[0].len() / width;
+            let rows_in_band = band_rows.min(height - band * band_rows);
             for row in 0..rows_in_band {
                 let y = (band * band_rows + row) as u32;
-                let span = row * width..(row + 1) * width;
+                let span = row * stride..row * stride + width;
                 for k in 0..kernel_count {
                     // Write straight into the response plane when there is one.
                     let out = match outputs.get_mut(first_response_plane + k) {

@@ -8,7 +8,7 @@ use image::GrayImage;
 
 use crate::error::Result;
 use crate::operation::{FilterOutput, Operation, output_size};
-use crate::params::Conv3x3Params;
+use crate::params::{Conv3x3Params, SourceLayout, TARGET_BUFFER, TargetLayout};
 use crate::timings::Timings;
 
 /// Runs [`Operation`]s on the CPU. Bit-identical to the GPU backend for integer kernels.
@@ -36,10 +36,17 @@ impl CpuBackend {
     ) -> Result<(FilterOutput, Timings)> {
         let (width, height) = image.dimensions();
         let (out_width, out_height) = output_size(width, height)?;
-        let params = Conv3x3Params::new(operation, width, height, width, 0);
+        let target = TargetLayout {
+            bytes_per_row: out_width,
+            offset: 0,
+            bytes_per_image: out_width * out_height,
+            kind: TARGET_BUFFER,
+        };
+        let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
         let start = Instant::now();
-        let mut planes: Vec<Vec<u8>> =
-            vec![vec![0; params.plane_pixels()]; params.plane_count() as usize];
+        let plane_pixels = out_width as usize * out_height as usize;
+        let mut planes: Vec<Vec<u8>> = vec![vec![0; plane_pixels]; params.plane_count() as usize];
+
         let mut views: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
         conv3x3::main(&params, image.as_raw(), &mut views);
         let timings = Timings {

@@ -1,114 +1,161 @@
-//! Buffers, uploads and recording the compute pass.
+//! Prepared passes, the engine's own buffers, and recording the compute pass.
+
+use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::params::Conv3x3Params;
 
 use super::pipeline::{Conv3x3Pipeline, WORKGROUP_SIZE};
+use super::resources::{SourceBinding, TargetBinding};
 
-/// The buffers one image needs, kept by the engine and reused while images fit.
+/// One filtering pass over fixed resources, ready to record: built by
+/// [`GpuEngine::prepare`](super::GpuEngine::prepare), it holds the uniform data and bind group, so
+/// recording it again (every frame of a video, say) costs one dispatch and nothing else.
+#[derive(Debug, Clone)]
+pub struct FilterPass {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+}
+
+impl FilterPass {
+    /// Builds the pass's uniform buffer and bind group.
+    pub(crate) fn new(
+        device: &wgpu::Device,
+        pipeline: &Conv3x3Pipeline,
+        params: &Conv3x3Params,
+        source: &SourceBinding,
+        target: &TargetBinding,
+    ) -> Result<Self> {
+        let max_per_dimension = device.limits().max_compute_workgroups_per_dimension;
+        let grid = workgroup_grid(params.invocations(), max_per_dimension);
+        if grid.1 > max_per_dimension {
+            return Err(Error::TooLargeForDevice {
+                width: params.in_width,
+                height: params.in_height,
+                what: "dispatch",
+                needed: u64::from(params.invocations().div_ceil(WORKGROUP_SIZE)),
+                unit: "workgroups",
+                limit_name: "max_compute_workgroups_per_dimension squared",
+                limit: u64::from(max_per_dimension).pow(2),
+            });
+        }
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("gpuconv::conv3x3::params"),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let buffer_binding = |buffer, offset, size| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: wgpu::BufferSize::new(size),
+            })
+        };
+        let (input, input_texture) = match source {
+            SourceBinding::Buffer {
+                buffer,
+                offset,
+                size,
+            } => (
+                buffer_binding(buffer, *offset, *size),
+                &pipeline.placeholder_texture,
+            ),
+            SourceBinding::Texture(view) => (pipeline.placeholder_input.as_entire_binding(), view),
+        };
+        let (output, rgba8, r32uint) = match target {
+            TargetBinding::Buffer {
+                buffer,
+                offset,
+                size,
+            } => (
+                buffer_binding(buffer, *offset, *size),
+                &pipeline.placeholder_rgba8,
+                &pipeline.placeholder_r32uint,
+            ),
+            TargetBinding::Texture(view) => {
+                let output = pipeline.placeholder_output.as_entire_binding();
+                if view.texture().format() == wgpu::TextureFormat::R32Uint {
+                    (output, &pipeline.placeholder_rgba8, view)
+                } else {
+                    (output, view, &pipeline.placeholder_r32uint)
+                }
+            }
+        };
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("gpuconv::conv3x3::bind_group"),
+            layout: &pipeline.bind_group_layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: input,
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: output,
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: wgpu::BindingResource::TextureView(input_texture),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: wgpu::BindingResource::TextureView(rgba8),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: wgpu::BindingResource::TextureView(r32uint),
+                },
+            ],
+        });
+        Ok(Self {
+            pipeline: pipeline.pipeline.clone(),
+            bind_group,
+            grid,
+        })
+    }
+
+    /// Records the pass into `encoder`. Nothing is submitted, polled or read back: the caller
+    /// submits the encoder when it likes, and orders this pass with its own work by recording
+    /// them in the order they must run.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.encode_with_timestamps(encoder, None);
+    }
+
+    /// [`encode`](Self::encode), writing timestamps at the start and end of the pass.
+    pub(crate) fn encode_with_timestamps(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gpuconv::conv3x3::pass"),
+            timestamp_writes,
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+    }
+}
+
+/// The engine's own buffers for whole images, kept and reused while images fit.
 #[derive(Debug)]
 pub struct Conv3x3Buffers {
-    /// `params` uniform.
-    pub params: wgpu::Buffer,
     /// Packed input pixels.
     pub input: wgpu::Buffer,
-    /// Packed output planes.
+    /// Output images, rows word-aligned.
     pub output: wgpu::Buffer,
-    /// Where output planes are copied to be mapped and read.
+    /// Where output images are copied to be mapped and read.
     pub staging: wgpu::Buffer,
-    /// The bind group over `params`, `input` and `output`.
-    pub bind_group: wgpu::BindGroup,
-}
-
-/// Bytes of the input buffer `params` read: up to the last pixel of the last row, rounded up to
-/// whole words, as buffer copies require.
-pub fn input_bytes(params: &Conv3x3Params) -> u64 {
-    let last_row =
-        u64::from(params.in_offset) + u64::from(params.in_stride) * u64::from(params.in_height - 1);
-    (last_row + u64::from(params.in_width)).next_multiple_of(4)
-}
-
-/// Bytes of the output buffer that `params` writes.
-pub fn output_bytes(params: &Conv3x3Params) -> u64 {
-    u64::from(params.plane_count()) * u64::from(params.plane_words) * 4
-}
-
-/// Workgroups `(x, y)` covering `params.plane_words` invocations, spilling into y past the
-/// device's per-dimension limit.
-pub fn workgroup_grid(plane_words: u32, max_per_dimension: u32) -> (u32, u32) {
-    let groups = plane_words.div_ceil(WORKGROUP_SIZE).max(1);
-    let x = groups.min(max_per_dimension);
-    (x, groups.div_ceil(x))
-}
-
-/// Checks that a `width × height` image with these parameters fits `limits`, naming the limit
-/// when it does not.
-pub fn check_fits(params: &Conv3x3Params, limits: &wgpu::Limits) -> Result<()> {
-    let too_large = |what, needed, unit, limit_name, limit| Error::TooLargeForDevice {
-        width: params.in_width,
-        height: params.in_height,
-        what,
-        needed,
-        unit,
-        limit_name,
-        limit,
-    };
-    let (binding_limit, binding_name) =
-        if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
-            (
-                limits.max_storage_buffer_binding_size,
-                "max_storage_buffer_binding_size",
-            )
-        } else {
-            (limits.max_buffer_size, "max_buffer_size")
-        };
-    // The shader addresses bytes with u32 arithmetic.
-    let address_limit = u64::from(u32::MAX);
-    for (what, needed) in [
-        ("input buffer", input_bytes(params)),
-        ("output buffer", output_bytes(params)),
-    ] {
-        if needed > binding_limit {
-            return Err(too_large(
-                what,
-                needed,
-                "bytes",
-                binding_name,
-                binding_limit,
-            ));
-        }
-        if needed > address_limit {
-            return Err(too_large(
-                what,
-                needed,
-                "bytes",
-                "32-bit shader addressing",
-                address_limit,
-            ));
-        }
-    }
-    let max_per_dimension = limits.max_compute_workgroups_per_dimension;
-    let (_, y) = workgroup_grid(params.plane_words, max_per_dimension);
-    if y > max_per_dimension {
-        return Err(too_large(
-            "dispatch",
-            u64::from(params.plane_words.div_ceil(WORKGROUP_SIZE)),
-            "workgroups",
-            "max_compute_workgroups_per_dimension squared",
-            u64::from(max_per_dimension).pow(2),
-        ));
-    }
-    Ok(())
 }
 
 impl Conv3x3Buffers {
     /// Buffers for images needing at most `input_bytes` in and `output_bytes` out.
-    pub fn new(
-        device: &wgpu::Device,
-        pipeline: &Conv3x3Pipeline,
-        input_bytes: u64,
-        output_bytes: u64,
-    ) -> Self {
+    pub fn new(device: &wgpu::Device, input_bytes: u64, output_bytes: u64) -> Self {
         let buffer = |label, size, usage| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -118,39 +165,27 @@ impl Conv3x3Buffers {
             })
         };
         use wgpu::BufferUsages as U;
-        let params = buffer(
-            "gpuconv::conv3x3::params",
-            size_of::<Conv3x3Params>() as u64,
-            U::UNIFORM | U::COPY_DST,
-        );
-        let input = buffer(
-            "gpuconv::conv3x3::input",
-            input_bytes,
-            U::STORAGE | U::COPY_DST,
-        );
-        let output = buffer(
-            "gpuconv::conv3x3::output",
-            output_bytes,
-            U::STORAGE | U::COPY_SRC,
-        );
-        let staging = buffer(
-            "gpuconv::conv3x3::staging",
-            output_bytes,
-            U::MAP_READ | U::COPY_DST,
-        );
-        let bind_group = bind_group(device, pipeline, &params, &input, &output);
         Self {
-            params,
-            input,
-            output,
-            staging,
-            bind_group,
+            input: buffer(
+                "gpuconv::conv3x3::input",
+                input_bytes,
+                U::STORAGE | U::COPY_DST,
+            ),
+            output: buffer(
+                "gpuconv::conv3x3::output",
+                output_bytes,
+                U::STORAGE | U::COPY_SRC,
+            ),
+            staging: buffer(
+                "gpuconv::conv3x3::staging",
+                output_bytes,
+                U::MAP_READ | U::COPY_DST,
+            ),
         }
     }
 
-    /// Queues the upload of `params` and the tightly packed `pixels`.
-    pub fn upload(&self, queue: &wgpu::Queue, params: &Conv3x3Params, pixels: &[u8]) {
-        queue.write_buffer(&self.params, 0, bytemuck::bytes_of(params));
+    /// Queues the upload of the tightly packed `pixels`.
+    pub fn upload(&self, queue: &wgpu::Queue, pixels: &[u8]) {
         // Buffer writes come in whole words: send the last partial word zero-padded.
         let whole = pixels.len() / 4 * 4;
         if whole > 0 {
@@ -164,49 +199,47 @@ impl Conv3x3Buffers {
     }
 }
 
-/// A bind group for the shader's three bindings.
-pub fn bind_group(
-    device: &wgpu::Device,
-    pipeline: &Conv3x3Pipeline,
-    params: &wgpu::Buffer,
-    input: &wgpu::Buffer,
-    output: &wgpu::Buffer,
-) -> wgpu::BindGroup {
-    device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("gpuconv::conv3x3::bind_group"),
-        layout: &pipeline.bind_group_layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: input.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: output.as_entire_binding(),
-            },
-        ],
-    })
+/// Workgroups `(x, y)` covering `invocations`, spilling into y past the device's per-dimension
+/// limit.
+pub fn workgroup_grid(invocations: u32, max_per_dimension: u32) -> (u32, u32) {
+    let groups = invocations.div_ceil(WORKGROUP_SIZE).max(1);
+    let x = groups.min(max_per_dimension);
+    (x, groups.div_ceil(x))
 }
 
-/// Records the convolution pass into `encoder`: nothing is submitted.
-pub fn encode_pass(
-    encoder: &mut wgpu::CommandEncoder,
-    pipeline: &Conv3x3Pipeline,
-    bind_group: &wgpu::BindGroup,
-    grid: (u32, u32),
-    timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
-) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("gpuconv::conv3x3::pass"),
-        timestamp_writes,
-    });
-    pass.set_pipeline(&pipeline.pipeline);
-    pass.set_bind_group(0, bind_group, &[]);
-    pass.dispatch_workgroups(grid.0, grid.1, 1);
+/// Checks that the engine's own buffers for `params` fit the device, naming the limit when not.
+pub fn check_fits(params: &Conv3x3Params, limits: &wgpu::Limits) -> Result<()> {
+    let (limit, limit_name) = if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
+        (
+            limits.max_storage_buffer_binding_size,
+            "max_storage_buffer_binding_size",
+        )
+    } else {
+        (limits.max_buffer_size, "max_buffer_size")
+    };
+    // The shader addresses bytes with u32 arithmetic.
+    let (limit, limit_name) = if limit > u64::from(u32::MAX) {
+        (u64::from(u32::MAX), "32-bit shader addressing")
+    } else {
+        (limit, limit_name)
+    };
+    for (what, needed) in [
+        ("input buffer", params.input_bytes()),
+        ("output buffer", params.output_bytes()),
+    ] {
+        if needed > limit {
+            return Err(Error::TooLargeForDevice {
+                width: params.in_width,
+                height: params.in_height,
+                what,
+                needed,
+                unit: "bytes",
+                limit_name,
+                limit,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -214,19 +247,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grid_covers_every_word_and_respects_the_per_dimension_limit() {
-        for (words, max) in [
+    fn grid_covers_every_invocation_and_respects_the_per_dimension_limit() {
+        for (invocations, max) in [
             (1, 65535),
             (64, 65535),
             (65, 65535),
             (64 * 65535 + 1, 65535),
             (1000, 3),
         ] {
-            let (x, y) = workgroup_grid(words, max);
+            let (x, y) = workgroup_grid(invocations, max);
             assert!(x <= max);
-            assert!(u64::from(x) * u64::from(y) * 64 >= u64::from(words));
+            assert!(u64::from(x) * u64::from(y) * 64 >= u64::from(invocations));
             assert!(
-                u64::from(x) * u64::from(y - 1) * 64 < u64::from(words),
+                u64::from(x) * u64::from(y - 1) * 64 < u64::from(invocations),
                 "one row of groups too many"
             );
         }

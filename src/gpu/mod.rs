@@ -1,13 +1,32 @@
 //! The GPU backend: wgpu compute with the shader in `shaders/conv3x3.wgsl`.
 //!
 //! Split by concern: [`device`] finds an adapter and opens a device, [`pipeline`] builds the
-//! pipeline once, [`dispatch`] owns buffers, uploads and records the pass, [`readback`] maps
-//! results back. [`GpuEngine`] ties them together and keeps everything between calls.
+//! pipeline once, [`resources`] checks the caller's buffers and textures, [`dispatch`] prepares
+//! and records passes and owns the engine's buffers, [`readback`] maps results back. [`GpuEngine`]
+//! ties them together and keeps everything between calls.
+//!
+//! Embedding in an app that already has a device:
+//!
+//! ```no_run
+//! # async fn frame(device: &wgpu::Device, queue: &wgpu::Queue, camera: &wgpu::Texture, edges: &wgpu::Texture) -> gpuconv::Result<()> {
+//! use gpuconv::{GpuEngine, GpuSource, GpuTarget, Kernel, Operation};
+//!
+//! let engine = GpuEngine::from_device_async(device, queue).await?;
+//! let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+//! // Once per set of resources: checks them and builds the bind group.
+//! let pass = engine.prepare(&operation, GpuSource::Texture(camera), GpuTarget::Texture(edges))?;
+//! // Every frame: one dispatch, recorded into the app's own encoder.
+//! let mut encoder = device.create_command_encoder(&Default::default());
+//! pass.encode(&mut encoder);
+//! queue.submit([encoder.finish()]);
+//! # Ok(()) }
+//! ```
 
 pub mod device;
 pub mod dispatch;
 pub mod pipeline;
 pub mod readback;
+pub mod resources;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,15 +35,22 @@ use image::GrayImage;
 
 use crate::error::{Error, Result};
 use crate::operation::{FilterOutput, Operation, output_size};
-use crate::params::Conv3x3Params;
+use crate::params::{Conv3x3Params, SourceLayout, TargetLayout};
 use crate::timings::Timings;
+
+pub use dispatch::FilterPass;
+pub use resources::{GpuSource, GpuTarget};
 
 use dispatch::Conv3x3Buffers;
 use pipeline::Conv3x3Pipeline;
 use readback::PassTimer;
 
-/// A long-lived GPU engine: device, queue, pipeline and reusable buffers. Build it once and run
-/// many images through it; buffers grow to the largest image seen and are then reused.
+/// A long-lived GPU engine: device, queue, pipeline and reusable buffers.
+///
+/// Two ways to use it: [`run`](Self::run) takes an image from the CPU and brings the results
+/// back (what the command line does), and [`prepare`](Self::prepare) builds a [`FilterPass`]
+/// over buffers or textures that already live on the GPU, which the caller records into its own
+/// encoder. Both use the same pipeline, built once.
 #[derive(Debug)]
 pub struct GpuEngine {
     device: wgpu::Device,
@@ -55,7 +81,7 @@ impl GpuEngine {
     /// and builds the engine on it.
     pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
         let (device, queue) = device::request_device(adapter).await?;
-        let mut engine = Self::from_device(&device, &queue)?;
+        let mut engine = Self::from_device_async(&device, &queue).await?;
         // The device is ours: errors nothing else captured become results of the next call
         // instead of wgpu's default panic.
         let uncaptured = Arc::new(Mutex::new(None));
@@ -68,31 +94,61 @@ impl GpuEngine {
         Ok(engine)
     }
 
-    /// An engine on a device and queue the caller already has. gpuconv needs compute shaders
-    /// and two storage buffers per stage (every WebGPU device has them); kernel timings need
-    /// `Features::TIMESTAMP_QUERY`, which is used only if the device was created with it.
+    /// An engine on a device and queue the caller already has, created with whatever features
+    /// and limits the app chose. Blocks only on native, where it returns at once; see
+    /// [`from_device_async`](Self::from_device_async).
     pub fn from_device(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<Self> {
+        pollster::block_on(Self::from_device_async(device, queue))
+    }
+
+    /// An engine on the caller's device and queue, without blocking.
+    ///
+    /// gpuconv needs what every WebGPU device has by default
+    /// (`wgpu::Limits::downlevel_defaults()` is enough): compute shaders, 2 storage buffers and
+    /// 2 storage textures per shader stage, workgroups of 64 invocations. It uses
+    /// `Features::TIMESTAMP_QUERY` for [`run_timed`](Self::run_timed)'s kernel time only when the
+    /// device was created with it. Larger `max_storage_buffer_binding_size` and `max_buffer_size`
+    /// limits allow larger images.
+    pub async fn from_device_async(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<Self> {
         let limits = device.limits();
-        if limits.max_storage_buffers_per_shader_stage < 2 {
-            return Err(Error::DeviceUnsuitable(format!(
-                "max_storage_buffers_per_shader_stage is {}, 2 are needed; request \
-                 wgpu::Limits::downlevel_defaults() or better when creating the device",
-                limits.max_storage_buffers_per_shader_stage
-            )));
-        }
-        if limits.max_compute_workgroup_size_x < pipeline::WORKGROUP_SIZE
-            || limits.max_compute_invocations_per_workgroup < pipeline::WORKGROUP_SIZE
-        {
-            return Err(Error::DeviceUnsuitable(format!(
-                "compute workgroups of {} invocations are needed (device allows {}); request \
-                 wgpu::Limits::downlevel_defaults() or better when creating the device",
+        let needs = [
+            (
+                "max_storage_buffers_per_shader_stage",
+                limits.max_storage_buffers_per_shader_stage,
+                2,
+            ),
+            (
+                "max_storage_textures_per_shader_stage",
+                limits.max_storage_textures_per_shader_stage,
+                2,
+            ),
+            (
+                "max_sampled_textures_per_shader_stage",
+                limits.max_sampled_textures_per_shader_stage,
+                1,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                limits.max_compute_workgroup_size_x,
                 pipeline::WORKGROUP_SIZE,
-                limits.max_compute_invocations_per_workgroup
-            )));
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                limits.max_compute_invocations_per_workgroup,
+                pipeline::WORKGROUP_SIZE,
+            ),
+        ];
+        for (name, has, needed) in needs {
+            if has < needed {
+                return Err(Error::DeviceUnsuitable(format!(
+                    "{name} is {has}, {needed} needed; request wgpu::Limits::downlevel_defaults() \
+                     or better in the DeviceDescriptor's required_limits"
+                )));
+            }
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = Conv3x3Pipeline::new(device);
-        if let Some(error) = pollster::block_on(scope.pop()) {
+        if let Some(error) = scope.pop().await {
             return Err(Error::DeviceUnsuitable(error.to_string()));
         }
         Ok(Self {
@@ -121,7 +177,41 @@ impl GpuEngine {
         &self.queue
     }
 
-    /// Applies `operation` to `image`: upload, one compute pass, readback.
+    /// A pass applying `operation` to `source`, writing into `target`, over resources that
+    /// already live on the GPU. Everything is checked here, so a wrong usage flag, format, size
+    /// or alignment is an [`Error`], never a wgpu validation panic. Keep the pass and call
+    /// [`FilterPass::encode`] each time the source changes (every frame of a video, say): that
+    /// records one dispatch and nothing else.
+    pub fn prepare(
+        &self,
+        operation: &Operation,
+        source: GpuSource<'_>,
+        target: GpuTarget<'_>,
+    ) -> Result<FilterPass> {
+        resources::check_distinct(&source, &target)?;
+        let limits = self.device.limits();
+        let (source_layout, source_binding) = source.bind(&limits)?;
+        let (out_width, out_height) = output_size(source_layout.width, source_layout.height)?;
+        let images = Conv3x3Params::new(
+            operation,
+            source_layout,
+            TargetLayout::word_aligned_rows(out_width, out_height),
+        )
+        .plane_count();
+        let (target_layout, target_binding) =
+            target.bind(out_width, out_height, images, &limits)?;
+        let params = Conv3x3Params::new(operation, source_layout, target_layout);
+        FilterPass::new(
+            &self.device,
+            &self.pipeline,
+            &params,
+            &source_binding,
+            &target_binding,
+        )
+    }
+
+    /// Applies `operation` to `image`: upload, one compute pass, readback. Blocks until the GPU
+    /// is done; see [`run_async`](Self::run_async).
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
         self.run_timed(image, operation).map(|(output, _)| output)
     }
@@ -133,38 +223,15 @@ impl GpuEngine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<(FilterOutput, Timings)> {
-        let (width, height) = image.dimensions();
-        let (out_width, out_height) = output_size(width, height)?;
-        let params = Conv3x3Params::new(operation, width, height, width, 0);
-        let limits = self.device.limits();
-        dispatch::check_fits(&params, &limits)?;
-        let input_bytes = dispatch::input_bytes(&params);
-        let output_bytes = dispatch::output_bytes(&params);
         let mut timings = Timings::default();
-
         let start = Instant::now();
-        self.ensure_buffers(input_bytes, output_bytes)?;
-        let buffers = self.buffers.as_ref().expect("buffers were just ensured");
-        buffers.upload(&self.queue, &params, image.as_raw());
+        let (params, pass) = pollster::block_on(self.upload(image, operation))?;
         timings.upload = Some(start.elapsed());
 
         let start = Instant::now();
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("gpuconv::conv3x3::encoder"),
-            });
-        self.encode(&mut encoder, buffers, &params);
         let timer = self.timer.as_ref();
-        if let Some(timer) = timer {
-            timer.encode_resolve(&mut encoder);
-        }
-        encoder.copy_buffer_to_buffer(&buffers.output, 0, &buffers.staging, 0, output_bytes);
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        self.queue.submit([encoder.finish()]);
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(error.to_string()));
-        }
+        let output_bytes = pollster::block_on(self.submit(&params, &pass, timer))?;
+        let buffers = self.buffers.as_ref().expect("buffers were made by upload");
         let planes =
             readback::read_mapped(&self.device, &buffers.staging, output_bytes, |mapped| {
                 timings.compute = Some(start.elapsed());
@@ -177,30 +244,98 @@ impl GpuEngine {
         if let Some(timer) = timer {
             timings.kernel = Some(timer.read(&self.device)?);
         }
-        Ok((
-            FilterOutput::from_planes(operation, out_width, out_height, planes),
-            timings,
+        let output =
+            FilterOutput::from_planes(operation, params.out_width, params.out_height, planes);
+        Ok((output, timings))
+    }
+
+    /// [`run`](Self::run) without blocking: the future resolves when the results are back. On
+    /// native targets it drives the device with non-blocking polls each time it is polled; on
+    /// the web the browser does.
+    pub async fn run_async(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<FilterOutput> {
+        let (params, pass) = self.upload(image, operation).await?;
+        let output_bytes = self.submit(&params, &pass, None).await?;
+        let buffers = self.buffers.as_ref().expect("buffers were made by upload");
+        let slice = buffers.staging.slice(..output_bytes);
+        readback::map_async(&self.device, slice).await?;
+        let planes = slice
+            .get_mapped_range()
+            .map(|mapped| readback::unpack_planes(&mapped, &params))
+            .map_err(|e| Error::Readback(e.to_string()));
+        buffers.staging.unmap();
+        let planes = planes?;
+        self.take_uncaptured_error()?;
+        Ok(FilterOutput::from_planes(
+            operation,
+            params.out_width,
+            params.out_height,
+            planes,
         ))
     }
 
-    /// The core step: records the convolution pass over `buffers` into `encoder`, without
-    /// submitting anything; [`run_timed`](Self::run_timed) wraps it in upload and readback.
-    fn encode(
+    /// Checks the image fits, grows the engine's buffers if needed, queues the upload and
+    /// prepares the pass over the engine's own buffers.
+    async fn upload(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(Conv3x3Params, FilterPass)> {
+        let (width, height) = image.dimensions();
+        let (out_width, out_height) = output_size(width, height)?;
+        let target = TargetLayout::word_aligned_rows(out_width, out_height);
+        let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
+        dispatch::check_fits(&params, &self.device.limits())?;
+        self.ensure_buffers(params.input_bytes(), params.output_bytes())
+            .await?;
+        let buffers = self.buffers.as_ref().expect("buffers were just ensured");
+        buffers.upload(&self.queue, image.as_raw());
+        let source = GpuSource::Buffer {
+            buffer: &buffers.input,
+            offset: 0,
+            bytes_per_row: width,
+            width,
+            height,
+        };
+        let target = GpuTarget::Buffer {
+            buffer: &buffers.output,
+            offset: 0,
+            bytes_per_row: target.bytes_per_row,
+            bytes_per_image: u64::from(target.bytes_per_image),
+        };
+        let pass = self.prepare(operation, source, target)?;
+        Ok((params, pass))
+    }
+
+    /// Records the pass, the copy to the staging buffer and the timestamp resolve, and submits.
+    /// Returns how many staging bytes hold results.
+    async fn submit(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
-        buffers: &Conv3x3Buffers,
         params: &Conv3x3Params,
-    ) {
-        let max_per_dimension = self.device.limits().max_compute_workgroups_per_dimension;
-        let grid = dispatch::workgroup_grid(params.plane_words, max_per_dimension);
-        let timestamps = self.timer.as_ref().map(PassTimer::writes);
-        dispatch::encode_pass(
-            encoder,
-            &self.pipeline,
-            &buffers.bind_group,
-            grid,
-            timestamps,
-        );
+        pass: &FilterPass,
+        timer: Option<&PassTimer>,
+    ) -> Result<u64> {
+        let buffers = self.buffers.as_ref().expect("buffers were made by upload");
+        let output_bytes = params.output_bytes();
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gpuconv::conv3x3::encoder"),
+            });
+        pass.encode_with_timestamps(&mut encoder, timer.map(PassTimer::writes));
+        if let Some(timer) = timer {
+            timer.encode_resolve(&mut encoder);
+        }
+        encoder.copy_buffer_to_buffer(&buffers.output, 0, &buffers.staging, 0, output_bytes);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.queue.submit([encoder.finish()]);
+        if let Some(error) = scope.pop().await {
+            return Err(Error::Gpu(error.to_string()));
+        }
+        Ok(output_bytes)
     }
 
     /// Returns, once, an error wgpu reported outside any error scope since the last call.
@@ -216,7 +351,7 @@ impl GpuEngine {
     }
 
     /// Grows the reusable buffers when this image needs more; allocation failures become errors.
-    fn ensure_buffers(&mut self, input_bytes: u64, output_bytes: u64) -> Result<()> {
+    async fn ensure_buffers(&mut self, input_bytes: u64, output_bytes: u64) -> Result<()> {
         let (old_input, old_output) = self
             .buffers
             .as_ref()
@@ -228,9 +363,8 @@ impl GpuEngine {
             // Drop the old buffers first so their memory can be reused.
             self.buffers = None;
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let buffers =
-                Conv3x3Buffers::new(&self.device, &self.pipeline, input_bytes, output_bytes);
-            if let Some(error) = pollster::block_on(scope.pop()) {
+            let buffers = Conv3x3Buffers::new(&self.device, input_bytes, output_bytes);
+            if let Some(error) = scope.pop().await {
                 return Err(Error::Gpu(format!(
                     "allocating {} bytes: {error}",
                     input_bytes + 2 * output_bytes

@@ -1,6 +1,9 @@
 //! Getting results back to the CPU: mapping staging buffers and unpacking planes.
 
-use std::sync::mpsc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -45,13 +48,89 @@ pub fn read_mapped<T>(
     result
 }
 
-/// Copies each output plane out of the mapped staging bytes, dropping the padding of the last
-/// word of each plane.
+/// Copies each output image out of the mapped staging bytes, dropping the padding that makes
+/// every row start on a word.
 pub fn unpack_planes(mapped: &[u8], params: &Conv3x3Params) -> Vec<Vec<u8>> {
-    let plane_bytes = params.plane_words as usize * 4;
+    let (width, height) = (params.out_width as usize, params.out_height as usize);
+    let (row_stride, plane_stride) = (params.out_stride as usize, params.plane_stride as usize);
     (0..params.plane_count() as usize)
-        .map(|p| mapped[p * plane_bytes..][..params.plane_pixels()].to_vec())
+        .map(|p| {
+            let mut plane = Vec::with_capacity(width * height);
+            for row in mapped[p * plane_stride..].chunks(row_stride).take(height) {
+                plane.extend_from_slice(&row[..width]);
+            }
+            plane
+        })
         .collect()
+}
+
+/// Maps `slice` for reading without blocking: the future resolves once the GPU is done with the
+/// buffer. On native targets each poll of the future also polls the device, without waiting, so
+/// no other thread needs to; on the web the browser completes the mapping by itself.
+pub async fn map_async(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> Result<()> {
+    let state = Arc::new(Mutex::new(MapState {
+        result: None,
+        waker: None,
+    }));
+    let callback_state = Arc::clone(&state);
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    slice.map_async(wgpu::MapMode::Read, move |result| {
+        let mut state = callback_state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.result = Some(result);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    });
+    if let Some(error) = scope.pop().await {
+        return Err(Error::Readback(error.to_string()));
+    }
+    MapFuture { device, state }
+        .await
+        .map_err(|e| Error::Readback(e.to_string()))
+}
+
+struct MapState {
+    result: Option<Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<Waker>,
+}
+
+struct MapFuture<'a> {
+    device: &'a wgpu::Device,
+    state: Arc<Mutex<MapState>>,
+}
+
+impl Future for MapFuture<'_> {
+    type Output = Result<(), wgpu::BufferAsyncError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let lock = |state: &Mutex<MapState>| {
+            state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .result
+                .take()
+        };
+        if let Some(result) = lock(&self.state) {
+            return Poll::Ready(result);
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .waker = Some(cx.waker().clone());
+        // Runs the callback if the GPU has finished; never waits. A no-op on the web. A lost
+        // device also fails the mapping, which reports it, so the poll's own error adds nothing.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        if let Some(result) = lock(&self.state) {
+            return Poll::Ready(result);
+        }
+        if cfg!(not(target_arch = "wasm32")) {
+            // Native: nothing else will poll the device, so ask to be polled again.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
 }
 
 /// Two timestamps around the compute pass, resolved and read back to time the kernel alone.
