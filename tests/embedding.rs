@@ -1,0 +1,674 @@
+//! The embedded path: an app's own device, buffers, textures and encoder. Every result is checked
+//! bit for bit against the CPU reference, on random images of odd sizes with buffer strides and
+//! offsets that are not multiples of 4 or 256.
+
+mod common;
+
+use common::random_image;
+use gpuconv::gpu::device;
+use gpuconv::{
+    Error, FilterOutput, GpuEngine, GpuSource, GpuTarget, Kernel, Operation, io, reference,
+};
+use image::GrayImage;
+use wgpu::util::DeviceExt;
+
+/// What an app has: its own device (default limits, no optional features) and queue.
+struct App {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+}
+
+impl App {
+    /// `None` when there is no adapter (a failure under CI=true, through `common::gpu`).
+    fn new() -> Option<Self> {
+        Self::with_limits(wgpu::Limits::default())
+    }
+
+    fn with_limits(limits: wgpu::Limits) -> Option<Self> {
+        drop(common::gpu()?);
+        let instance = device::instance_from_env();
+        let adapter = pollster::block_on(device::select_adapter(&instance)).expect("adapter");
+        let descriptor = wgpu::DeviceDescriptor {
+            required_limits: limits,
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).expect("device");
+        Some(Self { device, queue })
+    }
+
+    fn buffer_with(&self, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage,
+            })
+    }
+
+    fn texture(
+        &self,
+        width: u32,
+        height: u32,
+        layers: u32,
+        format: wgpu::TextureFormat,
+        usage: wgpu::TextureUsages,
+    ) -> wgpu::Texture {
+        self.device.create_texture(&wgpu::TextureDescriptor {
+            label: None,
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: layers,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage,
+            view_formats: &[],
+        })
+    }
+
+    fn submit(&self, pass: &gpuconv::FilterPass) {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        pass.encode(&mut encoder);
+        self.queue.submit([encoder.finish()]);
+    }
+
+    /// Every byte of `buffer`, read back through a staging buffer.
+    fn read_buffer(&self, buffer: &wgpu::Buffer) -> Vec<u8> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: buffer.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+        self.queue.submit([encoder.finish()]);
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, |r| r.expect("mapped"));
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
+        let bytes = staging.slice(..).get_mapped_range().unwrap().to_vec();
+        staging.unmap();
+        bytes
+    }
+
+    /// Layer `layer` of a texture with 4-byte texels, as rows of texels.
+    fn read_texture(&self, texture: &wgpu::Texture, layer: u32) -> Vec<[u8; 4]> {
+        let (width, height) = (texture.width(), texture.height());
+        let bytes_per_row = (width * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: u64::from(bytes_per_row * height),
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: 0,
+                    z: layer,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(bytes_per_row),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+        );
+        self.queue.submit([encoder.finish()]);
+        let bytes = self.read_buffer(&buffer);
+        bytes
+            .chunks(bytes_per_row as usize)
+            .flat_map(|row| {
+                row[..width as usize * 4]
+                    .chunks(4)
+                    .map(|t| [t[0], t[1], t[2], t[3]])
+            })
+            .collect()
+    }
+}
+
+fn images(output: &FilterOutput) -> Vec<GrayImage> {
+    output
+        .combined
+        .iter()
+        .chain(&output.responses)
+        .cloned()
+        .collect()
+}
+
+fn edge_with_responses() -> Operation {
+    Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses()
+}
+
+/// A tiny deterministic generator for sizes and strides.
+fn pick(seed: &mut u64, range: std::ops::Range<u32>) -> u32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    range.start + ((*seed >> 33) as u32) % (range.end - range.start)
+}
+
+#[test]
+fn buffer_to_buffer_with_odd_offsets_and_strides_matches_the_reference() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let mut seed = 1;
+    for case in 0..12 {
+        let (width, height) = (pick(&mut seed, 3..400), pick(&mut seed, 3..300));
+        let operation = match case % 3 {
+            0 => edge_with_responses(),
+            1 => Operation::responses(vec![
+                Kernel::named("x").unwrap(),
+                Kernel::named("laplacian").unwrap(),
+                Kernel::named("sharpen").unwrap(),
+            ])
+            .unwrap(),
+            _ => Operation::threshold(Kernel::vertical_lines(), Kernel::horizontal_lines(), 200)
+                .unwrap(),
+        };
+        let image = random_image(width, height, 255, case);
+        let expected = images(&reference::run(&image, &operation));
+
+        // Source: rows padded by an odd number of bytes, after an odd offset.
+        let source_offset = u64::from(pick(&mut seed, 0..40) * 2 + 1);
+        let source_stride = width + pick(&mut seed, 0..9) * 2 + 1;
+        let mut source_bytes =
+            vec![0x5a; (source_offset + u64::from(source_stride * height) + 3) as usize];
+        for (y, row) in image.as_raw().chunks(width as usize).enumerate() {
+            let start = source_offset as usize + y * source_stride as usize;
+            source_bytes[start..start + width as usize].copy_from_slice(row);
+        }
+        let source = app.buffer_with(&source_bytes, wgpu::BufferUsages::STORAGE);
+
+        // Target: word-aligned but not 256-aligned, with gaps between rows and images.
+        let (out_width, out_height) = (width - 2, height - 2);
+        let target_offset = u64::from(pick(&mut seed, 1..30) * 4);
+        let target_stride = out_width.next_multiple_of(4) + pick(&mut seed, 0..4) * 4;
+        let bytes_per_image =
+            u64::from(target_stride * out_height) + u64::from(pick(&mut seed, 0..5) * 4);
+        let target_size = target_offset + bytes_per_image * expected.len() as u64 + 8;
+        let target = app.buffer_with(
+            &vec![0xab; target_size as usize],
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+
+        let pass = engine
+            .prepare(
+                &operation,
+                GpuSource::Buffer {
+                    buffer: &source,
+                    offset: source_offset,
+                    bytes_per_row: source_stride,
+                    width,
+                    height,
+                },
+                GpuTarget::Buffer {
+                    buffer: &target,
+                    offset: target_offset,
+                    bytes_per_row: target_stride,
+                    bytes_per_image,
+                },
+            )
+            .unwrap();
+        app.submit(&pass);
+        let bytes = app.read_buffer(&target);
+
+        let mut untouched = vec![true; bytes.len()];
+        for (i, expected) in expected.iter().enumerate() {
+            for y in 0..out_height as usize {
+                let start = (target_offset + bytes_per_image * i as u64) as usize
+                    + y * target_stride as usize;
+                untouched[start..start + out_width as usize].fill(false);
+            }
+            let actual = GrayImage::from_fn(out_width, out_height, |x, y| {
+                let at = (target_offset + bytes_per_image * i as u64) as usize
+                    + (y * target_stride + x) as usize;
+                image::Luma([bytes[at]])
+            });
+            common::assert_same(
+                &actual,
+                expected,
+                &format!("case {case}: {width}×{height}, image {i}"),
+            );
+        }
+        let clobbered = bytes
+            .iter()
+            .zip(&untouched)
+            .filter(|&(&b, &u)| u && b != 0xab)
+            .count();
+        assert_eq!(
+            clobbered, 0,
+            "case {case}: bytes outside the images changed"
+        );
+    }
+}
+
+#[test]
+fn texture_sources_become_gray_by_the_luma_rule() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let (width, height) = (37, 23);
+    let rgba: Vec<u8> = random_image(width * 4, height, 255, 9).into_raw();
+    let gray = random_image(width, height, 255, 10);
+    let operation = Operation::responses(vec![
+        Kernel::named("identity").unwrap(),
+        Kernel::vertical_lines(),
+    ])
+    .unwrap();
+    let usage = wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST;
+    let luma = GrayImage::from_fn(width, height, |x, y| {
+        let i = ((y * width + x) * 4) as usize;
+        image::Luma([io::luma([rgba[i], rgba[i + 1], rgba[i + 2]])])
+    });
+    for (format, bytes, expected_gray) in [
+        (wgpu::TextureFormat::R8Unorm, gray.as_raw(), &gray),
+        (wgpu::TextureFormat::Rgba8Unorm, &rgba, &luma),
+        (wgpu::TextureFormat::Rgba8UnormSrgb, &rgba, &luma),
+    ] {
+        let texture = app.texture(width, height, 1, format, usage);
+        let texel_bytes = format.block_copy_size(None).unwrap();
+        app.queue.write_texture(
+            texture.as_image_copy(),
+            bytes,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width * texel_bytes),
+                rows_per_image: None,
+            },
+            texture.size(),
+        );
+        let target = app.buffer_with(
+            &vec![0; 2 * 36 * 21],
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let pass = engine
+            .prepare(
+                &operation,
+                GpuSource::Texture(&texture),
+                GpuTarget::Buffer {
+                    buffer: &target,
+                    offset: 0,
+                    bytes_per_row: 36,
+                    bytes_per_image: 36 * 21,
+                },
+            )
+            .unwrap();
+        app.submit(&pass);
+        let bytes = app.read_buffer(&target);
+        let expected = reference::run(expected_gray, &operation);
+        for (i, expected) in expected.responses.iter().enumerate() {
+            let actual = GrayImage::from_fn(35, 21, |x, y| {
+                image::Luma([bytes[i * 36 * 21 + (y * 36 + x) as usize]])
+            });
+            common::assert_same(&actual, expected, &format!("{format:?} source, image {i}"));
+        }
+    }
+}
+
+#[test]
+fn every_srgb_byte_comes_back_exactly() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    // 256 gray levels (r = g = b, so luma is the level itself), as a 16×16 sRGB texture framed
+    // so that the identity kernel's output covers them all.
+    let (width, height) = (18, 18);
+    let texels: Vec<u8> = (0..width * height)
+        .flat_map(|i| {
+            let (x, y) = (i % width, i / width);
+            let level = if (1..17).contains(&x) && (1..17).contains(&y) {
+                ((y - 1) * 16 + x - 1) as u8
+            } else {
+                0
+            };
+            [level, level, level, 255]
+        })
+        .collect();
+    let texture = app.texture(
+        width,
+        height,
+        1,
+        wgpu::TextureFormat::Rgba8UnormSrgb,
+        wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+    );
+    app.queue.write_texture(
+        texture.as_image_copy(),
+        &texels,
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(width * 4),
+            rows_per_image: None,
+        },
+        texture.size(),
+    );
+    let target = app.buffer_with(
+        &[0; 256],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let operation = Operation::responses(vec![Kernel::named("identity").unwrap()]).unwrap();
+    let pass = engine
+        .prepare(
+            &operation,
+            GpuSource::Texture(&texture),
+            GpuTarget::Buffer {
+                buffer: &target,
+                offset: 0,
+                bytes_per_row: 16,
+                bytes_per_image: 0,
+            },
+        )
+        .unwrap();
+    app.submit(&pass);
+    assert_eq!(app.read_buffer(&target), (0..=255).collect::<Vec<u8>>());
+}
+
+#[test]
+fn texture_targets_hold_one_image_per_layer() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let image = random_image(45, 31, 255, 11);
+    let operation = edge_with_responses();
+    let expected = images(&reference::run(&image, &operation));
+    let source = app.buffer_with(image.as_raw(), wgpu::BufferUsages::STORAGE);
+    let source = GpuSource::Buffer {
+        buffer: &source,
+        offset: 0,
+        bytes_per_row: 45,
+        width: 45,
+        height: 31,
+    };
+    let usage = wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC;
+    for format in [
+        wgpu::TextureFormat::Rgba8Unorm,
+        wgpu::TextureFormat::R32Uint,
+    ] {
+        let texture = app.texture(43, 29, 3, format, usage);
+        app.submit(
+            &engine
+                .prepare(&operation, source, GpuTarget::Texture(&texture))
+                .unwrap(),
+        );
+        for (layer, expected) in expected.iter().enumerate() {
+            let texels = app.read_texture(&texture, layer as u32);
+            let actual = GrayImage::from_fn(43, 29, |x, y| {
+                let texel = texels[(y * 43 + x) as usize];
+                if format == wgpu::TextureFormat::Rgba8Unorm {
+                    assert_eq!(
+                        (texel[1], texel[2], texel[3]),
+                        (texel[0], texel[0], 255),
+                        "gray in r, g, b; alpha 1"
+                    );
+                    image::Luma([texel[0]])
+                } else {
+                    let value = u32::from_le_bytes(texel);
+                    assert!(value <= 255);
+                    image::Luma([value as u8])
+                }
+            });
+            common::assert_same(&actual, expected, &format!("{format:?} layer {layer}"));
+        }
+    }
+}
+
+#[test]
+fn a_prepared_pass_follows_new_contents_of_its_source() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    let source = app.buffer_with(
+        &[0; 64 * 48],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+    );
+    let target = app.buffer_with(
+        &[0; 64 * 46],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let pass = engine
+        .prepare(
+            &operation,
+            GpuSource::Buffer {
+                buffer: &source,
+                offset: 0,
+                bytes_per_row: 64,
+                width: 64,
+                height: 48,
+            },
+            GpuTarget::Buffer {
+                buffer: &target,
+                offset: 0,
+                bytes_per_row: 64,
+                bytes_per_image: 0,
+            },
+        )
+        .unwrap();
+    // Frames of a video: new pixels each time, the same pass.
+    for frame in 0..3 {
+        let image = random_image(64, 48, 255, 100 + frame);
+        app.queue.write_buffer(&source, 0, image.as_raw());
+        app.submit(&pass);
+        let bytes = app.read_buffer(&target);
+        let actual = GrayImage::from_fn(62, 46, |x, y| image::Luma([bytes[(y * 64 + x) as usize]]));
+        common::assert_same(
+            &actual,
+            reference::run(&image, &operation)
+                .combined
+                .as_ref()
+                .unwrap(),
+            &format!("frame {frame}"),
+        );
+    }
+}
+
+#[test]
+fn run_async_gives_the_same_images() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let image = random_image(301, 77, 255, 12);
+    let operation = edge_with_responses();
+    let output = pollster::block_on(engine.run_async(&image, &operation)).unwrap();
+    common::assert_same_output(&output, &reference::run(&image, &operation), "run_async");
+}
+
+#[test]
+fn mistakes_are_errors_that_say_what_to_fix() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let operation = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
+    let storage = wgpu::BufferUsages::STORAGE;
+    let good_source = app.buffer_with(&[1; 100], storage);
+    let source = GpuSource::Buffer {
+        buffer: &good_source,
+        offset: 0,
+        bytes_per_row: 10,
+        width: 10,
+        height: 10,
+    };
+    let good_target = app.buffer_with(&[0; 64], storage);
+    let target = GpuTarget::Buffer {
+        buffer: &good_target,
+        offset: 0,
+        bytes_per_row: 8,
+        bytes_per_image: 0,
+    };
+    assert!(engine.prepare(&operation, source, target).is_ok());
+
+    let uniform_only = app.buffer_with(&[1; 100], wgpu::BufferUsages::UNIFORM);
+    let small = app.buffer_with(&[1; 96], storage);
+    let rgba16 = app.texture(
+        10,
+        10,
+        1,
+        wgpu::TextureFormat::Rgba16Float,
+        wgpu::TextureUsages::TEXTURE_BINDING,
+    );
+    let unbound = app.texture(
+        10,
+        10,
+        1,
+        wgpu::TextureFormat::Rgba8Unorm,
+        wgpu::TextureUsages::COPY_DST,
+    );
+    let full_size = app.texture(
+        10,
+        10,
+        1,
+        wgpu::TextureFormat::Rgba8Unorm,
+        wgpu::TextureUsages::STORAGE_BINDING,
+    );
+    let cases: Vec<(GpuSource, GpuTarget, &str)> = vec![
+        (
+            GpuSource::Buffer {
+                buffer: &uniform_only,
+                offset: 0,
+                bytes_per_row: 10,
+                width: 10,
+                height: 10,
+            },
+            target,
+            "needs BufferUsages::STORAGE",
+        ),
+        (
+            GpuSource::Buffer {
+                buffer: &small,
+                offset: 0,
+                bytes_per_row: 10,
+                width: 10,
+                height: 10,
+            },
+            target,
+            "needs at least 100 bytes",
+        ),
+        (
+            GpuSource::Buffer {
+                buffer: &good_source,
+                offset: 0,
+                bytes_per_row: 9,
+                width: 10,
+                height: 10,
+            },
+            target,
+            "bytes_per_row 9 is less than the width 10",
+        ),
+        (
+            GpuSource::Texture(&rgba16),
+            target,
+            "Rgba16Float is not one of",
+        ),
+        (
+            GpuSource::Texture(&unbound),
+            target,
+            "needs TextureUsages::TEXTURE_BINDING",
+        ),
+        (
+            source,
+            GpuTarget::Buffer {
+                buffer: &good_target,
+                offset: 2,
+                bytes_per_row: 8,
+                bytes_per_image: 0,
+            },
+            "must be multiples of 4",
+        ),
+        (
+            source,
+            GpuTarget::Buffer {
+                buffer: &good_target,
+                offset: 0,
+                bytes_per_row: 4,
+                bytes_per_image: 0,
+            },
+            "less than the output width 8",
+        ),
+        (
+            source,
+            GpuTarget::Buffer {
+                buffer: &good_target,
+                offset: 8,
+                bytes_per_row: 8,
+                bytes_per_image: 0,
+            },
+            "needs at least 72 bytes",
+        ),
+        (
+            source,
+            GpuTarget::Texture(&full_size),
+            "is 10×10, but the output is 8×8",
+        ),
+        (
+            source,
+            GpuTarget::Buffer {
+                buffer: &good_source,
+                offset: 0,
+                bytes_per_row: 8,
+                bytes_per_image: 0,
+            },
+            "is the source",
+        ),
+    ];
+    for (source, target, expected) in cases {
+        match engine.prepare(&operation, source, target) {
+            Err(error @ Error::InvalidResource { .. }) => {
+                assert!(
+                    error.to_string().contains(expected),
+                    "expected '{expected}' in '{error}'"
+                );
+            }
+            other => panic!("expected an error containing '{expected}', got {other:?}"),
+        }
+    }
+    let tiny = GpuSource::Buffer {
+        buffer: &good_source,
+        offset: 0,
+        bytes_per_row: 2,
+        width: 2,
+        height: 40,
+    };
+    assert!(matches!(
+        engine.prepare(&operation, tiny, target),
+        Err(Error::ImageTooSmall {
+            width: 2,
+            height: 40
+        })
+    ));
+}
+
+#[test]
+fn a_device_without_storage_textures_is_refused_with_a_way_to_fix_it() {
+    let limits = wgpu::Limits {
+        max_storage_textures_per_shader_stage: 0,
+        ..wgpu::Limits::downlevel_defaults()
+    };
+    let Some(app) = App::with_limits(limits) else {
+        return;
+    };
+    match GpuEngine::from_device(&app.device, &app.queue) {
+        Err(Error::DeviceUnsuitable(message)) => {
+            assert!(
+                message.contains("max_storage_textures_per_shader_stage is 0"),
+                "{message}"
+            );
+            assert!(message.contains("downlevel_defaults"), "{message}");
+        }
+        other => panic!("expected DeviceUnsuitable, got {other:?}"),
+    }
+}
