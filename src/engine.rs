@@ -91,7 +91,10 @@ impl Engine {
 
     /// Applies `operation` to `image`.
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
-        self.run_timed(image, operation).map(|(output, _)| output)
+        match &mut self.backend {
+            Backend::Gpu(gpu) => gpu.run(image, operation),
+            Backend::Cpu(cpu) => cpu.run(image, operation),
+        }
     }
 
     /// Applies `operation` to `image` and says where the time went.

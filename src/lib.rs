@@ -53,8 +53,8 @@
 //!
 //! [`Engine`] picks a backend at start-up: [`GpuEngine`] (device, queue, pipeline and reusable
 //! buffers; also built from an application's own device with [`GpuEngine::from_device`]) or
-//! [`CpuBackend`]. The shader, `shaders/conv3x3.wgsl`, and its CPU twin, [`cpu::conv3x3`], share
-//! the uniform block [`params::Conv3x3Params`]. [`reference`](mod@reference) is the plain loop the tests trust.
+//! [`CpuBackend`]. The shader, `shaders/conv3x3.wgsl`, and its CPU twin, `src/cpu/conv3x3.rs`,
+//! share the uniform block in `src/params.rs`. [`reference`](mod@reference) is the plain loop the tests trust.
 #![deny(missing_docs)]
 
 pub mod cpu;
@@ -64,7 +64,7 @@ pub mod gpu;
 pub mod io;
 pub mod kernel;
 pub mod operation;
-pub mod params;
+mod params;
 pub mod reference;
 pub mod timings;
 

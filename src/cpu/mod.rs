@@ -1,6 +1,6 @@
 //! The CPU backend: the same operation as the GPU shader, on all cores with rayon.
 
-pub mod conv3x3;
+mod conv3x3;
 
 use std::time::Instant;
 
@@ -25,15 +25,6 @@ impl CpuBackend {
 
     /// Applies `operation` to `image`.
     pub fn run(&self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
-        self.run_timed(image, operation).map(|(output, _)| output)
-    }
-
-    /// Applies `operation` to `image` and says how long it took.
-    pub fn run_timed(
-        &self,
-        image: &GrayImage,
-        operation: &Operation,
-    ) -> Result<(FilterOutput, Timings)> {
         let (width, height) = image.dimensions();
         let (out_width, out_height) = output_size(width, height)?;
         let target = TargetLayout {
@@ -43,19 +34,30 @@ impl CpuBackend {
             kind: TARGET_BUFFER,
         };
         let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
-        let start = Instant::now();
         let plane_pixels = out_width as usize * out_height as usize;
         let mut planes: Vec<Vec<u8>> = vec![vec![0; plane_pixels]; params.plane_count() as usize];
-
         let mut views: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
         conv3x3::main(&params, image.as_raw(), &mut views);
-        let timings = Timings {
-            compute: Some(start.elapsed()),
-            ..Timings::default()
-        };
+        Ok(FilterOutput::from_planes(
+            operation, out_width, out_height, planes,
+        ))
+    }
+
+    /// Applies `operation` to `image` and says how long it took (with `std::time::Instant`,
+    /// which wasm32-unknown-unknown lacks: there, use [`run`](Self::run)).
+    pub fn run_timed(
+        &self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(FilterOutput, Timings)> {
+        let start = Instant::now();
+        let output = self.run(image, operation)?;
         Ok((
-            FilterOutput::from_planes(operation, out_width, out_height, planes),
-            timings,
+            output,
+            Timings {
+                compute: Some(start.elapsed()),
+                ..Timings::default()
+            },
         ))
     }
 }

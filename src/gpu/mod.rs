@@ -1,9 +1,9 @@
 //! The GPU backend: wgpu compute with the shader in `shaders/conv3x3.wgsl`.
 //!
-//! Split by concern: [`device`] finds an adapter and opens a device, [`pipeline`] builds the
-//! pipeline once, [`resources`] checks the caller's buffers and textures, [`dispatch`] prepares
-//! and records passes and owns the engine's buffers, [`readback`] maps results back. [`GpuEngine`]
-//! ties them together and keeps everything between calls.
+//! Split by concern: [`device`] finds an adapter and opens a device, `pipeline.rs` builds the
+//! pipeline once, `resources.rs` checks the caller's buffers and textures, `dispatch.rs` prepares
+//! and records passes and owns the engine's buffers, `readback.rs` maps results back.
+//! [`GpuEngine`] ties them together and keeps everything between calls.
 //!
 //! Embedding in an app that already has a device:
 //!
@@ -23,10 +23,10 @@
 //! ```
 
 pub mod device;
-pub mod dispatch;
-pub mod pipeline;
-pub mod readback;
-pub mod resources;
+mod dispatch;
+mod pipeline;
+mod readback;
+mod resources;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
