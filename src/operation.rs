@@ -105,6 +105,18 @@ impl Operation {
     pub fn keeps_responses(&self) -> bool {
         self.keep_responses
     }
+
+    /// How many images one call writes: the combined one, if any, then one per kernel if
+    /// responses are kept. A GPU target needs room for this many (images in a buffer, array
+    /// layers in a texture).
+    pub fn output_count(&self) -> u32 {
+        let responses = if self.keep_responses {
+            self.kernels.len() as u32
+        } else {
+            0
+        };
+        u32::from(self.combine != Combine::None) + responses
+    }
 }
 
 /// The images one call produces, each (H−2)×(W−2).

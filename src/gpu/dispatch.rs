@@ -126,6 +126,15 @@ impl FilterPass {
         self.encode_with_timestamps(encoder, None);
     }
 
+    /// Records the dispatch into a compute pass the caller has already begun (with its own
+    /// label or timestamp writes, say). It sets the pipeline and bind group 0, so the caller
+    /// sets its own again before dispatching more work in the same pass.
+    pub fn encode_in_pass(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+    }
+
     /// [`encode`](Self::encode), writing timestamps at the start and end of the pass.
     pub(crate) fn encode_with_timestamps(
         &self,
@@ -136,9 +145,7 @@ impl FilterPass {
             label: Some("gpuconv::conv3x3::pass"),
             timestamp_writes,
         });
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+        self.encode_in_pass(&mut pass);
     }
 }
 

@@ -28,7 +28,7 @@ mod pipeline;
 mod readback;
 mod resources;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use image::GrayImage;
@@ -58,7 +58,8 @@ pub struct GpuEngine {
     adapter_info: wgpu::AdapterInfo,
     pipeline: Conv3x3Pipeline,
     buffers: Option<Conv3x3Buffers>,
-    timer: Option<PassTimer>,
+    /// Created on the first timed run, so an app's device gets no query set it never uses.
+    timer: OnceLock<Option<PassTimer>>,
     /// The first error wgpu reported outside any error scope, on devices gpuconv created.
     uncaptured: Option<Arc<Mutex<Option<String>>>>,
 }
@@ -157,7 +158,7 @@ impl GpuEngine {
             adapter_info: device.adapter_info(),
             pipeline,
             buffers: None,
-            timer: PassTimer::new(device, queue),
+            timer: OnceLock::new(),
             uncaptured: None,
         })
     }
@@ -192,22 +193,26 @@ impl GpuEngine {
         let limits = self.device.limits();
         let (source_layout, source_binding) = source.bind(&limits)?;
         let (out_width, out_height) = output_size(source_layout.width, source_layout.height)?;
-        let images = Conv3x3Params::new(
-            operation,
-            source_layout,
-            TargetLayout::word_aligned_rows(out_width, out_height),
-        )
-        .plane_count();
         let (target_layout, target_binding) =
-            target.bind(out_width, out_height, images, &limits)?;
+            target.bind(out_width, out_height, operation.output_count(), &limits)?;
         let params = Conv3x3Params::new(operation, source_layout, target_layout);
-        FilterPass::new(
+        // What the checks above cannot see (a destroyed buffer, a resource from another device)
+        // becomes an error too. On native, popping the scope resolves at once; on the web it
+        // cannot be waited for here, and such errors reach the device's own handler.
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pass = FilterPass::new(
             &self.device,
             &self.pipeline,
             &params,
             &source_binding,
             &target_binding,
-        )
+        );
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(error.to_string()));
+        }
+        pass
     }
 
     /// Applies `operation` to `image`: upload, one compute pass, readback. Blocks until the GPU
@@ -229,7 +234,10 @@ impl GpuEngine {
         timings.upload = Some(start.elapsed());
 
         let start = Instant::now();
-        let timer = self.timer.as_ref();
+        let timer = self
+            .timer
+            .get_or_init(|| PassTimer::new(&self.device, &self.queue))
+            .as_ref();
         let output_bytes = pollster::block_on(self.submit(&params, &pass, timer))?;
         let buffers = self.buffers.as_ref().expect("buffers were made by upload");
         let planes =
@@ -260,14 +268,11 @@ impl GpuEngine {
         let (params, pass) = self.upload(image, operation).await?;
         let output_bytes = self.submit(&params, &pass, None).await?;
         let buffers = self.buffers.as_ref().expect("buffers were made by upload");
-        let slice = buffers.staging.slice(..output_bytes);
-        readback::map_async(&self.device, slice).await?;
-        let planes = slice
-            .get_mapped_range()
-            .map(|mapped| readback::unpack_planes(&mapped, &params))
-            .map_err(|e| Error::Readback(e.to_string()));
-        buffers.staging.unmap();
-        let planes = planes?;
+        let planes =
+            readback::read_mapped_async(&self.device, &buffers.staging, output_bytes, |mapped| {
+                readback::unpack_planes(mapped, &params)
+            })
+            .await?;
         self.take_uncaptured_error()?;
         Ok(FilterOutput::from_planes(
             operation,

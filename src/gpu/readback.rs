@@ -64,16 +64,24 @@ pub fn unpack_planes(mapped: &[u8], params: &Conv3x3Params) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Maps `slice` for reading without blocking: the future resolves once the GPU is done with the
-/// buffer. On native targets each poll of the future also polls the device, without waiting, so
-/// no other thread needs to; on the web the browser completes the mapping by itself.
-pub async fn map_async(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> Result<()> {
+/// [`read_mapped`] without blocking: the future resolves once the GPU is done with the buffer.
+///
+/// On native targets a short-lived helper thread waits on the device, so the future neither
+/// blocks its executor nor spins; on the web the browser completes the mapping. If the future is
+/// dropped early, the pending mapping is cancelled, leaving the buffer ready for reuse.
+pub async fn read_mapped_async<T>(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+    size: u64,
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<T> {
     let state = Arc::new(Mutex::new(MapState {
         result: None,
         waker: None,
     }));
     let callback_state = Arc::clone(&state);
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let slice = buffer.slice(..size);
     slice.map_async(wgpu::MapMode::Read, move |result| {
         let mut state = callback_state
             .lock()
@@ -86,9 +94,39 @@ pub async fn map_async(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> R
     if let Some(error) = scope.pop().await {
         return Err(Error::Readback(error.to_string()));
     }
-    MapFuture { device, state }
-        .await
-        .map_err(|e| Error::Readback(e.to_string()))
+    // From here on the buffer is mapped or about to be: unmap it however this function ends,
+    // which also cancels a mapping still pending when the future is dropped.
+    let mut guard = UnmapOnDrop {
+        buffer,
+        armed: true,
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let device = device.clone();
+        std::thread::spawn(move || device.poll(wgpu::PollType::wait_indefinitely()));
+    }
+    if let Err(error) = (MapFuture { state }).await {
+        // A failed mapping leaves the buffer unmapped; unmapping again would be an error.
+        guard.armed = false;
+        return Err(Error::Readback(error.to_string()));
+    }
+    let view = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Readback(e.to_string()))?;
+    Ok(read(&view))
+}
+
+struct UnmapOnDrop<'a> {
+    buffer: &'a wgpu::Buffer,
+    armed: bool,
+}
+
+impl Drop for UnmapOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.buffer.unmap();
+        }
+    }
 }
 
 struct MapState {
@@ -96,40 +134,26 @@ struct MapState {
     waker: Option<Waker>,
 }
 
-struct MapFuture<'a> {
-    device: &'a wgpu::Device,
+struct MapFuture {
     state: Arc<Mutex<MapState>>,
 }
 
-impl Future for MapFuture<'_> {
+impl Future for MapFuture {
     type Output = Result<(), wgpu::BufferAsyncError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let lock = |state: &Mutex<MapState>| {
-            state
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .result
-                .take()
-        };
-        if let Some(result) = lock(&self.state) {
-            return Poll::Ready(result);
-        }
-        self.state
+        let mut state = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .waker = Some(cx.waker().clone());
-        // Runs the callback if the GPU has finished; never waits. A no-op on the web. A lost
-        // device also fails the mapping, which reports it, so the poll's own error adds nothing.
-        let _ = self.device.poll(wgpu::PollType::Poll);
-        if let Some(result) = lock(&self.state) {
-            return Poll::Ready(result);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match state.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                // Stored under the lock the callback takes, so its wake cannot be missed.
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
-        if cfg!(not(target_arch = "wasm32")) {
-            // Native: nothing else will poll the device, so ask to be polled again.
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
     }
 }
 

@@ -83,18 +83,23 @@ fn invalid(what: &'static str, problem: impl Into<String>) -> Error {
     }
 }
 
-/// The part of a buffer to bind so that bytes `first..end` are inside it: the whole buffer when
-/// it is small enough, else a range starting on the device's storage offset alignment. Returns
-/// the binding's offset and size, and where `first` lands inside the binding.
+/// The part of a buffer to bind so that bytes `first..end` are inside it: the whole buffer
+/// (less a trailing partial word, which storage bindings cannot have) when it is small enough,
+/// else a range starting on the device's storage offset alignment. Returns the binding's offset
+/// and size, and where `first` lands inside the binding.
 fn buffer_range(
     what: &'static str,
     buffer: &wgpu::Buffer,
     first: u64,
-    end: u64,
+    end: Option<u64>,
     limits: &wgpu::Limits,
 ) -> Result<(u64, u64, u32)> {
-    let end = end.next_multiple_of(4);
-    if end > buffer.size() {
+    let too_far = || invalid(what, "offset and sizes reach past 2^64 bytes");
+    let end = end
+        .and_then(|end| end.checked_next_multiple_of(4))
+        .ok_or_else(too_far)?;
+    let whole_words = buffer.size() & !3;
+    if end > whole_words {
         return Err(invalid(
             what,
             format!(
@@ -105,9 +110,10 @@ fn buffer_range(
     }
     let limit = limits
         .max_storage_buffer_binding_size
-        .min(u64::from(u32::MAX));
-    let (start, size) = if buffer.size() <= limit {
-        (0, buffer.size())
+        .min(u64::from(u32::MAX))
+        & !3;
+    let (start, size) = if whole_words <= limit {
+        (0, whole_words)
     } else {
         let start = first - first % u64::from(limits.min_storage_buffer_offset_alignment);
         (start, end - start)
@@ -120,7 +126,8 @@ fn buffer_range(
             ),
         ));
     }
-    Ok((start, size, (first - start) as u32))
+    let inside = u32::try_from(first - start).map_err(|_| too_far())?;
+    Ok((start, size, inside))
 }
 
 fn require_buffer_usage(what: &'static str, buffer: &wgpu::Buffer) -> Result<()> {
@@ -165,8 +172,8 @@ impl GpuSource<'_> {
                         format!("bytes_per_row {bytes_per_row} is less than the width {width}"),
                     ));
                 }
-                let end =
-                    offset + u64::from(bytes_per_row) * u64::from(height - 1) + u64::from(width);
+                let end = (u64::from(bytes_per_row) * u64::from(height - 1) + u64::from(width))
+                    .checked_add(offset);
                 let (start, size, offset) = buffer_range(WHAT, buffer, offset, end, limits)?;
                 let layout = SourceLayout {
                     width,
@@ -281,7 +288,9 @@ impl GpuTarget<'_> {
                         ),
                     ));
                 }
-                let end = offset + bytes_per_image * u64::from(images - 1) + image_bytes;
+                let end = bytes_per_image
+                    .checked_mul(u64::from(images - 1))
+                    .and_then(|images| images.checked_add(image_bytes)?.checked_add(offset));
                 let (start, size, offset) = buffer_range(WHAT, buffer, offset, end, limits)?;
                 let bytes_per_image = u32::try_from(bytes_per_image)
                     .map_err(|_| invalid(WHAT, "bytes_per_image must be below 4 GiB"))?;
@@ -372,7 +381,8 @@ pub(crate) fn check_distinct(source: &GpuSource<'_>, target: &GpuTarget<'_>) -> 
     if same {
         return Err(invalid(
             "target",
-            "is the source: a pass cannot read and write the same resource",
+            "is the source: one pass cannot read and write the same buffer or texture, even in \
+             separate ranges (wgpu tracks usage per resource); use two",
         ));
     }
     Ok(())
