@@ -76,16 +76,17 @@ impl App {
         self.queue.submit([encoder.finish()]);
     }
 
-    /// Every byte of `buffer`, read back through a staging buffer.
+    /// Every whole word of `buffer`, read back through a staging buffer.
     fn read_buffer(&self, buffer: &wgpu::Buffer) -> Vec<u8> {
+        let size = buffer.size() & !3;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
-            size: buffer.size(),
+            size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         staging
             .slice(..)
@@ -670,5 +671,340 @@ fn a_device_without_storage_textures_is_refused_with_a_way_to_fix_it() {
             assert!(message.contains("downlevel_defaults"), "{message}");
         }
         other => panic!("expected DeviceUnsuitable, got {other:?}"),
+    }
+}
+
+/// A buffer the app fills itself, of any size (not padded to 4 bytes like `create_buffer_init`).
+fn raw_buffer(app: &App, size: u64, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    let buffer = app.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    app.queue.write_buffer(&buffer, 0, contents);
+    buffer
+}
+
+/// Reads `out_width × out_height` pixels at `offset` with row stride `stride` from `bytes`.
+fn image_at(
+    bytes: &[u8],
+    offset: usize,
+    stride: u32,
+    out_width: u32,
+    out_height: u32,
+) -> GrayImage {
+    GrayImage::from_fn(out_width, out_height, |x, y| {
+        image::Luma([bytes[offset + (y * stride + x) as usize]])
+    })
+}
+
+#[test]
+fn buffers_of_any_size_and_images_packed_word_to_word() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let image = random_image(10, 10, 255, 20);
+    let operation = edge_with_responses();
+    let expected = images(&reference::run(&image, &operation));
+    // 102 and 202 bytes: sizes that are not whole words.
+    let source = raw_buffer(&app, 102, image.as_raw(), wgpu::BufferUsages::STORAGE);
+    // The tightest legal layout: each image starts on the word right after the previous one's
+    // last pixel (8 rows of stride 8, the last row 8 wide: 64 bytes), so neighbouring images
+    // share no word but touch.
+    let target = raw_buffer(
+        &app,
+        202,
+        &[0xcd; 200],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let pass = engine
+        .prepare(
+            &operation,
+            GpuSource::Buffer {
+                buffer: &source,
+                offset: 0,
+                bytes_per_row: 10,
+                width: 10,
+                height: 10,
+            },
+            GpuTarget::Buffer {
+                buffer: &target,
+                offset: 4,
+                bytes_per_row: 8,
+                bytes_per_image: 64,
+            },
+        )
+        .unwrap();
+    app.submit(&pass);
+    let bytes = app.read_buffer(&target);
+    for (i, expected) in expected.iter().enumerate() {
+        common::assert_same(
+            &image_at(&bytes, 4 + 64 * i, 8, 8, 8),
+            expected,
+            &format!("image {i}"),
+        );
+    }
+    assert_eq!(&bytes[..4], &[0xcd; 4], "bytes before the first image");
+    assert_eq!(&bytes[196..], &[0xcd; 4], "bytes after the last image");
+}
+
+#[test]
+fn buffers_larger_than_one_binding_are_bound_in_part() {
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 1 << 16,
+        ..wgpu::Limits::default()
+    };
+    let Some(app) = App::with_limits(limits) else {
+        return;
+    };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let (width, height, stride) = (61, 50, 67);
+    let image = random_image(width, height, 255, 21);
+    let operation =
+        Operation::responses(vec![Kernel::vertical_lines(), Kernel::named("x").unwrap()]).unwrap();
+    let expected = images(&reference::run(&image, &operation));
+    let (source_offset, target_offset) = (100_003usize, 150_004usize);
+    let mut source_bytes = vec![7u8; 256 * 1024];
+    for (y, row) in image.as_raw().chunks(width as usize).enumerate() {
+        let start = source_offset + y * stride as usize;
+        source_bytes[start..start + width as usize].copy_from_slice(row);
+    }
+    let source = app.buffer_with(&source_bytes, wgpu::BufferUsages::STORAGE);
+    let target = app.buffer_with(
+        &vec![0; 256 * 1024],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let pass = engine
+        .prepare(
+            &operation,
+            GpuSource::Buffer {
+                buffer: &source,
+                offset: source_offset as u64,
+                bytes_per_row: stride,
+                width,
+                height,
+            },
+            GpuTarget::Buffer {
+                buffer: &target,
+                offset: target_offset as u64,
+                bytes_per_row: 60,
+                bytes_per_image: 4000,
+            },
+        )
+        .unwrap();
+    app.submit(&pass);
+    let bytes = app.read_buffer(&target);
+    for (i, expected) in expected.iter().enumerate() {
+        common::assert_same(
+            &image_at(&bytes, target_offset + 4000 * i, 60, 59, 48),
+            expected,
+            &format!("image {i}"),
+        );
+    }
+    // An image spanning more than one binding may is refused, not split.
+    let wide = GpuSource::Buffer {
+        buffer: &source,
+        offset: 0,
+        bytes_per_row: 2000,
+        width: 2000,
+        height: 40,
+    };
+    let target = GpuTarget::Buffer {
+        buffer: &target,
+        offset: 0,
+        bytes_per_row: 2000,
+        bytes_per_image: 0,
+    };
+    match engine.prepare(
+        &Operation::responses(vec![Kernel::vertical_lines()]).unwrap(),
+        wide,
+        target,
+    ) {
+        Err(error @ Error::InvalidResource { .. }) => assert!(
+            error
+                .to_string()
+                .contains("max_storage_buffer_binding_size"),
+            "{error}"
+        ),
+        other => panic!("expected a binding-size error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_single_layer_texture_target_and_a_pass_inside_the_apps_own_compute_pass() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let image = random_image(23, 19, 255, 22);
+    let operation =
+        Operation::threshold(Kernel::vertical_lines(), Kernel::horizontal_lines(), 300).unwrap();
+    let source = app.buffer_with(image.as_raw(), wgpu::BufferUsages::STORAGE);
+    let source = GpuSource::Buffer {
+        buffer: &source,
+        offset: 0,
+        bytes_per_row: 23,
+        width: 23,
+        height: 19,
+    };
+    let texture = app.texture(
+        21,
+        17,
+        1,
+        wgpu::TextureFormat::R32Uint,
+        wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC,
+    );
+    let pass = engine
+        .prepare(&operation, source, GpuTarget::Texture(&texture))
+        .unwrap();
+    let mut encoder = app.device.create_command_encoder(&Default::default());
+    {
+        let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("the app's pass"),
+            timestamp_writes: None,
+        });
+        pass.encode_in_pass(&mut compute);
+    }
+    app.queue.submit([encoder.finish()]);
+    let texels = app.read_texture(&texture, 0);
+    let actual = GrayImage::from_fn(21, 17, |x, y| {
+        image::Luma([u32::from_le_bytes(texels[(y * 21 + x) as usize]) as u8])
+    });
+    common::assert_same(
+        &actual,
+        reference::run(&image, &operation)
+            .combined
+            .as_ref()
+            .unwrap(),
+        "threshold into R32Uint",
+    );
+}
+
+#[test]
+fn a_cancelled_run_async_leaves_the_engine_usable() {
+    use std::future::Future;
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let image = random_image(211, 99, 255, 23);
+    let operation = edge_with_responses();
+    {
+        let future = engine.run_async(&image, &operation);
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        // Start it (upload, submit, map requested), then drop it before it finishes.
+        let _ = future.as_mut().poll(&mut context);
+    }
+    let output = engine.run(&image, &operation).unwrap();
+    common::assert_same_output(
+        &output,
+        &reference::run(&image, &operation),
+        "after a cancelled run_async",
+    );
+}
+
+#[test]
+fn more_mistakes_are_errors() {
+    let Some(app) = App::new() else { return };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    let two_images = edge_with_responses().with_responses();
+    let storage = wgpu::BufferUsages::STORAGE;
+    let shared = app.buffer_with(&[1; 400], storage);
+    let source = GpuSource::Buffer {
+        buffer: &shared,
+        offset: 0,
+        bytes_per_row: 10,
+        width: 10,
+        height: 10,
+    };
+    let other = app.buffer_with(&[0; 400], storage);
+    let one_layer = app.texture(
+        8,
+        8,
+        1,
+        wgpu::TextureFormat::Rgba8Unorm,
+        wgpu::TextureUsages::STORAGE_BINDING,
+    );
+    let float_target = app.texture(
+        8,
+        8,
+        3,
+        wgpu::TextureFormat::Rgba16Float,
+        wgpu::TextureUsages::STORAGE_BINDING,
+    );
+    let multisampled = app.device.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: 10,
+            height: 10,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 4,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::RENDER_ATTACHMENT,
+        view_formats: &[],
+    });
+    let buffer_target = GpuTarget::Buffer {
+        buffer: &other,
+        offset: 0,
+        bytes_per_row: 8,
+        bytes_per_image: 64,
+    };
+    let cases: Vec<(GpuSource, GpuTarget, &str)> = vec![
+        (
+            source,
+            GpuTarget::Texture(&one_layer),
+            "has 1 array layers, 3 are needed",
+        ),
+        (
+            source,
+            GpuTarget::Texture(&float_target),
+            "Rgba16Float is not one of Rgba8Unorm, R32Uint",
+        ),
+        (
+            GpuSource::Texture(&multisampled),
+            buffer_target,
+            "one sample per pixel",
+        ),
+        (
+            source,
+            GpuTarget::Buffer {
+                buffer: &other,
+                offset: 0,
+                bytes_per_row: 8,
+                bytes_per_image: 60,
+            },
+            "bytes_per_image 60 is less than one image's 64 bytes",
+        ),
+        (
+            source,
+            GpuTarget::Buffer {
+                buffer: &shared,
+                offset: 200,
+                bytes_per_row: 8,
+                bytes_per_image: 64,
+            },
+            "even in separate ranges",
+        ),
+        (
+            GpuSource::Buffer {
+                buffer: &shared,
+                offset: u64::MAX - 5,
+                bytes_per_row: 10,
+                width: 10,
+                height: 10,
+            },
+            buffer_target,
+            "past 2^64",
+        ),
+    ];
+    for (source, target, expected) in cases {
+        match engine.prepare(&two_images, source, target) {
+            Err(error @ Error::InvalidResource { .. }) => assert!(
+                error.to_string().contains(expected),
+                "expected '{expected}' in '{error}'"
+            ),
+            other => panic!("expected an error containing '{expected}', got {other:?}"),
+        }
     }
 }
