@@ -84,6 +84,20 @@ impl Engine {
         }
     }
 
+    /// Why [`BackendChoice::Auto`] would not use `adapter`, or `None` when it would: a software
+    /// renderer (device type `Cpu`, such as Mesa's llvmpipe) runs on the same cores as the CPU
+    /// backend, only slower, so it is used only when `WGPU_ADAPTER_NAME` asks for it by name.
+    pub fn auto_rejects(adapter: &wgpu::AdapterInfo) -> Option<String> {
+        let named = std::env::var_os("WGPU_ADAPTER_NAME").is_some();
+        (adapter.device_type == wgpu::DeviceType::Cpu && !named).then(|| {
+            format!(
+                "the best GPU adapter found, '{}', is a software renderer, slower than the CPU \
+                 backend; choose the GPU backend explicitly to use it anyway",
+                adapter.name
+            )
+        })
+    }
+
     /// Whether this engine runs on the GPU.
     pub fn is_gpu(&self) -> bool {
         matches!(self.backend, Backend::Gpu(_))
@@ -110,27 +124,13 @@ impl Engine {
     }
 }
 
-/// Why [`BackendChoice::Auto`] would not use `adapter`, or `None` when it would: a software
-/// renderer (device type `Cpu`, such as Mesa's llvmpipe) runs on the same cores as the CPU backend,
-/// only slower, so it is used only when `WGPU_ADAPTER_NAME` asks for it by name.
-pub fn auto_rejects(adapter: &wgpu::AdapterInfo) -> Option<String> {
-    let named = std::env::var_os("WGPU_ADAPTER_NAME").is_some();
-    (adapter.device_type == wgpu::DeviceType::Cpu && !named).then(|| {
-        format!(
-            "the best GPU adapter found, '{}', is a software renderer, slower than the CPU \
-             backend; choose the GPU backend explicitly to use it anyway",
-            adapter.name
-        )
-    })
-}
-
 /// The GPU engine [`BackendChoice::Auto`] uses, or why there is none.
 async fn auto_gpu() -> Result<GpuEngine, String> {
     let instance = device::instance_from_env();
     let adapter = device::select_adapter(&instance)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(reason) = auto_rejects(&adapter.get_info()) {
+    if let Some(reason) = Engine::auto_rejects(&adapter.get_info()) {
         return Err(reason);
     }
     GpuEngine::from_adapter(&adapter)

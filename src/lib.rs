@@ -57,23 +57,23 @@
 //! share the uniform block in `src/params.rs`. [`reference`](mod@reference) is the plain loop the tests trust.
 #![deny(missing_docs)]
 
-pub mod cpu;
-pub mod engine;
-pub mod error;
+mod cpu;
+mod engine;
+mod error;
 pub mod gpu;
 pub mod io;
 pub mod kernel;
-pub mod operation;
+mod operation;
 mod params;
 pub mod reference;
-pub mod timings;
+mod timings;
 
 pub use cpu::CpuBackend;
 pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};
 pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;
-pub use operation::{Combine, FilterOutput, MAX_KERNELS, Operation};
+pub use operation::{Combine, FilterOutput, MAX_KERNELS, Operation, output_size};
 pub use timings::Timings;
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.

@@ -1,7 +1,7 @@
 //! `gpuconv info`: what wgpu sees, and which backend each `--backend` choice would use.
 
 use anyhow::Result;
-use gpuconv::engine::auto_rejects;
+use gpuconv::Engine;
 use gpuconv::gpu::device;
 
 pub fn run() -> Result<()> {
@@ -31,7 +31,7 @@ pub fn run() -> Result<()> {
         Ok(adapter) => {
             let info = adapter.get_info();
             println!("--backend gpu:  {} ({:?})", info.name, info.backend);
-            match auto_rejects(&info) {
+            match Engine::auto_rejects(&info) {
                 None => println!("--backend auto: {} ({:?})", info.name, info.backend),
                 Some(_) => println!(
                     "--backend auto: the CPU backend, {threads} threads ('{}' is a software renderer)",
