@@ -21,6 +21,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the GPU adapters wgpu sees and the limits that matter to gpuconv.
     Info,
+    /// Time both backends, stage by stage, on synthetic images from 1 to 268 megapixels.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,4 +117,27 @@ fn kernels_help() -> String {
          gpuconv filter photo.jpg -k \"1,0,-1;2,0,-2;1,0,-1\" -o lines.pgm --backend cpu",
     );
     help
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Image sizes, WIDTHxHEIGHT, comma-separated.
+    #[arg(long, default_value = "1024x1024,4096x4096,16384x16384")]
+    pub sizes: String,
+
+    /// Operations: `edge`, or kernels by name or rows, comma-separated.
+    #[arg(long, default_value = "vertical,edge")]
+    pub ops: String,
+
+    /// Backends to time: cpu, gpu or both.
+    #[arg(long, default_value = "both", value_parser = ["cpu", "gpu", "both"])]
+    pub backend: String,
+
+    /// Timed runs per configuration, after one warm-up; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! The `gpuconv` command: a thin shell over the library.
 
 mod args;
+mod bench;
 mod demo;
 mod figure;
 mod filter;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
         args::Command::Filter(args) => filter::run(args),
         args::Command::Demo(args) => demo::run(args),
         args::Command::Info => info::run(),
+        args::Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

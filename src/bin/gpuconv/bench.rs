@@ -1,0 +1,252 @@
+//! `gpuconv bench`: both backends over a range of sizes, stage by stage.
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use gpuconv::{CpuBackend, Engine, GpuEngine, Kernel, Operation, Timings};
+use image::{GrayImage, ImageFormat};
+
+use crate::args::BenchArgs;
+
+/// One measured configuration, as printed and as written to `--json`.
+struct Row {
+    width: u32,
+    height: u32,
+    op: String,
+    backend: String,
+    /// Median stage times in milliseconds (decode and encode: PNG in memory, measured once).
+    stages: Vec<(&'static str, Option<f64>)>,
+    mpx_per_s: Option<f64>,
+    gb_per_s: Option<f64>,
+    error: Option<String>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let sizes = args
+        .sizes
+        .split(',')
+        .map(|s| {
+            let (w, h) = s
+                .trim()
+                .split_once('x')
+                .with_context(|| format!("size '{s}' is not WxH"))?;
+            Ok((
+                w.parse::<u32>().context("width")?,
+                h.parse::<u32>().context("height")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut backends: Vec<(String, Engine)> = Vec::new();
+    if args.backend != "gpu" {
+        backends.push((
+            format!("cpu ({} threads)", rayon::current_num_threads()),
+            Engine::from(CpuBackend::new()),
+        ));
+    }
+    if args.backend != "cpu" {
+        match GpuEngine::new() {
+            Ok(gpu) => {
+                let name = format!("gpu ({})", gpu.adapter_info().name);
+                backends.push((name, Engine::from_gpu(gpu)));
+            }
+            Err(error) if args.backend == "gpu" => bail!(error),
+            Err(error) => eprintln!("gpuconv bench: no GPU ({error}); CPU only"),
+        }
+    }
+
+    let mut rows = Vec::new();
+    println!(
+        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}",
+        "size",
+        "op",
+        "backend",
+        "decode",
+        "upload",
+        "compute",
+        "kernel",
+        "readback",
+        "encode",
+        "Mpx/s",
+        "GB/s"
+    );
+    for &(width, height) in &sizes {
+        let image = synthetic(width, height);
+        let png = encode_png(&image)?;
+        let start = Instant::now();
+        let decoded = image::load_from_memory_with_format(&png, ImageFormat::Png)?;
+        let decode = start.elapsed();
+        drop(decoded);
+        for op in args.ops.split(',') {
+            let operation = operation(op.trim())?;
+            let outputs = operation.output_count() as u64;
+            let mut encode = None;
+            for (name, engine) in &mut backends {
+                let row = measure(engine, &image, &operation, args.repeat).map(
+                    |(timings, first_output)| {
+                        if encode.is_none() {
+                            let start = Instant::now();
+                            if encode_png(&first_output).is_ok() {
+                                encode = Some(start.elapsed());
+                            }
+                        }
+                        timings
+                    },
+                );
+                let bytes = u64::from(width) * u64::from(height)
+                    + outputs * u64::from(width - 2) * u64::from(height - 2);
+                let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+                let row = match row {
+                    Ok(t) => {
+                        let busy = t.kernel.or(t.compute).expect("compute is always timed");
+                        Row {
+                            width,
+                            height,
+                            op: op.to_owned(),
+                            backend: name.clone(),
+                            stages: vec![
+                                ("decode", ms(Some(decode))),
+                                ("upload", ms(t.upload)),
+                                ("compute", ms(t.compute)),
+                                ("kernel", ms(t.kernel)),
+                                ("readback", ms(t.readback)),
+                                ("encode", ms(encode)),
+                            ],
+                            mpx_per_s: Some(
+                                f64::from(width) * f64::from(height) / busy.as_secs_f64() / 1e6,
+                            ),
+                            gb_per_s: Some(bytes as f64 / busy.as_secs_f64() / 1e9),
+                            error: None,
+                        }
+                    }
+                    Err(error) => Row {
+                        width,
+                        height,
+                        op: op.to_owned(),
+                        backend: name.clone(),
+                        stages: Vec::new(),
+                        mpx_per_s: None,
+                        gb_per_s: None,
+                        error: Some(format!("{error:#}")),
+                    },
+                };
+                print_row(&row);
+                rows.push(row);
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, to_json(&rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn operation(op: &str) -> Result<Operation> {
+    Ok(match op {
+        "edge" => Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+        name => {
+            Operation::responses(vec![Kernel::parse(name, name).with_context(|| {
+                format!("--ops: '{name}' is neither 'edge' nor a kernel")
+            })?])?
+        }
+    })
+}
+
+/// One warm-up run, then `repeat` timed runs; the median of each stage, and the first output.
+fn measure(
+    engine: &mut Engine,
+    image: &GrayImage,
+    operation: &Operation,
+    repeat: usize,
+) -> Result<(Timings, GrayImage)> {
+    let (output, _) = engine.run_timed(image, operation)?;
+    let first = output
+        .combined
+        .or_else(|| output.responses.into_iter().next())
+        .expect("one image");
+    let runs = (0..repeat.max(1))
+        .map(|_| engine.run_timed(image, operation).map(|(_, t)| t))
+        .collect::<gpuconv::Result<Vec<_>>>()?;
+    let median = |stage: fn(&Timings) -> Option<Duration>| {
+        let mut values: Vec<Duration> = runs.iter().filter_map(stage).collect();
+        values.sort();
+        values.get(values.len() / 2).copied()
+    };
+    let timings = Timings {
+        upload: median(|t| t.upload),
+        compute: median(|t| t.compute),
+        kernel: median(|t| t.kernel),
+        readback: median(|t| t.readback),
+        ..Timings::default()
+    };
+    Ok((timings, first))
+}
+
+/// A deterministic picture-like test image: shading, hard-edged blocks and noise.
+fn synthetic(width: u32, height: u32) -> GrayImage {
+    GrayImage::from_fn(width, height, |x, y| {
+        let mut z = (u64::from(y) << 32 | u64::from(x)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let noise = (z >> 60) as i32 - 8;
+        let shade = 60 + (100 * x / width.max(1)) as i32 + (60 * y / height.max(1)) as i32;
+        let block = if (x / 97 + y / 61) % 3 == 0 { 50 } else { 0 };
+        image::Luma([(shade + block + noise).clamp(0, 255) as u8])
+    })
+}
+
+fn encode_png(image: &GrayImage) -> Result<Vec<u8>> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let mut bytes = Vec::new();
+    image.write_with_encoder(PngEncoder::new_with_quality(
+        Cursor::new(&mut bytes),
+        CompressionType::Fast,
+        FilterType::Adaptive,
+    ))?;
+    Ok(bytes)
+}
+
+fn print_row(row: &Row) {
+    let size = format!("{}x{}", row.width, row.height);
+    if let Some(error) = &row.error {
+        println!("{size:>13} {:>5} {:<32} {error}", row.op, row.backend);
+        return;
+    }
+    let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    let stages: Vec<String> = row
+        .stages
+        .iter()
+        .map(|(_, v)| format!("{:>9}", cell(*v)))
+        .collect();
+    println!(
+        "{size:>13} {:>5} {:<32} {} {:>8} {:>7}",
+        row.op,
+        row.backend,
+        stages.join(" "),
+        cell(row.mpx_per_s),
+        cell(row.gb_per_s)
+    );
+}
+
+fn to_json(rows: &[Row]) -> String {
+    let records: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            let mut record = serde_json::json!({
+                "width": row.width,
+                "height": row.height,
+                "op": row.op,
+                "backend": row.backend,
+                "mpx_per_s": row.mpx_per_s,
+                "gb_per_s": row.gb_per_s,
+                "error": row.error,
+            });
+            for (name, value) in &row.stages {
+                record[format!("{name}_ms")] = serde_json::json!(value);
+            }
+            record
+        })
+        .collect();
+    serde_json::to_string_pretty(&records).expect("plain values serialise") + "\n"
+}
