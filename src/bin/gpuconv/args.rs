@@ -122,8 +122,12 @@ fn kernels_help() -> String {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Image sizes, WIDTHxHEIGHT, comma-separated.
-    #[arg(long, default_value = "1024x1024,4096x4096,16384x16384")]
+    #[arg(long, default_value = "1024x1024,4096x4096,16384x16384", conflicts_with = "input")]
     pub sizes: String,
+
+    /// Time this image instead of synthetic ones (to compare with other tools on the same input).
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
 
     /// Operations: `edge`, or kernels by name or rows, comma-separated.
     #[arg(long, default_value = "vertical,edge")]

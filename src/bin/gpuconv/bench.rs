@@ -23,8 +23,12 @@ struct Row {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let sizes = args
-        .sizes
+    let given = args.input.as_deref().map(gpuconv::io::load_gray).transpose()?;
+    let sizes = match &given {
+        Some(image) => format!("{}x{}", image.width(), image.height()),
+        None => args.sizes.clone(),
+    };
+    let sizes = sizes
         .split(',')
         .map(|s| {
             let (w, h) = s
@@ -71,7 +75,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "GB/s"
     );
     for &(width, height) in &sizes {
-        let image = synthetic(width, height);
+        let image = match &given {
+            Some(image) => image.clone(),
+            None => synthetic(width, height),
+        };
         let png = encode_png(&image)?;
         let start = Instant::now();
         let decoded = image::load_from_memory_with_format(&png, ImageFormat::Png)?;
