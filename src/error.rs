@@ -102,6 +102,24 @@ pub enum Error {
         source: image::ImageError,
     },
 
+    /// An input file's header claims more pixels than allowed.
+    #[error(
+        "cannot read image '{}': {width}×{height} is {} pixels, more than the limit of {max_pixels} \
+         (raise it with --max-pixels if the image is genuine)",
+        path.display(),
+        u64::from(*width) * u64::from(*height)
+    )]
+    TooManyPixels {
+        /// The input path.
+        path: PathBuf,
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The limit in force.
+        max_pixels: u64,
+    },
+
     /// An input file is in no format gpuconv reads, judged by its contents and its extension.
     #[error(
         "cannot read image '{}': not a PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA or QOI file",

@@ -4,28 +4,53 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Rgb, RgbImage};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Rgb, RgbImage};
 
 use crate::error::{Error, Result};
 
+/// The largest image [`load_gray`] decodes: 2³² pixels (65536 × 65536), far above any real
+/// photo; [`load_gray_limited`] sets another bound.
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 32;
+
 /// Decodes any image the `image` crate reads (PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA, QOI),
-/// the format found from the file's contents, and makes it 8-bit gray with [`to_gray`].
+/// the format found from the file's contents, and makes it 8-bit gray with [`to_gray`]. Images
+/// of up to [`DEFAULT_MAX_PIXELS`] pixels are decoded, however much memory that takes (the
+/// `image` crate's own 512 MiB cap is lifted).
 pub fn load_gray(path: &Path) -> Result<GrayImage> {
+    load_gray_limited(path, DEFAULT_MAX_PIXELS)
+}
+
+/// [`load_gray`] refusing images of more than `max_pixels` pixels, judged from the header before
+/// anything large is allocated, so a malicious header cannot exhaust memory.
+pub fn load_gray_limited(path: &Path, max_pixels: u64) -> Result<GrayImage> {
     let decode_error = |source| Error::Decode {
         path: path.to_owned(),
         source,
     };
-    let reader =
-        ImageReader::open(path).map_err(|e| decode_error(image::ImageError::IoError(e)))?;
-    let reader = reader
+    let io_error = |e| decode_error(image::ImageError::IoError(e));
+    let mut reader = ImageReader::open(path)
+        .map_err(io_error)?
         .with_guessed_format()
-        .map_err(|e| decode_error(image::ImageError::IoError(e)))?;
+        .map_err(io_error)?;
     if reader.format().is_none() {
         return Err(Error::UnknownFormat {
             path: path.to_owned(),
         });
     }
-    reader.decode().map(to_gray).map_err(decode_error)
+    reader.no_limits();
+    let decoder = reader.into_decoder().map_err(decode_error)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(Error::TooManyPixels {
+            path: path.to_owned(),
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    DynamicImage::from_decoder(decoder)
+        .map(to_gray)
+        .map_err(decode_error)
 }
 
 /// The ITU-R 601-2 luma of an 8-bit RGB pixel, exactly as Pillow's `convert('L')` computes it:
@@ -206,6 +231,32 @@ mod tests {
         assert_eq!(sample_16_to_8(128), 0);
         assert_eq!(sample_16_to_8(129), 1);
         assert_eq!(sample_16_to_8(u16::MAX), 255);
+    }
+
+    #[test]
+    fn headers_are_checked_against_the_pixel_limit_and_the_crates_512_mib_cap_is_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        // A header claiming 30000 × 30000 (900 MB) with no pixel data behind it.
+        let path = dir.path().join("huge.pgm");
+        std::fs::write(&path, b"P5\n30000 30000\n255\n\x01\x02").unwrap();
+        match load_gray_limited(&path, 1_000_000) {
+            Err(Error::TooManyPixels {
+                width: 30000,
+                height: 30000,
+                max_pixels: 1_000_000,
+                ..
+            }) => {}
+            other => panic!("expected TooManyPixels, got {other:?}"),
+        }
+        // Within the limit the decoder tries, and fails only for want of data: the image crate's
+        // default 512 MiB allocation limit would have refused it first.
+        match load_gray(&path) {
+            Err(error @ Error::Decode { .. }) => {
+                let message = error.to_string();
+                assert!(!message.to_lowercase().contains("limit"), "{message}");
+            }
+            other => panic!("expected a decode error, got {other:?}"),
+        }
     }
 
     #[test]

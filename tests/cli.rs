@@ -427,6 +427,19 @@ fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
             "File name too long",
         ),
         (
+            vec![
+                "filter",
+                "good.png",
+                "-k",
+                "vertical",
+                "-o",
+                "out.png",
+                "--max-pixels",
+                "399",
+            ],
+            "20×20 is 400 pixels, more than the limit of 399",
+        ),
+        (
             vec!["filter", "notes.md", "-k", "vertical", "-o", "out.png"],
             "'notes.md': not a PNG, JPEG",
         ),

@@ -87,6 +87,10 @@ pub struct FilterArgs {
     /// Print decode, upload, GPU kernel, readback and encode times for each input on stderr.
     #[arg(long)]
     pub timings: bool,
+
+    /// Refuse inputs whose header claims more pixels than this, before decoding anything.
+    #[arg(long, value_name = "N", default_value_t = gpuconv::io::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
 }
 
 #[derive(Debug, Args)]
@@ -122,7 +126,11 @@ fn kernels_help() -> String {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Image sizes, WIDTHxHEIGHT, comma-separated.
-    #[arg(long, default_value = "1024x1024,4096x4096,16384x16384", conflicts_with = "input")]
+    #[arg(
+        long,
+        default_value = "1024x1024,4096x4096,16384x16384",
+        conflicts_with = "input"
+    )]
     pub sizes: String,
 
     /// Time this image instead of synthetic ones (to compare with other tools on the same input).

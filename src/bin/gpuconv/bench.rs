@@ -23,7 +23,11 @@ struct Row {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let given = args.input.as_deref().map(gpuconv::io::load_gray).transpose()?;
+    let given = args
+        .input
+        .as_deref()
+        .map(gpuconv::io::load_gray)
+        .transpose()?;
     let sizes = match &given {
         Some(image) => format!("{}x{}", image.width(), image.height()),
         None => args.sizes.clone(),

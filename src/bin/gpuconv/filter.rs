@@ -197,7 +197,7 @@ fn filter_one(
     job: &Job,
 ) -> Result<()> {
     let start = Instant::now();
-    let image = io::load_gray(&job.input)?;
+    let image = io::load_gray_limited(&job.input, args.max_pixels)?;
     let decode = start.elapsed();
     let engine = match engine {
         Some(engine) => engine,
