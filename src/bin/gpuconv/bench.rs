@@ -4,7 +4,7 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use gpuconv::{CpuBackend, Engine, GpuEngine, Kernel, Operation, Timings};
+use gpuconv::{CpuBackend, Engine, FilterOutput, GpuEngine, Kernel, Operation, Timings};
 use image::{GrayImage, ImageFormat};
 
 use crate::args::BenchArgs;
@@ -19,6 +19,8 @@ struct Row {
     stages: Vec<(&'static str, Option<f64>)>,
     mpx_per_s: Option<f64>,
     gb_per_s: Option<f64>,
+    /// `ok` when every output equals the CPU backend's bit for bit, else what differs.
+    check: String,
     error: Option<String>,
 }
 
@@ -65,7 +67,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut rows = Vec::new();
     println!(
-        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}",
+        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}  {}",
         "size",
         "op",
         "backend",
@@ -76,7 +78,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "readback",
         "encode",
         "Mpx/s",
-        "GB/s"
+        "GB/s",
+        "check"
     );
     for &(width, height) in &sizes {
         let image = match &given {
@@ -91,19 +94,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for op in args.ops.split(',') {
             let operation = operation(op.trim())?;
             let outputs = operation.output_count() as u64;
+            let expected = CpuBackend::new().run(&image, &operation)?;
             let mut encode = None;
             for (name, engine) in &mut backends {
-                let row = measure(engine, &image, &operation, args.repeat).map(
-                    |(timings, first_output)| {
-                        if encode.is_none() {
-                            let start = Instant::now();
-                            if encode_png(&first_output).is_ok() {
-                                encode = Some(start.elapsed());
-                            }
+                let measured = measure(engine, &image, &operation, args.repeat);
+                let check = match &measured {
+                    Ok((_, output)) => compare(output, &expected),
+                    Err(_) => String::new(),
+                };
+                let row = measured.map(|(timings, output)| {
+                    if encode.is_none() {
+                        let first = output
+                            .combined
+                            .as_ref()
+                            .or(output.responses.first())
+                            .expect("one image");
+                        let start = Instant::now();
+                        if encode_png(first).is_ok() {
+                            encode = Some(start.elapsed());
                         }
-                        timings
-                    },
-                );
+                    }
+                    timings
+                });
                 let bytes = u64::from(width) * u64::from(height)
                     + outputs * u64::from(width - 2) * u64::from(height - 2);
                 let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
@@ -127,6 +139,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                                 f64::from(width) * f64::from(height) / busy.as_secs_f64() / 1e6,
                             ),
                             gb_per_s: Some(bytes as f64 / busy.as_secs_f64() / 1e9),
+                            check,
                             error: None,
                         }
                     }
@@ -138,6 +151,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         stages: Vec::new(),
                         mpx_per_s: None,
                         gb_per_s: None,
+                        check,
                         error: Some(format!("{error:#}")),
                     },
                 };
@@ -171,12 +185,8 @@ fn measure(
     image: &GrayImage,
     operation: &Operation,
     repeat: usize,
-) -> Result<(Timings, GrayImage)> {
-    let (output, _) = engine.run_timed(image, operation)?;
-    let first = output
-        .combined
-        .or_else(|| output.responses.into_iter().next())
-        .expect("one image");
+) -> Result<(Timings, FilterOutput)> {
+    let (first, _) = engine.run_timed(image, operation)?;
     let runs = (0..repeat.max(1))
         .map(|_| engine.run_timed(image, operation).map(|(_, t)| t))
         .collect::<gpuconv::Result<Vec<_>>>()?;
@@ -193,6 +203,37 @@ fn measure(
         ..Timings::default()
     };
     Ok((timings, first))
+}
+
+/// `ok` when `output` equals `expected` image for image, bit for bit; else how many pixels differ.
+fn compare(output: &FilterOutput, expected: &FilterOutput) -> String {
+    let images = |o: &FilterOutput| {
+        o.combined
+            .iter()
+            .chain(&o.responses)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (actual, expected) = (images(output), images(expected));
+    if actual.len() != expected.len() {
+        return format!("{} images, expected {}", actual.len(), expected.len());
+    }
+    let differing: usize = actual
+        .iter()
+        .zip(&expected)
+        .map(|(a, e)| {
+            a.as_raw()
+                .iter()
+                .zip(e.as_raw())
+                .filter(|(p, q)| p != q)
+                .count()
+        })
+        .sum();
+    if differing == 0 {
+        "ok".to_owned()
+    } else {
+        format!("{differing} pixels differ from the CPU")
+    }
 }
 
 /// A deterministic picture-like test image: shading, hard-edged blocks and noise.
@@ -231,12 +272,13 @@ fn print_row(row: &Row) {
         .map(|(_, v)| format!("{:>9}", cell(*v)))
         .collect();
     println!(
-        "{size:>13} {:>5} {:<32} {} {:>8} {:>7}",
+        "{size:>13} {:>5} {:<32} {} {:>8} {:>7}  {}",
         row.op,
         row.backend,
         stages.join(" "),
         cell(row.mpx_per_s),
-        cell(row.gb_per_s)
+        cell(row.gb_per_s),
+        row.check
     );
 }
 
@@ -251,6 +293,7 @@ fn to_json(rows: &[Row]) -> String {
                 "backend": row.backend,
                 "mpx_per_s": row.mpx_per_s,
                 "gb_per_s": row.gb_per_s,
+                "check": row.check,
                 "error": row.error,
             });
             for (name, value) in &row.stages {
