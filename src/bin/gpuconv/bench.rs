@@ -67,7 +67,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut rows = Vec::new();
     println!(
-        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}  {}",
+        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}  check",
         "size",
         "op",
         "backend",
@@ -78,8 +78,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "readback",
         "encode",
         "Mpx/s",
-        "GB/s",
-        "check"
+        "GB/s"
     );
     for &(width, height) in &sizes {
         let image = match &given {
