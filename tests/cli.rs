@@ -619,3 +619,44 @@ fn info_says_which_backend_each_choice_uses() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_times_each_stage_and_checks_the_backends_agree() {
+    let scratch = Scratch::new();
+    let args = [
+        "bench",
+        "--sizes",
+        "33x17,64x9",
+        "--ops",
+        "vertical,edge",
+        "--repeat",
+        "1",
+        "--json",
+        "bench.json",
+    ];
+    let backend = if common::gpu().is_some() {
+        "both"
+    } else {
+        "cpu"
+    };
+    let output = scratch
+        .gpuconv()
+        .args(args)
+        .args(["--backend", backend])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(scratch.path("bench.json")).unwrap()).unwrap();
+    let backends = if backend == "both" { 2 } else { 1 };
+    assert_eq!(rows.len(), 2 * 2 * backends, "sizes × ops × backends");
+    for row in &rows {
+        assert_eq!(row["check"], "ok", "{row}");
+        assert!(row["compute_ms"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["mpx_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}
