@@ -46,36 +46,76 @@ fn dispatch_spills_into_a_second_dimension_past_the_workgroup_limit() {
 }
 
 #[test]
-fn images_larger_than_the_device_allows_get_an_error_naming_the_limit() {
+fn images_larger_than_the_device_allows_run_in_strips_or_get_an_error_naming_the_limit() {
     let Some((device, queue)) = device_with(|l| l.max_storage_buffer_binding_size = 1 << 16) else {
         return;
     };
     let mut engine = GpuEngine::from_device(&device, &queue).unwrap();
-    let operation = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
-    match engine.run(&random_image(300, 300, 255, 1), &operation) {
-        Err(
-            error @ Error::TooLargeForDevice {
-                needed: 90000,
-                limit: 65536,
-                ..
-            },
-        ) => {
+    // 300×300 needs 90000 input bytes, more than one 64 KiB binding: it runs in strips.
+    let image = random_image(300, 300, 255, 1);
+    let operation = edge_with_responses();
+    assert_same_output(
+        &engine.run(&image, &operation).unwrap(),
+        &reference::run(&image, &operation),
+        "strips",
+    );
+    // A single row of windows (3 input rows) wider than a binding cannot be split further.
+    let wide = random_image(30_000, 3, 255, 2);
+    match engine.run(&wide, &operation) {
+        Err(error @ Error::TooLargeForDevice { limit: 65536, .. }) => {
             let message = error.to_string();
             assert!(
                 message.contains("max_storage_buffer_binding_size"),
                 "{message}"
             );
-            assert!(message.contains("300×300"), "{message}");
+            assert!(message.contains("30000×3"), "{message}");
         }
         other => panic!("expected TooLargeForDevice, got {other:?}"),
     }
-    // The engine still works for images that fit.
-    let small = random_image(100, 60, 255, 2);
-    assert_same_output(
-        &engine.run(&small, &operation).unwrap(),
-        &reference::run(&small, &operation),
-        "after refusal",
-    );
+}
+
+#[test]
+fn strips_of_any_height_are_bit_identical_to_one_pass() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let cases = [
+        (37, 23, 1),
+        (101, 64, 2),
+        (64, 9, 3),
+        (513, 300, 7),
+        (1001, 211, 64),
+    ];
+    for (i, (width, height, rows)) in cases.into_iter().enumerate() {
+        let image = random_image(width, height, 255, 40 + i as u64);
+        let operations = [
+            edge_with_responses(),
+            Operation::responses(vec![
+                Kernel::named("box-blur").unwrap(),
+                Kernel::named("x").unwrap(),
+            ])
+            .unwrap(),
+            Operation::threshold(Kernel::vertical_lines(), Kernel::horizontal_lines(), 200)
+                .unwrap(),
+        ];
+        for operation in operations {
+            engine.set_max_strip_rows(None);
+            let whole = engine.run(&image, &operation).unwrap();
+            engine.set_max_strip_rows(Some(rows));
+            let what = format!("{width}×{height} in strips of {rows} rows, {operation:?}");
+            assert_same_output(&engine.run(&image, &operation).unwrap(), &whole, &what);
+            let asynchronous = pollster::block_on(engine.run_async(&image, &operation)).unwrap();
+            assert_same_output(&asynchronous, &whole, &format!("{what}, async"));
+            if operation.kernels().iter().all(Kernel::is_integer) {
+                assert_same_output(
+                    &whole,
+                    &reference::run(&image, &operation),
+                    &format!("{what}, reference"),
+                );
+            }
+        }
+    }
+    engine.set_max_strip_rows(None);
 }
 
 #[test]

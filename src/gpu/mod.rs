@@ -29,7 +29,7 @@ mod readback;
 mod resources;
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::GrayImage;
 
@@ -60,6 +60,8 @@ pub struct GpuEngine {
     buffers: Option<Conv3x3Buffers>,
     /// Created on the first timed run, so an app's device gets no query set it never uses.
     timer: OnceLock<Option<PassTimer>>,
+    /// The caller's cap on output rows per pass ([`set_max_strip_rows`](Self::set_max_strip_rows)).
+    max_strip_rows: Option<u32>,
     /// The first error wgpu reported outside any error scope, on devices gpuconv created.
     uncaptured: Option<Arc<Mutex<Option<String>>>>,
 }
@@ -159,6 +161,7 @@ impl GpuEngine {
             pipeline,
             buffers: None,
             timer: OnceLock::new(),
+            max_strip_rows: None,
             uncaptured: None,
         })
     }
@@ -222,74 +225,140 @@ impl GpuEngine {
     }
 
     /// [`run`](Self::run), also saying how long upload, compute (and the GPU kernel alone, when
-    /// the device has timestamp queries) and readback took.
+    /// the device has timestamp queries) and readback took, summed over strips.
     pub fn run_timed(
         &mut self,
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<(FilterOutput, Timings)> {
-        let mut timings = Timings::default();
-        let start = Instant::now();
-        let (params, pass) = pollster::block_on(self.upload(image, operation))?;
-        timings.upload = Some(start.elapsed());
-
-        let start = Instant::now();
-        let timer = self
-            .timer
-            .get_or_init(|| PassTimer::new(&self.device, &self.queue))
-            .as_ref();
-        let output_bytes = pollster::block_on(self.submit(&params, &pass, timer))?;
-        let buffers = self.buffers.as_ref().expect("buffers were made by upload");
-        let planes =
-            readback::read_mapped(&self.device, &buffers.staging, output_bytes, |mapped| {
-                timings.compute = Some(start.elapsed());
-                let start = Instant::now();
-                let planes = readback::unpack_planes(mapped, &params);
-                timings.readback = Some(start.elapsed());
-                planes
-            })?;
-        self.take_uncaptured_error()?;
-        if let Some(timer) = timer {
-            timings.kernel = Some(timer.read(&self.device)?);
-        }
-        let output =
-            FilterOutput::from_planes(operation, params.out_width, params.out_height, planes);
-        Ok((output, timings))
+        pollster::block_on(self.run_strips(image, operation, true))
     }
 
     /// [`run`](Self::run) without blocking: the future resolves when the results are back. On
-    /// native targets it drives the device with non-blocking polls each time it is polled; on
-    /// the web the browser does.
+    /// native targets a helper thread waits on the device while the future is pending; on the web
+    /// the browser completes the readback.
     pub async fn run_async(
         &mut self,
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<FilterOutput> {
-        let (params, pass) = self.upload(image, operation).await?;
-        let output_bytes = self.submit(&params, &pass, None).await?;
-        let buffers = self.buffers.as_ref().expect("buffers were made by upload");
-        let planes =
-            readback::read_mapped_async(&self.device, &buffers.staging, output_bytes, |mapped| {
-                readback::unpack_planes(mapped, &params)
-            })
-            .await?;
-        self.take_uncaptured_error()?;
-        Ok(FilterOutput::from_planes(
-            operation,
-            params.out_width,
-            params.out_height,
-            planes,
-        ))
+        self.run_strips(image, operation, false)
+            .await
+            .map(|(output, _)| output)
     }
 
-    /// Checks the image fits, grows the engine's buffers if needed, queues the upload and
-    /// prepares the pass over the engine's own buffers.
-    async fn upload(
+    /// Limits the rows of output computed per GPU pass (`None`: as many as the device's buffer
+    /// limits allow, usually the whole image). Images taller than that are processed in
+    /// horizontal strips, each read with the two extra rows its windows need, so the result is
+    /// identical to one pass; smaller strips use less GPU memory.
+    pub fn set_max_strip_rows(&mut self, rows: Option<u32>) {
+        self.max_strip_rows = rows.map(|r| r.max(1));
+    }
+
+    /// Output rows per strip: as many as fit the device's buffer limits (and the caller's cap).
+    fn rows_per_strip(&self, width: u32, out_height: u32, images: u32) -> Result<u32> {
+        let limits = self.device.limits();
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(u64::from(u32::MAX))
+            & !3;
+        let out_stride = u64::from((width - 2).next_multiple_of(4));
+        let by_input = (limit / u64::from(width)).saturating_sub(2);
+        let by_output = limit / (out_stride * u64::from(images));
+        let rows = by_input.min(by_output);
+        if rows == 0 {
+            return Err(Error::TooLargeForDevice {
+                width,
+                height: out_height + 2,
+                what: "strip of one row",
+                needed: (3 * u64::from(width)).max(out_stride * u64::from(images)),
+                unit: "bytes",
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            });
+        }
+        let rows = rows.min(u64::from(out_height)) as u32;
+        Ok(self.max_strip_rows.map_or(rows, |cap| rows.min(cap)))
+    }
+
+    /// Uploads, filters and reads back the image strip by strip (one strip when it fits),
+    /// reusing the engine's buffers; times the stages when `timed` (never on the web, which has
+    /// no clock `Instant` can read).
+    async fn run_strips(
         &mut self,
         image: &GrayImage,
         operation: &Operation,
-    ) -> Result<(Conv3x3Params, FilterPass)> {
+        timed: bool,
+    ) -> Result<(FilterOutput, Timings)> {
         let (width, height) = image.dimensions();
+        let (out_width, out_height) = output_size(width, height)?;
+        let images = operation.output_count();
+        let rows = self.rows_per_strip(width, out_height, images)?;
+        let now = || timed.then(Instant::now);
+        let elapsed = |start: Option<Instant>| start.map(|s| s.elapsed());
+        let add = |total: &mut Option<Duration>, part: Option<Duration>| {
+            if let Some(part) = part {
+                *total = Some(total.unwrap_or_default() + part);
+            }
+        };
+        if timed {
+            self.timer
+                .get_or_init(|| PassTimer::new(&self.device, &self.queue));
+        }
+        let mut planes = vec![vec![0u8; out_width as usize * out_height as usize]; images as usize];
+        let mut timings = Timings::default();
+        for first_row in (0..out_height).step_by(rows as usize) {
+            let strip_rows = rows.min(out_height - first_row);
+            let strip = &image.as_raw()
+                [(first_row * width) as usize..((first_row + strip_rows + 2) * width) as usize];
+
+            let start = now();
+            let (params, pass) = self.upload(strip, width, strip_rows + 2, operation).await?;
+            add(&mut timings.upload, elapsed(start));
+
+            let timer = if timed {
+                self.timer.get().and_then(Option::as_ref)
+            } else {
+                None
+            };
+            let start = now();
+            let output_bytes = self.submit(&params, &pass, timer).await?;
+            let buffers = self.buffers.as_ref().expect("buffers were made by upload");
+            let unpack = |mapped: &[u8]| {
+                let compute = elapsed(start);
+                let start = now();
+                readback::unpack_rows_into(mapped, &params, &mut planes, first_row);
+                (compute, elapsed(start))
+            };
+            let (compute, unpack_time) = if timed {
+                readback::read_mapped(&self.device, &buffers.staging, output_bytes, unpack)?
+            } else {
+                readback::read_mapped_async(&self.device, &buffers.staging, output_bytes, unpack)
+                    .await?
+            };
+            add(&mut timings.compute, compute);
+            add(&mut timings.readback, unpack_time);
+            self.take_uncaptured_error()?;
+            if let Some(timer) = timer {
+                add(&mut timings.kernel, Some(timer.read(&self.device)?));
+            }
+        }
+        Ok((
+            FilterOutput::from_planes(operation, out_width, out_height, planes),
+            timings,
+        ))
+    }
+
+    /// Grows the engine's buffers if needed, queues the upload of `pixels` (`height` tightly
+    /// packed rows of `width`) and prepares the pass over the engine's own buffers.
+    async fn upload(
+        &mut self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        operation: &Operation,
+    ) -> Result<(Conv3x3Params, FilterPass)> {
         let (out_width, out_height) = output_size(width, height)?;
         let target = TargetLayout::word_aligned_rows(out_width, out_height);
         let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
@@ -297,7 +366,7 @@ impl GpuEngine {
         self.ensure_buffers(params.input_bytes(), params.output_bytes())
             .await?;
         let buffers = self.buffers.as_ref().expect("buffers were just ensured");
-        buffers.upload(&self.queue, image.as_raw());
+        buffers.upload(&self.queue, pixels);
         let source = GpuSource::Buffer {
             buffer: &buffers.input,
             offset: 0,

@@ -48,20 +48,28 @@ pub fn read_mapped<T>(
     result
 }
 
-/// Copies each output image out of the mapped staging bytes, dropping the padding that makes
-/// every row start on a word.
-pub fn unpack_planes(mapped: &[u8], params: &Conv3x3Params) -> Vec<Vec<u8>> {
-    let (width, height) = (params.out_width as usize, params.out_height as usize);
+/// Copies the output images of one strip out of the mapped staging bytes into `planes` (each the
+/// whole image's size), starting at output row `first_row`, dropping the padding that makes every
+/// row start on a word.
+pub fn unpack_rows_into(
+    mapped: &[u8],
+    params: &Conv3x3Params,
+    planes: &mut [Vec<u8>],
+    first_row: u32,
+) {
+    let (width, rows) = (params.out_width as usize, params.out_height as usize);
     let (row_stride, plane_stride) = (params.out_stride as usize, params.plane_stride as usize);
-    (0..params.plane_count() as usize)
-        .map(|p| {
-            let mut plane = Vec::with_capacity(width * height);
-            for row in mapped[p * plane_stride..].chunks(row_stride).take(height) {
-                plane.extend_from_slice(&row[..width]);
-            }
-            plane
-        })
-        .collect()
+    for (p, plane) in planes.iter_mut().enumerate() {
+        let destination = plane[first_row as usize * width..]
+            .chunks_mut(width)
+            .take(rows);
+        for (row, target) in mapped[p * plane_stride..]
+            .chunks(row_stride)
+            .zip(destination)
+        {
+            target.copy_from_slice(&row[..width]);
+        }
+    }
 }
 
 /// [`read_mapped`] without blocking: the future resolves once the GPU is done with the buffer.
