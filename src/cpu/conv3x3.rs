@@ -68,34 +68,27 @@ fn integer_response(
 #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.1"))]
 fn integer_response_i16(rows: &[&[u8]; 3], taps: &[(usize, usize, i16)], out: &mut [u8]) {
     let width = out.len();
-    let mut x = 0;
-    while x < width {
-        let len = CHUNK.min(width - x);
-        if len == CHUNK {
-            // A fixed length lets the compiler keep `sums` in SIMD registers across the taps.
-            let mut sums = [0i16; CHUNK];
-            for &(r, c, weight) in taps {
-                let pixels = &rows[r][x + c..x + c + CHUNK];
-                for i in 0..CHUNK {
-                    sums[i] = sums[i].wrapping_add(weight.wrapping_mul(i16::from(pixels[i])));
-                }
-            }
-            for i in 0..CHUNK {
-                out[x + i] = sums[i].unsigned_abs().min(255) as u8;
-            }
-        } else {
-            let mut sums = [0i16; CHUNK];
-            for &(r, c, weight) in taps {
-                let pixels = &rows[r][x + c..x + c + len];
-                for i in 0..len {
-                    sums[i] = sums[i].wrapping_add(weight.wrapping_mul(i16::from(pixels[i])));
-                }
-            }
-            for i in 0..len {
-                out[x + i] = sums[i].unsigned_abs().min(255) as u8;
-            }
+    let whole_chunks = width / CHUNK * CHUNK;
+    for x in (0..whole_chunks).step_by(CHUNK) {
+        // A constant length lets the compiler keep the sums in SIMD registers across the taps.
+        chunk_i16(rows, taps, x, &mut out[x..x + CHUNK]);
+    }
+    chunk_i16(rows, taps, whole_chunks, &mut out[whole_chunks..]);
+}
+
+/// Output pixels `x..x + out.len()` (at most [`CHUNK`]) of one row, summed in `i16`.
+#[inline(always)]
+fn chunk_i16(rows: &[&[u8]; 3], taps: &[(usize, usize, i16)], x: usize, out: &mut [u8]) {
+    let len = out.len();
+    let mut sums = [0i16; CHUNK];
+    for &(r, c, weight) in taps {
+        let pixels = &rows[r][x + c..x + c + len];
+        for i in 0..len {
+            sums[i] = sums[i].wrapping_add(weight.wrapping_mul(i16::from(pixels[i])));
         }
-        x += len;
+    }
+    for i in 0..len {
+        out[i] = sums[i].unsigned_abs().min(255) as u8;
     }
 }
 
