@@ -214,41 +214,6 @@ pub fn workgroup_grid(invocations: u32, max_per_dimension: u32) -> (u32, u32) {
     (x, groups.div_ceil(x))
 }
 
-/// Checks that the engine's own buffers for `params` fit the device, naming the limit when not.
-pub fn check_fits(params: &Conv3x3Params, limits: &wgpu::Limits) -> Result<()> {
-    let (limit, limit_name) = if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
-        (
-            limits.max_storage_buffer_binding_size,
-            "max_storage_buffer_binding_size",
-        )
-    } else {
-        (limits.max_buffer_size, "max_buffer_size")
-    };
-    // The shader addresses bytes with u32 arithmetic.
-    let (limit, limit_name) = if limit > u64::from(u32::MAX) {
-        (u64::from(u32::MAX), "32-bit shader addressing")
-    } else {
-        (limit, limit_name)
-    };
-    for (what, needed) in [
-        ("input buffer", params.input_bytes()),
-        ("output buffer", params.output_bytes()),
-    ] {
-        if needed > limit {
-            return Err(Error::TooLargeForDevice {
-                width: params.in_width,
-                height: params.in_height,
-                what,
-                needed,
-                unit: "bytes",
-                limit_name,
-                limit,
-            });
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,17 +331,13 @@ impl GpuEngine {
                 readback::unpack_rows_into(mapped, &params, &mut planes, first_row);
                 (compute, elapsed(start))
             };
-            let (compute, unpack_time) = if timed {
-                readback::read_mapped(&self.device, &buffers.staging, output_bytes, unpack)?
-            } else {
-                readback::read_mapped_async(&self.device, &buffers.staging, output_bytes, unpack)
-                    .await?
-            };
+            let (compute, unpack_time) =
+                readback::read_mapped(&self.device, &buffers.staging, output_bytes, unpack).await?;
             add(&mut timings.compute, compute);
             add(&mut timings.readback, unpack_time);
             self.take_uncaptured_error()?;
             if let Some(timer) = timer {
-                add(&mut timings.kernel, Some(timer.read(&self.device)?));
+                add(&mut timings.kernel, Some(timer.read(&self.device).await?));
             }
         }
         Ok((
@@ -362,7 +358,6 @@ impl GpuEngine {
         let (out_width, out_height) = output_size(width, height)?;
         let target = TargetLayout::word_aligned_rows(out_width, out_height);
         let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
-        dispatch::check_fits(&params, &self.device.limits())?;
         self.ensure_buffers(params.input_bytes(), params.output_bytes())
             .await?;
         let buffers = self.buffers.as_ref().expect("buffers were just ensured");

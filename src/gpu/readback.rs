@@ -2,51 +2,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::params::Conv3x3Params;
-
-/// Maps `slice` for reading and blocks until it is mapped (or the device failed). A failure to
-/// map is returned as an error, not left to the device's uncaptured-error handler.
-pub fn map_blocking(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> Result<()> {
-    let (sender, receiver) = mpsc::channel();
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    slice.map_async(wgpu::MapMode::Read, move |result| {
-        // The receiver outlives the poll below; a send error can only mean it is gone.
-        let _ = sender.send(result);
-    });
-    if let Some(error) = pollster::block_on(scope.pop()) {
-        return Err(Error::Readback(error.to_string()));
-    }
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Readback(e.to_string()))?;
-    receiver
-        .recv()
-        .map_err(|_| Error::Readback("the map callback never ran".to_owned()))?
-        .map_err(|e| Error::Readback(e.to_string()))
-}
-
-/// Maps `buffer`'s first `size` bytes, hands them to `read`, and unmaps the buffer on every
-/// path, so a failure leaves it ready for the next submission.
-pub fn read_mapped<T>(
-    device: &wgpu::Device,
-    buffer: &wgpu::Buffer,
-    size: u64,
-    read: impl FnOnce(&[u8]) -> T,
-) -> Result<T> {
-    let slice = buffer.slice(..size);
-    map_blocking(device, slice)?;
-    let result = slice
-        .get_mapped_range()
-        .map(|view| read(&view))
-        .map_err(|e| Error::Readback(e.to_string()));
-    buffer.unmap();
-    result
-}
 
 /// Copies the output images of one strip out of the mapped staging bytes into `planes` (each the
 /// whole image's size), starting at output row `first_row`, dropping the padding that makes every
@@ -72,12 +33,14 @@ pub fn unpack_rows_into(
     }
 }
 
-/// [`read_mapped`] without blocking: the future resolves once the GPU is done with the buffer.
+/// Maps `buffer`'s first `size` bytes, hands them to `read`, and unmaps the buffer however this
+/// ends. The future resolves once the GPU is done with the buffer; the blocking API waits on it
+/// with `pollster`.
 ///
 /// On native targets a short-lived helper thread waits on the device, so the future neither
 /// blocks its executor nor spins; on the web the browser completes the mapping. If the future is
 /// dropped early, the pending mapping is cancelled, leaving the buffer ready for reuse.
-pub async fn read_mapped_async<T>(
+pub async fn read_mapped<T>(
     device: &wgpu::Device,
     buffer: &wgpu::Buffer,
     size: u64,
@@ -223,8 +186,9 @@ impl PassTimer {
     }
 
     /// Reads the two timestamps once the submission is done; the pass's duration.
-    pub fn read(&self, device: &wgpu::Device) -> Result<Duration> {
-        let ticks: [u64; 2] = read_mapped(device, &self.staging, 16, bytemuck::pod_read_unaligned)?;
+    pub async fn read(&self, device: &wgpu::Device) -> Result<Duration> {
+        let ticks: [u64; 2] =
+            read_mapped(device, &self.staging, 16, bytemuck::pod_read_unaligned).await?;
         let nanos = ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.period_ns);
         Ok(Duration::from_nanos(nanos as u64))
     }
