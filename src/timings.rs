@@ -10,7 +10,8 @@ pub struct Timings {
     pub decode: Option<Duration>,
     /// Copying the image into GPU memory (GPU backend).
     pub upload: Option<Duration>,
-    /// Wall time of the computation: the whole CPU filter, or GPU submission to completion.
+    /// Wall time of the computation: the whole CPU filter, or the time spent waiting for the GPU
+    /// (with several strips in flight, only the waiting that other work did not hide).
     pub compute: Option<Duration>,
     /// Time the GPU spent in the compute pass, from timestamp queries, when the adapter has them.
     pub kernel: Option<Duration>,
@@ -18,6 +19,9 @@ pub struct Timings {
     pub readback: Option<Duration>,
     /// Encoding and writing the output files (set by the caller that did it).
     pub encode: Option<Duration>,
+    /// Wall time of the whole filtering call, image in to images out: upload, compute and
+    /// readback, which overlap on the GPU when an image runs in several strips.
+    pub total: Option<Duration>,
 }
 
 impl fmt::Display for Timings {
@@ -29,6 +33,7 @@ impl fmt::Display for Timings {
             ("gpu kernel", self.kernel),
             ("readback", self.readback),
             ("encode", self.encode),
+            ("filter total", self.total),
         ];
         let parts: Vec<String> = stages
             .iter()

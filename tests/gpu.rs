@@ -152,3 +152,33 @@ fn images_smaller_than_the_kernel_are_errors() {
         ));
     }
 }
+
+#[test]
+fn timed_runs_in_strips_sum_every_strip_and_report_the_whole_call() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let image = random_image(257, 131, 255, 11);
+    let operation = edge_with_responses();
+    // 129 output rows in strips of 10: 13 strips through the two slots, several times over.
+    engine.set_max_strip_rows(Some(10));
+    let (output, timings) = engine.run_timed(&image, &operation).unwrap();
+    engine.set_max_strip_rows(None);
+    assert_same_output(&output, &reference::run(&image, &operation), "timed strips");
+    let total = timings.total.expect("total is always timed");
+    for (stage, time) in [
+        ("upload", timings.upload),
+        ("compute", timings.compute),
+        ("readback", timings.readback),
+    ] {
+        let time = time.unwrap_or_else(|| panic!("{stage} not timed"));
+        assert!(time <= total, "{stage} {time:?} longer than the call {total:?}");
+    }
+    if engine
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        assert!(timings.kernel.is_some_and(|k| k > std::time::Duration::ZERO));
+    }
+}

@@ -52,10 +52,12 @@ impl CpuBackend {
     ) -> Result<(FilterOutput, Timings)> {
         let start = Instant::now();
         let output = self.run(image, operation)?;
+        let elapsed = Some(start.elapsed());
         Ok((
             output,
             Timings {
-                compute: Some(start.elapsed()),
+                compute: elapsed,
+                total: elapsed,
                 ..Timings::default()
             },
         ))

@@ -149,7 +149,7 @@ impl FilterPass {
     }
 }
 
-/// The engine's own buffers for whole images, kept and reused while images fit.
+/// The engine's own buffers for one strip (the whole image when it fits), kept and reused.
 #[derive(Debug)]
 pub struct Conv3x3Buffers {
     /// Packed input pixels.

@@ -28,7 +28,8 @@ mod pipeline;
 mod readback;
 mod resources;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use image::GrayImage;
@@ -57,9 +58,8 @@ pub struct GpuEngine {
     queue: wgpu::Queue,
     adapter_info: wgpu::AdapterInfo,
     pipeline: Conv3x3Pipeline,
-    buffers: Option<Conv3x3Buffers>,
-    /// Created on the first timed run, so an app's device gets no query set it never uses.
-    timer: OnceLock<Option<PassTimer>>,
+    /// Buffers (and timers) for [`run`](Self::run)'s strips, made on its first call and reused.
+    slots: Vec<StripSlot>,
     /// The caller's cap on output rows per pass ([`set_max_strip_rows`](Self::set_max_strip_rows)).
     max_strip_rows: Option<u32>,
     /// The first error wgpu reported outside any error scope, on devices gpuconv created.
@@ -159,8 +159,7 @@ impl GpuEngine {
             queue: queue.clone(),
             adapter_info: device.adapter_info(),
             pipeline,
-            buffers: None,
-            timer: OnceLock::new(),
+            slots: Vec::new(),
             max_strip_rows: None,
             uncaptured: None,
         })
@@ -218,8 +217,8 @@ impl GpuEngine {
         pass
     }
 
-    /// Applies `operation` to `image`: upload, one compute pass, readback. Blocks until the GPU
-    /// is done; see [`run_async`](Self::run_async).
+    /// Applies `operation` to `image`: upload, compute pass, readback; large images in strips,
+    /// two in flight at once. Blocks until the GPU is done; see [`run_async`](Self::run_async).
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
         self.run_timed(image, operation).map(|(output, _)| output)
     }
@@ -247,15 +246,18 @@ impl GpuEngine {
             .map(|(output, _)| output)
     }
 
-    /// Limits the rows of output computed per GPU pass (`None`: as many as the device's buffer
-    /// limits allow, usually the whole image). Images taller than that are processed in
+    /// Limits the rows of output computed per GPU pass (`None`: the whole image when its input
+    /// is at most twice [`STRIP_BYTES`], else about `STRIP_BYTES` of input per strip, and never
+    /// more than the device's buffer limits allow). Images taller than that are processed in
     /// horizontal strips, each read with the two extra rows its windows need, so the result is
     /// identical to one pass; smaller strips use less GPU memory.
     pub fn set_max_strip_rows(&mut self, rows: Option<u32>) {
         self.max_strip_rows = rows.map(|r| r.max(1));
     }
 
-    /// Output rows per strip: as many as fit the device's buffer limits (and the caller's cap).
+    /// Output rows per strip: about [`STRIP_BYTES`] of input when the image is larger than two
+    /// of those (so consecutive strips can overlap), never more than the device's buffer limits
+    /// allow, and never more than the caller's cap.
     fn rows_per_strip(&self, width: u32, out_height: u32, images: u32) -> Result<u32> {
         let limits = self.device.limits();
         let limit = limits
@@ -278,89 +280,88 @@ impl GpuEngine {
                 limit,
             });
         }
+        let input_bytes = u64::from(width) * u64::from(out_height + 2);
+        let rows = if input_bytes > 2 * STRIP_BYTES {
+            rows.min((STRIP_BYTES / u64::from(width)).max(1))
+        } else {
+            rows
+        };
         let rows = rows.min(u64::from(out_height)) as u32;
         Ok(self.max_strip_rows.map_or(rows, |cap| rows.min(cap)))
     }
 
-    /// Uploads, filters and reads back the image strip by strip (one strip when it fits),
-    /// reusing the engine's buffers; times the stages when `timed` (never on the web, which has
-    /// no clock `Instant` can read).
+    /// Uploads, filters and reads back the image strip by strip (one strip when it fits), with
+    /// up to [`STRIPS_IN_FLIGHT`] strips submitted at once in the engine's reused slots: while the
+    /// GPU works on one strip, the CPU copies the next one in and the previous one out. Times
+    /// the stages when `timed` (never on the web, which has no clock `Instant` can read).
     async fn run_strips(
         &mut self,
         image: &GrayImage,
         operation: &Operation,
         timed: bool,
     ) -> Result<(FilterOutput, Timings)> {
+        let run_start = timed.then(Instant::now);
         let (width, height) = image.dimensions();
         let (out_width, out_height) = output_size(width, height)?;
         let images = operation.output_count();
         let rows = self.rows_per_strip(width, out_height, images)?;
-        let now = || timed.then(Instant::now);
-        let elapsed = |start: Option<Instant>| start.map(|s| s.elapsed());
-        let add = |total: &mut Option<Duration>, part: Option<Duration>| {
-            if let Some(part) = part {
-                *total = Some(total.unwrap_or_default() + part);
-            }
-        };
-        if timed {
-            self.timer
-                .get_or_init(|| PassTimer::new(&self.device, &self.queue));
-        }
+        let strips = out_height.div_ceil(rows) as usize;
+        let slots = strips.min(STRIPS_IN_FLIGHT);
+        let largest = Conv3x3Params::new(
+            operation,
+            SourceLayout::packed(width, rows + 2),
+            TargetLayout::word_aligned_rows(out_width, rows),
+        );
+        self.ensure_slots(slots, largest.input_bytes(), largest.output_bytes())
+            .await?;
+
+        // Planes are filled strip by strip, each row written once, so there is no need to zero
+        // them first: `vec![0; n]` asks the allocator for zeroed pages, which cost nothing until
+        // the readback touches them.
         let mut planes = vec![vec![0u8; out_width as usize * out_height as usize]; images as usize];
         let mut timings = Timings::default();
-        for first_row in (0..out_height).step_by(rows as usize) {
+        let mut in_flight = VecDeque::with_capacity(slots);
+        for (index, first_row) in (0..out_height).step_by(rows as usize).enumerate() {
+            if in_flight.len() == slots {
+                let done = in_flight.pop_front().expect("a strip is in flight");
+                self.finish(done, &mut planes, &mut timings).await?;
+            }
             let strip_rows = rows.min(out_height - first_row);
             let strip = &image.as_raw()
                 [(first_row * width) as usize..((first_row + strip_rows + 2) * width) as usize];
-
-            let start = now();
-            let (params, pass) = self.upload(strip, width, strip_rows + 2, operation).await?;
-            add(&mut timings.upload, elapsed(start));
-
-            let timer = if timed {
-                self.timer.get().and_then(Option::as_ref)
-            } else {
-                None
-            };
-            let start = now();
-            let output_bytes = self.submit(&params, &pass, timer).await?;
-            let buffers = self.buffers.as_ref().expect("buffers were made by upload");
-            let unpack = |mapped: &[u8]| {
-                let compute = elapsed(start);
-                let start = now();
-                readback::unpack_rows_into(mapped, &params, &mut planes, first_row);
-                (compute, elapsed(start))
-            };
-            let (compute, unpack_time) =
-                readback::read_mapped(&self.device, &buffers.staging, output_bytes, unpack).await?;
-            add(&mut timings.compute, compute);
-            add(&mut timings.readback, unpack_time);
-            self.take_uncaptured_error()?;
-            if let Some(timer) = timer {
-                add(&mut timings.kernel, Some(timer.read(&self.device).await?));
-            }
+            let slot = index % slots;
+            let start = timed.then(Instant::now);
+            let strip = self.submit_strip(slot, strip, width, operation, first_row, timed)?;
+            add(&mut timings.upload, start.map(|s| s.elapsed()));
+            in_flight.push_back(strip);
         }
+        while let Some(done) = in_flight.pop_front() {
+            self.finish(done, &mut planes, &mut timings).await?;
+        }
+        timings.total = run_start.map(|s| s.elapsed());
         Ok((
             FilterOutput::from_planes(operation, out_width, out_height, planes),
             timings,
         ))
     }
 
-    /// Grows the engine's buffers if needed, queues the upload of `pixels` (`height` tightly
-    /// packed rows of `width`) and prepares the pass over the engine's own buffers.
-    async fn upload(
-        &mut self,
+    /// Queues the upload of `pixels` (tightly packed rows of `width`, the strip's two halo rows
+    /// included) into slot `slot`, records the pass, the copy to the staging buffer and the
+    /// timestamps, and submits them.
+    fn submit_strip(
+        &self,
+        slot: usize,
         pixels: &[u8],
         width: u32,
-        height: u32,
         operation: &Operation,
-    ) -> Result<(Conv3x3Params, FilterPass)> {
+        first_row: u32,
+        timed: bool,
+    ) -> Result<InFlight> {
+        let height = (pixels.len() / width as usize) as u32;
         let (out_width, out_height) = output_size(width, height)?;
         let target = TargetLayout::word_aligned_rows(out_width, out_height);
         let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
-        self.ensure_buffers(params.input_bytes(), params.output_bytes())
-            .await?;
-        let buffers = self.buffers.as_ref().expect("buffers were just ensured");
+        let StripSlot { buffers, timer } = &self.slots[slot];
         buffers.upload(&self.queue, pixels);
         let source = GpuSource::Buffer {
             buffer: &buffers.input,
@@ -376,19 +377,7 @@ impl GpuEngine {
             bytes_per_image: u64::from(target.bytes_per_image),
         };
         let pass = self.prepare(operation, source, target)?;
-        Ok((params, pass))
-    }
-
-    /// Records the pass, the copy to the staging buffer and the timestamp resolve, and submits.
-    /// Returns how many staging bytes hold results.
-    async fn submit(
-        &self,
-        params: &Conv3x3Params,
-        pass: &FilterPass,
-        timer: Option<&PassTimer>,
-    ) -> Result<u64> {
-        let buffers = self.buffers.as_ref().expect("buffers were made by upload");
-        let output_bytes = params.output_bytes();
+        let timer = timer.as_ref().filter(|_| timed);
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -398,13 +387,56 @@ impl GpuEngine {
         if let Some(timer) = timer {
             timer.encode_resolve(&mut encoder);
         }
+        let output_bytes = params.output_bytes();
         encoder.copy_buffer_to_buffer(&buffers.output, 0, &buffers.staging, 0, output_bytes);
+        #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        self.queue.submit([encoder.finish()]);
-        if let Some(error) = scope.pop().await {
+        let submission = self.queue.submit([encoder.finish()]);
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(error.to_string()));
         }
-        Ok(output_bytes)
+        Ok(InFlight {
+            slot,
+            params,
+            first_row,
+            submission,
+            timed: timer.is_some(),
+            submitted: timed.then(Instant::now),
+        })
+    }
+
+    /// Waits for a submitted strip and copies its results into `planes`.
+    async fn finish(
+        &self,
+        strip: InFlight,
+        planes: &mut [Vec<u8>],
+        timings: &mut Timings,
+    ) -> Result<()> {
+        let StripSlot { buffers, timer } = &self.slots[strip.slot];
+        let wait_start = strip.submitted.map(|_| Instant::now());
+        let unpack = |mapped: &[u8]| {
+            let waited = wait_start.map(|s| s.elapsed());
+            let start = wait_start.map(|_| Instant::now());
+            readback::unpack_rows_into(mapped, &strip.params, planes, strip.first_row);
+            (waited, start.map(|s| s.elapsed()))
+        };
+        let (waited, unpacked) = readback::read_mapped(
+            &self.device,
+            &buffers.staging,
+            strip.params.output_bytes(),
+            &strip.submission,
+            unpack,
+        )
+        .await?;
+        add(&mut timings.compute, waited);
+        add(&mut timings.readback, unpacked);
+        self.take_uncaptured_error()?;
+        if let Some(timer) = timer.as_ref().filter(|_| strip.timed) {
+            let kernel = timer.read(&self.device, &strip.submission).await?;
+            add(&mut timings.kernel, Some(kernel));
+        }
+        Ok(())
     }
 
     /// Returns, once, an error wgpu reported outside any error scope since the last call.
@@ -419,18 +451,26 @@ impl GpuEngine {
         error.map_or(Ok(()), |error| Err(Error::Gpu(error)))
     }
 
-    /// Grows the reusable buffers when this image needs more; allocation failures become errors.
-    async fn ensure_buffers(&mut self, input_bytes: u64, output_bytes: u64) -> Result<()> {
-        let (old_input, old_output) = self
-            .buffers
-            .as_ref()
-            .map_or((0, 0), |b| (b.input.size(), b.output.size()));
-        if input_bytes > old_input || output_bytes > old_output {
+    /// Makes sure there are `count` slots whose buffers hold `input_bytes` in and `output_bytes`
+    /// out, growing them when needed; allocation failures become errors.
+    async fn ensure_slots(
+        &mut self,
+        count: usize,
+        input_bytes: u64,
+        output_bytes: u64,
+    ) -> Result<()> {
+        for slot in 0..count {
+            let (old_input, old_output) = self.slots.get(slot).map_or((0, 0), |s| {
+                (s.buffers.input.size(), s.buffers.output.size())
+            });
+            if input_bytes <= old_input && output_bytes <= old_output {
+                continue;
+            }
             // Grow, never shrink: images alternating between sizes settle on one allocation.
             let (input_bytes, output_bytes) =
                 (input_bytes.max(old_input), output_bytes.max(old_output));
             // Drop the old buffers first so their memory can be reused.
-            self.buffers = None;
+            self.slots.truncate(slot);
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
             let buffers = Conv3x3Buffers::new(&self.device, input_bytes, output_bytes);
             if let Some(error) = scope.pop().await {
@@ -439,8 +479,43 @@ impl GpuEngine {
                     input_bytes + 2 * output_bytes
                 )));
             }
-            self.buffers = Some(buffers);
+            let timer = PassTimer::new(&self.device, &self.queue);
+            self.slots.push(StripSlot { buffers, timer });
         }
         Ok(())
+    }
+}
+
+/// Input bytes per strip for images too large to be worth one pass: small enough that copying
+/// one strip in or out overlaps the GPU's work on another, large enough that each submission's
+/// fixed cost is noise.
+pub const STRIP_BYTES: u64 = 32 << 20;
+
+/// How many strips are submitted before the first of them is read back.
+pub const STRIPS_IN_FLIGHT: usize = 2;
+
+/// One set of buffers a strip goes through, and a timer for its pass.
+#[derive(Debug)]
+struct StripSlot {
+    buffers: Conv3x3Buffers,
+    /// `None` when the device has no timestamp queries.
+    timer: Option<PassTimer>,
+}
+
+/// A strip submitted to the GPU and not yet read back.
+struct InFlight {
+    slot: usize,
+    params: Conv3x3Params,
+    first_row: u32,
+    submission: wgpu::SubmissionIndex,
+    /// Whether the pass wrote timestamps.
+    timed: bool,
+    submitted: Option<Instant>,
+}
+
+/// Adds `part` to a stage's total, when it was measured.
+fn add(total: &mut Option<Duration>, part: Option<Duration>) {
+    if let Some(part) = part {
+        *total = Some(total.unwrap_or_default() + part);
     }
 }

@@ -33,9 +33,9 @@ pub fn unpack_rows_into(
     }
 }
 
-/// Maps `buffer`'s first `size` bytes, hands them to `read`, and unmaps the buffer however this
-/// ends. The future resolves once the GPU is done with the buffer; the blocking API waits on it
-/// with `pollster`.
+/// Maps `buffer`'s first `size` bytes once `submission` (the last one writing them) is done,
+/// hands them to `read`, and unmaps the buffer however this ends. The blocking API waits on the
+/// future with `pollster`.
 ///
 /// On native targets a short-lived helper thread waits on the device, so the future neither
 /// blocks its executor nor spins; on the web the browser completes the mapping. If the future is
@@ -44,6 +44,7 @@ pub async fn read_mapped<T>(
     device: &wgpu::Device,
     buffer: &wgpu::Buffer,
     size: u64,
+    submission: &wgpu::SubmissionIndex,
     read: impl FnOnce(&[u8]) -> T,
 ) -> Result<T> {
     let state = Arc::new(Mutex::new(MapState {
@@ -73,8 +74,16 @@ pub async fn read_mapped<T>(
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
+        // Waiting for this submission only, not later ones, lets strips still in flight run on
+        // while this one is read.
         let device = device.clone();
-        std::thread::spawn(move || device.poll(wgpu::PollType::wait_indefinitely()));
+        let submission_index = Some(submission.clone());
+        std::thread::spawn(move || {
+            device.poll(wgpu::PollType::Wait {
+                submission_index,
+                timeout: None,
+            })
+        });
     }
     if let Err(error) = (MapFuture { state }).await {
         // A failed mapping leaves the buffer unmapped; unmapping again would be an error.
@@ -185,10 +194,20 @@ impl PassTimer {
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 16);
     }
 
-    /// Reads the two timestamps once the submission is done; the pass's duration.
-    pub async fn read(&self, device: &wgpu::Device) -> Result<Duration> {
-        let ticks: [u64; 2] =
-            read_mapped(device, &self.staging, 16, bytemuck::pod_read_unaligned).await?;
+    /// Reads the two timestamps once `submission` is done; the pass's duration.
+    pub async fn read(
+        &self,
+        device: &wgpu::Device,
+        submission: &wgpu::SubmissionIndex,
+    ) -> Result<Duration> {
+        let ticks: [u64; 2] = read_mapped(
+            device,
+            &self.staging,
+            16,
+            submission,
+            bytemuck::pod_read_unaligned,
+        )
+        .await?;
         let nanos = ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.period_ns);
         Ok(Duration::from_nanos(nanos as u64))
     }
