@@ -98,6 +98,15 @@ impl Engine {
         })
     }
 
+    /// The GPU engine, when this engine runs on the GPU: its device, queue and
+    /// [`time_device_copy`](GpuEngine::time_device_copy).
+    pub fn gpu(&self) -> Option<&GpuEngine> {
+        match &self.backend {
+            Backend::Gpu(gpu) => Some(gpu),
+            Backend::Cpu(_) => None,
+        }
+    }
+
     /// Whether this engine runs on the GPU.
     pub fn is_gpu(&self) -> bool {
         matches!(self.backend, Backend::Gpu(_))

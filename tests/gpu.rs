@@ -172,13 +172,20 @@ fn timed_runs_in_strips_sum_every_strip_and_report_the_whole_call() {
         ("readback", timings.readback),
     ] {
         let time = time.unwrap_or_else(|| panic!("{stage} not timed"));
-        assert!(time <= total, "{stage} {time:?} longer than the call {total:?}");
+        assert!(
+            time <= total,
+            "{stage} {time:?} longer than the call {total:?}"
+        );
     }
     if engine
         .device()
         .features()
         .contains(wgpu::Features::TIMESTAMP_QUERY)
     {
-        assert!(timings.kernel.is_some_and(|k| k > std::time::Duration::ZERO));
+        assert!(
+            timings
+                .kernel
+                .is_some_and(|k| k > std::time::Duration::ZERO)
+        );
     }
 }

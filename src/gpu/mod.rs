@@ -165,6 +165,66 @@ impl GpuEngine {
         })
     }
 
+    /// How long this GPU takes to copy `bytes` (rounded down to whole words) from one of its
+    /// buffers to another: the yardstick for the filter's bandwidth, since a pass that reads its
+    /// input once and writes its outputs once cannot move bytes faster than a copy does. Timed
+    /// with the wall clock around submissions of one and of nine copies, whose difference
+    /// leaves out the cost of submitting; the median of three. Allocates two buffers of `bytes`
+    /// for the call. Not available on the web, whose clock `Instant` cannot read.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_device_copy(&self, bytes: u64) -> Result<Duration> {
+        let bytes = bytes & !3;
+        let limit = self.device.limits().max_buffer_size;
+        if bytes == 0 || bytes > limit {
+            return Err(Error::InvalidOperation(format!(
+                "a copy of {bytes} bytes; this device copies 4 to {limit} bytes per buffer"
+            )));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = |label, usage| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let source = buffer("gpuconv::copy::source", wgpu::BufferUsages::COPY_SRC);
+        let destination = buffer("gpuconv::copy::destination", wgpu::BufferUsages::COPY_DST);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("allocating 2 × {bytes} bytes: {error}")));
+        }
+        // Wall-clock time of one submission of `copies` copies, waited for.
+        let submit_and_wait = |copies: u32| -> Result<Duration> {
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            for _ in 0..copies {
+                encoder.copy_buffer_to_buffer(&source, 0, &destination, 0, bytes);
+            }
+            let start = Instant::now();
+            let submission = self.queue.submit([encoder.finish()]);
+            self.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(submission),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            Ok(start.elapsed())
+        };
+        // The first submission warms up (page faults, clocks) and is not counted. The
+        // difference between one copy and nine cancels the submission's fixed cost, and leaves
+        // no doubt about what timestamps around a copy would measure on a given driver.
+        submit_and_wait(1)?;
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let one = submit_and_wait(1)?;
+            let nine = submit_and_wait(9)?;
+            times.push(nine.saturating_sub(one) / 8);
+        }
+        self.take_uncaptured_error()?;
+        times.sort();
+        Ok(times[1])
+    }
+
     /// The adapter this engine runs on.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.adapter_info

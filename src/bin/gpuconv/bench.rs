@@ -19,6 +19,8 @@ struct Row {
     stages: Vec<(&'static str, Option<f64>)>,
     mpx_per_s: Option<f64>,
     gb_per_s: Option<f64>,
+    /// The same backend's copy bandwidth on a buffer the input's size: bytes read plus written.
+    copy_gb_per_s: Option<f64>,
     /// `ok` when every output equals the CPU backend's bit for bit, else what differs.
     check: String,
     error: Option<String>,
@@ -67,7 +69,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut rows = Vec::new();
     println!(
-        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}  check",
+        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>6}  check",
         "size",
         "op",
         "backend",
@@ -77,8 +79,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "kernel",
         "readback",
         "encode",
+        "total",
         "Mpx/s",
-        "GB/s"
+        "GB/s",
+        "copy",
+        "%copy"
     );
     for &(width, height) in &sizes {
         let image = match &given {
@@ -90,12 +95,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let decoded = image::load_from_memory_with_format(&png, ImageFormat::Png)?;
         let decode = start.elapsed();
         drop(decoded);
+        let copy_bytes = u64::from(width) * u64::from(height);
+        let copies: Vec<Option<f64>> = backends
+            .iter()
+            .map(|(_, engine)| copy_gb_per_s(engine, copy_bytes))
+            .collect();
         for op in args.ops.split(',') {
             let operation = operation(op.trim())?;
             let outputs = operation.output_count() as u64;
             let expected = CpuBackend::new().run(&image, &operation)?;
             let mut encode = None;
-            for (name, engine) in &mut backends {
+            for ((name, engine), &copy_gb_per_s) in backends.iter_mut().zip(&copies) {
                 let measured = measure(engine, &image, &operation, args.repeat);
                 let check = match &measured {
                     Ok((_, output)) => compare(output, &expected),
@@ -133,11 +143,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                                 ("kernel", ms(t.kernel)),
                                 ("readback", ms(t.readback)),
                                 ("encode", ms(encode)),
+                                ("total", ms(t.total)),
                             ],
                             mpx_per_s: Some(
                                 f64::from(width) * f64::from(height) / busy.as_secs_f64() / 1e6,
                             ),
                             gb_per_s: Some(bytes as f64 / busy.as_secs_f64() / 1e9),
+                            copy_gb_per_s,
                             check,
                             error: None,
                         }
@@ -150,6 +162,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         stages: Vec::new(),
                         mpx_per_s: None,
                         gb_per_s: None,
+                        copy_gb_per_s,
                         check,
                         error: Some(format!("{error:#}")),
                     },
@@ -199,9 +212,39 @@ fn measure(
         compute: median(|t| t.compute),
         kernel: median(|t| t.kernel),
         readback: median(|t| t.readback),
+        total: median(|t| t.total),
         ..Timings::default()
     };
     Ok((timings, first))
+}
+
+/// The backend's copy bandwidth in GB/s (bytes read plus bytes written), on a buffer of `bytes`:
+/// a GPU-to-GPU buffer copy on the GPU, a copy between two vectors on all threads on the CPU.
+fn copy_gb_per_s(engine: &Engine, bytes: u64) -> Option<f64> {
+    let time = match engine.gpu() {
+        Some(gpu) => gpu.time_device_copy(bytes).ok()?,
+        None => {
+            use rayon::prelude::*;
+            let source = vec![1u8; bytes as usize];
+            let mut destination = vec![0u8; bytes as usize];
+            let chunk = (1 << 20).max(source.len() / rayon::current_num_threads().max(1) / 4);
+            let mut times: Vec<Duration> = (0..6)
+                .map(|_| {
+                    let start = Instant::now();
+                    destination
+                        .par_chunks_mut(chunk)
+                        .zip(source.par_chunks(chunk))
+                        .for_each(|(d, s)| d.copy_from_slice(s));
+                    start.elapsed()
+                })
+                .skip(1)
+                .collect();
+            std::hint::black_box(&destination);
+            times.sort();
+            times[times.len() / 2]
+        }
+    };
+    Some(2.0 * (bytes & !3) as f64 / time.as_secs_f64() / 1e9)
 }
 
 /// `ok` when `output` equals `expected` image for image, bit for bit; else how many pixels differ.
@@ -270,13 +313,20 @@ fn print_row(row: &Row) {
         .iter()
         .map(|(_, v)| format!("{:>9}", cell(*v)))
         .collect();
+    let percent = row
+        .gb_per_s
+        .zip(row.copy_gb_per_s)
+        .map_or("-".to_owned(), |(gb, copy)| {
+            format!("{:.0}%", 100.0 * gb / copy)
+        });
     println!(
-        "{size:>13} {:>5} {:<32} {} {:>8} {:>7}  {}",
+        "{size:>13} {:>5} {:<32} {} {:>8} {:>7} {:>7} {percent:>6}  {}",
         row.op,
         row.backend,
         stages.join(" "),
         cell(row.mpx_per_s),
         cell(row.gb_per_s),
+        cell(row.copy_gb_per_s),
         row.check
     );
 }
@@ -292,6 +342,7 @@ fn to_json(rows: &[Row]) -> String {
                 "backend": row.backend,
                 "mpx_per_s": row.mpx_per_s,
                 "gb_per_s": row.gb_per_s,
+                "copy_gb_per_s": row.copy_gb_per_s,
                 "check": row.check,
                 "error": row.error,
             });
