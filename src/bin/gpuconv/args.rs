@@ -137,7 +137,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     pub input: Option<PathBuf>,
 
-    /// Operations: `edge`, or kernels by name or rows, comma-separated.
+    /// Operations: `edge`, or kernels by name or rows (`1,2,1;2,4,2;1,2,1`), comma-separated.
     #[arg(long, default_value = "vertical,edge")]
     pub ops: String,
 

@@ -100,8 +100,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .iter()
             .map(|(_, engine)| copy_gb_per_s(engine, copy_bytes))
             .collect();
-        for op in args.ops.split(',') {
-            let operation = operation(op.trim())?;
+        for op in split_ops(&args.ops) {
+            let operation = operation(&op)?;
             let outputs = operation.output_count() as u64;
             let expected = CpuBackend::new().run(&image, &operation)?;
             let mut encode = None;
@@ -178,6 +178,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// `--ops` split at its commas, except those inside a kernel's rows: a kernel written as numbers
+/// (`1,0,-1;2,0,-2;1,0,-1`, maybe after `NAME=`) runs on until it has its nine weights.
+fn split_ops(list: &str) -> Vec<String> {
+    let mut ops: Vec<String> = Vec::new();
+    let mut open = false;
+    for token in list.split(',') {
+        let token = token.trim();
+        match ops.last_mut() {
+            Some(last) if open => {
+                last.push(',');
+                last.push_str(token);
+            }
+            _ => ops.push(token.to_owned()),
+        }
+        let last = ops.last().expect("just pushed");
+        let weights = last.rsplit('=').next().unwrap_or(last);
+        let numeric = weights.starts_with(|c: char| c.is_ascii_digit() || "-+.".contains(c));
+        open = numeric && weights.split([',', ';']).count() < 9;
+    }
+    ops
 }
 
 fn operation(op: &str) -> Result<Operation> {
@@ -353,4 +375,18 @@ fn to_json(rows: &[Row]) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&records).expect("plain values serialise") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_ops;
+
+    #[test]
+    fn ops_split_at_commas_between_operations_only() {
+        assert_eq!(split_ops("vertical, edge"), ["vertical", "edge"]);
+        assert_eq!(
+            split_ops("edge,1,2,1;2,4,2;1,2,1,blur=1,1,1;1,1,1;1,1,1,x"),
+            ["edge", "1,2,1;2,4,2;1,2,1", "blur=1,1,1;1,1,1;1,1,1", "x"]
+        );
+    }
 }
