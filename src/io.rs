@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Rgb, RgbImage};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 
@@ -74,17 +74,21 @@ pub fn sample_16_to_8(v: u16) -> u8 {
 /// - 16-bit samples are first scaled to 8 bits with [`sample_16_to_8`] (Pillow instead clips
 ///   16-bit gray at 255, which turns most real 16-bit images white);
 /// - floating-point samples are clamped to 0..=1 and scaled to 0..=255, rounded.
+///
+/// 8-bit images are converted in place, in the decoded buffer itself, so a colour image never
+/// needs a second full-size buffer beside it.
 pub fn to_gray(image: DynamicImage) -> GrayImage {
     let (width, height) = (image.width(), image.height());
-    let from_rgb = |rgb: RgbImage| {
-        let pixels = rgb.pixels().map(|&Rgb(p)| luma(p)).collect();
-        GrayImage::from_raw(width, height, pixels).expect("one gray pixel per RGB pixel")
-    };
+    let from_rgb = |rgb: RgbImage| gray_in_place(rgb.into_raw(), width, height, luma);
     match image {
         DynamicImage::ImageLuma8(gray) => gray,
         DynamicImage::ImageLumaA8(gray_alpha) => {
-            let pixels = gray_alpha.pixels().map(|p| p[0]).collect();
-            GrayImage::from_raw(width, height, pixels).expect("one gray pixel per pixel")
+            gray_in_place(gray_alpha.into_raw(), width, height, |[v, _]| v)
+        }
+        DynamicImage::ImageRgba8(rgba) => {
+            gray_in_place(rgba.into_raw(), width, height, |[r, g, b, _]| {
+                luma([r, g, b])
+            })
         }
         DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
             let wide = image.into_luma16();
@@ -109,6 +113,27 @@ pub fn to_gray(image: DynamicImage) -> GrayImage {
         // 8-bit RGBA and anything newer: to 8-bit RGB (alpha dropped), then luma.
         other => from_rgb(other.into_rgb8()),
     }
+}
+
+/// Turns interleaved `N`-byte pixels into one gray byte each, writing pixel `i` over byte `i`
+/// (never ahead of pixel `i`'s own bytes, so nothing unread is overwritten), then gives back the
+/// rest of the buffer.
+fn gray_in_place<const N: usize>(
+    mut samples: Vec<u8>,
+    width: u32,
+    height: u32,
+    gray: impl Fn([u8; N]) -> u8,
+) -> GrayImage {
+    let pixels = samples.len() / N;
+    for i in 0..pixels {
+        let pixel: [u8; N] = samples[i * N..i * N + N]
+            .try_into()
+            .expect("N bytes per pixel");
+        samples[i] = gray(pixel);
+    }
+    samples.truncate(pixels);
+    samples.shrink_to_fit();
+    GrayImage::from_raw(width, height, samples).expect("one gray byte per pixel")
 }
 
 /// The format an output path's extension asks for, or an error when gpuconv cannot write it.
@@ -289,6 +314,12 @@ mod tests {
         for (x, y, p) in rgba.enumerate_pixels() {
             assert_eq!(gray.get_pixel(x, y)[0], luma([p[0], p[1], p[2]]));
         }
+        let rgb = DynamicImage::ImageRgba8(rgba.clone()).into_rgb8();
+        assert_eq!(to_gray(DynamicImage::ImageRgb8(rgb)), gray);
+        let gray_alpha = image::GrayAlphaImage::from_fn(3, 2, |x, y| {
+            image::LumaA([gray.get_pixel(x, y)[0], 7 * x as u8])
+        });
+        assert_eq!(to_gray(DynamicImage::ImageLumaA8(gray_alpha)), gray);
         let wide = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(4, 1, |x, _| {
             image::Luma([x as u16 * 20000])
         });
