@@ -200,7 +200,7 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
         .map_err(|e| write_error(e.to_string()))?;
     {
         let mut writer = BufWriter::new(temp.as_file());
-        encode(image, format, &mut writer).map_err(|e| write_error(e.to_string()))?;
+        encode(image, format, &mut writer).map_err(write_error)?;
         writer.flush().map_err(|e| write_error(e.to_string()))?;
     }
     temp.persist(path)
@@ -212,21 +212,35 @@ fn encode(
     image: &GrayImage,
     format: ImageFormat,
     writer: &mut BufWriter<&File>,
-) -> image::ImageResult<()> {
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+) -> std::result::Result<(), String> {
     use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
     match format {
-        // Fast zlib: large outputs are written several times faster for a few percent in size.
-        ImageFormat::Png => image.write_with_encoder(PngEncoder::new_with_quality(
-            writer,
-            CompressionType::Fast,
-            FilterType::Adaptive,
-        )),
+        ImageFormat::Png => {
+            let error = |e: png::EncodingError| e.to_string();
+            let mut encoder = png::Encoder::new(writer, image.width(), image.height());
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_depth(png::BitDepth::Eight);
+            // Fast deflate: large outputs are written several times faster for a few percent
+            // in size.
+            encoder.set_compression(png::Compression::Fast);
+            encoder.set_filter(png::Filter::Adaptive);
+            // Streamed, IDAT chunk by chunk: the one-shot writer would hold the whole compressed
+            // image in memory before writing any of it.
+            let mut header = encoder.write_header().map_err(error)?;
+            let mut stream = header.stream_writer().map_err(error)?;
+            stream
+                .write_all(image.as_raw())
+                .map_err(|e| e.to_string())?;
+            stream.finish().map_err(error)?;
+            header.finish().map_err(error)
+        }
         // Binary PGM (P5), the format every PNM reader knows, rather than the crate's default PAM.
-        ImageFormat::Pnm => image.write_with_encoder(
-            PnmEncoder::new(writer).with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
-        ),
-        other => image.write_to(writer, other),
+        ImageFormat::Pnm => image
+            .write_with_encoder(
+                PnmEncoder::new(writer).with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
+            )
+            .map_err(|e| e.to_string()),
+        other => image.write_to(writer, other).map_err(|e| e.to_string()),
     }
 }
 
