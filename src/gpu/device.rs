@@ -2,9 +2,16 @@
 
 use crate::error::{Error, Result};
 
-/// A wgpu instance for the backends `WGPU_BACKEND` allows (all of them when it is unset).
+/// A wgpu instance for the backends `WGPU_BACKEND` names, or when it is unset, the primary ones:
+/// Vulkan, Metal, DX12 (WebGPU in a browser).
+///
+/// OpenGL is left out unless asked for (`WGPU_BACKEND=gl`): starting it costs every run tens
+/// of milliseconds (measured with `gpuconv bench --startup`) and at best adds a downlevel
+/// adapter for a GPU that Vulkan already offers.
 pub fn instance_from_env() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(descriptor.with_env())
 }
 
 /// Every adapter the instance sees, in wgpu's order.
