@@ -658,5 +658,59 @@ fn bench_times_each_stage_and_checks_the_backends_agree() {
         assert_eq!(row["check"], "ok", "{row}");
         assert!(row["compute_ms"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["mpx_per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["total_ms"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["copy_gb_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}
+
+#[test]
+fn bench_startup_times_fresh_processes_per_backend() {
+    let scratch = Scratch::new();
+    let backend = if common::gpu().is_some() {
+        "both"
+    } else {
+        "cpu"
+    };
+    let output = scratch
+        .gpuconv()
+        .args([
+            "bench",
+            "--startup",
+            "--repeat",
+            "2",
+            "--json",
+            "startup.json",
+        ])
+        .args(["--backend", backend])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(scratch.path("startup.json")).unwrap()).unwrap();
+    let expected: &[&str] = if backend == "both" {
+        &["cpu", "auto", "gpu"]
+    } else {
+        &["cpu"]
+    };
+    let startups: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["op"] == "startup").collect();
+    assert_eq!(startups.len(), expected.len(), "{stdout}");
+    for (record, name) in startups.iter().zip(expected) {
+        assert_eq!(record["backend"], *name, "{record}");
+        assert!(record["error"].is_null(), "{record}");
+        assert!(record["startup_ms"].as_f64().unwrap() > 0.0, "{record}");
+    }
+    if backend == "both" {
+        let inside = records.iter().find(|r| r["op"] == "startup-in-process");
+        let inside = inside.expect("the GPU's start-up, step by step");
+        assert!(
+            inside["device_and_pipeline_ms"].as_f64().unwrap() > 0.0,
+            "{inside}"
+        );
     }
 }

@@ -152,4 +152,9 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+
+    /// Time start-up instead: from process start to the first result written, running
+    /// `gpuconv filter` on a small PNG as a fresh process per run, per backend (and `auto`).
+    #[arg(long, conflicts_with_all = ["sizes", "input", "ops"])]
+    pub startup: bool,
 }

@@ -27,6 +27,9 @@ struct Row {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.startup {
+        return startup(args);
+    }
     let given = args
         .input
         .as_deref()
@@ -200,6 +203,108 @@ fn split_ops(list: &str) -> Vec<String> {
         open = numeric && weights.split([',', ';']).count() < 9;
     }
     ops
+}
+
+/// `--startup`: process start to first result, for each backend, as a user meets it; plus, for
+/// the GPU, where its time goes inside the process.
+fn startup(args: &BenchArgs) -> Result<()> {
+    let folder = tempfile::tempdir().context("creating a temporary folder")?;
+    let input = folder.path().join("startup.png");
+    let output = folder.path().join("startup-edge.png");
+    let (width, height) = (512, 512);
+    gpuconv::io::save_gray(&synthetic(width, height), &input)?;
+    let exe = std::env::current_exe().context("finding the gpuconv executable")?;
+    let backends: &[&str] = match args.backend.as_str() {
+        "cpu" => &["cpu"],
+        "gpu" => &["gpu"],
+        _ => &["cpu", "auto", "gpu"],
+    };
+    let runs = args.repeat.max(1);
+    println!(
+        "start-up: process start to the edge image of a {width}x{height} PNG written, a fresh \
+         `gpuconv filter` process per run, median of {runs} after one warm-up"
+    );
+    let mut records = Vec::new();
+    for backend in backends {
+        let mut times = Vec::new();
+        let mut failure = None;
+        for run in 0..=runs {
+            let start = Instant::now();
+            let result = std::process::Command::new(&exe)
+                .arg("filter")
+                .arg(&input)
+                .args(["--edge", "--backend", backend, "-o"])
+                .arg(&output)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .context("starting gpuconv")?;
+            let elapsed = start.elapsed();
+            if !result.status.success() {
+                let stderr = String::from_utf8_lossy(&result.stderr);
+                failure = stderr.lines().last().map(str::to_owned);
+                break;
+            }
+            if run > 0 {
+                times.push(elapsed);
+            }
+        }
+        times.sort();
+        let median = times.get(times.len() / 2).map(|t| t.as_secs_f64() * 1e3);
+        match (&failure, median) {
+            (Some(error), _) => println!("  {backend:>4}: failed: {error}"),
+            (None, Some(ms)) => println!("  {backend:>4}: {ms:.1} ms"),
+            (None, None) => unreachable!("at least one run"),
+        }
+        records.push(serde_json::json!({
+            "op": "startup",
+            "backend": backend,
+            "width": width,
+            "height": height,
+            "startup_ms": median,
+            "error": failure,
+        }));
+    }
+    if args.backend != "cpu" {
+        // Inside the process: what opening the GPU costs, step by step.
+        let start = Instant::now();
+        let instance = gpuconv::gpu::device::instance_from_env();
+        let adapter = pollster::block_on(gpuconv::gpu::device::select_adapter(&instance));
+        let adapter_time = start.elapsed();
+        if let Ok(adapter) = adapter {
+            let start = Instant::now();
+            let engine = pollster::block_on(GpuEngine::from_adapter(&adapter))?;
+            let engine_time = start.elapsed();
+            let image = synthetic(width, height);
+            let operation = operation("edge")?;
+            let start = Instant::now();
+            let mut engine = Engine::from_gpu(engine);
+            engine.run(&image, &operation)?;
+            let first_run = start.elapsed();
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "  gpu, in process ({}): instance and adapter {:.1} ms, device and pipeline \
+                 {:.1} ms, first {width}x{height} edge image {:.1} ms",
+                adapter.get_info().name,
+                ms(adapter_time),
+                ms(engine_time),
+                ms(first_run)
+            );
+            records.push(serde_json::json!({
+                "op": "startup-in-process",
+                "backend": format!("gpu ({})", adapter.get_info().name),
+                "adapter_ms": ms(adapter_time),
+                "device_and_pipeline_ms": ms(engine_time),
+                "first_run_ms": ms(first_run),
+            }));
+        }
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&records).expect("plain values serialise") + "\n";
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn operation(op: &str) -> Result<Operation> {
