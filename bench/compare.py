@@ -54,6 +54,15 @@ def main(folder: Path) -> None:
                 mine = ours.get((our_op, r["threads"]))
                 ratio = f"{r['median_ms'] / mine['compute_ms']:.2f}x" if mine and mine.get("compute_ms") else ""
                 print(f"| {op} | {r['peer']} | {r['threads']} | {r['median_ms']:.2f} | {r['mpix_per_s']:.0f} | {ratio} |")
+        shares = [
+            f"{our_op} on {t} thread{'s' if t > 1 else ''}: {row['gb_per_s']:.2f} GB/s, "
+            f"{100 * row['gb_per_s'] / row['copy_gb_per_s']:.0f}% of a {row['copy_gb_per_s']:.1f} GB/s copy"
+            for (our_op, t), row in sorted(ours.items())
+            if row.get("gb_per_s") and row.get("copy_gb_per_s")
+        ]
+        if shares:
+            print("\nBytes that must move (input read once, outputs written once) per second, against a")
+            print("parallel memcpy of the input's size on the same threads: " + "; ".join(shares) + ".")
         print("\n### Whole process (start-up, read PGM, filter, write PGM)\n")
         print("| op | implementation | median ms | check |")
         print("| --- | --- | ---: | --- |")
@@ -63,6 +72,54 @@ def main(folder: Path) -> None:
             name = "gpuconv CLI, CPU" if "gpuconv" in r["peer"] else r["peer"]
             print(f"| {r['op']} | {name} | {r['median_ms']:.2f} | {r['check']} |")
         print()
+    startup(folder)
+    cli_large(folder)
+
+
+def startup(folder: Path) -> None:
+    path = folder / "startup.json"
+    if not path.exists():
+        return
+    records = json.loads(path.read_text())
+    print("## Start-up\n")
+    print("`gpuconv bench --startup`: process start to the edge image of a 512x512 PNG written, a fresh")
+    print("`gpuconv filter` process per run, median of 11. `auto` on this machine finds only lavapipe,")
+    print("which it declines, and falls back to the CPU; `gpu` runs on lavapipe.\n")
+    print("| backend | median ms |")
+    print("| --- | ---: |")
+    for r in records:
+        if r["op"] == "startup" and r.get("startup_ms") is not None:
+            print(f"| {r['backend']} | {r['startup_ms']:.1f} |")
+    for r in records:
+        if r["op"] == "startup-in-process":
+            print(f"\nInside one process, on {r['backend']}: instance and adapter {r['adapter_ms']:.1f} ms, "
+                  f"device and pipeline {r['device_and_pipeline_ms']:.1f} ms, first 512x512 edge image "
+                  f"{r['first_run_ms']:.1f} ms.")
+    print()
+
+
+def cli_large(folder: Path) -> None:
+    path = folder / "cli-large.json"
+    if not path.exists():
+        return
+    r = json.loads(path.read_text())
+    size = f"{r['width']}x{r['height']}"
+    print(f"## The whole CLI on a {size} PNG\n")
+    print(f"`bench/cli_large.py`: `gpuconv filter large.png --edge -o edge.png --timings`, one run per")
+    print(f"backend, on a synthetic {r['width'] * r['height'] / 1e9:.2f}-gigapixel PNG of "
+          f"{r['input_png_mib']:.0f} MiB. The image is {r['image_mib']:.0f} MiB in memory and the edge image "
+          f"{r['output_mib']:.0f} MiB. Backends wrote the same bytes: {r['backends_agree']}; equal to a numpy "
+          f"reference: {r['matches_reference']}. The GPU here is lavapipe, on the same 2 cores: its "
+          f"filtering time says nothing about a GPU.\n")
+    print("| backend | wall s | decode s | upload s | compute s | readback s | encode s | outside decode+encode | peak RSS MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for run in r["runs"]:
+        s = run["stages_s"]
+        cell = lambda k: f"{s[k]:.2f}" if k in s else "-"  # noqa: E731
+        peak = f"{run['peak_rss_mib']:.0f}" if run.get("peak_rss_mib") else "-"
+        print(f"| {run['device']} | {run['wall_s']:.2f} | {cell('decode')} | {cell('upload')} | {cell('compute')} "
+              f"| {cell('readback')} | {cell('encode')} | {100 * run['outside_decode_encode_share']:.0f}% | {peak} |")
+    print()
 
 
 if __name__ == "__main__":

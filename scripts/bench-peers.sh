@@ -5,6 +5,9 @@
 #
 #   bash scripts/bench-peers.sh                    # 4096x4096 and 16384x16384
 #   SIZES="4096x4096" bash scripts/bench-peers.sh
+#
+# Then start-up (gpuconv bench --startup) and the whole CLI on one large PNG per backend
+# (bench/cli_large.py; LARGE=32768x32768 by default, LARGE= to skip; BACKENDS=cpu,gpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=${PEERS_DIR:-../shared/bench}
@@ -51,5 +54,11 @@ PY
         --external "edge=$bin filter {in} --edge -o {out} --backend cpu" \
         --json "$out/peers-$size.json") | tee "$out/peers-$size.txt"
 done
+"$bin" bench --startup --repeat 11 --json "$out/startup.json"
+large=${LARGE-32768x32768}
+if [ -n "$large" ]; then
+    "$venv/bin/python" bench/cli_large.py --bin "$bin" --size "$large" \
+        --backends "${BACKENDS:-cpu,gpu}" --out "$out"
+fi
 python3 bench/compare.py "$out" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

@@ -248,8 +248,17 @@ fn timings_are_printed_per_stage() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
     let stderr = timings("cpu");
-    for stage in ["decode", "compute", "encode", "cpu ("] {
+    for stage in ["decode", "compute", "encode", "filter total", "cpu ("] {
         assert!(stderr.contains(stage), "no {stage} in {stderr}");
+    }
+    if cfg!(target_os = "linux") {
+        let peak = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak resident memory: "))
+            .and_then(|l| l.strip_suffix(" MiB"))
+            .unwrap_or_else(|| panic!("no peak memory in {stderr}"));
+        let peak: f64 = peak.parse().unwrap();
+        assert!(peak > 1.0 && peak < 4096.0, "{peak} MiB for a 50×50 image");
     }
     let Some(gpu) = common::gpu() else { return };
     let stderr = timings("gpu");

@@ -48,7 +48,20 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     for job in &plan.jobs {
         filter_one(&mut engine, args, &operation, job)?;
     }
+    if args.timings {
+        if let Some(peak) = peak_resident_mib() {
+            eprintln!("peak resident memory: {peak:.0} MiB");
+        }
+    }
     Ok(())
+}
+
+/// The process's peak resident memory so far, where the system says (Linux's `VmHWM`).
+fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 fn operation(args: &FilterArgs) -> Result<Operation> {
