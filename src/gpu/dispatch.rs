@@ -191,6 +191,13 @@ impl Conv3x3Buffers {
         }
     }
 
+    /// Frees the buffers' memory now, before they are dropped.
+    pub fn destroy(&self) {
+        self.input.destroy();
+        self.output.destroy();
+        self.staging.destroy();
+    }
+
     /// Queues the upload of the tightly packed `pixels`.
     pub fn upload(&self, queue: &wgpu::Queue, pixels: &[u8]) {
         // Buffer writes come in whole words: send the last partial word zero-padded.

@@ -325,28 +325,16 @@ impl GpuEngine {
             .min(limits.max_buffer_size)
             .min(u64::from(u32::MAX))
             & !3;
-        let out_stride = u64::from((width - 2).next_multiple_of(4));
-        let by_input = (limit / u64::from(width)).saturating_sub(2);
-        let by_output = limit / (out_stride * u64::from(images));
-        let rows = by_input.min(by_output);
-        if rows == 0 {
-            return Err(Error::TooLargeForDevice {
+        let rows =
+            strip_rows(width, out_height, images, limit).ok_or(Error::TooLargeForDevice {
                 width,
                 height: out_height + 2,
                 what: "strip of one row",
-                needed: (3 * u64::from(width)).max(out_stride * u64::from(images)),
+                needed: (3 * u64::from(width)).max(output_row_bytes(width) * u64::from(images)),
                 unit: "bytes",
                 limit_name: "max_storage_buffer_binding_size",
                 limit,
-            });
-        }
-        let input_bytes = u64::from(width) * u64::from(out_height + 2);
-        let rows = if input_bytes > 2 * STRIP_BYTES {
-            rows.min((STRIP_BYTES / u64::from(width)).max(1))
-        } else {
-            rows
-        };
-        let rows = rows.min(u64::from(out_height)) as u32;
+            })?;
         Ok(self.max_strip_rows.map_or(rows, |cap| rows.min(cap)))
     }
 
@@ -372,13 +360,14 @@ impl GpuEngine {
             SourceLayout::packed(width, rows + 2),
             TargetLayout::word_aligned_rows(out_width, rows),
         );
-        self.ensure_slots(slots, largest.input_bytes(), largest.output_bytes())
+        self.ensure_slots(slots, largest.input_bytes(), largest.output_bytes(), timed)
             .await?;
 
         // Planes are filled strip by strip, each row written once, so there is no need to zero
-        // them first: `vec![0; n]` asks the allocator for zeroed pages, which cost nothing until
-        // the readback touches them.
-        let mut planes = vec![vec![0u8; out_width as usize * out_height as usize]; images as usize];
+        // them first: each `vec![0; n]` asks the allocator for zeroed pages, which cost nothing
+        // until the readback touches them.
+        let plane_pixels = out_width as usize * out_height as usize;
+        let mut planes: Vec<Vec<u8>> = (0..images).map(|_| vec![0u8; plane_pixels]).collect();
         let mut timings = Timings::default();
         let mut in_flight = VecDeque::with_capacity(slots);
         for (index, first_row) in (0..out_height).step_by(rows as usize).enumerate() {
@@ -387,11 +376,15 @@ impl GpuEngine {
                 self.finish(done, &mut planes, &mut timings).await?;
             }
             let strip_rows = rows.min(out_height - first_row);
-            let strip = &image.as_raw()
-                [(first_row * width) as usize..((first_row + strip_rows + 2) * width) as usize];
+            // In `usize`: the end of the last strip of a 65536 × 65536 image is 2³².
+            let row_start = |row: u32| row as usize * width as usize;
+            let strip =
+                &image.as_raw()[row_start(first_row)..row_start(first_row + strip_rows + 2)];
             let slot = index % slots;
             let start = timed.then(Instant::now);
-            let strip = self.submit_strip(slot, strip, width, operation, first_row, timed)?;
+            let strip = self
+                .submit_strip(slot, strip, width, operation, first_row, timed)
+                .await?;
             add(&mut timings.upload, start.map(|s| s.elapsed()));
             in_flight.push_back(strip);
         }
@@ -408,7 +401,7 @@ impl GpuEngine {
     /// Queues the upload of `pixels` (tightly packed rows of `width`, the strip's two halo rows
     /// included) into slot `slot`, records the pass, the copy to the staging buffer and the
     /// timestamps, and submits them.
-    fn submit_strip(
+    async fn submit_strip(
         &self,
         slot: usize,
         pixels: &[u8],
@@ -449,11 +442,9 @@ impl GpuEngine {
         }
         let output_bytes = params.output_bytes();
         encoder.copy_buffer_to_buffer(&buffers.output, 0, &buffers.staging, 0, output_bytes);
-        #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let submission = self.queue.submit([encoder.finish()]);
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Some(error) = pollster::block_on(scope.pop()) {
+        if let Some(error) = scope.pop().await {
             return Err(Error::Gpu(error.to_string()));
         }
         Ok(InFlight {
@@ -461,8 +452,8 @@ impl GpuEngine {
             params,
             first_row,
             submission,
-            timed: timer.is_some(),
-            submitted: timed.then(Instant::now),
+            timestamps: timer.is_some(),
+            timed,
         })
     }
 
@@ -474,7 +465,7 @@ impl GpuEngine {
         timings: &mut Timings,
     ) -> Result<()> {
         let StripSlot { buffers, timer } = &self.slots[strip.slot];
-        let wait_start = strip.submitted.map(|_| Instant::now());
+        let wait_start = strip.timed.then(Instant::now);
         let unpack = |mapped: &[u8]| {
             let waited = wait_start.map(|s| s.elapsed());
             let start = wait_start.map(|_| Instant::now());
@@ -492,7 +483,7 @@ impl GpuEngine {
         add(&mut timings.compute, waited);
         add(&mut timings.readback, unpacked);
         self.take_uncaptured_error()?;
-        if let Some(timer) = timer.as_ref().filter(|_| strip.timed) {
+        if let Some(timer) = timer.as_ref().filter(|_| strip.timestamps) {
             let kernel = timer.read(&self.device, &strip.submission).await?;
             add(&mut timings.kernel, Some(kernel));
         }
@@ -512,35 +503,49 @@ impl GpuEngine {
     }
 
     /// Makes sure there are `count` slots whose buffers hold `input_bytes` in and `output_bytes`
-    /// out, growing them when needed; allocation failures become errors.
+    /// out, growing them when needed, and with timers when `timed` (so that an app's device
+    /// gets no query set it never uses); allocation failures become errors.
     async fn ensure_slots(
         &mut self,
         count: usize,
         input_bytes: u64,
         output_bytes: u64,
+        timed: bool,
     ) -> Result<()> {
         for slot in 0..count {
             let (old_input, old_output) = self.slots.get(slot).map_or((0, 0), |s| {
                 (s.buffers.input.size(), s.buffers.output.size())
             });
-            if input_bytes <= old_input && output_bytes <= old_output {
-                continue;
+            if input_bytes > old_input || output_bytes > old_output {
+                // Grow, never shrink: images alternating between sizes settle on one allocation.
+                let (input_bytes, output_bytes) =
+                    (input_bytes.max(old_input), output_bytes.max(old_output));
+                if let Some(old) = self.slots.get(slot) {
+                    // Free the old buffers first so their memory can be reused.
+                    old.buffers.destroy();
+                }
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let buffers = Conv3x3Buffers::new(&self.device, input_bytes, output_bytes);
+                if let Some(error) = scope.pop().await {
+                    // Never leave a slot with destroyed buffers behind.
+                    self.slots.truncate(slot);
+                    return Err(Error::Gpu(format!(
+                        "allocating {} bytes: {error}",
+                        input_bytes + 2 * output_bytes
+                    )));
+                }
+                match self.slots.get_mut(slot) {
+                    Some(existing) => existing.buffers = buffers,
+                    None => self.slots.push(StripSlot {
+                        buffers,
+                        timer: None,
+                    }),
+                }
             }
-            // Grow, never shrink: images alternating between sizes settle on one allocation.
-            let (input_bytes, output_bytes) =
-                (input_bytes.max(old_input), output_bytes.max(old_output));
-            // Drop the old buffers first so their memory can be reused.
-            self.slots.truncate(slot);
-            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let buffers = Conv3x3Buffers::new(&self.device, input_bytes, output_bytes);
-            if let Some(error) = scope.pop().await {
-                return Err(Error::Gpu(format!(
-                    "allocating {} bytes: {error}",
-                    input_bytes + 2 * output_bytes
-                )));
+            let slot = &mut self.slots[slot];
+            if timed && slot.timer.is_none() {
+                slot.timer = PassTimer::new(&self.device, &self.queue);
             }
-            let timer = PassTimer::new(&self.device, &self.queue);
-            self.slots.push(StripSlot { buffers, timer });
         }
         Ok(())
     }
@@ -558,7 +563,7 @@ pub const STRIPS_IN_FLIGHT: usize = 2;
 #[derive(Debug)]
 struct StripSlot {
     buffers: Conv3x3Buffers,
-    /// `None` when the device has no timestamp queries.
+    /// Made on the first timed run; `None` before, and when the device has no timestamp queries.
     timer: Option<PassTimer>,
 }
 
@@ -569,13 +574,78 @@ struct InFlight {
     first_row: u32,
     submission: wgpu::SubmissionIndex,
     /// Whether the pass wrote timestamps.
+    timestamps: bool,
+    /// Whether the stages are timed.
     timed: bool,
-    submitted: Option<Instant>,
+}
+
+/// Bytes of one output row on the GPU: rows start on a word.
+fn output_row_bytes(width: u32) -> u64 {
+    u64::from((width - 2).next_multiple_of(4))
+}
+
+/// Output rows per strip for an image `width` wide with `out_height` output rows and `images`
+/// output images, when no binding may exceed `limit` bytes: about [`STRIP_BYTES`] of input once
+/// the input exceeds twice that, else all of them, and never more than the limit allows. `None`
+/// when not even one row fits.
+fn strip_rows(width: u32, out_height: u32, images: u32, limit: u64) -> Option<u32> {
+    let by_input = (limit / u64::from(width)).saturating_sub(2);
+    let by_output = limit / (output_row_bytes(width) * u64::from(images));
+    let rows = by_input.min(by_output);
+    if rows == 0 {
+        return None;
+    }
+    let input_bytes = u64::from(width) * u64::from(out_height + 2);
+    let rows = if input_bytes > 2 * STRIP_BYTES {
+        rows.min((STRIP_BYTES / u64::from(width)).max(1))
+    } else {
+        rows
+    };
+    Some(rows.min(u64::from(out_height)) as u32)
 }
 
 /// Adds `part` to a stage's total, when it was measured.
 fn add(total: &mut Option<Duration>, part: Option<Duration>) {
     if let Some(part) = part {
         *total = Some(total.unwrap_or_default() + part);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn images_up_to_twice_the_strip_size_run_in_one_pass() {
+        assert_eq!(strip_rows(4096, 4094, 3, 2 * GIB), Some(4094));
+        // 8192 × 8192 is exactly twice STRIP_BYTES: still one pass.
+        assert_eq!(strip_rows(8192, 8190, 1, 2 * GIB), Some(8190));
+    }
+
+    #[test]
+    fn larger_images_run_in_strips_of_about_strip_bytes() {
+        assert_eq!(strip_rows(8192, 8191, 1, 2 * GIB), Some(4096));
+        assert_eq!(strip_rows(16384, 16382, 2, 4 * GIB), Some(2048));
+        // A row wider than a strip: one row per strip.
+        assert_eq!(strip_rows(40 << 20, 10, 1, 4 * GIB), Some(1));
+    }
+
+    #[test]
+    fn the_device_limit_caps_strips_and_one_row_must_fit() {
+        // 128 MiB bindings (lavapipe) and an edge image with both responses: three output
+        // images per row bound the strip before the input does.
+        let rows = strip_rows(3000, 100, 3, 128 << 20);
+        assert_eq!(rows, Some(100));
+        assert_eq!(
+            strip_rows(3000, 100_000, 3, 1 << 20),
+            Some((1 << 20) / (3000 * 3))
+        );
+        assert_eq!(
+            strip_rows(3000, 100_000, 1, 1 << 20),
+            Some((1 << 20) / 3000 - 2)
+        );
+        assert_eq!(strip_rows(30_000, 1, 1, 1 << 16), None);
     }
 }
