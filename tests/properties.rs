@@ -194,3 +194,39 @@ fn every_small_size_with_all_eight_kernels_at_once() {
         }
     }
 }
+
+#[test]
+fn rank_one_kernels_at_the_edge_of_16_bit_sums_are_exact() {
+    // Σ|w| = 128 is the largest a 16-bit sum holds (255 · 128 = 32640); 129 needs 32 bits.
+    // Both signs, on images that drive every sum to its extreme: all white, and a 0/255
+    // checkerboard, which makes the alternating kernel's terms all add up.
+    let kernels = [
+        [32, 32, 0, 32, 32, 0, 0, 0, 0],
+        [32, -32, 0, -32, 32, 0, 0, 0, 0],
+        [0, 0, 0, 0, 8, -8, 0, -8, 8].map(|w| w * 4),
+        [43, -43, 43, 0, 0, 0, 0, 0, 0],
+    ];
+    let width = 67;
+    let height = 9;
+    let white = GrayImage::from_pixel(width, height, image::Luma([255]));
+    let checkerboard = GrayImage::from_fn(width, height, |x, y| {
+        image::Luma([if (x + y) % 2 == 0 { 255 } else { 0 }])
+    });
+    let mut gpu = gpu();
+    for weights in kernels {
+        let kernel = Kernel::new("edge-of-i16", weights.map(|w| w as f32)).unwrap();
+        let operation = Operation::responses(vec![kernel]).unwrap();
+        for (name, image) in [("white", &white), ("checkerboard", &checkerboard)] {
+            let expected = reference::run(image, &operation);
+            let what = format!("{weights:?} on {name}");
+            assert_same_output(&cpu(image, &operation), &expected, &format!("cpu, {what}"));
+            if let Some(gpu) = gpu.as_mut() {
+                let actual = gpu.run(image, &operation).unwrap();
+                assert_same_output(&actual, &expected, &format!("gpu, {what}"));
+            }
+        }
+        // The extremes were reached: some output is 255 (the clamp) for the summing kernels.
+        let response = &reference::run(&checkerboard, &operation).responses[0];
+        assert!(response.as_raw().contains(&255), "{weights:?}");
+    }
+}

@@ -5,8 +5,8 @@
 //! gives each invocation one output word, `main` here walks a whole output row per kernel tap,
 //! so the compiler turns the inner loops into SIMD over many pixels at once. Per pixel the sums
 //! are the same, in the same tap order, so the results are bit-identical. And a rank-1 integer
-//! kernel (the lesson's two line filters, the blurs) is summed as a column pass then a row pass:
-//! fewer operations per pixel, and the same exact integer sums.
+//! kernel (the lesson's two line filters, `1,2,1;2,4,2;1,2,1`) is summed as a column pass then a
+//! row pass: fewer operations per pixel, and the same exact integer sums.
 
 #![allow(
     clippy::needless_range_loop,
@@ -31,49 +31,61 @@ fn load_row<'a>(params: &Conv3x3Params, input: &'a [u8], x: u32, y: u32, len: us
 /// twice over, small enough that the accumulators never leave registers.
 const CHUNK: usize = 32;
 
+/// How one integer kernel is summed, worked out once per call rather than per row.
+enum IntegerTaps {
+    /// The sum fits `i16` and the kernel is rank 1: a column pass, then a row pass.
+    Separable { column: Factor, row: Factor },
+    /// The sum fits `i16`: the nonzero taps as `(row, column, weight)`.
+    Narrow(Vec<(usize, usize, i16)>),
+    /// Anything else, in `i32`.
+    Wide(Vec<(usize, usize, i32)>),
+}
+
+impl IntegerTaps {
+    /// The plan for integer kernel `k`.
+    ///
+    /// The sum is exact in `i16` lanes whenever `255 · Σ|weight|` fits (the lesson's filters
+    /// need at most 2040), which packs twice the pixels per SIMD instruction.
+    fn new(params: &Conv3x3Params, k: usize) -> Self {
+        let weights: [i32; 9] = std::array::from_fn(|tap| params.weight(k, tap) as i32);
+        let taps: Vec<(usize, usize, i32)> = (0..9)
+            .filter(|&tap| weights[tap] != 0)
+            .map(|tap| (tap / 3, tap % 3, weights[tap]))
+            .collect();
+        let largest_sum: i32 = taps.iter().map(|&(_, _, w)| w.abs() * 255).sum();
+        if largest_sum > i32::from(i16::MAX) {
+            return Self::Wide(taps);
+        }
+        match rank_one_factors(weights) {
+            // Worth it when both factors have two or more taps: 3 + 2 operations instead of 6
+            // for a line filter, 3 + 3 instead of 9 for `1,2,1;2,4,2;1,2,1`.
+            Some((column, row)) if column.len() > 1 && row.len() > 1 => {
+                Self::Separable { column, row }
+            }
+            _ => Self::Narrow(taps.iter().map(|&(r, c, w)| (r, c, w as i16)).collect()),
+        }
+    }
+}
+
 /// `integer_response` in the shader, for a whole output row: the sum of `weight × pixel` over
 /// the nonzero taps, then `min(|sum|, 255)`.
-///
-/// The sum is exact in `i16` lanes whenever `255 · Σ|weight|` fits (the lesson's filters need
-/// at most 2040), which packs twice the pixels per SIMD instruction; other kernels use `i32`.
 fn integer_response(
     params: &Conv3x3Params,
     input: &[u8],
     y: u32,
-    k: usize,
+    taps: &IntegerTaps,
     sums: &mut [i32],
     out: &mut [u8],
 ) {
     let width = out.len();
     let rows: [&[u8]; 3] =
         std::array::from_fn(|r| load_row(params, input, 0, y + r as u32, width + 2));
-    let mut taps = [(0usize, 0usize, 0i32); 9];
-    let mut tap_count = 0;
-    for tap in 0..9 {
-        let weight = params.weight(k, tap) as i32;
-        if weight != 0 {
-            taps[tap_count] = (tap / 3, tap % 3, weight);
-            tap_count += 1;
+    match taps {
+        IntegerTaps::Separable { column, row } => {
+            integer_response_separable_i16(&rows, column, row, out);
         }
-    }
-    let taps = &taps[..tap_count];
-    let largest_sum: i32 = taps.iter().map(|&(_, _, w)| w.abs() * 255).sum();
-    if largest_sum <= i32::from(i16::MAX) {
-        let weights = std::array::from_fn(|tap| params.weight(k, tap) as i32);
-        match rank_one_factors(weights) {
-            // Worth it when both factors have two or more taps: 3 + 2 operations instead of 6 for
-            // a line filter, 3 + 3 instead of 9 for a blur.
-            Some((column, row)) if column.len() > 1 && row.len() > 1 => {
-                integer_response_separable_i16(&rows, &column, &row, out);
-            }
-            _ => {
-                let taps16: Vec<(usize, usize, i16)> =
-                    taps.iter().map(|&(r, c, w)| (r, c, w as i16)).collect();
-                integer_response_i16(&rows, &taps16, out);
-            }
-        }
-    } else {
-        integer_response_i32(&rows, taps, sums, out);
+        IntegerTaps::Narrow(taps) => integer_response_i16(&rows, taps, out),
+        IntegerTaps::Wide(taps) => integer_response_i32(&rows, taps, sums, out),
     }
 }
 
@@ -283,6 +295,9 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = usize::from(combined);
     let band_rows = (BAND_BYTES / params.in_width as usize).clamp(1, 256);
+    let integer_taps: Vec<Option<IntegerTaps>> = (0..kernel_count)
+        .map(|k| params.is_integer(k).then(|| IntegerTaps::new(params, k)))
+        .collect();
 
     // Split every plane into the same bands of rows, then regroup so each task owns one band of
     // each plane.
@@ -317,8 +332,8 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
                         Some(plane) => &mut plane[span.clone()],
                         None => &mut scratch.responses[k][..],
                     };
-                    if params.is_integer(k) {
-                        integer_response(params, input, y, k, &mut scratch.integer_sums, out);
+                    if let Some(taps) = &integer_taps[k] {
+                        integer_response(params, input, y, taps, &mut scratch.integer_sums, out);
                     } else {
                         float_response(params, input, y, k, &mut scratch.float_sums, out);
                     }
