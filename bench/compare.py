@@ -81,10 +81,15 @@ def startup(folder: Path) -> None:
     if not path.exists():
         return
     records = json.loads(path.read_text())
+    runs = max((r.get("runs", 0) for r in records), default=0)
+    adapters = [r["backend"] for r in records if r["op"] == "startup-in-process"]
+    software = any("llvmpipe" in a or "lavapipe" in a for a in adapters)
     print("## Start-up\n")
     print("`gpuconv bench --startup`: process start to the edge image of a 512x512 PNG written, a fresh")
-    print("`gpuconv filter` process per run, median of 11. `auto` on this machine finds only lavapipe,")
-    print("which it declines, and falls back to the CPU; `gpu` runs on lavapipe.\n")
+    print(f"`gpuconv filter` process per run, median of {runs}. `auto` uses a hardware GPU when there is")
+    print("one, else the CPU" + (" (here it finds only a software renderer, declines it, and falls back)" if software else "")
+          + (f"; `gpu` runs on {adapters[0]}." if adapters else "."))
+    print()
     print("| backend | median ms |")
     print("| --- | ---: |")
     for r in records:
@@ -109,8 +114,9 @@ def cli_large(folder: Path) -> None:
     print(f"backend, on a synthetic {r['width'] * r['height'] / 1e9:.2f}-gigapixel PNG of "
           f"{r['input_png_mib']:.0f} MiB. The image is {r['image_mib']:.0f} MiB in memory and the edge image "
           f"{r['output_mib']:.0f} MiB. Backends wrote the same bytes: {r['backends_agree']}; equal to a numpy "
-          f"reference: {r['matches_reference']}. The GPU here is lavapipe, on the same 2 cores: its "
-          f"filtering time says nothing about a GPU.\n")
+          f"reference: {r['matches_reference']}." + ("" if not any("llvmpipe" in run["device"] for run in r["runs"]) else
+          " The GPU here is lavapipe, a software renderer on the same cores: its filtering time says "
+          "nothing about a GPU; its memory and the decode and encode stages are what this row shows.") + "\n")
     print("| backend | wall s | decode s | upload s | compute s | readback s | encode s | outside decode+encode | peak RSS MiB |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for run in r["runs"]:

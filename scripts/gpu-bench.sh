@@ -26,6 +26,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
 "$bin" info | tee "$out/info.txt"
 "$bin" bench --backend both --sizes "${SIZES:-1024x1024,4096x4096,16384x16384}" --ops vertical,edge \
     --repeat "${REPEAT:-11}" --json "$out/gpu-bench.json" | tee "$out/gpu-bench.txt"
+# The same 256-Mpx edge image in strips of 1024 and 4096 rows (several in flight) against the
+# engine's own choice above: what overlapping strips buys on this GPU.
+for rows in 1024 4096; do
+    "$bin" bench --backend gpu --sizes 16384x16384 --ops edge --repeat "${REPEAT:-11}" \
+        --strip-rows "$rows" --json "$out/gpu-strips-$rows.json" | tee -a "$out/gpu-bench.txt"
+done
+"$bin" bench --startup --backend gpu --repeat 11 --json "$out/startup.json" | tee "$out/startup.txt"
 if grep -E '^ .*(gpu|cpu) \(' "$out/gpu-bench.txt" | grep -vqE ' ok$'; then
     echo "gpu-bench: some outputs differ from the CPU backend or failed (see above)" >&2
     exit 1

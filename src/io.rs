@@ -227,7 +227,8 @@ fn encode(
             // Streamed, IDAT chunk by chunk: the one-shot writer would hold the whole compressed
             // image in memory before writing any of it.
             let mut header = encoder.write_header().map_err(error)?;
-            let mut stream = header.stream_writer().map_err(error)?;
+            // 1 MiB IDAT chunks: the default 4 KiB makes a quarter million of them per GiB.
+            let mut stream = header.stream_writer_with_size(1 << 20).map_err(error)?;
             stream
                 .write_all(image.as_raw())
                 .map_err(|e| e.to_string())?;

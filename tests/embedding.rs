@@ -886,19 +886,28 @@ fn a_cancelled_run_async_leaves_the_engine_usable() {
     };
     let image = random_image(211, 99, 255, 23);
     let operation = edge_with_responses();
-    {
-        let future = engine.run_async(&image, &operation);
-        let mut future = std::pin::pin!(future);
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        // Start it (upload, submit, map requested), then drop it before it finishes.
-        let _ = future.as_mut().poll(&mut context);
+    // One pass, and strips of 10 rows (two in flight when the future is dropped), dropped after
+    // the first poll and after a few more once the GPU has had time to finish some strips.
+    for (strip_rows, polls) in [(None, 1), (Some(10), 1), (Some(10), 4)] {
+        engine.set_max_strip_rows(strip_rows);
+        {
+            let future = engine.run_async(&image, &operation);
+            let mut future = std::pin::pin!(future);
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            // Start it (upload, submit, map requested), then drop it before it finishes.
+            for _ in 0..polls {
+                assert!(future.as_mut().poll(&mut context).is_pending());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let output = engine.run(&image, &operation).unwrap();
+        common::assert_same_output(
+            &output,
+            &reference::run(&image, &operation),
+            &format!("after a cancelled run_async, strips of {strip_rows:?} rows, {polls} polls"),
+        );
     }
-    let output = engine.run(&image, &operation).unwrap();
-    common::assert_same_output(
-        &output,
-        &reference::run(&image, &operation),
-        "after a cancelled run_async",
-    );
+    engine.set_max_strip_rows(None);
 }
 
 #[test]

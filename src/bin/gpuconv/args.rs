@@ -153,8 +153,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
+    /// Cap the GPU's strips at this many output rows (default: the engine's own choice), to
+    /// measure how strip size and overlap change the GPU path's total time.
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub strip_rows: Option<u32>,
+
     /// Time start-up instead: from process start to the first result written, running
     /// `gpuconv filter` on a small PNG as a fresh process per run, per backend (and `auto`).
-    #[arg(long, conflicts_with_all = ["sizes", "input", "ops"])]
+    #[arg(long, conflicts_with_all = ["sizes", "input", "ops", "strip_rows"])]
     pub startup: bool,
 }

@@ -61,7 +61,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.backend != "cpu" {
         match GpuEngine::new() {
-            Ok(gpu) => {
+            Ok(mut gpu) => {
+                gpu.set_max_strip_rows(args.strip_rows);
                 let name = format!("gpu ({})", gpu.adapter_info().name);
                 backends.push((name, Engine::from_gpu(gpu)));
             }
@@ -98,7 +99,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let decoded = image::load_from_memory_with_format(&png, ImageFormat::Png)?;
         let decode = start.elapsed();
         drop(decoded);
-        let copy_bytes = u64::from(width) * u64::from(height);
+        // At least 16 MiB: smaller copies finish within the clock's noise.
+        let copy_bytes = (u64::from(width) * u64::from(height)).max(16 << 20);
         let copies: Vec<Option<f64>> = backends
             .iter()
             .map(|(_, engine)| copy_gb_per_s(engine, copy_bytes))
@@ -242,7 +244,12 @@ fn startup(args: &BenchArgs) -> Result<()> {
             let elapsed = start.elapsed();
             if !result.status.success() {
                 let stderr = String::from_utf8_lossy(&result.stderr);
-                failure = stderr.lines().last().map(str::to_owned);
+                failure = Some(
+                    stderr
+                        .lines()
+                        .last()
+                        .map_or_else(|| result.status.to_string(), str::to_owned),
+                );
                 break;
             }
             if run > 0 {
@@ -262,6 +269,7 @@ fn startup(args: &BenchArgs) -> Result<()> {
             "width": width,
             "height": height,
             "startup_ms": median,
+            "runs": runs,
             "error": failure,
         }));
     }
@@ -345,7 +353,8 @@ fn measure(
     Ok((timings, first))
 }
 
-/// The backend's copy bandwidth in GB/s (bytes read plus bytes written), on a buffer of `bytes`:
+/// The backend's copy bandwidth in GB/s (bytes read plus bytes written), on a buffer of `bytes`
+/// (`None` when it could not be measured):
 /// a GPU-to-GPU buffer copy on the GPU, a copy between two vectors on all threads on the CPU.
 fn copy_gb_per_s(engine: &Engine, bytes: u64) -> Option<f64> {
     let time = match engine.gpu() {
@@ -371,7 +380,8 @@ fn copy_gb_per_s(engine: &Engine, bytes: u64) -> Option<f64> {
             times[times.len() / 2]
         }
     };
-    Some(2.0 * (bytes & !3) as f64 / time.as_secs_f64() / 1e9)
+    let gb_per_s = 2.0 * (bytes & !3) as f64 / time.as_secs_f64() / 1e9;
+    gb_per_s.is_finite().then_some(gb_per_s)
 }
 
 /// `ok` when `output` equals `expected` image for image, bit for bit; else how many pixels differ.
