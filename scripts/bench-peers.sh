@@ -39,7 +39,7 @@ from filters import write_gray
 write_gray(sys.argv[4], synthetic_image(int(sys.argv[2]), int(sys.argv[3])))
 PY
     repeat=11
-    [ "$width" -gt 8192 ] && repeat=5
+    [ "$width" -gt 8192 ] && repeat=7
     for threads in 1 2; do
         RAYON_NUM_THREADS=$threads "$bin" bench --input "$out/input-$size.pgm" --backend cpu \
             --ops vertical,edge --repeat "$repeat" --json "$out/gpuconv-$size-$threads.json"
