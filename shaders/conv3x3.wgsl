@@ -97,6 +97,25 @@ fn load_pixel(x: u32, y: u32) -> u32 {
     }
 }
 
+// `count` pixels of row y from column x0, from a buffer whose rows start on a word: whole words,
+// one or two per row instead of one load per pixel. The second word is read only when its
+// pixels are wanted, so it is always inside the bound range. (How pixels are fetched has no CPU
+// counterpart: the twin's `load_row` reads the same pixels as a slice.)
+fn load_row_words(x0: u32, y: u32, count: u32) -> array<u32, 6> {
+    let word = (params.in_offset + y * params.in_stride + x0) / 4u;
+    let first = input[word];
+    var second = 0u;
+    if count > 4u {
+        second = input[word + 1u];
+    }
+    var row: array<u32, 6>;
+    for (var column = 0u; column < count; column++) {
+        let packed = select(second, first, column < 4u);
+        row[column] = (packed >> ((column % 4u) * 8u)) & 0xffu;
+    }
+    return row;
+}
+
 fn weight(k: u32, tap: u32) -> f32 {
     return params.weights[k * 3u + tap / 4u][tap % 4u];
 }
@@ -167,11 +186,18 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
     let x0 = (index % params.words_per_row) * 4u;
     let lanes = min(4u, params.out_width - x0);
 
-    // The 3 × (lanes + 2) input pixels under the four windows, fetched once.
+    // The 3 × (lanes + 2) input pixels under the four windows, fetched once: by whole words when
+    // the buffer's rows start on words (the engine's own uploads always do), else pixel by pixel.
     var pixels: array<array<u32, 6>, 3>;
+    let word_rows = params.source_kind == SOURCE_BUFFER && params.in_offset % 4u == 0u
+        && params.in_stride % 4u == 0u;
     for (var row = 0u; row < 3u; row++) {
-        for (var column = 0u; column < lanes + 2u; column++) {
-            pixels[row][column] = load_pixel(x0 + column, y + row);
+        if word_rows {
+            pixels[row] = load_row_words(x0, y + row, lanes + 2u);
+        } else {
+            for (var column = 0u; column < lanes + 2u; column++) {
+                pixels[row][column] = load_pixel(x0 + column, y + row);
+            }
         }
     }
 

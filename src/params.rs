@@ -68,6 +68,15 @@ impl SourceLayout {
             kind: SOURCE_BUFFER,
         }
     }
+
+    /// A `width × height` image at the start of a buffer, each row starting on a word, which
+    /// lets the shader fetch whole words of pixels.
+    pub fn word_aligned_rows(width: u32, height: u32) -> Self {
+        Self {
+            bytes_per_row: width.next_multiple_of(4),
+            ..Self::packed(width, height)
+        }
+    }
 }
 
 impl TargetLayout {

@@ -190,9 +190,19 @@ fn buffer_to_buffer_with_odd_offsets_and_strides_matches_the_reference() {
         let image = random_image(width, height, 255, case);
         let expected = images(&reference::run(&image, &operation));
 
-        // Source: rows padded by an odd number of bytes, after an odd offset.
-        let source_offset = u64::from(pick(&mut seed, 0..40) * 2 + 1);
-        let source_stride = width + pick(&mut seed, 0..9) * 2 + 1;
+        // Source: rows padded by an odd number of bytes, after an odd offset; every fourth
+        // case word-aligned instead (offset and stride multiples of 4), which the shader
+        // fetches by whole words.
+        let (source_offset, source_stride) = if case % 4 == 3 {
+            let offset = u64::from(pick(&mut seed, 0..80) * 4);
+            (
+                offset,
+                width.next_multiple_of(4) + pick(&mut seed, 0..3) * 4,
+            )
+        } else {
+            let offset = u64::from(pick(&mut seed, 0..40) * 2 + 1);
+            (offset, width + pick(&mut seed, 0..9) * 2 + 1)
+        };
         let mut source_bytes =
             vec![0x5a; (source_offset + u64::from(source_stride * height) + 3) as usize];
         for (y, row) in image.as_raw().chunks(width as usize).enumerate() {

@@ -198,17 +198,35 @@ impl Conv3x3Buffers {
         self.staging.destroy();
     }
 
-    /// Queues the upload of the tightly packed `pixels`.
-    pub fn upload(&self, queue: &wgpu::Queue, pixels: &[u8]) {
-        // Buffer writes come in whole words: send the last partial word zero-padded.
-        let whole = pixels.len() / 4 * 4;
-        if whole > 0 {
-            queue.write_buffer(&self.input, 0, &pixels[..whole]);
+    /// Queues the upload of `pixels`, tightly packed rows of `width`, to rows `bytes_per_row`
+    /// apart (a multiple of 4, at least `width`). Either way each byte is copied once, into
+    /// wgpu's staging memory.
+    pub fn upload(&self, queue: &wgpu::Queue, pixels: &[u8], width: u32, bytes_per_row: u32) {
+        let (width, stride) = (width as usize, bytes_per_row as usize);
+        if width == stride {
+            // Buffer writes come in whole words: send the last partial word zero-padded.
+            let whole = pixels.len() / 4 * 4;
+            if whole > 0 {
+                queue.write_buffer(&self.input, 0, &pixels[..whole]);
+            }
+            if whole < pixels.len() {
+                let mut tail = [0u8; 4];
+                tail[..pixels.len() - whole].copy_from_slice(&pixels[whole..]);
+                queue.write_buffer(&self.input, whole as u64, &tail);
+            }
+            return;
         }
-        if whole < pixels.len() {
-            let mut tail = [0u8; 4];
-            tail[..pixels.len() - whole].copy_from_slice(&pixels[whole..]);
-            queue.write_buffer(&self.input, whole as u64, &tail);
+        let rows = pixels.len() / width;
+        let Some(size) = wgpu::BufferSize::new((rows * stride) as u64) else {
+            return;
+        };
+        // Validation failures surface through the caller's error scope.
+        let Some(mut view) = queue.write_buffer_with(&self.input, 0, size) else {
+            return;
+        };
+        for (r, row) in pixels.chunks_exact(width).enumerate() {
+            view.slice(r * stride..r * stride + width)
+                .copy_from_slice(row);
         }
     }
 }

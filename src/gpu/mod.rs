@@ -330,7 +330,8 @@ impl GpuEngine {
                 width,
                 height: out_height + 2,
                 what: "strip of one row",
-                needed: (3 * u64::from(width)).max(output_row_bytes(width) * u64::from(images)),
+                needed: (3 * u64::from(width.next_multiple_of(4)))
+                    .max(output_row_bytes(width) * u64::from(images)),
                 unit: "bytes",
                 limit_name: "max_storage_buffer_binding_size",
                 limit,
@@ -357,7 +358,7 @@ impl GpuEngine {
         let slots = strips.min(STRIPS_IN_FLIGHT);
         let largest = Conv3x3Params::new(
             operation,
-            SourceLayout::packed(width, rows + 2),
+            SourceLayout::word_aligned_rows(width, rows + 2),
             TargetLayout::word_aligned_rows(out_width, rows),
         );
         self.ensure_slots(slots, largest.input_bytes(), largest.output_bytes(), timed)
@@ -413,13 +414,14 @@ impl GpuEngine {
         let height = (pixels.len() / width as usize) as u32;
         let (out_width, out_height) = output_size(width, height)?;
         let target = TargetLayout::word_aligned_rows(out_width, out_height);
-        let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
+        let source = SourceLayout::word_aligned_rows(width, height);
+        let params = Conv3x3Params::new(operation, source, target);
         let StripSlot { buffers, timer } = &self.slots[slot];
-        buffers.upload(&self.queue, pixels);
+        buffers.upload(&self.queue, pixels, width, source.bytes_per_row);
         let source = GpuSource::Buffer {
             buffer: &buffers.input,
             offset: 0,
-            bytes_per_row: width,
+            bytes_per_row: source.bytes_per_row,
             width,
             height,
         };
@@ -589,7 +591,8 @@ fn output_row_bytes(width: u32) -> u64 {
 /// the input exceeds twice that, else all of them, and never more than the limit allows. `None`
 /// when not even one row fits.
 fn strip_rows(width: u32, out_height: u32, images: u32, limit: u64) -> Option<u32> {
-    let by_input = (limit / u64::from(width)).saturating_sub(2);
+    let input_stride = u64::from(width.next_multiple_of(4));
+    let by_input = (limit / input_stride).saturating_sub(2);
     let by_output = limit / (output_row_bytes(width) * u64::from(images));
     let rows = by_input.min(by_output);
     if rows == 0 {
