@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Vulkan loader and at least one driver manifest, in either of the places drivers install them.
 have_vulkan_driver() {
     ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' &&
-        ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1
+        { compgen -G '/usr/share/vulkan/icd.d/*.json' || compgen -G '/etc/vulkan/icd.d/*.json'; } >/dev/null
 }
 
 if ! have_vulkan_driver; then
