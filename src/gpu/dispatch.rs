@@ -203,24 +203,17 @@ impl Conv3x3Buffers {
     /// wgpu's staging memory.
     pub fn upload(&self, queue: &wgpu::Queue, pixels: &[u8], width: u32, bytes_per_row: u32) {
         let (width, stride) = (width as usize, bytes_per_row as usize);
+        debug_assert!(stride % 4 == 0 && stride >= width);
         if width == stride {
-            // Buffer writes come in whole words: send the last partial word zero-padded.
-            let whole = pixels.len() / 4 * 4;
-            if whole > 0 {
-                queue.write_buffer(&self.input, 0, &pixels[..whole]);
-            }
-            if whole < pixels.len() {
-                let mut tail = [0u8; 4];
-                tail[..pixels.len() - whole].copy_from_slice(&pixels[whole..]);
-                queue.write_buffer(&self.input, whole as u64, &tail);
-            }
+            // Whole words already: one copy.
+            queue.write_buffer(&self.input, 0, pixels);
             return;
         }
         let rows = pixels.len() / width;
         let Some(size) = wgpu::BufferSize::new((rows * stride) as u64) else {
             return;
         };
-        // Validation failures surface through the caller's error scope.
+        // A failed validation returns None and is reported to the caller's error scope.
         let Some(mut view) = queue.write_buffer_with(&self.input, 0, size) else {
             return;
         };
