@@ -152,7 +152,11 @@ impl FilterPass {
 /// The engine's own buffers for one strip (the whole image when it fits), kept and reused.
 #[derive(Debug)]
 pub struct Conv3x3Buffers {
-    /// Packed input pixels.
+    /// Where the CPU writes input pixels, mapped for writing between uses (and at creation),
+    /// and copied into `input` at the start of each submission. Reused, so its pages are
+    /// already the process's when the next strip is written.
+    pub upload: wgpu::Buffer,
+    /// Input pixels, rows starting on words.
     pub input: wgpu::Buffer,
     /// Output images, rows word-aligned.
     pub output: wgpu::Buffer,
@@ -161,66 +165,67 @@ pub struct Conv3x3Buffers {
 }
 
 impl Conv3x3Buffers {
-    /// Buffers for images needing at most `input_bytes` in and `output_bytes` out.
+    /// Buffers for images needing at most `input_bytes` in and `output_bytes` out (both
+    /// multiples of 4); `upload` comes mapped.
     pub fn new(device: &wgpu::Device, input_bytes: u64, output_bytes: u64) -> Self {
-        let buffer = |label, size, usage| {
+        let buffer = |label, size, usage, mapped_at_creation| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage,
-                mapped_at_creation: false,
+                mapped_at_creation,
             })
         };
         use wgpu::BufferUsages as U;
         Self {
+            upload: buffer(
+                "gpuconv::conv3x3::upload",
+                input_bytes,
+                U::MAP_WRITE | U::COPY_SRC,
+                true,
+            ),
             input: buffer(
                 "gpuconv::conv3x3::input",
                 input_bytes,
                 U::STORAGE | U::COPY_DST,
+                false,
             ),
             output: buffer(
                 "gpuconv::conv3x3::output",
                 output_bytes,
                 U::STORAGE | U::COPY_SRC,
+                false,
             ),
             staging: buffer(
                 "gpuconv::conv3x3::staging",
                 output_bytes,
                 U::MAP_READ | U::COPY_DST,
+                false,
             ),
         }
     }
 
     /// Frees the buffers' memory now, before they are dropped.
     pub fn destroy(&self) {
+        self.upload.destroy();
         self.input.destroy();
         self.output.destroy();
         self.staging.destroy();
     }
+}
 
-    /// Queues the upload of `pixels`, tightly packed rows of `width`, to rows `bytes_per_row`
-    /// apart (a multiple of 4, at least `width`). Either way each byte is copied once, into
-    /// wgpu's staging memory.
-    pub fn upload(&self, queue: &wgpu::Queue, pixels: &[u8], width: u32, bytes_per_row: u32) {
-        let (width, stride) = (width as usize, bytes_per_row as usize);
-        debug_assert!(stride % 4 == 0 && stride >= width);
-        if width == stride {
-            // Whole words already: one copy.
-            queue.write_buffer(&self.input, 0, pixels);
-            return;
-        }
-        let rows = pixels.len() / width;
-        let Some(size) = wgpu::BufferSize::new((rows * stride) as u64) else {
-            return;
-        };
-        // A failed validation returns None and is reported to the caller's error scope.
-        let Some(mut view) = queue.write_buffer_with(&self.input, 0, size) else {
-            return;
-        };
-        for (r, row) in pixels.chunks_exact(width).enumerate() {
-            view.slice(r * stride..r * stride + width)
-                .copy_from_slice(row);
-        }
+/// Writes `pixels`, tightly packed rows of `width`, into a mapped upload range at rows
+/// `bytes_per_row` apart (a multiple of 4, at least `width`): each byte is copied once.
+pub fn write_rows(view: &mut wgpu::BufferViewMut, pixels: &[u8], width: u32, bytes_per_row: u32) {
+    let (width, stride) = (width as usize, bytes_per_row as usize);
+    debug_assert!(stride % 4 == 0 && stride >= width);
+    if width == stride {
+        view.slice(..pixels.len()).copy_from_slice(pixels);
+        return;
+    }
+    for (r, row) in pixels.chunks_exact(width).enumerate() {
+        view.slice(r * stride..r * stride + width)
+            .copy_from_slice(row);
     }
 }
 

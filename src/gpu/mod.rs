@@ -399,11 +399,11 @@ impl GpuEngine {
         ))
     }
 
-    /// Queues the upload of `pixels` (tightly packed rows of `width`, the strip's two halo rows
-    /// included) into slot `slot`, records the pass, the copy to the staging buffer and the
-    /// timestamps, and submits them.
+    /// Writes `pixels` (tightly packed rows of `width`, the strip's two halo rows included) into
+    /// slot `slot`'s upload buffer, records the copy to the input buffer, the pass, the copy to
+    /// the staging buffer and the timestamps, and submits them.
     async fn submit_strip(
-        &self,
+        &mut self,
         slot: usize,
         pixels: &[u8],
         width: u32,
@@ -416,8 +416,28 @@ impl GpuEngine {
         let target = TargetLayout::word_aligned_rows(out_width, out_height);
         let source = SourceLayout::word_aligned_rows(width, height);
         let params = Conv3x3Params::new(operation, source, target);
-        let StripSlot { buffers, timer } = &self.slots[slot];
-        buffers.upload(&self.queue, pixels, width, source.bytes_per_row);
+        let input_bytes = params.input_bytes();
+        let fill = |view: &mut wgpu::BufferViewMut| {
+            dispatch::write_rows(view, pixels, width, source.bytes_per_row);
+        };
+        let upload = &self.slots[slot].buffers.upload;
+        match &self.slots[slot].last_submission {
+            // Fresh buffers come mapped.
+            None => {
+                let mut view = upload
+                    .get_mapped_range_mut(..input_bytes)
+                    .map_err(|e| Error::Gpu(e.to_string()))?;
+                fill(&mut view);
+                drop(view);
+                upload.unmap();
+            }
+            // The slot's previous strip was read back before the slot was reused, so its
+            // submission is done and the mapping resolves at once.
+            Some(previous) => {
+                readback::write_mapped(&self.device, upload, input_bytes, previous, fill).await?;
+            }
+        }
+        let StripSlot { buffers, timer, .. } = &self.slots[slot];
         let source = GpuSource::Buffer {
             buffer: &buffers.input,
             offset: 0,
@@ -438,6 +458,7 @@ impl GpuEngine {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("gpuconv::conv3x3::encoder"),
             });
+        encoder.copy_buffer_to_buffer(&buffers.upload, 0, &buffers.input, 0, input_bytes);
         pass.encode_with_timestamps(&mut encoder, timer.map(PassTimer::writes));
         if let Some(timer) = timer {
             timer.encode_resolve(&mut encoder);
@@ -446,6 +467,10 @@ impl GpuEngine {
         encoder.copy_buffer_to_buffer(&buffers.output, 0, &buffers.staging, 0, output_bytes);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let submission = self.queue.submit([encoder.finish()]);
+        let timestamps = timer.is_some();
+        // Recorded before anything else can fail or be cancelled: the upload buffer is unmapped
+        // now, and must be mapped again after this submission before its next use.
+        self.slots[slot].last_submission = Some(submission.clone());
         if let Some(error) = scope.pop().await {
             return Err(Error::Gpu(error.to_string()));
         }
@@ -454,7 +479,7 @@ impl GpuEngine {
             params,
             first_row,
             submission,
-            timestamps: timer.is_some(),
+            timestamps,
             timed,
         })
     }
@@ -466,7 +491,7 @@ impl GpuEngine {
         planes: &mut [Vec<u8>],
         timings: &mut Timings,
     ) -> Result<()> {
-        let StripSlot { buffers, timer } = &self.slots[strip.slot];
+        let StripSlot { buffers, timer, .. } = &self.slots[strip.slot];
         let wait_start = strip.timed.then(Instant::now);
         let unpack = |mapped: &[u8]| {
             let waited = wait_start.map(|s| s.elapsed());
@@ -537,10 +562,14 @@ impl GpuEngine {
                     )));
                 }
                 match self.slots.get_mut(slot) {
-                    Some(existing) => existing.buffers = buffers,
+                    Some(existing) => {
+                        existing.buffers = buffers;
+                        existing.last_submission = None;
+                    }
                     None => self.slots.push(StripSlot {
                         buffers,
                         timer: None,
+                        last_submission: None,
                     }),
                 }
             }
@@ -567,6 +596,9 @@ struct StripSlot {
     buffers: Conv3x3Buffers,
     /// Made on the first timed run; `None` before, and when the device has no timestamp queries.
     timer: Option<PassTimer>,
+    /// The last submission that copied from `buffers.upload`, which is unmapped since; `None`
+    /// while the upload buffer is still mapped from its creation.
+    last_submission: Option<wgpu::SubmissionIndex>,
 }
 
 /// A strip submitted to the GPU and not yet read back.

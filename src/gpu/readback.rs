@@ -47,6 +47,62 @@ pub async fn read_mapped<T>(
     submission: &wgpu::SubmissionIndex,
     read: impl FnOnce(&[u8]) -> T,
 ) -> Result<T> {
+    with_mapping(
+        device,
+        buffer,
+        size,
+        wgpu::MapMode::Read,
+        submission,
+        Error::Readback,
+        |slice| {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            Ok(read(&view))
+        },
+    )
+    .await
+}
+
+/// [`read_mapped`]'s twin for uploads: maps `buffer`'s first `size` bytes for writing once
+/// `submission` (the last one reading them) is done, lets `write` fill them, and unmaps the
+/// buffer, ready to be copied from by the next submission.
+pub async fn write_mapped(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+    size: u64,
+    submission: &wgpu::SubmissionIndex,
+    write: impl FnOnce(&mut wgpu::BufferViewMut),
+) -> Result<()> {
+    with_mapping(
+        device,
+        buffer,
+        size,
+        wgpu::MapMode::Write,
+        submission,
+        Error::Gpu,
+        |slice| {
+            let mut view = slice
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            write(&mut view);
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Maps `buffer`'s first `size` bytes in `mode` once `submission` is done, hands the mapped
+/// slice to `use_mapped`, and unmaps the buffer however this ends.
+async fn with_mapping<T>(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+    size: u64,
+    mode: wgpu::MapMode,
+    submission: &wgpu::SubmissionIndex,
+    error: fn(String) -> Error,
+    use_mapped: impl FnOnce(wgpu::BufferSlice<'_>) -> Result<T>,
+) -> Result<T> {
     let state = Arc::new(Mutex::new(MapState {
         result: None,
         waker: None,
@@ -54,7 +110,7 @@ pub async fn read_mapped<T>(
     let callback_state = Arc::clone(&state);
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let slice = buffer.slice(..size);
-    slice.map_async(wgpu::MapMode::Read, move |result| {
+    slice.map_async(mode, move |result| {
         let mut state = callback_state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -63,8 +119,8 @@ pub async fn read_mapped<T>(
             waker.wake();
         }
     });
-    if let Some(error) = scope.pop().await {
-        return Err(Error::Readback(error.to_string()));
+    if let Some(scope_error) = scope.pop().await {
+        return Err(error(scope_error.to_string()));
     }
     // From here on the buffer is mapped or about to be: unmap it however this function ends,
     // which also cancels a mapping still pending when the future is dropped.
@@ -75,7 +131,7 @@ pub async fn read_mapped<T>(
     #[cfg(not(target_arch = "wasm32"))]
     {
         // Waiting for this submission only, not later ones, lets strips still in flight run on
-        // while this one is read.
+        // while this one is mapped.
         let device = device.clone();
         let submission_index = Some(submission.clone());
         std::thread::spawn(move || {
@@ -85,15 +141,12 @@ pub async fn read_mapped<T>(
             })
         });
     }
-    if let Err(error) = (MapFuture { state }).await {
+    if let Err(map_error) = (MapFuture { state }).await {
         // A failed mapping leaves the buffer unmapped; unmapping again would be an error.
         guard.armed = false;
-        return Err(Error::Readback(error.to_string()));
+        return Err(error(map_error.to_string()));
     }
-    let view = slice
-        .get_mapped_range()
-        .map_err(|e| Error::Readback(e.to_string()))?;
-    Ok(read(&view))
+    use_mapped(slice)
 }
 
 struct UnmapOnDrop<'a> {
