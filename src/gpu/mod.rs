@@ -330,8 +330,10 @@ impl GpuEngine {
                 width,
                 height: out_height + 2,
                 what: "strip of one row",
-                needed: (3 * u64::from(width.next_multiple_of(4)))
-                    .max(output_row_bytes(width) * u64::from(images)),
+                needed: {
+                    let (input_row, output_row) = row_bytes(width);
+                    (3 * input_row).max(output_row * u64::from(images))
+                },
                 unit: "bytes",
                 limit_name: "max_storage_buffer_binding_size",
                 limit,
@@ -613,9 +615,12 @@ struct InFlight {
     timed: bool,
 }
 
-/// Bytes of one output row on the GPU: rows start on a word.
-fn output_row_bytes(width: u32) -> u64 {
-    u64::from((width - 2).next_multiple_of(4))
+/// Bytes of one input row and one output row in the engine's own buffers, from the layouts
+/// `submit_strip` uploads and reads back with.
+fn row_bytes(width: u32) -> (u64, u64) {
+    let input = SourceLayout::word_aligned_rows(width, 1).bytes_per_row;
+    let output = TargetLayout::word_aligned_rows(width - 2, 1).bytes_per_row;
+    (u64::from(input), u64::from(output))
 }
 
 /// Output rows per strip for an image `width` wide with `out_height` output rows and `images`
@@ -623,9 +628,9 @@ fn output_row_bytes(width: u32) -> u64 {
 /// the input exceeds twice that, else all of them, and never more than the limit allows. `None`
 /// when not even one row fits.
 fn strip_rows(width: u32, out_height: u32, images: u32, limit: u64) -> Option<u32> {
-    let input_stride = u64::from(width.next_multiple_of(4));
-    let by_input = (limit / input_stride).saturating_sub(2);
-    let by_output = limit / (output_row_bytes(width) * u64::from(images));
+    let (input_row, output_row) = row_bytes(width);
+    let by_input = (limit / input_row).saturating_sub(2);
+    let by_output = limit / (output_row * u64::from(images));
     let rows = by_input.min(by_output);
     if rows == 0 {
         return None;
