@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     let image = io::load_gray(&input)?;
     let mut engine = Engine::new(BackendChoice::Auto)?;
     if let Some(reason) = engine.fallback_reason() {
-        eprintln!("no GPU ({reason}); using the CPU");
+        eprintln!("{reason}; using the CPU");
     }
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
     let edges = engine

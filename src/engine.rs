@@ -88,11 +88,11 @@ impl Engine {
     /// renderer (device type `Cpu`, such as Mesa's llvmpipe) runs on the same cores as the CPU
     /// backend, only slower, so it is used only when `WGPU_ADAPTER_NAME` asks for it by name.
     pub fn auto_rejects(adapter: &wgpu::AdapterInfo) -> Option<String> {
-        let named = std::env::var_os("WGPU_ADAPTER_NAME").is_some();
+        let named = device::adapter_name_from_env().is_some();
         (adapter.device_type == wgpu::DeviceType::Cpu && !named).then(|| {
             format!(
-                "the best GPU adapter found, '{}', is a software renderer, slower than the CPU \
-                 backend; choose the GPU backend explicitly to use it anyway",
+                "the GPU found, '{}', is a software renderer, slower than the CPU (--backend gpu \
+                 uses it anyway)",
                 adapter.name
             )
         })
@@ -138,7 +138,14 @@ async fn auto_gpu() -> Result<GpuEngine, String> {
     let instance = device::instance_from_env();
     let adapter = device::select_adapter(&instance)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            // The short form: the notice goes on to say that the CPU is used.
+            crate::Error::NoAdapter { detail } => format!(
+                "no GPU found{detail} (to use one, install its Vulkan driver; on Debian: \
+                 mesa-vulkan-drivers)"
+            ),
+            other => other.to_string(),
+        })?;
     if let Some(reason) = Engine::auto_rejects(&adapter.get_info()) {
         return Err(reason);
     }

@@ -120,6 +120,62 @@ pub enum Error {
         max_pixels: u64,
     },
 
+    /// An input file ends before the image its header describes: cut short in a download or a
+    /// copy, or a header that claims far more pixels than the data can hold.
+    #[error("cannot read image '{}': the file is truncated: {detail}", path.display())]
+    Truncated {
+        /// The input path.
+        path: PathBuf,
+        /// What is missing.
+        detail: String,
+    },
+
+    /// An input file's data is damaged or breaks its format's rules.
+    #[error("cannot read image '{}': the file is corrupt: {detail}", path.display())]
+    Corrupt {
+        /// The input path.
+        path: PathBuf,
+        /// The decoder's complaint.
+        detail: String,
+    },
+
+    /// Decoding and filtering an input would take more memory than the budget allows.
+    #[error(
+        "cannot read image '{}': its {width}×{height} pixels ({what}) need about {} to decode and \
+         filter, more than the memory budget of {} (raise it with --max-memory if the image is \
+         genuine)",
+        path.display(),
+        crate::memory::format_bytes(*needed),
+        crate::memory::format_bytes(*budget)
+    )]
+    OverBudget {
+        /// The input path.
+        path: PathBuf,
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The pixel layout the decoder produces, such as `8-bit RGBA`.
+        what: String,
+        /// The estimate of what the run would allocate, in bytes.
+        needed: u64,
+        /// The budget in force, in bytes.
+        budget: u64,
+    },
+
+    /// The system refused an allocation.
+    #[error(
+        "out of memory: {what} needs {}, which the system refused (lower --max-memory so that \
+         such inputs are refused before anything is allocated)",
+        crate::memory::format_bytes(*bytes)
+    )]
+    OutOfMemory {
+        /// What the memory was for, naming the input when there is one.
+        what: String,
+        /// The size asked for.
+        bytes: u64,
+    },
+
     /// An input file is in no format gpuconv reads, judged by its contents and its extension.
     #[error(
         "cannot read image '{}': not a PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA or QOI file",

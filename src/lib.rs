@@ -63,6 +63,7 @@ mod error;
 pub mod gpu;
 pub mod io;
 pub mod kernel;
+mod memory;
 mod operation;
 mod params;
 pub mod reference;

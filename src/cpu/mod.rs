@@ -7,6 +7,7 @@ use std::time::Instant;
 use image::GrayImage;
 
 use crate::error::Result;
+use crate::memory::zeroed_bytes;
 use crate::operation::{FilterOutput, Operation, output_size};
 use crate::params::{Conv3x3Params, SourceLayout, TARGET_BUFFER, TargetLayout};
 use crate::timings::Timings;
@@ -35,11 +36,11 @@ impl CpuBackend {
         };
         let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
         let plane_pixels = out_width as usize * out_height as usize;
-        // One `vec![0; n]` each, never a clone of one: fresh zeroed pages cost nothing until
-        // the filter writes them, where a clone would copy a whole plane.
+        // One zeroed allocation each, never a clone of one: fresh zeroed pages cost nothing
+        // until the filter writes them, where a clone would copy a whole plane.
         let mut planes: Vec<Vec<u8>> = (0..params.plane_count())
-            .map(|_| vec![0; plane_pixels])
-            .collect();
+            .map(|_| zeroed_bytes(plane_pixels, "an output image"))
+            .collect::<Result<_>>()?;
         let mut views: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
         conv3x3::main(&params, image.as_raw(), &mut views);
         Ok(FilterOutput::from_planes(

@@ -28,7 +28,7 @@ pub async fn enumerate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter>
 /// Unlike `wgpu::util::initialize_adapter_from_env`, a name that matches nothing is an error,
 /// not a panic.
 pub async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
-    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+    if let Some(wanted) = adapter_name_from_env() {
         let wanted_lower = wanted.to_lowercase();
         let adapters = enumerate_adapters(instance).await;
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
@@ -59,10 +59,21 @@ pub async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> 
         })
 }
 
-fn backend_detail(reason: &str) -> String {
+/// `WGPU_ADAPTER_NAME`, when it is set to something: empty counts as unset, as it does for
+/// most tools (a shell's `WGPU_ADAPTER_NAME= cmd` must not pick an adapter).
+pub fn adapter_name_from_env() -> Option<String> {
+    std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+}
+
+/// Which backends were searched, when `WGPU_BACKEND` narrowed them. wgpu's own reason lists
+/// every backend it has not compiled in or could not load, which says nothing a user can act
+/// on beyond "no driver": the message says what to install instead.
+fn backend_detail(_reason: &str) -> String {
     match std::env::var("WGPU_BACKEND") {
-        Ok(backends) => format!(" with WGPU_BACKEND='{backends}': {reason}"),
-        Err(_) => format!(": {reason}"),
+        Ok(backends) if !backends.trim().is_empty() => format!(" with WGPU_BACKEND='{backends}'"),
+        _ => String::new(),
     }
 }
 

@@ -367,10 +367,12 @@ impl GpuEngine {
             .await?;
 
         // Planes are filled strip by strip, each row written once, so there is no need to zero
-        // them first: each `vec![0; n]` asks the allocator for zeroed pages, which cost nothing
-        // until the readback touches them.
+        // them first: each asks the allocator for zeroed pages, which cost nothing until the
+        // readback touches them.
         let plane_pixels = out_width as usize * out_height as usize;
-        let mut planes: Vec<Vec<u8>> = (0..images).map(|_| vec![0u8; plane_pixels]).collect();
+        let mut planes: Vec<Vec<u8>> = (0..images)
+            .map(|_| crate::memory::zeroed_bytes(plane_pixels, "an output image"))
+            .collect::<Result<_>>()?;
         let mut timings = Timings::default();
         let mut in_flight = VecDeque::with_capacity(slots);
         for (index, first_row) in (0..out_height).step_by(rows as usize).enumerate() {

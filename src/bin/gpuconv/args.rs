@@ -52,9 +52,15 @@ pub struct FilterArgs {
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
-    /// A kernel: a name (see below), rows like "1,0,-1;2,0,-2;1,0,-1", or NAME=ROWS to name the
-    /// output files. Repeat for several kernels, computed in one pass.
-    #[arg(short, long = "kernel", value_name = "KERNEL")]
+    /// A kernel: a name (see below), rows like "1,0,-1;2,0,-2;1,0,-1" (a leading minus sign is
+    /// fine: -k "-1,0,1;-2,0,2;-1,0,1"), or NAME=ROWS to name the output files. Repeat for several
+    /// kernels, computed in one pass.
+    #[arg(
+        short,
+        long = "kernel",
+        value_name = "KERNEL",
+        allow_hyphen_values = true
+    )]
     pub kernels: Vec<String>,
 
     /// Write the edge image min(V + H, 255) of two kernels (default: vertical and horizontal).
@@ -62,7 +68,12 @@ pub struct FilterArgs {
     pub edge: bool,
 
     /// Write the binary edge image: 255 where V + H >= T, else 0 (the lesson uses 255).
-    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u16).range(0..=510))]
+    #[arg(
+        long,
+        value_name = "T",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u16).range(0..=510)
+    )]
     pub threshold: Option<u16>,
 
     /// With --edge or --threshold, also write each kernel's response.
@@ -88,9 +99,35 @@ pub struct FilterArgs {
     #[arg(long)]
     pub timings: bool,
 
-    /// Refuse inputs whose header claims more pixels than this, before decoding anything.
-    #[arg(long, value_name = "N", default_value_t = gpuconv::io::DEFAULT_MAX_PIXELS)]
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one input may take; both are checked from its header, before decoding.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Refuse inputs whose header claims more pixels than this.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = gpuconv::io::DEFAULT_MAX_PIXELS,
+        allow_negative_numbers = true,
+        value_parser = gpuconv::io::parse_positive_count
+    )]
     pub max_pixels: u64,
+
+    /// Refuse inputs whose decoding and outputs would take more memory than this: bytes, or
+    /// with K, M, G, T (powers of 1024) [default: half of this machine's memory]
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true, value_parser = gpuconv::io::parse_bytes)]
+    pub max_memory: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The memory budget in force: `--max-memory`, or half of the machine.
+    pub fn memory_budget(&self) -> u64 {
+        self.max_memory
+            .unwrap_or_else(gpuconv::io::default_memory_budget)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -146,8 +183,18 @@ pub struct BenchArgs {
     pub backend: String,
 
     /// Timed runs per configuration, after one warm-up; medians are reported.
-    #[arg(long, default_value_t = 5)]
-    pub repeat: usize,
+    #[arg(
+        long,
+        default_value_t = 5,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub repeat: u32,
+
+    /// Refuse sizes whose images would take more memory than this: bytes, or with K, M, G, T
+    /// (powers of 1024) [default: half of this machine's memory]
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true, value_parser = gpuconv::io::parse_bytes)]
+    pub max_memory: Option<u64>,
 
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]

@@ -30,28 +30,48 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.startup {
         return startup(args);
     }
+    let operations = split_ops(&args.ops)
+        .iter()
+        .map(|op| operation(op))
+        .collect::<Result<Vec<_>>>()?;
+    let most_outputs = operations
+        .iter()
+        .map(Operation::output_count)
+        .max()
+        .unwrap_or(1) as u64;
+    let budget = args
+        .max_memory
+        .unwrap_or_else(gpuconv::io::default_memory_budget);
     let given = args
         .input
         .as_deref()
-        .map(gpuconv::io::load_gray)
+        .map(|path| {
+            let limits = gpuconv::io::ReadLimits {
+                max_memory: budget,
+                // The expected outputs and each backend's own.
+                output_images: 2 * most_outputs,
+                ..Default::default()
+            };
+            gpuconv::io::load_gray_with(path, &limits)
+        })
         .transpose()?;
     let sizes = match &given {
-        Some(image) => format!("{}x{}", image.width(), image.height()),
-        None => args.sizes.clone(),
+        Some(image) => vec![(image.width(), image.height())],
+        None => parse_sizes(&args.sizes)?,
     };
-    let sizes = sizes
-        .split(',')
-        .map(|s| {
-            let (w, h) = s
-                .trim()
-                .split_once('x')
-                .with_context(|| format!("size '{s}' is not WxH"))?;
-            Ok((
-                w.parse::<u32>().context("width")?,
-                h.parse::<u32>().context("height")?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    for &(width, height) in &sizes {
+        // The image, its PNG and the decoded copy, the expected outputs and a backend's, and
+        // the two buffers of the copy-bandwidth measurement.
+        let pixels = u64::from(width) * u64::from(height);
+        let needed = pixels * (3 + 2 * most_outputs) + 2 * pixels.max(16 << 20);
+        if needed > budget {
+            bail!(
+                "size {width}x{height} needs about {} to benchmark, more than the memory budget of {} (raise it with --max-memory)",
+                gpuconv::io::format_bytes(needed),
+                gpuconv::io::format_bytes(budget)
+            );
+        }
+    }
     let mut backends: Vec<(String, Engine)> = Vec::new();
     if args.backend != "gpu" {
         backends.push((
@@ -105,13 +125,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .iter()
             .map(|(_, engine)| copy_gb_per_s(engine, copy_bytes))
             .collect();
-        for op in split_ops(&args.ops) {
-            let operation = operation(&op)?;
+        for (op, operation) in split_ops(&args.ops).into_iter().zip(&operations) {
             let outputs = operation.output_count() as u64;
-            let expected = CpuBackend::new().run(&image, &operation)?;
+            let expected = CpuBackend::new().run(&image, operation)?;
             let mut encode = None;
             for ((name, engine), &copy_gb_per_s) in backends.iter_mut().zip(&copies) {
-                let measured = measure(engine, &image, &operation, args.repeat);
+                let measured = measure(engine, &image, operation, args.repeat);
                 let check = match &measured {
                     Ok((_, output)) => compare(output, &expected),
                     Err(_) => String::new(),
@@ -221,7 +240,7 @@ fn startup(args: &BenchArgs) -> Result<()> {
         "gpu" => &["gpu"],
         _ => &["cpu", "auto", "gpu"],
     };
-    let runs = args.repeat.max(1);
+    let runs = args.repeat;
     println!(
         "start-up: process start to the edge image of a {width}x{height} PNG written, a fresh \
          `gpuconv filter` process per run, median of {runs} after one warm-up"
@@ -326,15 +345,32 @@ fn operation(op: &str) -> Result<Operation> {
     })
 }
 
+/// `WxH,WxH,...`: each at least 3×3, the smallest image a 3×3 kernel has an output for.
+fn parse_sizes(text: &str) -> Result<Vec<(u32, u32)>> {
+    text.split(',')
+        .map(|size| {
+            let size = size.trim();
+            let parsed = size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
+            match parsed {
+                Some((w, h)) if w >= 3 && h >= 3 => Ok((w, h)),
+                Some(_) => bail!("size '{size}' is smaller than the 3x3 kernel"),
+                None => bail!("size '{size}' is not WIDTHxHEIGHT (for example 4096x4096)"),
+            }
+        })
+        .collect()
+}
+
 /// One warm-up run, then `repeat` timed runs; the median of each stage, and the first output.
 fn measure(
     engine: &mut Engine,
     image: &GrayImage,
     operation: &Operation,
-    repeat: usize,
+    repeat: u32,
 ) -> Result<(Timings, FilterOutput)> {
     let (first, _) = engine.run_timed(image, operation)?;
-    let runs = (0..repeat.max(1))
+    let runs = (0..repeat)
         .map(|_| engine.run_timed(image, operation).map(|(_, t)| t))
         .collect::<gpuconv::Result<Vec<_>>>()?;
     let median = |stage: fn(&Timings) -> Option<Duration>| {

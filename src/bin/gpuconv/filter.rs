@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -27,26 +28,41 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     let operation = operation(args)?;
     let plan = plan(args, &operation)?;
     refuse_overwriting_inputs(&plan.jobs)?;
-    for job in &plan.jobs {
-        // Fail before the (possibly slow) engine start-up when an input is plainly missing.
-        if !job.input.is_file() {
-            let problem = if job.input.exists() {
-                "not a file"
-            } else {
-                "no such file"
-            };
-            bail!("cannot read image '{}': {problem}", job.input.display());
-        }
-    }
     if let Some(folder) = &plan.folder {
-        std::fs::create_dir_all(folder)
-            .with_context(|| format!("cannot create output folder '{}'", folder.display()))?;
+        create_output_folder(folder)?;
     }
+    let limits = io::ReadLimits {
+        max_pixels: args.limits.max_pixels,
+        max_memory: args.limits.memory_budget(),
+        output_images: operation.output_count() as u64,
+    };
     // Opened once the first input is decoded, so that a bad input is reported alone, without
     // the CPU-fallback notice before it; then shared by every input.
     let mut engine = None;
-    for job in &plan.jobs {
-        filter_one(&mut engine, args, &operation, job)?;
+    let mut failures = 0;
+    let result = (|| {
+        for job in &plan.jobs {
+            match filter_one(&mut engine, args, &limits, &operation, job) {
+                Ok(()) => {}
+                Err(Failure::Input(error)) if plan.jobs.len() > 1 => {
+                    // A batch goes on: every good input is written, every bad one named.
+                    eprintln!("gpuconv: error: {}", crate::one_line(&error));
+                    failures += 1;
+                }
+                Err(Failure::Input(error) | Failure::Run(error)) => return Err(error),
+            }
+        }
+        Ok(())
+    })();
+    remove_unfilled_folders();
+    result?;
+    if failures > 0 {
+        let total = plan.jobs.len();
+        eprintln!(
+            "gpuconv: {} written, {failures} failed (of {total} inputs)",
+            total - failures
+        );
+        return Err(crate::Reported.into());
     }
     if args.timings {
         if let Some(peak) = peak_resident_mib() {
@@ -54,6 +70,46 @@ pub fn run(args: &FilterArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why an input was not filtered.
+enum Failure {
+    /// This input is bad (unreadable, corrupt, too small, too large) or its output could not be
+    /// written: a batch goes on with the next.
+    Input(anyhow::Error),
+    /// Nothing can be filtered (no GPU where one was asked for): the run stops.
+    Run(anyhow::Error),
+}
+
+/// The folders this run created for its outputs, outermost first, so that a run that fills
+/// none of them (or is stopped) can remove them again.
+static CREATED_FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Creates `folder` and any missing parents, remembering which ones this run made.
+fn create_output_folder(folder: &Path) -> Result<()> {
+    let missing: Vec<PathBuf> = folder
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create output folder '{}'", folder.display()))?;
+    let mut created = CREATED_FOLDERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    created.extend(missing.into_iter().rev());
+    Ok(())
+}
+
+/// Removes the folders this run created that are still empty, innermost first (a folder
+/// holding anything, the user's files included, stays).
+pub fn remove_unfilled_folders() {
+    let mut created = CREATED_FOLDERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for folder in created.drain(..).rev() {
+        let _ = std::fs::remove_dir(folder);
+    }
 }
 
 /// The process's peak resident memory so far, where the system says (Linux's `VmHWM`).
@@ -118,8 +174,9 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
                 "--format {format} applies to outputs written into a folder; the extension of -o picks this file's format"
             );
         }
-        io::output_format(output)?;
         io::check_output_folder(output)?;
+        io::output_format(output)?;
+        refuse_gray_bitmaps(output, operation)?;
         return Ok(Plan {
             folder: None,
             jobs: vec![Job {
@@ -147,8 +204,9 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
         .as_deref()
         .unwrap_or("png")
         .trim_start_matches('.');
-    io::output_format(Path::new(&format!("out.{extension}")))
-        .with_context(|| format!("--format {extension}"))?;
+    let example = PathBuf::from(format!("out.{extension}"));
+    io::output_format(&example).with_context(|| format!("--format {extension}"))?;
+    refuse_gray_bitmaps(&example, operation)?;
     let mut seen = HashSet::new();
     let mut jobs = Vec::new();
     for input in &args.inputs {
@@ -178,24 +236,43 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
     })
 }
 
-/// The path as the file system resolves it, also for a file that does not exist yet.
-fn resolved(path: &Path) -> Option<PathBuf> {
-    if let Ok(path) = path.canonicalize() {
-        return Some(path);
+/// Refuses `.pbm` outputs for gray images: a bitmap holds black and white only.
+fn refuse_gray_bitmaps(path: &Path, operation: &Operation) -> Result<()> {
+    let binary =
+        matches!(operation.combine(), Combine::Threshold(_)) && !operation.keeps_responses();
+    if io::is_bitmap_path(path) && !binary {
+        bail!(
+            "a .pbm file holds only black and white: write it with --threshold T (and no --responses), or write .pgm for gray"
+        );
     }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Some(parent.canonicalize().ok()?.join(path.file_name()?))
+    Ok(())
+}
+
+/// What identifies a file whatever path reaches it (a hard link, a bind mount, a symbolic
+/// link, `..`): its device and inode on Unix, its resolved path elsewhere.
+fn file_identity(path: &Path) -> Option<(u64, u64, PathBuf)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((metadata.dev(), metadata.ino(), PathBuf::new()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Some((0, 0, path.canonicalize().ok()?))
+    }
 }
 
 fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
-    let inputs: HashSet<PathBuf> = jobs.iter().filter_map(|j| resolved(&j.input)).collect();
+    let inputs: HashSet<_> = jobs
+        .iter()
+        .filter_map(|j| file_identity(&j.input))
+        .collect();
     for output in jobs.iter().flat_map(|j| &j.outputs) {
-        if resolved(output).is_some_and(|o| inputs.contains(&o)) {
+        if file_identity(output).is_some_and(|o| inputs.contains(&o)) {
             bail!(
-                "refusing to overwrite input '{}' with an output",
+                "refusing to overwrite input '{}' with an output (it is the same file as an input)",
                 output.display()
             );
         }
@@ -206,19 +283,23 @@ fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
 fn filter_one(
     engine: &mut Option<Engine>,
     args: &FilterArgs,
+    limits: &io::ReadLimits,
     operation: &Operation,
     job: &Job,
-) -> Result<()> {
+) -> std::result::Result<(), Failure> {
     let start = Instant::now();
-    let image = io::load_gray_limited(&job.input, args.max_pixels)?;
+    let image = io::load_gray_with(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
     let decode = start.elapsed();
     let engine = match engine {
         Some(engine) => engine,
-        None => engine.insert(crate::open_engine(args.backend.into())?),
+        None => engine.insert(crate::open_engine(args.backend.into()).map_err(Failure::Run)?),
     };
+    let input_failure = |error: anyhow::Error| Failure::Input(error);
     let (output, mut timings) = engine
         .run_timed(&image, operation)
-        .with_context(|| format!("filtering '{}'", job.input.display()))?;
+        .with_context(|| format!("filtering '{}'", job.input.display()))
+        .map_err(input_failure)?;
+    drop(image);
     timings.decode = Some(decode);
 
     let start = Instant::now();
@@ -227,7 +308,7 @@ fn filter_one(
         responses,
     } = output;
     for (image, path) in combined.iter().chain(&responses).zip(&job.outputs) {
-        io::save_gray(image, path)?;
+        io::save_gray(image, path).map_err(|e| input_failure(e.into()))?;
     }
     timings.encode = Some(start.elapsed());
     if args.timings {

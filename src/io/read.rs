@@ -1,0 +1,378 @@
+//! Reading any supported file as 8-bit gray, within limits judged from its header before
+//! anything large is allocated.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read, Seek};
+use std::path::Path;
+
+use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
+
+use super::gray::{gray_in_place, sample_float_to_8};
+use super::plausible::{jpeg_is_complete, too_short};
+use crate::error::{Error, Result};
+use crate::memory::{default_memory_budget, zeroed_bytes};
+
+/// The default pixel limit: 2³² pixels (65536 × 65536), far above any real photo.
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 32;
+
+/// The formats gpuconv reads.
+const READABLE: [ImageFormat; 9] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::Pnm,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+    ImageFormat::Gif,
+    ImageFormat::WebP,
+    ImageFormat::Tga,
+    ImageFormat::Qoi,
+];
+
+/// What reading one input may take. Every limit is checked from the file's header, before
+/// anything large is allocated, so a few hundred bytes that claim gigapixels cost nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// The most pixels an image may have ([`DEFAULT_MAX_PIXELS`] by default).
+    pub max_pixels: u64,
+    /// The most bytes reading and filtering one input may allocate: the file's data where the
+    /// decoder holds it, the decoded pixels at the decoder's own depth, its working buffers,
+    /// and the output images ([`default_memory_budget`] by default: half the machine).
+    pub max_memory: u64,
+    /// How many output images of (W−2)×(H−2) the caller makes from each input (1 by default),
+    /// counted in `max_memory`.
+    pub output_images: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_memory: default_memory_budget(),
+            output_images: 1,
+        }
+    }
+}
+
+/// Decodes any image the `image` crate reads (PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA, QOI),
+/// and one-channel floating-point TIFF, the format found from the file's contents, and makes
+/// it 8-bit gray with the rules of [`to_gray`](super::to_gray), within the default
+/// [`ReadLimits`].
+pub fn load_gray(path: &Path) -> Result<GrayImage> {
+    load_gray_with(path, &ReadLimits::default())
+}
+
+/// [`load_gray`] within `limits`.
+///
+/// A file whose header claims more pixels than its data can hold is refused as
+/// [`Error::Truncated`] before decoding, as is a JPEG whose data stops before its end marker
+/// (decoders would fill the rest with gray); damaged data is [`Error::Corrupt`]; an image over
+/// the limits is [`Error::TooManyPixels`] or [`Error::OverBudget`]. An allocation the system
+/// refuses is [`Error::OutOfMemory`], never an abort.
+pub fn load_gray_with(path: &Path, limits: &ReadLimits) -> Result<GrayImage> {
+    let io_error = |e| Error::Decode {
+        path: path.to_owned(),
+        source: ImageError::IoError(e),
+    };
+    let file = File::open(path).map_err(io_error)?;
+    let metadata = file.metadata().map_err(io_error)?;
+    if !metadata.is_file() {
+        return Err(io_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    decode(path, BufReader::new(file), metadata.len(), limits)
+}
+
+/// [`load_gray_with`] on a file's bytes already in memory; `name` is used in messages.
+pub fn decode_gray(bytes: &[u8], name: &Path, limits: &ReadLimits) -> Result<GrayImage> {
+    decode(name, Cursor::new(bytes), bytes.len() as u64, limits)
+}
+
+fn decode<R: BufRead + Seek>(
+    path: &Path,
+    mut reader: R,
+    file_bytes: u64,
+    limits: &ReadLimits,
+) -> Result<GrayImage> {
+    let io_error = |e| Error::Decode {
+        path: path.to_owned(),
+        source: ImageError::IoError(e),
+    };
+    let mut head = Vec::with_capacity(64);
+    (&mut reader)
+        .take(64)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
+    reader.rewind().map_err(io_error)?;
+    let format = image::guess_format(&head)
+        .ok()
+        .or_else(|| ImageFormat::from_path(path).ok())
+        .filter(|format| READABLE.contains(format))
+        .ok_or_else(|| Error::UnknownFormat {
+            path: path.to_owned(),
+        })?;
+    let input = Input {
+        path,
+        format,
+        head: &head,
+        file_bytes,
+        limits,
+    };
+    match format {
+        ImageFormat::Tiff => {
+            if let Some(gray) = decode_float_tiff(&input, &mut reader)? {
+                return Ok(gray);
+            }
+            reader.rewind().map_err(io_error)?;
+            decode_with_image(&input, reader, || None)
+        }
+        ImageFormat::Jpeg => {
+            // The JPEG decoder reads the whole file into memory anyway; holding it here first
+            // lets its markers be walked.
+            let mut data = zeroed_bytes(
+                file_bytes as usize,
+                &format!("reading '{}'", path.display()),
+            )?;
+            reader.read_exact(&mut data).map_err(io_error)?;
+            let complete = || {
+                (!jpeg_is_complete(&data)).then(|| {
+                    "its compressed data stops before the JPEG end-of-image marker".to_owned()
+                })
+            };
+            decode_with_image(&input, Cursor::new(data.as_slice()), complete)
+        }
+        _ => decode_with_image(&input, reader, || None),
+    }
+}
+
+/// One input being read, and what it may take.
+struct Input<'a> {
+    path: &'a Path,
+    format: ImageFormat,
+    head: &'a [u8],
+    file_bytes: u64,
+    limits: &'a ReadLimits,
+}
+
+impl Input<'_> {
+    /// Refuses an image over the pixel limit, or one its file is too short to hold (`decoded`:
+    /// the layout and size the decoder will write).
+    fn check_header(&self, width: u32, height: u32, decoded: (ColorType, u64)) -> Result<()> {
+        if u64::from(width) * u64::from(height) > self.limits.max_pixels {
+            return Err(Error::TooManyPixels {
+                path: self.path.to_owned(),
+                width,
+                height,
+                max_pixels: self.limits.max_pixels,
+            });
+        }
+        match too_short(
+            self.format,
+            self.head,
+            (width, height),
+            decoded,
+            self.file_bytes,
+        ) {
+            Some(detail) => Err(self.truncated(detail)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an image whose decoding (`decoded` bytes of pixels plus `working` bytes of the
+    /// decoder's own) and outputs would take more than the memory budget.
+    fn check_budget(
+        &self,
+        width: u32,
+        height: u32,
+        what: String,
+        decoded: u64,
+        working: u64,
+    ) -> Result<()> {
+        let outputs = u64::from(width.saturating_sub(2)) * u64::from(height.saturating_sub(2));
+        let needed = decoded
+            .saturating_add(working)
+            .saturating_add(outputs.saturating_mul(self.limits.output_images));
+        if needed > self.limits.max_memory {
+            return Err(Error::OverBudget {
+                path: self.path.to_owned(),
+                width,
+                height,
+                what,
+                needed,
+                budget: self.limits.max_memory,
+            });
+        }
+        Ok(())
+    }
+
+    fn truncated(&self, detail: String) -> Error {
+        Error::Truncated {
+            path: self.path.to_owned(),
+            detail,
+        }
+    }
+
+    /// A decoder's error as what it means to a user: truncated, corrupt, over the budget, or
+    /// (unsupported features, I/O) as the decoder says it.
+    fn classify(&self, error: ImageError) -> Error {
+        let path = self.path.to_owned();
+        match error {
+            ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.truncated("its data ends before the image does".to_owned())
+            }
+            ImageError::Decoding(_) | ImageError::Parameter(_) => {
+                let detail = error.to_string();
+                let lower = detail.to_lowercase();
+                let cut_short = [
+                    "eof",
+                    "end of",
+                    "truncated",
+                    "fill whole buffer",
+                    "no more data",
+                ]
+                .iter()
+                .any(|sign| lower.contains(sign));
+                if cut_short {
+                    self.truncated(detail)
+                } else {
+                    Error::Corrupt { path, detail }
+                }
+            }
+            ImageError::Limits(limit) => Error::Corrupt {
+                path,
+                detail: format!(
+                    "the decoder asked for more memory than the budget of {} allows ({limit})",
+                    crate::memory::format_bytes(self.limits.max_memory)
+                ),
+            },
+            source => Error::Decode { path, source },
+        }
+    }
+}
+
+/// Decodes through the `image` crate into a buffer allocated here (fallibly), after the header
+/// checks, `extra_check` (a reason the file is truncated, if any) and the budget.
+fn decode_with_image<R: BufRead + Seek>(
+    input: &Input,
+    reader: R,
+    extra_check: impl FnOnce() -> Option<String>,
+) -> Result<GrayImage> {
+    let mut image_reader = ImageReader::with_format(reader, input.format);
+    let mut decoder_limits = image::Limits::no_limits();
+    decoder_limits.max_alloc = Some(input.limits.max_memory);
+    image_reader.limits(decoder_limits);
+    let decoder = image_reader.into_decoder().map_err(|e| input.classify(e))?;
+    let (width, height) = decoder.dimensions();
+    let color = decoder.color_type();
+    let decoded = decoder.total_bytes();
+    input.check_header(width, height, (color, decoded))?;
+    if let Some(detail) = extra_check() {
+        return Err(input.truncated(detail));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    let working = match input.format {
+        // The file's data (held twice: here and in the decoder), and every coefficient of a
+        // progressive JPEG: two bytes per sample.
+        ImageFormat::Jpeg => (2 * input.file_bytes)
+            .saturating_add(pixels.saturating_mul(2 * u64::from(color.channel_count()))),
+        // A frame smaller than its screen is decoded aside, then placed.
+        ImageFormat::Gif => decoded,
+        // Lossless WebP works on 32-bit pixels.
+        ImageFormat::WebP => pixels.saturating_mul(4),
+        _ => 0,
+    };
+    input.check_budget(width, height, describe(color), decoded, working)?;
+    let mut samples = zeroed_bytes(
+        usize::try_from(decoded).unwrap_or(usize::MAX),
+        &format!("decoding '{}'", input.path.display()),
+    )?;
+    decoder
+        .read_image(&mut samples)
+        .map_err(|e| input.classify(e))?;
+    gray_in_place(samples, color, width, height).ok_or_else(|| Error::Corrupt {
+        path: input.path.to_owned(),
+        detail: format!("its pixel layout {color:?} has no gray rule"),
+    })
+}
+
+/// `8-bit RGBA`, `16-bit gray`, ...
+fn describe(color: ColorType) -> String {
+    let channels = match color.channel_count() {
+        1 => "gray",
+        2 => "gray + alpha",
+        3 => "RGB",
+        _ => "RGBA",
+    };
+    let bits = u32::from(color.bits_per_pixel()) / u32::from(color.channel_count());
+    let float = if color == ColorType::Rgb32F || color == ColorType::Rgba32F {
+        " float"
+    } else {
+        ""
+    };
+    format!("{bits}-bit{float} {channels}")
+}
+
+/// One-channel floating-point TIFF (16, 32 or 64 bits), which the `image` crate does not read:
+/// `None` for any other TIFF.
+fn decode_float_tiff<R: BufRead + Seek>(
+    input: &Input,
+    reader: &mut R,
+) -> Result<Option<GrayImage>> {
+    use tiff::ColorType as TiffColor;
+    use tiff::decoder::{Decoder, Limits};
+    use tiff::tags::Tag;
+
+    let Ok(mut decoder) = Decoder::new(&mut *reader) else {
+        return Ok(None);
+    };
+    let Ok(TiffColor::Gray(bits @ (16 | 32 | 64))) = decoder.colortype() else {
+        return Ok(None);
+    };
+    let float = matches!(
+        decoder.find_tag_unsigned_vec::<u16>(Tag::SampleFormat),
+        Ok(Some(formats)) if formats.first() == Some(&3)
+    );
+    if !float {
+        return Ok(None);
+    }
+    let tiff_error = |error: tiff::TiffError| match error {
+        tiff::TiffError::IoError(e) => input.classify(ImageError::IoError(e)),
+        other => Error::Corrupt {
+            path: input.path.to_owned(),
+            detail: other.to_string(),
+        },
+    };
+    let (width, height) = decoder.dimensions().map_err(tiff_error)?;
+    let decoded = u64::from(width) * u64::from(height) * u64::from(bits / 8);
+    input.check_header(width, height, (ColorType::L8, decoded))?;
+    input.check_budget(width, height, format!("{bits}-bit float gray"), decoded, 0)?;
+    let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = budget;
+    limits.intermediate_buffer_size = budget;
+    let mut decoder = decoder.with_limits(limits);
+    let layout = decoder.image_buffer_layout().map_err(tiff_error)?;
+    let mut samples = zeroed_bytes(layout.len, &format!("decoding '{}'", input.path.display()))?;
+    decoder.read_image_bytes(&mut samples).map_err(tiff_error)?;
+    let pixels = width as usize * height as usize;
+    let sample_bytes = usize::from(bits / 8);
+    // Written over the samples as they are read, as for every other layout.
+    for i in 0..pixels {
+        let sample = &samples[i * sample_bytes..(i + 1) * sample_bytes];
+        let value = match bits {
+            16 => f64::from(half::f16::from_ne_bytes([sample[0], sample[1]])),
+            32 => f64::from(f32::from_ne_bytes(sample.try_into().expect("4 bytes"))),
+            _ => f64::from_ne_bytes(sample.try_into().expect("8 bytes")),
+        };
+        samples[i] = sample_float_to_8(value);
+    }
+    samples.truncate(pixels);
+    samples.shrink_to_fit();
+    GrayImage::from_raw(width, height, samples)
+        .map(Some)
+        .ok_or_else(|| Error::Corrupt {
+            path: input.path.to_owned(),
+            detail: "its float samples do not fill the image".to_owned(),
+        })
+}

@@ -1,0 +1,228 @@
+//! Writing results without ever leaving a half-written file, even when the process is stopped.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use image::{GrayImage, ImageFormat};
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, Result};
+
+/// The output files being written right now, under their temporary names.
+struct PartialFiles {
+    paths: Vec<PathBuf>,
+    /// Set once [`remove_partial_outputs`] has run: no new file is started after it.
+    closed: bool,
+}
+
+static PARTIAL_FILES: Mutex<PartialFiles> = Mutex::new(PartialFiles {
+    paths: Vec::new(),
+    closed: false,
+});
+
+fn partial_files() -> std::sync::MutexGuard<'static, PartialFiles> {
+    // A writer that panicked leaves the list as consistent as it was: keep using it.
+    PARTIAL_FILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Deletes every output file [`save_gray`] is writing at this moment (its hidden
+/// `.gpuconv-*.part` file beside the destination) and stops new ones from starting; returns how
+/// many it deleted. For a signal handler that is about to end the process: finished outputs
+/// stay, and no partial one is left behind.
+pub fn remove_partial_outputs() -> usize {
+    let mut partial = partial_files();
+    partial.closed = true;
+    let paths = std::mem::take(&mut partial.paths);
+    paths
+        .iter()
+        .filter(|path| std::fs::remove_file(path).is_ok())
+        .count()
+}
+
+/// The format an output path's extension asks for, or an error when gpuconv cannot write it.
+/// `.pgm` and `.pnm` are binary graymaps (P5), `.pbm` a binary bitmap (P4: only for images
+/// that are black and white, see [`is_bitmap_path`]), `.ppm` a pixmap (P6, gray in each
+/// channel), `.pam` a PAM with tuple type `GRAYSCALE`.
+pub fn output_format(path: &Path) -> Result<ImageFormat> {
+    let unsupported = || Error::UnsupportedOutputFormat {
+        path: path.to_owned(),
+    };
+    let format = ImageFormat::from_path(path).map_err(|_| unsupported())?;
+    let writable = [
+        ImageFormat::Png,
+        ImageFormat::Pnm,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Jpeg,
+        ImageFormat::WebP,
+        ImageFormat::Tga,
+    ];
+    if writable.contains(&format) {
+        Ok(format)
+    } else {
+        Err(unsupported())
+    }
+}
+
+/// Whether `path` names a PBM file, which holds only black and white: [`save_gray`] writes
+/// 0 as black and 255 as white there, and refuses images with any other value.
+pub fn is_bitmap_path(path: &Path) -> bool {
+    extension(path) == "pbm"
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// The folder `path` will be written into, checked to exist (`.` for a bare file name).
+pub fn check_output_folder(path: &Path) -> Result<&Path> {
+    let write_error = |reason: String| Error::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.file_name().is_none() {
+        return Err(write_error(
+            "that names a folder, not a file (name an output file, or end -o with '/' for a folder)"
+                .to_owned(),
+        ));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(dir),
+        Ok(_) => Err(write_error(format!("'{}' is not a folder", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(write_error(format!("'{}' does not exist", dir.display())))
+        }
+        Err(e) => Err(write_error(format!("'{}': {e}", dir.display()))),
+    }
+}
+
+/// Writes `image` to `path` in the format its extension names. The file is written beside its
+/// destination under a temporary name and renamed into place only once complete, so a failure
+/// never leaves a partial or empty file behind, and an existing file is replaced atomically;
+/// [`remove_partial_outputs`] deletes the temporary file if the process is stopped meanwhile.
+pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
+    let format = output_format(path)?;
+    let write_error = |reason: String| Error::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    if is_bitmap_path(path) && image.as_raw().iter().any(|&v| v != 0 && v != 255) {
+        return Err(write_error(
+            "a .pbm file holds only black and white, and this image has other values \
+             (write .pgm, or make a binary image with --threshold)"
+                .to_owned(),
+        ));
+    }
+    let dir = check_output_folder(path)?;
+    let temp = start_partial(dir).map_err(write_error)?;
+    let written = (|| {
+        let mut writer = BufWriter::new(temp.as_file());
+        encode(image, format, &extension(path), &mut writer)?;
+        writer.flush().map_err(|e| e.to_string())
+    })();
+    finish_partial(temp, path, written).map_err(write_error)
+}
+
+/// A new hidden temporary file in `dir`, listed among the partial files.
+fn start_partial(dir: &Path) -> std::result::Result<NamedTempFile, String> {
+    let mut partial = partial_files();
+    if partial.closed {
+        return Err("the process is stopping".to_owned());
+    }
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".gpuconv-").suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let temp = builder.tempfile_in(dir).map_err(|e| e.to_string())?;
+    partial.paths.push(temp.path().to_owned());
+    Ok(temp)
+}
+
+/// Renames a complete temporary file into place, or deletes it after a failure; either way it
+/// leaves the list of partial files.
+fn finish_partial(
+    temp: NamedTempFile,
+    path: &Path,
+    written: std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let mut partial = partial_files();
+    let temp_path = temp.path().to_owned();
+    partial.paths.retain(|p| *p != temp_path);
+    if partial.closed {
+        // Already deleted by `remove_partial_outputs`; dropping `temp` finds nothing left.
+        return Err("the process is stopping".to_owned());
+    }
+    written?;
+    temp.persist(path)
+        .map(drop)
+        .map_err(|e| e.error.to_string())
+}
+
+fn encode(
+    image: &GrayImage,
+    format: ImageFormat,
+    extension: &str,
+    writer: &mut BufWriter<&File>,
+) -> std::result::Result<(), String> {
+    use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
+    match format {
+        ImageFormat::Png => {
+            let error = |e: png::EncodingError| e.to_string();
+            let mut encoder = png::Encoder::new(writer, image.width(), image.height());
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_depth(png::BitDepth::Eight);
+            // Fast deflate: large outputs are written several times faster for a few percent
+            // in size.
+            encoder.set_compression(png::Compression::Fast);
+            encoder.set_filter(png::Filter::Adaptive);
+            // Streamed, IDAT chunk by chunk: the one-shot writer would hold the whole compressed
+            // image in memory before writing any of it.
+            let mut header = encoder.write_header().map_err(error)?;
+            // 1 MiB IDAT chunks: the default 4 KiB makes a quarter million of them per GiB.
+            let mut stream = header.stream_writer_with_size(1 << 20).map_err(error)?;
+            stream
+                .write_all(image.as_raw())
+                .map_err(|e| e.to_string())?;
+            stream.finish().map_err(error)?;
+            header.finish().map_err(error)
+        }
+        ImageFormat::Pnm => {
+            let encoder = PnmEncoder::new(writer);
+            let result = match extension {
+                // Each extension gets the kind of file it names: P4 for .pbm (black is 0),
+                // P6 for .ppm, PAM for .pam; .pgm and .pnm get P5, which every reader knows.
+                // The encoder takes bits as 0 and 1 (0 black), so 255 becomes 1.
+                "pbm" => GrayImage::from_fn(image.width(), image.height(), |x, y| {
+                    image::Luma([image.get_pixel(x, y)[0] & 1])
+                })
+                .write_with_encoder(
+                    encoder.with_subtype(PnmSubtype::Bitmap(SampleEncoding::Binary)),
+                ),
+                "ppm" => image::DynamicImage::ImageLuma8(image.clone())
+                    .into_rgb8()
+                    .write_with_encoder(
+                        encoder.with_subtype(PnmSubtype::Pixmap(SampleEncoding::Binary)),
+                    ),
+                "pam" => image.write_with_encoder(encoder.with_subtype(PnmSubtype::ArbitraryMap)),
+                _ => image.write_with_encoder(
+                    encoder.with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
+                ),
+            };
+            result.map_err(|e| e.to_string())
+        }
+        other => image.write_to(writer, other).map_err(|e| e.to_string()),
+    }
+}

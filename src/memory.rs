@@ -1,0 +1,177 @@
+//! Memory: how much the machine can give one run, and allocations that fail with an error
+//! instead of aborting the process.
+
+use std::alloc::Layout;
+
+use crate::error::{Error, Result};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// The memory budget used when none is given: half of the memory this process may use (the
+/// machine's physical memory, or its cgroup's limit when that is lower), at least 256 MiB. Half,
+/// so that no single input can take the machine down with it; 4 GiB where the system does not
+/// say (outside Linux).
+pub fn default_memory_budget() -> u64 {
+    match usable_memory() {
+        Some(bytes) => (bytes / 2).max(256 * MIB),
+        None => 4 * GIB,
+    }
+}
+
+/// The machine's physical memory, capped by the cgroup (v2 or v1) limit when there is one.
+fn usable_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let physical = total_kib * 1024;
+    // A cgroup without a limit says "max" (v2) or a huge number (v1): both leave `physical`.
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|path| {
+        std::fs::read_to_string(path)
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    })
+    .min();
+    Some(cgroup.map_or(physical, |limit| limit.min(physical)))
+}
+
+/// `len` zeroed bytes, or [`Error::OutOfMemory`] naming `what` when the system refuses them.
+///
+/// Like `vec![0; len]` the block comes from the allocator's zeroing path, so untouched pages
+/// cost nothing, but a refusal is an error instead of an abort.
+pub(crate) fn zeroed_bytes(len: usize, what: &str) -> Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let refused = || Error::OutOfMemory {
+        what: what.to_owned(),
+        bytes: len as u64,
+    };
+    let layout = Layout::array::<u8>(len).map_err(|_| refused())?;
+    // SAFETY: `layout` has a non-zero size. A non-null result is a block of `len` zeroed bytes
+    // with `u8`'s alignment from the global allocator, which is exactly what a `Vec<u8>` of
+    // length and capacity `len` owns and later frees with the same layout.
+    let pointer = unsafe { std::alloc::alloc_zeroed(layout) };
+    if pointer.is_null() {
+        return Err(refused());
+    }
+    // SAFETY: see above; all `len` bytes are initialised (zero).
+    Ok(unsafe { Vec::from_raw_parts(pointer, len, len) })
+}
+
+/// `bytes` for people: `512 B`, `3.0 MiB`, `34.4 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Parses a count that must be at least 1, saying so for negative numbers too (a plain `u64`
+/// parser calls `-1` an "invalid digit").
+pub fn parse_positive_count(text: &str) -> std::result::Result<u64, String> {
+    match text.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= i128::from(u64::MAX) => Ok(n as u64),
+        Ok(n) => Err(format!("{n} is not in 1..={}", u64::MAX)),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+/// Parses a size as people write it: `1073741824`, `512M`, `1.5G`, `2GiB`, `64k` (units are
+/// powers of 1024, as in `ulimit` and `sort -S`; an optional `B` or `iB` may follow).
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!("'{trimmed}': a size cannot be negative"));
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let number_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(number_end);
+    let scale: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "'{trimmed}': unknown unit '{other}' (use a number of bytes, or K, M, G, T)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{trimmed}' is not a size (examples: 512M, 4G, 1073741824)"))?;
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("'{trimmed}' is not a size of at least one byte"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_bytes("1073741824"), Ok(GIB));
+        assert_eq!(parse_bytes("512M"), Ok(512 * MIB));
+        assert_eq!(parse_bytes("1.5g"), Ok(3 * GIB / 2));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 * GIB));
+        assert_eq!(parse_bytes(" 64 kB "), Ok(64 * 1024));
+        for bad in ["", "-1", "0", "1.2.3", "12X", "G", "nan"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(3 * MIB), "3.0 MiB");
+        assert_eq!(format_bytes(34_358_689_800), "32.0 GiB");
+    }
+
+    #[test]
+    fn the_default_budget_is_half_the_machine_and_never_tiny() {
+        let budget = default_memory_budget();
+        assert!(budget >= 256 * MIB);
+        if let Some(usable) = usable_memory() {
+            assert_eq!(budget, (usable / 2).max(256 * MIB));
+        }
+    }
+
+    #[test]
+    fn zeroed_bytes_are_zero_and_refusals_are_errors() {
+        let bytes = zeroed_bytes(1 << 20, "a test").unwrap();
+        assert_eq!(bytes.len(), 1 << 20);
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert!(zeroed_bytes(0, "nothing").unwrap().is_empty());
+        // More than any allocator hands out: an error naming what it was for, not an abort.
+        match zeroed_bytes(usize::MAX / 2, "a huge plane") {
+            Err(Error::OutOfMemory { what, .. }) => assert_eq!(what, "a huge plane"),
+            other => panic!("expected OutOfMemory, got {:?}", other.map(|v| v.len())),
+        }
+    }
+}
