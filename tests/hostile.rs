@@ -878,3 +878,127 @@ fn an_empty_adapter_name_counts_as_unset_and_the_fallback_notice_is_short() {
         }
     }
 }
+
+// ---- The fuzzers' seeds and the inputs that once crashed them ----
+
+fn files_in(folder: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The limits the `decode` fuzz target uses.
+fn fuzz_limits() -> ReadLimits {
+    ReadLimits {
+        max_pixels: 1 << 22,
+        max_memory: 256 << 20,
+        output_images: 1,
+    }
+}
+
+#[test]
+fn every_fuzz_seed_decodes_and_every_regression_is_answered_without_a_panic() {
+    let seeds = files_in("fuzz/seeds/decode");
+    assert!(
+        seeds.len() >= 20,
+        "fuzz/seeds/decode holds {} files",
+        seeds.len()
+    );
+    for seed in &seeds {
+        let bytes = std::fs::read(seed).unwrap();
+        let gray = io::decode_gray(&bytes, seed, &fuzz_limits())
+            .unwrap_or_else(|e| panic!("seed {}: {e}", seed.display()));
+        assert!(gray.width() > 0 && gray.height() > 0, "{}", seed.display());
+    }
+    let regressions = files_in("fuzz/regressions/decode");
+    for regression in &regressions {
+        let bytes = std::fs::read(regression).unwrap();
+        // Either answer is fine; a panic or an abort fails the test binary.
+        let _ = io::decode_gray(&bytes, regression, &fuzz_limits());
+    }
+    // Through the CLI: one line, exit 1, no panic text, even where a decoder panics inside.
+    let scratch = Scratch::new();
+    for regression in regressions {
+        let name = regression
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(&regression, scratch.path(&name)).unwrap();
+        let output = scratch.gpuconv(
+            &[
+                "filter",
+                &name,
+                "--edge",
+                "-o",
+                "out.png",
+                "--backend",
+                "cpu",
+            ],
+            None,
+        );
+        let lines = stderr_lines(&output);
+        if output.status.success() {
+            continue;
+        }
+        assert_eq!(output.status.code(), Some(1), "{name}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        assert!(!lines[0].contains("panicked"), "{name}: {lines:?}");
+    }
+    for regression in files_in("fuzz/regressions/kernel_parse") {
+        let text = String::from_utf8_lossy(&std::fs::read(&regression).unwrap()).into_owned();
+        let _ = gpuconv::Kernel::parse(&text, "fuzz");
+    }
+}
+
+/// The case that first showed the path comparison failing: the input reached through a bind
+/// mount, in a mount namespace of its own (`unshare`), so nothing outside the test sees it.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_input_reached_through_a_bind_mount_is_never_overwritten() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path("photos")).unwrap();
+    std::fs::create_dir(scratch.path("mirror")).unwrap();
+    random_image(20, 20, 255, 33)
+        .save(scratch.path("photos/photo.png"))
+        .unwrap();
+    let original = std::fs::read(scratch.path("photos/photo.png")).unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("gpuconv");
+    let script = format!(
+        "mount --bind photos mirror || exit 99; exec '{}' filter photos/photo.png -k vertical -o mirror/photo.png --backend cpu",
+        binary.display()
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", &script])
+        .current_dir(scratch.dir.path())
+        .output()
+        .unwrap();
+    let lines = stderr_lines(&output);
+    if output.status.code() == Some(99) || lines.iter().any(|l| l.starts_with("unshare:")) {
+        // Namespaces are a kernel setting; CI's machines allow them, so there it must run.
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no mount namespace under CI=true: {lines:?}"
+        );
+        eprintln!("warning: bind-mount test skipped, no mount namespace here: {lines:?}");
+        return;
+    }
+    assert_eq!(output.status.code(), Some(1), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("refusing to overwrite input 'mirror/photo.png'"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read(scratch.path("photos/photo.png")).unwrap(),
+        original
+    );
+}

@@ -1,6 +1,7 @@
-//! Property tests: on random images of odd sizes, with random and named kernels, the GPU and CPU
-//! backends equal the reference bit for bit (within 1 for fractional kernels on the GPU, where
-//! the driver may fuse multiply-adds).
+//! Property tests: on random images of odd sizes, with random and named kernels (1 to 8 per
+//! pass, edge and threshold too), the GPU and CPU backends equal the reference bit for bit
+//! (within 1 for fractional kernels on the GPU, where the driver may fuse multiply-adds).
+//! `PROPTEST_CASES` sets how many random cases run (64 by default).
 
 mod common;
 
@@ -55,8 +56,8 @@ fn side() -> impl Strategy<Value = u32> {
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        prop::collection::vec(any_kernel(), 1..=4)
-            .prop_map(|k| Operation::responses(k).expect("1 to 4 kernels")),
+        prop::collection::vec(any_kernel(), 1..=gpuconv::MAX_KERNELS)
+            .prop_map(|k| Operation::responses(k).expect("1 to 8 kernels")),
         (any_kernel(), any_kernel(), any::<bool>()).prop_map(|(v, h, keep)| {
             Operation::new(vec![v, h], Combine::Edge, keep).expect("two kernels")
         }),
@@ -139,8 +140,17 @@ fn assert_gpu_output(gpu: &mut GpuEngine, image: &GrayImage, operation: &Operati
     }
 }
 
+/// How many random cases to run: `PROPTEST_CASES` when set (the README's agreement-at-scale
+/// command sets 10000), else 64, which keeps CI quick.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(64)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn gpu_and_cpu_equal_the_reference(

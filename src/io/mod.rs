@@ -8,7 +8,9 @@ mod write;
 
 pub use crate::memory::{default_memory_budget, format_bytes, parse_bytes, parse_positive_count};
 pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
-pub use read::{DEFAULT_MAX_PIXELS, ReadLimits, decode_gray, load_gray, load_gray_with};
+pub use read::{
+    DEFAULT_MAX_PIXELS, ReadLimits, decode_gray, load_gray, load_gray_with, quiet_decoder_panics,
+};
 pub use write::{
     check_output_folder, is_bitmap_path, output_format, remove_partial_outputs, save_gray,
 };

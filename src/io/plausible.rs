@@ -45,8 +45,9 @@ pub(crate) fn too_short(
     })
 }
 
-fn format_name(format: ImageFormat) -> &'static str {
-    format.extensions_str().first().copied().unwrap_or("image")
+/// `PNG`, `JPEG`, `PNM`, ...
+fn format_name(format: ImageFormat) -> String {
+    format!("{format:?}").to_uppercase()
 }
 
 /// Deflate expands at most 1032 times (a 258-byte match in two bits): the filtered rows of a

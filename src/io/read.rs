@@ -1,9 +1,12 @@
 //! Reading any supported file as 8-bit gray, within limits judged from its header before
 //! anything large is allocated.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::Once;
 
 use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
@@ -36,7 +39,8 @@ pub struct ReadLimits {
     pub max_pixels: u64,
     /// The most bytes reading and filtering one input may allocate: the file's data where the
     /// decoder holds it, the decoded pixels at the decoder's own depth, its working buffers,
-    /// and the output images ([`default_memory_budget`] by default: half the machine).
+    /// and the output images ([`default_memory_budget`] by default: half the machine). The GPU
+    /// backend's strip buffers, reused from image to image, are not counted.
     pub max_memory: u64,
     /// How many output images of (W−2)×(H−2) the caller makes from each input (1 by default),
     /// counted in `max_memory`.
@@ -89,7 +93,54 @@ pub fn decode_gray(bytes: &[u8], name: &Path, limits: &ReadLimits) -> Result<Gra
     decode(name, Cursor::new(bytes), bytes.len() as u64, limits)
 }
 
+thread_local! {
+    /// Whether this thread is inside a decoder, whose panics [`decode`] turns into errors.
+    static DECODING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Keeps the panic hook quiet about panics inside image decoders, which gpuconv catches and
+/// reports as [`Error::Corrupt`] (decoders are third-party code fed hostile bytes: a few have
+/// panicked on malformed files). Other panics are reported by the hook as before. The CLI calls
+/// this at start-up; an application that wants the same calls it once.
+pub fn quiet_decoder_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.get() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Decodes with the decoder's panics caught: a decoder that panics on a malformed file makes
+/// it [`Error::Corrupt`], not a crash.
 fn decode<R: BufRead + Seek>(
+    path: &Path,
+    reader: R,
+    file_bytes: u64,
+    limits: &ReadLimits,
+) -> Result<GrayImage> {
+    let was_decoding = DECODING.replace(true);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        decode_unguarded(path, reader, file_bytes, limits)
+    }));
+    DECODING.set(was_decoding);
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(Error::Corrupt {
+            path: path.to_owned(),
+            detail: format!("the decoder failed on it ({message})"),
+        })
+    })
+}
+
+fn decode_unguarded<R: BufRead + Seek>(
     path: &Path,
     mut reader: R,
     file_bytes: u64,
@@ -234,7 +285,8 @@ impl Input<'_> {
                 .iter()
                 .any(|sign| lower.contains(sign));
                 if cut_short {
-                    self.truncated(detail)
+                    // The decoders' own words for it vary ("failed to fill whole buffer").
+                    self.truncated("its data ends before the image does".to_owned())
                 } else {
                     Error::Corrupt { path, detail }
                 }

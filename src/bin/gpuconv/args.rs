@@ -49,6 +49,8 @@ impl From<BackendArg> for gpuconv::BackendChoice {
 #[derive(Debug, Args)]
 pub struct FilterArgs {
     /// Input images (PNG, JPEG, PGM/PNM, BMP, TIFF, GIF, WebP, TGA, QOI); colour becomes gray.
+    /// With several, a bad one is reported by name and the others are still written; the run
+    /// then exits 1 after a summary line, "N written, M failed".
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
@@ -153,6 +155,8 @@ fn kernels_help() -> String {
     help.push_str(&format!("Aliases: {}.\n", aliases.join(", ")));
     help.push_str(
         "\nOutputs are 'valid' cross-correlations, (W-2)x(H-2) pixels of clamp(|sum|, 0, 255).\n\
+         Exit status: 0 all written; 1 a bad input or output (one line each, then a summary for\n\
+         batches); 2 a usage error; 128+N when stopped by signal N (partial files are removed).\n\
          Examples:\n  gpuconv filter img/camera.png --edge -o edges.png\n  \
          gpuconv filter img/*.png -k vertical -k horizontal -k \"blur=gaussian-blur\" -o out/\n  \
          gpuconv filter photo.jpg -k \"1,0,-1;2,0,-2;1,0,-1\" -o lines.pgm --backend cpu",

@@ -45,5 +45,9 @@ pub fn run() -> Result<()> {
         }
     }
     println!("--backend cpu:  the CPU backend, {threads} threads");
+    println!(
+        "memory budget per input: {} (half of this machine; --max-memory sets another)",
+        gpuconv::io::format_bytes(gpuconv::io::default_memory_budget())
+    );
     Ok(())
 }

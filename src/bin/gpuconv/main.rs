@@ -27,6 +27,7 @@ impl std::error::Error for Reported {}
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     remove_partial_files_on_signals();
+    gpuconv::io::quiet_decoder_panics();
     let result = match &cli.command {
         args::Command::Filter(args) => filter::run(args),
         args::Command::Demo(args) => demo::run(args),
