@@ -163,6 +163,23 @@ pub enum Error {
         budget: u64,
     },
 
+    /// An input file is too large for its decoder, which holds it whole, to fit the budget.
+    #[error(
+        "cannot read image '{}': the file is {}, and its decoder holds it in memory twice, more \
+         than the memory budget of {} (raise it with --max-memory if the image is genuine)",
+        path.display(),
+        crate::memory::format_bytes(*bytes),
+        crate::memory::format_bytes(*budget)
+    )]
+    FileOverBudget {
+        /// The input path.
+        path: PathBuf,
+        /// The file's size.
+        bytes: u64,
+        /// The budget in force, in bytes.
+        budget: u64,
+    },
+
     /// The system refused an allocation.
     #[error(
         "out of memory: {what} needs {}, which the system refused (lower --max-memory so that \

@@ -179,6 +179,12 @@ fn a_genuine_image_over_the_budget_names_its_size_and_the_flag() {
         ImageFormat::Png,
     );
     // 180 000 bytes decoded and 59 004 of output: over 200 000.
+    // A JPEG's decoder holds the file whole: a file larger than half the budget is refused
+    // before it is read.
+    let jpeg = jpeg_bomb();
+    let error =
+        io::decode_gray(&jpeg, Path::new("big.jpg"), &limits(jpeg.len() as u64)).unwrap_err();
+    assert!(matches!(error, Error::FileOverBudget { .. }), "{error:?}");
     let error = io::decode_gray(&png, Path::new("photo.png"), &limits(200_000)).unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::OverBudget { .. }), "{message}");
@@ -834,6 +840,10 @@ fn messages_name_the_file_and_the_real_problem() {
         (
             vec!["filter", "in.png", "--edge", "-o", "missing/out.png"],
             "'missing' does not exist",
+        ),
+        (
+            vec!["filter", "in.png", "--edge", "-o", "/dev/null"],
+            "not a regular file",
         ),
     ];
     for (args, expected) in cases {

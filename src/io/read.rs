@@ -180,7 +180,14 @@ fn decode_unguarded<R: BufRead + Seek>(
         }
         ImageFormat::Jpeg => {
             // The JPEG decoder reads the whole file into memory anyway; holding it here first
-            // lets its markers be walked.
+            // lets its markers be walked. Twice the file must fit the budget before either.
+            if file_bytes.saturating_mul(2) > limits.max_memory {
+                return Err(Error::FileOverBudget {
+                    path: path.to_owned(),
+                    bytes: file_bytes,
+                    budget: limits.max_memory,
+                });
+            }
             let mut data = zeroed_bytes(
                 file_bytes as usize,
                 &format!("reading '{}'", path.display()),
@@ -332,6 +339,9 @@ fn decode_with_image<R: BufRead + Seek>(
         ImageFormat::Gif => decoded,
         // Lossless WebP works on 32-bit pixels.
         ImageFormat::WebP => pixels.saturating_mul(4),
+        // The TIFF decoder decodes into a buffer of its own (a third larger for CMYK), then
+        // copies.
+        ImageFormat::Tiff => decoded.saturating_mul(2),
         _ => 0,
     };
     input.check_budget(width, height, describe(color), decoded, working)?;

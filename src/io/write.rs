@@ -96,6 +96,13 @@ pub fn check_output_folder(path: &Path) -> Result<&Path> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    // Outputs are renamed into place: that would replace a device, a pipe or a socket
+    // (`-o /dev/null` as root) with a regular file.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(write_error(
+            "it exists and is not a regular file (gpuconv replaces outputs whole)".to_owned(),
+        ));
+    }
     match std::fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => Ok(dir),
         Ok(_) => Err(write_error(format!("'{}' is not a folder", dir.display()))),
