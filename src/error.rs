@@ -53,7 +53,7 @@ pub enum Error {
     /// No GPU adapter could be found.
     #[error(
         "no GPU adapter found{detail} (on Debian, 'apt-get install mesa-vulkan-drivers libvulkan1' \
-         gives a software Vulkan device; or use --backend cpu)"
+         gives a software Vulkan device)"
     )]
     NoAdapter {
         /// Extra detail, such as the value of `WGPU_ADAPTER_NAME` that matched nothing.
@@ -104,8 +104,7 @@ pub enum Error {
 
     /// An input file's header claims more pixels than allowed.
     #[error(
-        "cannot read image '{}': {width}×{height} is {} pixels, more than the limit of {max_pixels} \
-         (raise it with --max-pixels if the image is genuine)",
+        "cannot read image '{}': {width}×{height} is {} pixels, more than the limit of {max_pixels}",
         path.display(),
         u64::from(*width) * u64::from(*height)
     )]
@@ -142,8 +141,7 @@ pub enum Error {
     /// Decoding and filtering an input would take more memory than the budget allows.
     #[error(
         "cannot read image '{}': its {width}×{height} pixels ({what}) need about {} to decode and \
-         filter, more than the memory budget of {} (raise it with --max-memory if the image is \
-         genuine)",
+         filter, more than the memory budget of {}",
         path.display(),
         crate::memory::format_bytes(*needed),
         crate::memory::format_bytes(*budget)
@@ -166,7 +164,7 @@ pub enum Error {
     /// An input file is too large for its decoder, which holds it whole, to fit the budget.
     #[error(
         "cannot read image '{}': the file is {}, and its decoder holds it in memory twice, more \
-         than the memory budget of {} (raise it with --max-memory if the image is genuine)",
+         than the memory budget of {}",
         path.display(),
         crate::memory::format_bytes(*bytes),
         crate::memory::format_bytes(*budget)
@@ -180,10 +178,22 @@ pub enum Error {
         budget: u64,
     },
 
+    /// A decoder asked for more memory than the budget allows, beyond what the header showed.
+    #[error(
+        "cannot read image '{}': its decoder asked for more memory than the budget of {}",
+        path.display(),
+        crate::memory::format_bytes(*budget)
+    )]
+    DecoderOverBudget {
+        /// The input path.
+        path: PathBuf,
+        /// The budget in force, in bytes.
+        budget: u64,
+    },
+
     /// The system refused an allocation.
     #[error(
-        "out of memory: {what} needs {}, which the system refused (lower --max-memory so that \
-         such inputs are refused before anything is allocated)",
+        "out of memory: {what} needs {}, which the system refused",
         crate::memory::format_bytes(*bytes)
     )]
     OutOfMemory {

@@ -9,9 +9,9 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
 /// The memory budget used when none is given: half of the memory this process may use (the
-/// machine's physical memory, or its cgroup's limit when that is lower), at least 256 MiB. Half,
-/// so that no single input can take the machine down with it; 4 GiB where the system does not
-/// say (outside Linux).
+/// machine's physical memory, or less where a cgroup or `ulimit -v`/`-d` caps it), at least
+/// 256 MiB. Half, so that no single input can take the machine down with it; 4 GiB where the
+/// system does not say (outside Linux).
 pub fn default_memory_budget() -> u64 {
     match usable_memory() {
         Some(bytes) => (bytes / 2).max(256 * MIB),
@@ -19,7 +19,8 @@ pub fn default_memory_budget() -> u64 {
     }
 }
 
-/// The machine's physical memory, capped by the cgroup (v2 or v1) limit when there is one.
+/// The machine's physical memory, capped by the cgroup limits above this process (v2 or v1)
+/// and by its address-space and data-size limits.
 fn usable_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let total_kib: u64 = meminfo
@@ -30,21 +31,66 @@ fn usable_memory() -> Option<u64> {
         .parse()
         .ok()?;
     let physical = total_kib * 1024;
-    // A cgroup without a limit says "max" (v2) or a huge number (v1): both leave `physical`.
-    let cgroup = [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .filter_map(|path| {
-        std::fs::read_to_string(path)
+    Some(
+        cgroup_limits()
+            .chain(resource_limits())
+            .fold(physical, u64::min),
+    )
+}
+
+/// The memory limits of this process's cgroup and each cgroup above it. A cgroup without a
+/// limit says "max" (v2) or a huge number (v1), which never wins the minimum.
+fn cgroup_limits() -> impl Iterator<Item = u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut files = vec![
+        // Inside a container the process's own cgroup is mounted as the root.
+        "/sys/fs/cgroup/memory.max".to_owned(),
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned(),
+    ];
+    for line in membership.lines() {
+        // "0::/user.slice/..." (v2) or "4:memory:/docker/..." (v1).
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
+        let Some(path) = path else { continue };
+        let (root, file) = match controllers {
+            Some("") => ("/sys/fs/cgroup", "memory.max"),
+            Some(c) if c.split(',').any(|c| c == "memory") => {
+                ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        let mut dir = std::path::PathBuf::from(path);
+        loop {
+            let relative = dir.strip_prefix("/").unwrap_or(&dir);
+            files.push(format!("{root}/{}/{file}", relative.display()));
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+    files.into_iter().filter_map(|file| {
+        std::fs::read_to_string(file)
             .ok()?
             .trim()
             .parse::<u64>()
             .ok()
     })
-    .min();
-    Some(cgroup.map_or(physical, |limit| limit.min(physical)))
+}
+
+/// The soft `RLIMIT_AS` and `RLIMIT_DATA` of this process, where set.
+fn resource_limits() -> impl Iterator<Item = u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let mut found = Vec::new();
+    for line in limits.lines() {
+        for name in ["Max address space", "Max data size"] {
+            if let Some(rest) = line.strip_prefix(name) {
+                if let Some(Ok(bytes)) = rest.split_whitespace().next().map(str::parse::<u64>) {
+                    found.push(bytes);
+                }
+            }
+        }
+    }
+    found.into_iter()
 }
 
 /// `len` zeroed bytes, or [`Error::OutOfMemory`] naming `what` when the system refuses them.

@@ -44,12 +44,7 @@ impl Scratch {
 
     /// The file names in the folder, sorted.
     fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        common::listing(self.dir.path())
     }
 }
 
@@ -504,10 +499,57 @@ fn bad_inputs_give_one_line_a_failure_code_and_no_file() {
             "exactly 2 kernels",
         ),
     ];
+    // Mistakes in the arguments themselves are usage errors: clap's text, exit status 2.
+    let usage = [
+        "expected 3 rows",
+        "row 2 has 2 weights",
+        "is not a number",
+        "not a finite number",
+        "not a known kernel name",
+        "looks like a file name",
+        "applies to outputs written into a folder",
+        "unsupported image format",
+        "must name a folder",
+        "exactly 2 kernels",
+    ];
     for (mut args, expected) in cases {
         args.extend(cpu);
-        assert_fails_cleanly(&scratch, &args, &[], expected);
+        if usage.iter().any(|u| expected.contains(u)) {
+            assert_usage_error(&scratch, &args, expected);
+        } else {
+            assert_fails_cleanly(&scratch, &args, &[], expected);
+        }
     }
+}
+
+/// Exit status 2 with clap's usage text and `expected`, and no file added, removed or changed.
+fn assert_usage_error(scratch: &Scratch, args: &[&str], expected: &str) {
+    let before: Vec<(String, Vec<u8>)> = scratch
+        .listing()
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(scratch.path(&n)).unwrap_or_default();
+            (n, bytes)
+        })
+        .collect();
+    let output = scratch.gpuconv().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected '{expected}' in {stderr}"
+    );
+    assert!(stderr.contains("Usage: gpuconv "), "{args:?}: {stderr}");
+    let after: Vec<(String, Vec<u8>)> = scratch
+        .listing()
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(scratch.path(&n)).unwrap_or_default();
+            (n, bytes)
+        })
+        .collect();
+    assert!(after == before, "{args:?}: files changed");
 }
 
 #[test]

@@ -143,10 +143,12 @@ fn assert_gpu_output(gpu: &mut GpuEngine, image: &GrayImage, operation: &Operati
 /// How many random cases to run: `PROPTEST_CASES` when set (the README's agreement-at-scale
 /// command sets 10000), else 64, which keeps CI quick.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(64)
+    match std::env::var("PROPTEST_CASES") {
+        Ok(cases) => cases
+            .parse()
+            .unwrap_or_else(|_| panic!("PROPTEST_CASES={cases:?} is not a whole number")),
+        Err(_) => 64,
+    }
 }
 
 proptest! {

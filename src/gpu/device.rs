@@ -11,7 +11,12 @@ use crate::error::{Error, Result};
 pub fn instance_from_env() -> wgpu::Instance {
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
     descriptor.backends = wgpu::Backends::PRIMARY;
-    wgpu::Instance::new(descriptor.with_env())
+    let mut descriptor = descriptor.with_env();
+    // An empty WGPU_BACKEND counts as unset, not as "no backend at all".
+    if std::env::var("WGPU_BACKEND").is_ok_and(|b| b.trim().is_empty()) {
+        descriptor.backends = wgpu::Backends::PRIMARY;
+    }
+    wgpu::Instance::new(descriptor)
 }
 
 /// Every adapter the instance sees, in wgpu's order.
@@ -54,8 +59,8 @@ pub async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> 
             ..Default::default()
         })
         .await
-        .map_err(|e| Error::NoAdapter {
-            detail: backend_detail(&e.to_string()),
+        .map_err(|_| Error::NoAdapter {
+            detail: backend_detail(),
         })
 }
 
@@ -70,7 +75,7 @@ pub fn adapter_name_from_env() -> Option<String> {
 /// Which backends were searched, when `WGPU_BACKEND` narrowed them. wgpu's own reason lists
 /// every backend it has not compiled in or could not load, which says nothing a user can act
 /// on beyond "no driver": the message says what to install instead.
-fn backend_detail(_reason: &str) -> String {
+fn backend_detail() -> String {
     match std::env::var("WGPU_BACKEND") {
         Ok(backends) if !backends.trim().is_empty() => format!(" with WGPU_BACKEND='{backends}'"),
         _ => String::new(),

@@ -1,9 +1,9 @@
 //! The least data a file can hold for the image its header describes, per format, so that a
 //! few hundred bytes claiming gigapixels are refused before anything is allocated for them.
 //!
-//! Each bound is what the format's densest legal coding needs, halved or better for safety:
-//! a genuine file is never refused, while a header that claims thousands of times more than
-//! its data can carry is.
+//! Each bound is at most what the format's densest legal coding needs (with room to spare
+//! where the arithmetic is subtle): a genuine file is never refused, while a header that claims
+//! thousands of times more than its data can carry is.
 
 use image::{ColorType, ImageFormat};
 
@@ -30,10 +30,16 @@ pub(crate) fn too_short(
         // QOI_OP_RUN codes up to 62 pixels in one byte.
         ImageFormat::Qoi => pixels / 62,
         // CCITT Group 4 codes a blank row of 1-bit pixels in one bit, whatever its width: one
-        // byte per 8 Mi pixels leaves room for rows a million pixels wide.
+        // byte per 8 Mi pixels leaves room for rows a million pixels wide (wider blank fax rows
+        // would be refused; no scanner makes them).
         ImageFormat::Tiff => pixels / (8 << 20),
-        // GIF frames may cover a fraction of their screen, and WebP codes flat images in almost
-        // no bits: the memory budget guards those.
+        // LZW codes at most 4096 pixels in one 12-bit code: the first frame over 4096. (Its
+        // screen may be larger: see `gif_screen_implausible`.)
+        ImageFormat::Gif => {
+            let (frame_width, frame_height) = gif_first_frame(head)?;
+            u64::from(frame_width) * u64::from(frame_height) / 4096
+        }
+        // WebP codes a flat image in almost no bits: only the memory budget guards it.
         _ => return None,
     };
     (file_bytes < least).then(|| {
@@ -63,7 +69,7 @@ fn png_least_bytes(head: &[u8], width: u32, height: u32) -> Option<u64> {
         _ => return None,
     };
     let row_bytes = 1 + (u64::from(width) * channels * u64::from(bit_depth)).div_ceil(8);
-    Some(row_bytes * u64::from(height) / 2064)
+    Some(row_bytes.saturating_mul(u64::from(height)) / 2064)
 }
 
 /// Binary PNM stores every sample as the decoder writes it (PBM: a bit a pixel); plain
@@ -71,9 +77,14 @@ fn png_least_bytes(head: &[u8], width: u32, height: u32) -> Option<u64> {
 fn pnm_least_bytes(head: &[u8], width: u32, height: u32, decoded: (ColorType, u64)) -> Option<u64> {
     let (color, decoded_bytes) = decoded;
     Some(match head.get(1)? {
-        b'4' => u64::from(width).div_ceil(8) * u64::from(height),
+        b'4' => u64::from(width)
+            .div_ceil(8)
+            .saturating_mul(u64::from(height)),
         b'5' | b'6' | b'7' => decoded_bytes,
-        _ => decoded_bytes / u64::from(color.bytes_per_pixel()) * u64::from(color.channel_count()),
+        _ => {
+            decoded_bytes / u64::from(color.bytes_per_pixel()).max(1)
+                * u64::from(color.channel_count())
+        }
     })
 }
 
@@ -92,7 +103,7 @@ fn bmp_least_bytes(head: &[u8], width: u32, height: u32) -> Option<u64> {
         return None;
     }
     let row_bytes = (u64::from(width) * u64::from(bits_per_pixel)).div_ceil(8);
-    Some(row_bytes * u64::from(height))
+    Some(row_bytes.saturating_mul(u64::from(height)))
 }
 
 /// Uncompressed TGA stores every pixel; run-length packets hold at most 128.
@@ -100,10 +111,57 @@ fn tga_least_bytes(head: &[u8], pixels: u64) -> Option<u64> {
     let image_type = *head.get(2)?;
     let bytes_per_pixel = u64::from(head.get(16)?.div_ceil(8));
     match image_type {
-        1..=3 => Some(pixels * bytes_per_pixel),
-        9..=11 => Some(pixels.div_ceil(128) * (1 + bytes_per_pixel)),
+        1..=3 => Some(pixels.saturating_mul(bytes_per_pixel)),
+        9..=11 => Some(pixels.div_ceil(128).saturating_mul(1 + bytes_per_pixel)),
         _ => None,
     }
+}
+
+/// The size of a GIF's first frame, when its image descriptor lies within `head`.
+fn gif_first_frame(head: &[u8]) -> Option<(u16, u16)> {
+    let u16_at = |at: usize| Some(u16::from_le_bytes([*head.get(at)?, *head.get(at + 1)?]));
+    let flags = *head.get(10)?;
+    // The header and logical screen descriptor, then the global colour table if any.
+    let mut at = 13
+        + if flags & 0x80 != 0 {
+            3 << ((flags & 7) + 1)
+        } else {
+            0
+        };
+    loop {
+        match *head.get(at)? {
+            // Image descriptor: left, top, width, height.
+            0x2C => return Some((u16_at(at + 5)?, u16_at(at + 7)?)),
+            // Extension: label, then sub-blocks up to an empty one.
+            0x21 => {
+                at += 2;
+                loop {
+                    let size = usize::from(*head.get(at)?);
+                    at += 1 + size;
+                    if size == 0 {
+                        break;
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Why a GIF's logical screen is not believable: far larger (over 16 Mpx, and over 64 times)
+/// than its first frame. A GIF is decoded onto its whole screen, four bytes a pixel, so a
+/// 40-byte file with a 65535×65535 screen around a 1×1 frame would take 16 GiB. Real GIFs'
+/// first frames cover their screens.
+pub(crate) fn gif_screen_implausible(head: &[u8], width: u32, height: u32) -> Option<String> {
+    let (frame_width, frame_height) = gif_first_frame(head)?;
+    let screen = u64::from(width) * u64::from(height);
+    let frame = u64::from(frame_width) * u64::from(frame_height);
+    (screen > 16 << 20 && screen > frame.saturating_mul(64)).then(|| {
+        format!(
+            "its {width}×{height} screen is over 64 times its first frame \
+             ({frame_width}×{frame_height}): refused as implausible"
+        )
+    })
 }
 
 /// Whether a JPEG's marker segments run from its start to an end-of-image marker: a file cut
@@ -118,12 +176,18 @@ pub(crate) fn jpeg_is_complete(data: &[u8]) -> bool {
     }
     let mut at = 2;
     loop {
-        // Fill bytes (0xFF) may precede a marker.
-        while data.get(at) == Some(&0xFF) && data.get(at + 1) == Some(&0xFF) {
-            at += 1;
-        }
-        let (Some(&0xFF), Some(&marker)) = (data.get(at), data.get(at + 1)) else {
-            return false;
+        // The next marker: like libjpeg and zune-jpeg, skip stray bytes, stuffed zeros and fill
+        // bytes (0xFF) before it.
+        let marker = loop {
+            let Some(offset) = data[at..].iter().position(|&b| b == 0xFF) else {
+                return false;
+            };
+            at += offset;
+            match data.get(at + 1) {
+                None => return false,
+                Some(0x00 | 0xFF) => at += 1,
+                Some(&marker) => break marker,
+            }
         };
         at += 2;
         match marker {
@@ -206,6 +270,39 @@ mod tests {
     }
 
     #[test]
+    fn a_gif_screen_far_larger_than_its_first_frame_is_implausible() {
+        let gif = |screen: u16, frame: u16| {
+            let mut gif = b"GIF89a".to_vec();
+            gif.extend_from_slice(&screen.to_le_bytes());
+            gif.extend_from_slice(&screen.to_le_bytes());
+            gif.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+            // A comment extension before the frame.
+            gif.extend_from_slice(&[0x21, 0xFE, 3, b'h', b'i', b'!', 0]);
+            gif.extend_from_slice(&[0x2C, 0, 0, 0, 0]);
+            gif.extend_from_slice(&frame.to_le_bytes());
+            gif.extend_from_slice(&frame.to_le_bytes());
+            gif
+        };
+        assert_eq!(gif_first_frame(&gif(65535, 7)), Some((7, 7)));
+        assert!(gif_screen_implausible(&gif(65535, 7), 65535, 65535).is_some());
+        assert_eq!(
+            gif_screen_implausible(&gif(65535, 65535), 65535, 65535),
+            None
+        );
+        // Small screens are never refused, whatever their frames.
+        assert_eq!(gif_screen_implausible(&gif(4000, 1), 4000, 4000), None);
+        // A frame needs a byte for every 4096 of its pixels.
+        let least = too_short(
+            ImageFormat::Gif,
+            &gif(9000, 9000),
+            (9000, 9000),
+            (ColorType::Rgba8, 0),
+            100,
+        );
+        assert!(least.is_some());
+    }
+
+    #[test]
     fn jpeg_markers_are_walked_to_the_end() {
         // SOI, an APP0 of 4 bytes, SOS with its header, entropy data holding a stuffed 0xFF00
         // and a restart marker, then EOI and trailing bytes.
@@ -217,5 +314,11 @@ mod tests {
         for cut in 0..22 {
             assert!(!jpeg_is_complete(&complete[..cut]), "cut at {cut}");
         }
+        // Stray bytes, a stuffed zero and fill bytes before a marker are skipped, as decoders do.
+        let mut padded = complete[..8].to_vec();
+        padded.extend_from_slice(&[0x00, 0x17, 0xFF, 0x00, 0xFF, 0xFF]);
+        padded.extend_from_slice(&complete[8..]);
+        assert!(jpeg_is_complete(&padded));
+        assert!(!jpeg_is_complete(&padded[..padded.len() - 3]));
     }
 }

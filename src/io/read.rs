@@ -11,12 +11,15 @@ use std::sync::Once;
 use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 use super::gray::{gray_in_place, sample_float_to_8};
-use super::plausible::{jpeg_is_complete, too_short};
+use super::plausible::{gif_screen_implausible, jpeg_is_complete, too_short};
 use crate::error::{Error, Result};
 use crate::memory::{default_memory_budget, zeroed_bytes};
 
 /// The default pixel limit: 2³² pixels (65536 × 65536), far above any real photo.
 pub const DEFAULT_MAX_PIXELS: u64 = 1 << 32;
+
+/// How much of a file's start is read for its format and header checks.
+const HEAD_BYTES: usize = 4096;
 
 /// The formats gpuconv reads.
 const READABLE: [ImageFormat; 9] = [
@@ -107,40 +110,35 @@ pub fn quiet_decoder_panics() {
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !DECODING.get() {
+            // `try_with`: a panic while thread-locals are torn down must not panic again.
+            if !DECODING.try_with(Cell::get).unwrap_or(false) {
                 previous(info);
             }
         }));
     });
 }
 
-/// Decodes with the decoder's panics caught: a decoder that panics on a malformed file makes
-/// it [`Error::Corrupt`], not a crash.
-fn decode<R: BufRead + Seek>(
-    path: &Path,
-    reader: R,
-    file_bytes: u64,
-    limits: &ReadLimits,
-) -> Result<GrayImage> {
+/// Runs `call`, a call into a third-party decoder, with its panics caught: a decoder that
+/// panics on a malformed file makes the file [`Error::Corrupt`], not a crash. gpuconv's own
+/// code runs outside it, so a bug of ours still panics (and the fuzzers still see it).
+fn guarded<T>(path: &Path, call: impl FnOnce() -> T) -> Result<T> {
     let was_decoding = DECODING.replace(true);
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        decode_unguarded(path, reader, file_bytes, limits)
-    }));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(call));
     DECODING.set(was_decoding);
-    outcome.unwrap_or_else(|panic| {
+    outcome.map_err(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".to_owned());
-        Err(Error::Corrupt {
+        Error::Corrupt {
             path: path.to_owned(),
             detail: format!("the decoder failed on it ({message})"),
-        })
+        }
     })
 }
 
-fn decode_unguarded<R: BufRead + Seek>(
+fn decode<R: BufRead + Seek>(
     path: &Path,
     mut reader: R,
     file_bytes: u64,
@@ -150,9 +148,10 @@ fn decode_unguarded<R: BufRead + Seek>(
         path: path.to_owned(),
         source: ImageError::IoError(e),
     };
-    let mut head = Vec::with_capacity(64);
+    // Enough for every header the plausibility checks read (a GIF's colour table included).
+    let mut head = Vec::with_capacity(HEAD_BYTES);
     (&mut reader)
-        .take(64)
+        .take(HEAD_BYTES as u64)
         .read_to_end(&mut head)
         .map_err(io_error)?;
     reader.rewind().map_err(io_error)?;
@@ -283,8 +282,10 @@ impl Input<'_> {
                 let detail = error.to_string();
                 let lower = detail.to_lowercase();
                 let cut_short = [
-                    "eof",
-                    "end of",
+                    "unexpected eof",
+                    "unexpectedeof",
+                    "end of file",
+                    "unexpected end",
                     "truncated",
                     "fill whole buffer",
                     "no more data",
@@ -298,12 +299,9 @@ impl Input<'_> {
                     Error::Corrupt { path, detail }
                 }
             }
-            ImageError::Limits(limit) => Error::Corrupt {
+            ImageError::Limits(_) => Error::DecoderOverBudget {
                 path,
-                detail: format!(
-                    "the decoder asked for more memory than the budget of {} allows ({limit})",
-                    crate::memory::format_bytes(self.limits.max_memory)
-                ),
+                budget: self.limits.max_memory,
             },
             source => Error::Decode { path, source },
         }
@@ -321,13 +319,22 @@ fn decode_with_image<R: BufRead + Seek>(
     let mut decoder_limits = image::Limits::no_limits();
     decoder_limits.max_alloc = Some(input.limits.max_memory);
     image_reader.limits(decoder_limits);
-    let decoder = image_reader.into_decoder().map_err(|e| input.classify(e))?;
+    let decoder =
+        guarded(input.path, || image_reader.into_decoder())?.map_err(|e| input.classify(e))?;
     let (width, height) = decoder.dimensions();
     let color = decoder.color_type();
     let decoded = decoder.total_bytes();
     input.check_header(width, height, (color, decoded))?;
     if let Some(detail) = extra_check() {
         return Err(input.truncated(detail));
+    }
+    if input.format == ImageFormat::Gif {
+        if let Some(detail) = gif_screen_implausible(input.head, width, height) {
+            return Err(Error::Corrupt {
+                path: input.path.to_owned(),
+                detail,
+            });
+        }
     }
     let pixels = u64::from(width) * u64::from(height);
     let working = match input.format {
@@ -349,9 +356,7 @@ fn decode_with_image<R: BufRead + Seek>(
         usize::try_from(decoded).unwrap_or(usize::MAX),
         &format!("decoding '{}'", input.path.display()),
     )?;
-    decoder
-        .read_image(&mut samples)
-        .map_err(|e| input.classify(e))?;
+    guarded(input.path, || decoder.read_image(&mut samples))?.map_err(|e| input.classify(e))?;
     gray_in_place(samples, color, width, height).ok_or_else(|| Error::Corrupt {
         path: input.path.to_owned(),
         detail: format!("its pixel layout {color:?} has no gray rule"),
@@ -385,19 +390,21 @@ fn decode_float_tiff<R: BufRead + Seek>(
     use tiff::decoder::{Decoder, Limits};
     use tiff::tags::Tag;
 
-    let Ok(mut decoder) = Decoder::new(&mut *reader) else {
+    let probe = guarded(input.path, || {
+        let mut decoder = Decoder::new(&mut *reader).ok()?;
+        let Ok(TiffColor::Gray(bits @ (16 | 32 | 64))) = decoder.colortype() else {
+            return None;
+        };
+        let sample_format = decoder.find_tag_unsigned_vec::<u16>(Tag::SampleFormat);
+        let float = matches!(sample_format, Ok(Some(formats)) if formats.first() == Some(&3));
+        // PhotometricInterpretation 0: WhiteIsZero, so 0.0 is white.
+        let white_is_zero = matches!(decoder.get_tag_u32(Tag::PhotometricInterpretation), Ok(0));
+        let dimensions = decoder.dimensions();
+        float.then_some((decoder, bits, white_is_zero, dimensions))
+    })?;
+    let Some((decoder, bits, white_is_zero, dimensions)) = probe else {
         return Ok(None);
     };
-    let Ok(TiffColor::Gray(bits @ (16 | 32 | 64))) = decoder.colortype() else {
-        return Ok(None);
-    };
-    let float = matches!(
-        decoder.find_tag_unsigned_vec::<u16>(Tag::SampleFormat),
-        Ok(Some(formats)) if formats.first() == Some(&3)
-    );
-    if !float {
-        return Ok(None);
-    }
     let tiff_error = |error: tiff::TiffError| match error {
         tiff::TiffError::IoError(e) => input.classify(ImageError::IoError(e)),
         other => Error::Corrupt {
@@ -405,18 +412,20 @@ fn decode_float_tiff<R: BufRead + Seek>(
             detail: other.to_string(),
         },
     };
-    let (width, height) = decoder.dimensions().map_err(tiff_error)?;
-    let decoded = u64::from(width) * u64::from(height) * u64::from(bits / 8);
+    let (width, height) = dimensions.map_err(tiff_error)?;
+    let decoded = (u64::from(width) * u64::from(height)).saturating_mul(u64::from(bits / 8));
     input.check_header(width, height, (ColorType::L8, decoded))?;
-    input.check_budget(width, height, format!("{bits}-bit float gray"), decoded, 0)?;
+    // Its strips pass through an intermediate buffer, at most the image's size.
+    let what = format!("{bits}-bit float gray");
+    input.check_budget(width, height, what, decoded, decoded)?;
     let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
     let mut limits = Limits::default();
     limits.decoding_buffer_size = budget;
     limits.intermediate_buffer_size = budget;
     let mut decoder = decoder.with_limits(limits);
-    let layout = decoder.image_buffer_layout().map_err(tiff_error)?;
+    let layout = guarded(input.path, || decoder.image_buffer_layout())?.map_err(tiff_error)?;
     let mut samples = zeroed_bytes(layout.len, &format!("decoding '{}'", input.path.display()))?;
-    decoder.read_image_bytes(&mut samples).map_err(tiff_error)?;
+    guarded(input.path, || decoder.read_image_bytes(&mut samples))?.map_err(tiff_error)?;
     let pixels = width as usize * height as usize;
     let sample_bytes = usize::from(bits / 8);
     // Written over the samples as they are read, as for every other layout.
@@ -427,7 +436,7 @@ fn decode_float_tiff<R: BufRead + Seek>(
             32 => f64::from(f32::from_ne_bytes(sample.try_into().expect("4 bytes"))),
             _ => f64::from_ne_bytes(sample.try_into().expect("8 bytes")),
         };
-        samples[i] = sample_float_to_8(value);
+        samples[i] = sample_float_to_8(if white_is_zero { 1.0 - value } else { value });
     }
     samples.truncate(pixels);
     samples.shrink_to_fit();

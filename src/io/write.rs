@@ -30,9 +30,10 @@ fn partial_files() -> std::sync::MutexGuard<'static, PartialFiles> {
 }
 
 /// Deletes every output file [`save_gray`] is writing at this moment (its hidden
-/// `.gpuconv-*.part` file beside the destination) and stops new ones from starting; returns how
-/// many it deleted. For a signal handler that is about to end the process: finished outputs
-/// stay, and no partial one is left behind.
+/// `.gpuconv-*.part` file beside the destination) and returns how many it deleted. For a signal
+/// handler that is about to end the process: finished outputs stay, no partial one is left
+/// behind, and a [`save_gray`] that starts or finishes a file after this call waits for the
+/// end of the process instead.
 pub fn remove_partial_outputs() -> usize {
     let mut partial = partial_files();
     partial.closed = true;
@@ -41,6 +42,14 @@ pub fn remove_partial_outputs() -> usize {
         .iter()
         .filter(|path| std::fs::remove_file(path).is_ok())
         .count()
+}
+
+/// Waits for the end of the process that [`remove_partial_outputs`] announced, rather than
+/// report a failure of its own on the way out.
+fn stop_here() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 /// The format an output path's extension asks for, or an error when gpuconv cannot write it.
@@ -144,7 +153,7 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
 fn start_partial(dir: &Path) -> std::result::Result<NamedTempFile, String> {
     let mut partial = partial_files();
     if partial.closed {
-        return Err("the process is stopping".to_owned());
+        stop_here();
     }
     let mut builder = tempfile::Builder::new();
     builder.prefix(".gpuconv-").suffix(".part");
@@ -169,8 +178,9 @@ fn finish_partial(
     let temp_path = temp.path().to_owned();
     partial.paths.retain(|p| *p != temp_path);
     if partial.closed {
-        // Already deleted by `remove_partial_outputs`; dropping `temp` finds nothing left.
-        return Err("the process is stopping".to_owned());
+        // Already deleted by `remove_partial_outputs`, whose caller is ending the process.
+        drop(partial);
+        stop_here();
     }
     written?;
     temp.persist(path)
@@ -207,29 +217,61 @@ fn encode(
             header.finish().map_err(error)
         }
         ImageFormat::Pnm => {
-            let encoder = PnmEncoder::new(writer);
+            // Each extension gets the kind of file it names: P4 for .pbm, P6 for .ppm, PAM for
+            // .pam; .pgm and .pnm get P5, which every reader knows. P4 and P6 are written row
+            // by row here: the crate's encoder would want a converted copy of the image.
             let result = match extension {
-                // Each extension gets the kind of file it names: P4 for .pbm (black is 0),
-                // P6 for .ppm, PAM for .pam; .pgm and .pnm get P5, which every reader knows.
-                // The encoder takes bits as 0 and 1 (0 black), so 255 becomes 1.
-                "pbm" => GrayImage::from_fn(image.width(), image.height(), |x, y| {
-                    image::Luma([image.get_pixel(x, y)[0] & 1])
-                })
-                .write_with_encoder(
-                    encoder.with_subtype(PnmSubtype::Bitmap(SampleEncoding::Binary)),
+                "pbm" => return write_bitmap(image, writer),
+                "ppm" => return write_pixmap(image, writer),
+                "pam" => image.write_with_encoder(
+                    PnmEncoder::new(writer).with_subtype(PnmSubtype::ArbitraryMap),
                 ),
-                "ppm" => image::DynamicImage::ImageLuma8(image.clone())
-                    .into_rgb8()
-                    .write_with_encoder(
-                        encoder.with_subtype(PnmSubtype::Pixmap(SampleEncoding::Binary)),
-                    ),
-                "pam" => image.write_with_encoder(encoder.with_subtype(PnmSubtype::ArbitraryMap)),
                 _ => image.write_with_encoder(
-                    encoder.with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
+                    PnmEncoder::new(writer)
+                        .with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
                 ),
             };
             result.map_err(|e| e.to_string())
         }
         other => image.write_to(writer, other).map_err(|e| e.to_string()),
     }
+}
+
+/// A binary PBM (P4): a bit a pixel, rows padded to bytes, 1 for black (0), 0 for white (255).
+fn write_bitmap(
+    image: &GrayImage,
+    writer: &mut BufWriter<&File>,
+) -> std::result::Result<(), String> {
+    let (width, height) = image.dimensions();
+    let error = |e: std::io::Error| e.to_string();
+    write!(writer, "P4\n{width} {height}\n").map_err(error)?;
+    let mut packed = Vec::with_capacity(width.div_ceil(8) as usize);
+    for row in image.as_raw().chunks_exact(width as usize) {
+        packed.clear();
+        packed.extend(row.chunks(8).map(|bits| {
+            bits.iter()
+                .enumerate()
+                .filter(|&(_, &v)| v == 0)
+                .fold(0u8, |byte, (i, _)| byte | (0x80 >> i))
+        }));
+        writer.write_all(&packed).map_err(error)?;
+    }
+    Ok(())
+}
+
+/// A binary PPM (P6) with the gray in each channel.
+fn write_pixmap(
+    image: &GrayImage,
+    writer: &mut BufWriter<&File>,
+) -> std::result::Result<(), String> {
+    let (width, height) = image.dimensions();
+    let error = |e: std::io::Error| e.to_string();
+    write!(writer, "P6\n{width} {height}\n255\n").map_err(error)?;
+    let mut rgb = Vec::with_capacity(3 * width as usize);
+    for row in image.as_raw().chunks_exact(width as usize) {
+        rgb.clear();
+        rgb.extend(row.iter().flat_map(|&v| [v, v, v]));
+        writer.write_all(&rgb).map_err(error)?;
+    }
+    Ok(())
 }

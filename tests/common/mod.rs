@@ -119,3 +119,13 @@ pub fn random_image(width: u32, height: u32, amplitude: u8, seed: u64) -> GrayIm
     }
     image
 }
+
+/// The names of the entries in `dir`, sorted.
+pub fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

@@ -8,6 +8,7 @@ use gpuconv::{CpuBackend, Engine, FilterOutput, GpuEngine, Kernel, Operation, Ti
 use image::{GrayImage, ImageFormat};
 
 use crate::args::BenchArgs;
+use crate::usage;
 
 /// One measured configuration, as printed and as written to `--json`.
 struct Row {
@@ -63,7 +64,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         // The image, its PNG and the decoded copy, the expected outputs and a backend's, and
         // the two buffers of the copy-bandwidth measurement.
         let pixels = u64::from(width) * u64::from(height);
-        let needed = pixels * (3 + 2 * most_outputs) + 2 * pixels.max(16 << 20);
+        let needed = pixels
+            .saturating_mul(3 + 2 * most_outputs)
+            .saturating_add(pixels.max(16 << 20).saturating_mul(2));
         if needed > budget {
             bail!(
                 "size {width}x{height} needs about {} to benchmark, more than the memory budget of {} (raise it with --max-memory)",
@@ -355,8 +358,12 @@ fn parse_sizes(text: &str) -> Result<Vec<(u32, u32)>> {
                 .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
             match parsed {
                 Some((w, h)) if w >= 3 && h >= 3 => Ok((w, h)),
-                Some(_) => bail!("size '{size}' is smaller than the 3x3 kernel"),
-                None => bail!("size '{size}' is not WIDTHxHEIGHT (for example 4096x4096)"),
+                Some(_) => bail!(usage(format!(
+                    "size '{size}' is smaller than the 3x3 kernel"
+                ))),
+                None => bail!(usage(format!(
+                    "size '{size}' is not WIDTHxHEIGHT (for example 4096x4096)"
+                ))),
             }
         })
         .collect()

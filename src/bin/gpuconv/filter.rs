@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, io};
 
 use crate::args::FilterArgs;
+use crate::usage;
 
 /// Where the outputs go.
 struct Plan {
@@ -46,7 +47,11 @@ pub fn run(args: &FilterArgs) -> Result<()> {
                 Ok(()) => {}
                 Err(Failure::Input(error)) if plan.jobs.len() > 1 => {
                     // A batch goes on: every good input is written, every bad one named.
-                    eprintln!("gpuconv: error: {}", crate::one_line(&error));
+                    eprintln!(
+                        "gpuconv: error: {}{}",
+                        crate::one_line(&error),
+                        crate::hint(&error)
+                    );
                     failures += 1;
                 }
                 Err(Failure::Input(error) | Failure::Run(error)) => return Err(error),
@@ -92,13 +97,13 @@ fn create_output_folder(folder: &Path) -> Result<()> {
         .filter(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
         .map(Path::to_path_buf)
         .collect();
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create output folder '{}'", folder.display()))?;
-    let mut created = CREATED_FOLDERS
+    // Listed before they exist, so that a signal during `create_dir_all` removes them too.
+    CREATED_FOLDERS
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    created.extend(missing.into_iter().rev());
-    Ok(())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(missing.into_iter().rev());
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create output folder '{}'", folder.display()))
 }
 
 /// Removes the folders this run created that are still empty, innermost first (a folder
@@ -131,19 +136,22 @@ fn operation(args: &FilterArgs) -> Result<Operation> {
         .iter()
         .enumerate()
         .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
-        .collect::<gpuconv::Result<Vec<_>>>()?;
+        .collect::<gpuconv::Result<Vec<_>>>()
+        .map_err(usage)?;
     if kernels.is_empty() {
         if combine == Combine::None {
-            bail!("no kernel given: add -k KERNEL (for example -k vertical), or --edge");
+            bail!(usage(
+                "no kernel given: add -k KERNEL (for example -k vertical), or --edge"
+            ));
         }
         kernels = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
     }
     if args.responses && combine == Combine::None {
-        bail!(
+        bail!(usage(
             "--responses only makes sense with --edge or --threshold (every kernel's response is written anyway)"
-        );
+        ));
     }
-    Ok(Operation::new(kernels, combine, args.responses)?)
+    Operation::new(kernels, combine, args.responses).map_err(usage)
 }
 
 /// Where every output goes: `-o` is the file when one input gives one image, else a folder.
@@ -170,12 +178,12 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
             .ends_with(std::path::MAIN_SEPARATOR);
     if args.inputs.len() == 1 && names.len() == 1 && !names_folder {
         if let Some(format) = &args.format {
-            bail!(
+            bail!(usage(format!(
                 "--format {format} applies to outputs written into a folder; the extension of -o picks this file's format"
-            );
+            )));
         }
         io::check_output_folder(output)?;
-        io::output_format(output)?;
+        io::output_format(output).map_err(usage)?;
         refuse_gray_bitmaps(output, operation)?;
         return Ok(Plan {
             folder: None,
@@ -188,16 +196,16 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
 
     let count = args.inputs.len() * names.len();
     if output.exists() && !output.is_dir() {
-        bail!(
+        bail!(usage(format!(
             "'{}' is a file, but {count} images are written, so -o must name a folder",
             output.display()
-        );
+        )));
     }
     if !output.exists() && !names_folder && io::output_format(output).is_ok() {
-        bail!(
+        bail!(usage(format!(
             "'{}' looks like a file name, but {count} images are written, so -o must name a folder (end it with '/' to create one)",
             output.display()
-        );
+        )));
     }
     let extension = args
         .format
@@ -205,7 +213,7 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
         .unwrap_or("png")
         .trim_start_matches('.');
     let example = PathBuf::from(format!("out.{extension}"));
-    io::output_format(&example).with_context(|| format!("--format {extension}"))?;
+    io::output_format(&example).map_err(|e| usage(format!("--format {extension}: {e}")))?;
     refuse_gray_bitmaps(&example, operation)?;
     let mut seen = HashSet::new();
     let mut jobs = Vec::new();
@@ -219,10 +227,10 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
             .collect();
         for path in &outputs {
             if !seen.insert(path.clone()) {
-                bail!(
+                bail!(usage(format!(
                     "two outputs would both be written to '{}' (inputs with the same name, or kernels with the same name: use NAME=... to tell them apart)",
                     path.display()
-                );
+                )));
             }
         }
         jobs.push(Job {
@@ -241,9 +249,9 @@ fn refuse_gray_bitmaps(path: &Path, operation: &Operation) -> Result<()> {
     let binary =
         matches!(operation.combine(), Combine::Threshold(_)) && !operation.keeps_responses();
     if io::is_bitmap_path(path) && !binary {
-        bail!(
+        bail!(usage(
             "a .pbm file holds only black and white: write it with --threshold T (and no --responses), or write .pgm for gray"
-        );
+        ));
     }
     Ok(())
 }

@@ -12,6 +12,24 @@ use std::process::ExitCode;
 use clap::Parser;
 use gpuconv::{BackendChoice, Engine};
 
+/// A mistake in the arguments that clap cannot see (options that do not fit together, a kernel
+/// that does not parse): reported the way clap reports its own, with the usage, exit status 2.
+#[derive(Debug)]
+pub struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// `error` as a usage error.
+pub fn usage(error: impl std::fmt::Display) -> anyhow::Error {
+    Usage(error.to_string()).into()
+}
+
 /// An error already reported on stderr: the run fails without another line.
 #[derive(Debug)]
 struct Reported;
@@ -28,6 +46,12 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     remove_partial_files_on_signals();
     gpuconv::io::quiet_decoder_panics();
+    let subcommand = match &cli.command {
+        args::Command::Filter(_) => "filter",
+        args::Command::Demo(_) => "demo",
+        args::Command::Info => "info",
+        args::Command::Bench(_) => "bench",
+    };
     let result = match &cli.command {
         args::Command::Filter(args) => filter::run(args),
         args::Command::Demo(args) => demo::run(args),
@@ -37,8 +61,19 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<Reported>() => ExitCode::FAILURE,
+        Err(error) if error.is::<Usage>() => {
+            use clap::CommandFactory;
+            let mut command = args::Cli::command();
+            command.build();
+            let command = command
+                .find_subcommand_mut(subcommand)
+                .expect("the subcommand that ran");
+            command
+                .error(clap::error::ErrorKind::ValueValidation, error)
+                .exit()
+        }
         Err(error) => {
-            eprintln!("gpuconv: error: {}", one_line(&error));
+            eprintln!("gpuconv: error: {}{}", one_line(&error), hint(&error));
             ExitCode::FAILURE
         }
     }
@@ -60,6 +95,30 @@ fn one_line(error: &anyhow::Error) -> String {
     message
 }
 
+/// What the command line offers for a library error: the flag that changes a limit, or the
+/// backend that needs no GPU. The library's own messages name no flags.
+pub fn hint(error: &anyhow::Error) -> &'static str {
+    use gpuconv::Error;
+    match error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Error>())
+    {
+        Some(Error::TooManyPixels { .. }) => {
+            " (raise it with --max-pixels if the image is genuine)"
+        }
+        Some(
+            Error::OverBudget { .. }
+            | Error::FileOverBudget { .. }
+            | Error::DecoderOverBudget { .. },
+        ) => " (raise it with --max-memory if the image is genuine)",
+        Some(Error::OutOfMemory { .. }) => {
+            " (lower --max-memory so that such inputs are refused before anything is allocated)"
+        }
+        Some(Error::NoAdapter { .. }) => " (or use --backend cpu)",
+        _ => "",
+    }
+}
+
 /// Opens the engine, saying on one line when `auto` fell back to the CPU.
 fn open_engine(choice: BackendChoice) -> anyhow::Result<Engine> {
     let engine = Engine::new(choice)?;
@@ -75,17 +134,35 @@ fn open_engine(choice: BackendChoice) -> anyhow::Result<Engine> {
 #[cfg(unix)]
 fn remove_partial_files_on_signals() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+    // A signal ignored at start-up (SIGHUP under nohup, SIGINT for a shell's background job)
+    // stays ignored, as it would without a handler.
+    let handled = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&s| !ignored(s));
+    let Ok(mut signals) = signal_hook::iterator::Signals::new(handled) else {
         return;
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             gpuconv::io::remove_partial_outputs();
             filter::remove_unfilled_folders();
+            // Raises the signal again with its default action, which ends the process.
             let _ = signal_hook::low_level::emulate_default_handler(signal);
             std::process::exit(128 + signal);
         }
     });
+}
+
+/// Whether `signal`'s disposition is "ignore".
+#[cfg(unix)]
+fn ignored(signal: i32) -> bool {
+    // SAFETY: with a null new action, sigaction only writes the current one into `current`,
+    // a plain C struct for which all zeroes is a valid value.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 #[cfg(not(unix))]
