@@ -67,6 +67,7 @@ mod memory;
 mod operation;
 mod params;
 pub mod reference;
+pub mod stream;
 mod timings;
 
 pub use cpu::CpuBackend;

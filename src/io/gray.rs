@@ -53,18 +53,27 @@ pub fn to_gray(image: DynamicImage) -> GrayImage {
 /// never ahead of pixel `i`'s own bytes, so nothing unread is overwritten. `None` for a layout
 /// with no rule (newer `image` versions may add some).
 pub(crate) fn gray_in_place(
-    samples: Vec<u8>,
+    mut samples: Vec<u8>,
     color: ColorType,
     width: u32,
     height: u32,
 ) -> Option<GrayImage> {
+    let pixels = gray_row(&mut samples, color)?;
+    samples.truncate(pixels);
+    samples.shrink_to_fit();
+    GrayImage::from_raw(width, height, samples)
+}
+
+/// [`gray_in_place`] on a slice (a row, or a whole image): the first `n` bytes become the `n`
+/// gray pixels, and `n` is returned.
+pub(crate) fn gray_row(samples: &mut [u8], color: ColorType) -> Option<usize> {
     let u16_at = |p: &[u8], i: usize| sample_16_to_8(u16::from_ne_bytes([p[2 * i], p[2 * i + 1]]));
     let f32_at = |p: &[u8], i: usize| {
         let bytes = p[4 * i..4 * i + 4].try_into().expect("4 bytes");
         sample_float_to_8(f64::from(f32::from_ne_bytes(bytes)))
     };
-    let gray = match color {
-        ColorType::L8 => samples,
+    Some(match color {
+        ColorType::L8 => samples.len(),
         ColorType::La8 => convert::<2>(samples, |p| p[0]),
         ColorType::Rgb8 => convert::<3>(samples, |p| luma([p[0], p[1], p[2]])),
         ColorType::Rgba8 => convert::<4>(samples, |p| luma([p[0], p[1], p[2]])),
@@ -75,12 +84,11 @@ pub(crate) fn gray_in_place(
         ColorType::Rgb32F => convert::<12>(samples, |p| luma([0, 1, 2].map(|i| f32_at(p, i)))),
         ColorType::Rgba32F => convert::<16>(samples, |p| luma([0, 1, 2].map(|i| f32_at(p, i)))),
         _ => return None,
-    };
-    GrayImage::from_raw(width, height, gray)
+    })
 }
 
-/// Pixel `i` of `N` bytes becomes byte `i`; the rest of the buffer is given back.
-fn convert<const N: usize>(mut samples: Vec<u8>, gray: impl Fn(&[u8; N]) -> u8) -> Vec<u8> {
+/// Pixel `i` of `N` bytes becomes byte `i`; returns the number of pixels.
+fn convert<const N: usize>(samples: &mut [u8], gray: impl Fn(&[u8; N]) -> u8) -> usize {
     let pixels = samples.len() / N;
     for i in 0..pixels {
         let pixel: [u8; N] = samples[i * N..i * N + N]
@@ -88,9 +96,7 @@ fn convert<const N: usize>(mut samples: Vec<u8>, gray: impl Fn(&[u8; N]) -> u8) 
             .expect("N bytes per pixel");
         samples[i] = gray(&pixel);
     }
-    samples.truncate(pixels);
-    samples.shrink_to_fit();
-    samples
+    pixels
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::memory::{default_memory_budget, zeroed_bytes};
 pub const DEFAULT_MAX_PIXELS: u64 = 1 << 32;
 
 /// How much of a file's start is read for its format and header checks.
-const HEAD_BYTES: usize = 4096;
+pub(crate) const HEAD_BYTES: usize = 4096;
 
 /// The formats gpuconv reads.
 const READABLE: [ImageFormat; 9] = [
@@ -76,6 +76,12 @@ pub fn load_gray(path: &Path) -> Result<GrayImage> {
 /// the limits is [`Error::TooManyPixels`] or [`Error::OverBudget`]. An allocation the system
 /// refuses is [`Error::OutOfMemory`], never an abort.
 pub fn load_gray_with(path: &Path, limits: &ReadLimits) -> Result<GrayImage> {
+    let (file, file_bytes) = open_input(path)?;
+    decode(path, BufReader::new(file), file_bytes, limits)
+}
+
+/// Opens an input file and says how long it is; anything but a regular file is refused.
+pub(crate) fn open_input(path: &Path) -> Result<(File, u64)> {
     let io_error = |e| Error::Decode {
         path: path.to_owned(),
         source: ImageError::IoError(e),
@@ -88,7 +94,7 @@ pub fn load_gray_with(path: &Path, limits: &ReadLimits) -> Result<GrayImage> {
             "not a regular file",
         )));
     }
-    decode(path, BufReader::new(file), metadata.len(), limits)
+    Ok((file, metadata.len()))
 }
 
 /// [`load_gray_with`] on a file's bytes already in memory; `name` is used in messages.
@@ -121,7 +127,7 @@ pub fn quiet_decoder_panics() {
 /// Runs `call`, a call into a third-party decoder, with its panics caught: a decoder that
 /// panics on a malformed file makes the file [`Error::Corrupt`], not a crash. gpuconv's own
 /// code runs outside it, so a bug of ours still panics (and the fuzzers still see it).
-fn guarded<T>(path: &Path, call: impl FnOnce() -> T) -> Result<T> {
+pub(crate) fn guarded<T>(path: &Path, call: impl FnOnce() -> T) -> Result<T> {
     let was_decoding = DECODING.replace(true);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(call));
     DECODING.set(was_decoding);
@@ -204,18 +210,23 @@ fn decode<R: BufRead + Seek>(
 }
 
 /// One input being read, and what it may take.
-struct Input<'a> {
-    path: &'a Path,
-    format: ImageFormat,
-    head: &'a [u8],
-    file_bytes: u64,
-    limits: &'a ReadLimits,
+pub(crate) struct Input<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) format: ImageFormat,
+    pub(crate) head: &'a [u8],
+    pub(crate) file_bytes: u64,
+    pub(crate) limits: &'a ReadLimits,
 }
 
 impl Input<'_> {
     /// Refuses an image over the pixel limit, or one its file is too short to hold (`decoded`:
     /// the layout and size the decoder will write).
-    fn check_header(&self, width: u32, height: u32, decoded: (ColorType, u64)) -> Result<()> {
+    pub(crate) fn check_header(
+        &self,
+        width: u32,
+        height: u32,
+        decoded: (ColorType, u64),
+    ) -> Result<()> {
         if u64::from(width) * u64::from(height) > self.limits.max_pixels {
             return Err(Error::TooManyPixels {
                 path: self.path.to_owned(),
@@ -263,7 +274,7 @@ impl Input<'_> {
         Ok(())
     }
 
-    fn truncated(&self, detail: String) -> Error {
+    pub(crate) fn truncated(&self, detail: String) -> Error {
         Error::Truncated {
             path: self.path.to_owned(),
             detail,
@@ -272,7 +283,7 @@ impl Input<'_> {
 
     /// A decoder's error as what it means to a user: truncated, corrupt, over the budget, or
     /// (unsupported features, I/O) as the decoder says it.
-    fn classify(&self, error: ImageError) -> Error {
+    pub(crate) fn classify(&self, error: ImageError) -> Error {
         let path = self.path.to_owned();
         match error {
             ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {

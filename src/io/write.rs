@@ -139,53 +139,86 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
                 .to_owned(),
         ));
     }
-    let dir = check_output_folder(path)?;
-    let temp = start_partial(dir).map_err(write_error)?;
-    let written = (|| {
-        let mut writer = BufWriter::new(temp.as_file());
-        encode(image, format, &extension(path), &mut writer)?;
-        writer.flush().map_err(|e| e.to_string())
-    })();
-    finish_partial(temp, path, written).map_err(write_error)
+    let partial = PartialFile::create(path)?;
+    let mut writer = BufWriter::new(partial.file());
+    encode(image, format, &extension(path), &mut writer).map_err(write_error)?;
+    writer.flush().map_err(|e| write_error(e.to_string()))?;
+    drop(writer);
+    partial.commit()
 }
 
-/// A new hidden temporary file in `dir`, listed among the partial files.
-fn start_partial(dir: &Path) -> std::result::Result<NamedTempFile, String> {
-    let mut partial = partial_files();
-    if partial.closed {
-        stop_here();
-    }
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".gpuconv-").suffix(".part");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let temp = builder.tempfile_in(dir).map_err(|e| e.to_string())?;
-    partial.paths.push(temp.path().to_owned());
-    Ok(temp)
+/// An output file being written: a hidden temporary file beside its destination, listed among
+/// the partial files (which [`remove_partial_outputs`] deletes) until [`commit`](Self::commit)
+/// renames it into place. Dropped uncommitted, it is deleted.
+pub(crate) struct PartialFile {
+    temp: Option<NamedTempFile>,
+    destination: PathBuf,
 }
 
-/// Renames a complete temporary file into place, or deletes it after a failure; either way it
-/// leaves the list of partial files.
-fn finish_partial(
-    temp: NamedTempFile,
-    path: &Path,
-    written: std::result::Result<(), String>,
-) -> std::result::Result<(), String> {
-    let mut partial = partial_files();
-    let temp_path = temp.path().to_owned();
-    partial.paths.retain(|p| *p != temp_path);
-    if partial.closed {
-        // Already deleted by `remove_partial_outputs`, whose caller is ending the process.
-        drop(partial);
-        stop_here();
+impl PartialFile {
+    /// A new temporary file for `destination`, whose folder must exist.
+    pub(crate) fn create(destination: &Path) -> Result<Self> {
+        let write_error = |reason: String| Error::Write {
+            path: destination.to_owned(),
+            reason,
+        };
+        let dir = check_output_folder(destination)?;
+        let mut partial = partial_files();
+        if partial.closed {
+            stop_here();
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".gpuconv-").suffix(".part");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        let temp = builder
+            .tempfile_in(dir)
+            .map_err(|e| write_error(e.to_string()))?;
+        partial.paths.push(temp.path().to_owned());
+        Ok(Self {
+            temp: Some(temp),
+            destination: destination.to_owned(),
+        })
     }
-    written?;
-    temp.persist(path)
-        .map(drop)
-        .map_err(|e| e.error.to_string())
+
+    /// The temporary file, to write into.
+    pub(crate) fn file(&self) -> &File {
+        self.temp.as_ref().expect("not yet committed").as_file()
+    }
+
+    /// Renames the complete file into place.
+    pub(crate) fn commit(mut self) -> Result<()> {
+        let temp = self.temp.take().expect("committed once");
+        let mut partial = partial_files();
+        let temp_path = temp.path().to_owned();
+        partial.paths.retain(|p| *p != temp_path);
+        if partial.closed {
+            // Already deleted by `remove_partial_outputs`, whose caller is ending the process.
+            drop(partial);
+            stop_here();
+        }
+        temp.persist(&self.destination)
+            .map(drop)
+            .map_err(|e| Error::Write {
+                path: self.destination.clone(),
+                reason: e.error.to_string(),
+            })
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            // Deleted under the lock, so that a signal handler either deletes it or sees it
+            // gone.
+            let mut partial = partial_files();
+            partial.paths.retain(|p| p != temp.path());
+            drop(temp);
+        }
+    }
 }
 
 fn encode(

@@ -295,6 +295,12 @@ fn filter_one(
     operation: &Operation,
     job: &Job,
 ) -> std::result::Result<(), Failure> {
+    if job.outputs.iter().all(|path| io::writes_rows(path)) {
+        let rows = io::open_rows(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
+        if let Some(rows) = rows {
+            return stream_one(engine, args, operation, job, rows);
+        }
+    }
     let start = Instant::now();
     let image = io::load_gray_with(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
     let decode = start.elapsed();
@@ -322,6 +328,59 @@ fn filter_one(
     if args.timings {
         eprintln!(
             "{}: {} [{}]",
+            job.input.display(),
+            timings,
+            engine.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Filters an input that can be read a row at a time into outputs written the same way: a few
+/// bands in memory, whatever the image's height; reading, filtering and writing overlap.
+fn stream_one(
+    engine: &mut Option<Engine>,
+    args: &FilterArgs,
+    operation: &Operation,
+    job: &Job,
+    mut rows: Box<dyn gpuconv::stream::RowSource>,
+) -> std::result::Result<(), Failure> {
+    let engine = match engine {
+        Some(engine) => engine,
+        None => engine.insert(crate::open_engine(args.backend.into()).map_err(Failure::Run)?),
+    };
+    let filtering = || format!("filtering '{}'", job.input.display());
+    let (width, height) = gpuconv::output_size(rows.width(), rows.height())
+        .with_context(filtering)
+        .map_err(Failure::Input)?;
+    let sinks = job
+        .outputs
+        .iter()
+        .map(|path| {
+            io::create_row_sink(path, width, height).map(|sink| sink.expect("writes_rows said so"))
+        })
+        .collect::<gpuconv::Result<Vec<_>>>()
+        .map_err(|e| Failure::Input(e.into()))?;
+    let timings = gpuconv::stream::filter_rows(engine, rows.as_mut(), operation, sinks, None)
+        .map_err(|error| {
+            // Reading and writing errors name their file already; the filter's do not.
+            let named = matches!(
+                error,
+                gpuconv::Error::Truncated { .. }
+                    | gpuconv::Error::Corrupt { .. }
+                    | gpuconv::Error::Decode { .. }
+                    | gpuconv::Error::Write { .. }
+            );
+            let error = anyhow::Error::from(error);
+            Failure::Input(if named {
+                error
+            } else {
+                error.context(filtering())
+            })
+        })?;
+    if args.timings {
+        eprintln!(
+            "{}: {} (streamed: stages overlap) [{}]",
             job.input.display(),
             timings,
             engine.describe()

@@ -1,0 +1,402 @@
+//! Files as rows, for [`filter_rows`](crate::stream::filter_rows): PNG (not interlaced) and
+//! binary PNM read a row at a time, made gray by the same rules as whole images; PNG and
+//! PGM written a band at a time. Other formats are read and written whole.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::path::Path;
+
+use image::{ColorType, ImageError, ImageFormat};
+
+use super::gray::gray_row;
+use super::read::{HEAD_BYTES, Input, ReadLimits, guarded, open_input};
+use super::write::{PartialFile, output_format};
+use crate::error::{Error, Result};
+use crate::stream::{RowSink, RowSource};
+
+/// The rows of the image in `path`, when its format can be read a row at a time (PNG that is
+/// not interlaced; binary PGM, PPM and PAM with a maxval of 255 or 65535); `None` for any
+/// other file, which [`load_gray_with`](super::load_gray_with) reads whole. The header is
+/// checked against `limits` and the file's length as for whole images; the memory budget does
+/// not apply, since only a few bands are ever held.
+pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowSource>>> {
+    let io_error = |e| Error::Decode {
+        path: path.to_owned(),
+        source: ImageError::IoError(e),
+    };
+    let (file, file_bytes) = open_input(path)?;
+    let mut reader = BufReader::new(file);
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut reader)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
+    reader.rewind().map_err(io_error)?;
+    let format = match image::guess_format(&head) {
+        Ok(format @ (ImageFormat::Png | ImageFormat::Pnm)) => format,
+        _ => return Ok(None),
+    };
+    let input = Input {
+        path,
+        format,
+        head: &head,
+        file_bytes,
+        limits,
+    };
+    let rows: Option<Box<dyn RowSource>> = match format {
+        ImageFormat::Png => PngRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
+        _ => PnmRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
+    };
+    Ok(rows)
+}
+
+/// The rows of a PNG, through the same transformation the `image` crate asks for (palettes and
+/// low bit depths expanded to 8 bits, 16 bits kept).
+struct PngRows {
+    path: std::path::PathBuf,
+    reader: png::Reader<BufReader<File>>,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    line: Vec<u8>,
+}
+
+impl PngRows {
+    fn open(input: &Input, reader: BufReader<File>) -> Result<Option<Self>> {
+        let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
+        let mut decoder = png::Decoder::new_with_limits(reader, png::Limits { bytes: budget });
+        decoder.set_transformations(png::Transformations::EXPAND);
+        let reader =
+            guarded(input.path, || decoder.read_info())?.map_err(|e| png_error(input, e))?;
+        if reader.info().interlaced {
+            return Ok(None);
+        }
+        let (width, height) = (reader.info().width, reader.info().height);
+        let color = match reader.output_color_type() {
+            (png::ColorType::Grayscale, png::BitDepth::Eight) => ColorType::L8,
+            (png::ColorType::Grayscale, png::BitDepth::Sixteen) => ColorType::L16,
+            (png::ColorType::GrayscaleAlpha, png::BitDepth::Eight) => ColorType::La8,
+            (png::ColorType::GrayscaleAlpha, png::BitDepth::Sixteen) => ColorType::La16,
+            (png::ColorType::Rgb, png::BitDepth::Eight) => ColorType::Rgb8,
+            (png::ColorType::Rgb, png::BitDepth::Sixteen) => ColorType::Rgb16,
+            (png::ColorType::Rgba, png::BitDepth::Eight) => ColorType::Rgba8,
+            (png::ColorType::Rgba, png::BitDepth::Sixteen) => ColorType::Rgba16,
+            // Left to the whole-image path, which says what it does not support.
+            _ => return Ok(None),
+        };
+        let decoded = u64::from(width) * u64::from(height) * u64::from(color.bytes_per_pixel());
+        input.check_header(width, height, (color, decoded))?;
+        let line = vec![0; reader.output_line_size(width).unwrap_or(0)];
+        Ok(Some(Self {
+            path: input.path.to_owned(),
+            reader,
+            width,
+            height,
+            color,
+            line,
+        }))
+    }
+}
+
+impl RowSource for PngRows {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
+        for row in rows.chunks_exact_mut(self.width as usize) {
+            let (reader, line) = (&mut self.reader, &mut self.line);
+            let read = guarded(&self.path, || reader.read_row(line))?;
+            match read {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(truncated(&self.path)),
+                Err(e) => return Err(png_row_error(&self.path, e)),
+            }
+            to_gray_row(&mut self.line, self.color, row);
+        }
+        Ok(())
+    }
+}
+
+/// Big-endian samples (as PNG and PNM store them) made native, then gray into `row`.
+fn to_gray_row(line: &mut [u8], color: ColorType, row: &mut [u8]) {
+    if color.bytes_per_pixel() / color.channel_count() == 2 && cfg!(target_endian = "little") {
+        for sample in line.chunks_exact_mut(2) {
+            sample.swap(0, 1);
+        }
+    }
+    let pixels = gray_row(line, color).expect("a layout with a gray rule");
+    row.copy_from_slice(&line[..pixels]);
+}
+
+fn truncated(path: &Path) -> Error {
+    Error::Truncated {
+        path: path.to_owned(),
+        detail: "its data ends before the image does".to_owned(),
+    }
+}
+
+fn png_error(input: &Input, error: png::DecodingError) -> Error {
+    match error {
+        png::DecodingError::IoError(e) => input.classify(ImageError::IoError(e)),
+        png::DecodingError::LimitsExceeded => Error::DecoderOverBudget {
+            path: input.path.to_owned(),
+            budget: input.limits.max_memory,
+        },
+        other => Error::Corrupt {
+            path: input.path.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn png_row_error(path: &Path, error: png::DecodingError) -> Error {
+    match error {
+        png::DecodingError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            truncated(path)
+        }
+        other => Error::Corrupt {
+            path: path.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// The rows of a binary PGM (P5), PPM (P6) or PAM (P7) whose maxval is 255 or 65535.
+struct PnmRows {
+    path: std::path::PathBuf,
+    reader: BufReader<File>,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    line: Vec<u8>,
+}
+
+impl PnmRows {
+    fn open(input: &Input, mut reader: BufReader<File>) -> Result<Option<Self>> {
+        let Some((header_bytes, width, height, color)) = pnm_header(input.head) else {
+            return Ok(None);
+        };
+        let decoded = u64::from(width) * u64::from(height) * u64::from(color.bytes_per_pixel());
+        if width < 1 || height < 1 {
+            return Ok(None);
+        }
+        input.check_header(width, height, (color, decoded))?;
+        reader
+            .seek(std::io::SeekFrom::Start(header_bytes as u64))
+            .map_err(|e| input.classify(ImageError::IoError(e)))?;
+        let line = vec![0; width as usize * usize::from(color.bytes_per_pixel())];
+        Ok(Some(Self {
+            path: input.path.to_owned(),
+            reader,
+            width,
+            height,
+            color,
+            line,
+        }))
+    }
+}
+
+impl RowSource for PnmRows {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
+        for row in rows.chunks_exact_mut(self.width as usize) {
+            self.reader.read_exact(&mut self.line).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    truncated(&self.path)
+                } else {
+                    Error::Decode {
+                        path: self.path.clone(),
+                        source: ImageError::IoError(e),
+                    }
+                }
+            })?;
+            to_gray_row(&mut self.line, self.color, row);
+        }
+        Ok(())
+    }
+}
+
+/// A binary PNM header that can be streamed: its length, width, height and pixel layout.
+fn pnm_header(head: &[u8]) -> Option<(usize, u32, u32, ColorType)> {
+    // Tokens separated by whitespace, comments from '#' to the end of a line.
+    let mut at = 2;
+    let mut token = || -> Option<&[u8]> {
+        loop {
+            match head.get(at)? {
+                b'#' => {
+                    while *head.get(at)? != b'\n' {
+                        at += 1;
+                    }
+                }
+                b if b.is_ascii_whitespace() => at += 1,
+                _ => break,
+            }
+        }
+        let start = at;
+        while !head.get(at)?.is_ascii_whitespace() {
+            at += 1;
+        }
+        Some(&head[start..at])
+    };
+    let number = |t: &[u8]| std::str::from_utf8(t).ok()?.parse::<u32>().ok();
+    let (width, height, channels, maxval) = match head.get(..2)? {
+        b"P5" | b"P6" => {
+            let width = number(token()?)?;
+            let height = number(token()?)?;
+            let maxval = number(token()?)?;
+            (width, height, if head[1] == b'5' { 1 } else { 3 }, maxval)
+        }
+        b"P7" => {
+            let (mut width, mut height, mut depth, mut maxval) = (None, None, None, None);
+            loop {
+                match token()? {
+                    b"WIDTH" => width = number(token()?),
+                    b"HEIGHT" => height = number(token()?),
+                    b"DEPTH" => depth = number(token()?),
+                    b"MAXVAL" => maxval = number(token()?),
+                    b"TUPLTYPE" => {
+                        token()?;
+                    }
+                    b"ENDHDR" => break,
+                    _ => return None,
+                }
+            }
+            (width?, height?, depth?, maxval?)
+        }
+        _ => return None,
+    };
+    // Exactly one whitespace byte ends the header.
+    let header_bytes = at + 1;
+    let color = match (channels, maxval) {
+        (1, 255) => ColorType::L8,
+        (2, 255) => ColorType::La8,
+        (3, 255) => ColorType::Rgb8,
+        (4, 255) => ColorType::Rgba8,
+        (1, 65535) => ColorType::L16,
+        (2, 65535) => ColorType::La16,
+        (3, 65535) => ColorType::Rgb16,
+        (4, 65535) => ColorType::Rgba16,
+        // Other maxvals are rescaled by the whole-image path.
+        _ => return None,
+    };
+    Some((header_bytes, width, height, color))
+}
+
+/// Whether [`create_row_sink`] writes `path` a band at a time: PNG, PGM and PNM outputs.
+pub fn writes_rows(path: &Path) -> bool {
+    let extension = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    matches!(extension.as_str(), "png" | "pgm" | "pnm")
+}
+
+/// A sink writing the rows of a `width`×`height` gray image to `path`, when its format can be
+/// written a band at a time (PNG, PGM, PNM); `None` for any other format, which
+/// [`save_gray`](super::save_gray) writes whole. The file appears only when the sink is
+/// finished; dropped before, it leaves nothing.
+pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Box<dyn RowSink>>> {
+    let format = output_format(path)?;
+    let extension = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let write_error = |e: &dyn std::fmt::Display| Error::Write {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    match (format, extension.as_str()) {
+        (ImageFormat::Png, _) => {
+            let partial = PartialFile::create(path)?;
+            let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
+            let mut encoder = png::Encoder::new(file, width, height);
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_depth(png::BitDepth::Eight);
+            encoder.set_compression(png::Compression::Fast);
+            encoder.set_filter(png::Filter::Adaptive);
+            let stream = encoder
+                .write_header()
+                .and_then(|header| header.into_stream_writer_with_size(1 << 20))
+                .map_err(|e| write_error(&e))?;
+            Ok(Some(Box::new(PngSink {
+                stream: Some(stream),
+                partial: Some(partial),
+                path: path.to_owned(),
+            })))
+        }
+        (ImageFormat::Pnm, "pgm" | "pnm") => {
+            let partial = PartialFile::create(path)?;
+            let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
+            let mut writer = BufWriter::new(file);
+            write!(writer, "P5\n{width} {height}\n255\n").map_err(|e| write_error(&e))?;
+            Ok(Some(Box::new(PgmSink {
+                writer,
+                partial,
+                path: path.to_owned(),
+            })))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// PNG rows through the encoder's stream writer, in 1 MiB IDAT chunks.
+struct PngSink {
+    stream: Option<png::StreamWriter<'static, File>>,
+    partial: Option<PartialFile>,
+    path: std::path::PathBuf,
+}
+
+impl RowSink for PngSink {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        let stream = self.stream.as_mut().expect("not finished");
+        stream.write_all(rows).map_err(|e| Error::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let stream = self.stream.take().expect("finished once");
+        stream.finish().map_err(|e| Error::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        self.partial.take().expect("finished once").commit()
+    }
+}
+
+/// PGM (P5) rows.
+struct PgmSink {
+    writer: BufWriter<File>,
+    partial: PartialFile,
+    path: std::path::PathBuf,
+}
+
+impl RowSink for PgmSink {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        self.writer.write_all(rows).map_err(|e| Error::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        self.partial.commit()
+    }
+}

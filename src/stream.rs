@@ -1,0 +1,271 @@
+//! Filtering images band by band, never whole: rows come from a [`RowSource`], each output's
+//! rows go to its [`RowSink`], and the memory taken is a few bands whatever the height.
+//!
+//! A 3×3 'valid' filter needs input rows `y..y + 3` for output row `y`, so a band of `R` new
+//! input rows, after the two rows kept from the band before, gives `R` output rows. Reading,
+//! filtering and writing run on their own threads with one band queued between each, so the
+//! slowest stage sets the pace.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use image::GrayImage;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::memory::zeroed_bytes;
+use crate::operation::{Operation, output_size};
+use crate::timings::Timings;
+
+/// The default band: about 8 MiB of input rows. Large enough that per-band costs (a GPU
+/// submission, a thread hand-over) vanish, small enough that a few bands stay far below the
+/// image.
+pub const DEFAULT_BAND_BYTES: usize = 8 << 20;
+
+/// Rows of 8-bit gray pixels, read top to bottom.
+pub trait RowSource: Send {
+    /// Pixels per row.
+    fn width(&self) -> u32;
+    /// Rows in the image.
+    fn height(&self) -> u32;
+    /// Fills `rows`, a whole number of rows of [`width`](Self::width) bytes, with the next
+    /// rows of the image.
+    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()>;
+}
+
+/// Where the rows of one output image go, top to bottom.
+pub trait RowSink: Send {
+    /// Takes the next rows, a whole number of rows of the output's width.
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()>;
+    /// Called once every row is written: completes the output (for a file, renames it into
+    /// place). A sink dropped without it must leave nothing behind.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+/// An image already in memory as a [`RowSource`].
+#[derive(Debug)]
+pub struct ImageRows<'a> {
+    image: &'a GrayImage,
+    next_row: u32,
+}
+
+impl<'a> ImageRows<'a> {
+    /// The rows of `image`.
+    pub fn new(image: &'a GrayImage) -> Self {
+        Self { image, next_row: 0 }
+    }
+}
+
+impl RowSource for ImageRows<'_> {
+    fn width(&self) -> u32 {
+        self.image.width()
+    }
+
+    fn height(&self) -> u32 {
+        self.image.height()
+    }
+
+    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
+        let width = self.image.width() as usize;
+        let start = self.next_row as usize * width;
+        rows.copy_from_slice(&self.image.as_raw()[start..start + rows.len()]);
+        self.next_row += (rows.len() / width) as u32;
+        Ok(())
+    }
+}
+
+/// A [`RowSink`] that collects an output image in memory.
+#[derive(Debug, Default)]
+pub struct CollectRows {
+    rows: Vec<u8>,
+}
+
+impl CollectRows {
+    /// The rows written so far.
+    pub fn rows(&self) -> &[u8] {
+        &self.rows
+    }
+}
+
+impl RowSink for CollectRows {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        self.rows.extend_from_slice(rows);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: RowSink + ?Sized> RowSink for &mut T {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        (**self).write_rows(rows)
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        // A borrowed sink is finished by its owner.
+        Ok(())
+    }
+}
+
+/// Applies `operation` to the image `source` yields, band by band: each output image's rows
+/// go to its sink in [`FilterOutput`](crate::FilterOutput) order (the combined image first, if
+/// any, then the responses). `band_rows` output rows are made per band (`None`: about
+/// [`DEFAULT_BAND_BYTES`] of input).
+///
+/// The result equals [`Engine::run`] on the whole image bit for bit. Reading runs on a thread of
+/// its own, as does each sink; every sink is [finished](RowSink::finish) only once all of them
+/// have taken every row, and on any error none is (dropped sinks leave nothing behind).
+///
+/// The [`Timings`] returned add up each stage over the bands: `decode` is the time spent
+/// reading rows, `encode` the busiest sink's writing time, the GPU or CPU stages the filter's;
+/// they overlap, and `total` is the wall time of the call.
+pub fn filter_rows(
+    engine: &mut Engine,
+    source: &mut dyn RowSource,
+    operation: &Operation,
+    sinks: Vec<Box<dyn RowSink + '_>>,
+    band_rows: Option<u32>,
+) -> Result<Timings> {
+    let start = Instant::now();
+    let (width, height) = (source.width(), source.height());
+    let (out_width, _) = output_size(width, height)?;
+    if sinks.len() != operation.output_count() as usize {
+        return Err(Error::InvalidOperation(format!(
+            "{} sinks for an operation with {} outputs",
+            sinks.len(),
+            operation.output_count()
+        )));
+    }
+    let band_rows = band_rows
+        .unwrap_or((DEFAULT_BAND_BYTES / width as usize).max(1) as u32)
+        .max(1);
+
+    std::thread::scope(|scope| {
+        let (band_sender, bands) = sync_channel::<Result<Vec<u8>>>(1);
+        let reader = scope.spawn(move || read_bands(source, band_rows, &band_sender));
+
+        let mut planes = Vec::new();
+        let mut writers = Vec::new();
+        for mut sink in sinks {
+            let (sender, receiver) = sync_channel::<Vec<u8>>(1);
+            planes.push(sender);
+            writers.push(scope.spawn(move || {
+                let mut busy = Duration::ZERO;
+                for rows in receiver {
+                    let start = Instant::now();
+                    sink.write_rows(&rows)?;
+                    busy += start.elapsed();
+                }
+                Ok((sink, busy))
+            }));
+        }
+
+        let mut timings = Timings::default();
+        let filtered = filter_bands(
+            engine,
+            operation,
+            width,
+            out_width,
+            &bands,
+            &planes,
+            &mut timings,
+        );
+        // Closing the queues lets every writer drain and return its sink; dropping `bands`
+        // stops the reader at its next band.
+        drop(planes);
+        drop(bands);
+        timings.decode = Some(reader.join().expect("the reading thread panicked"));
+        let mut finished = Vec::new();
+        let mut first_error = filtered.err();
+        for writer in writers {
+            match writer.join().expect("a sink's thread panicked") {
+                Ok((sink, busy)) => {
+                    finished.push(sink);
+                    timings.encode = timings.encode.max(Some(busy));
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        finished.into_iter().try_for_each(RowSink::finish)?;
+        timings.total = Some(start.elapsed());
+        Ok(timings)
+    })
+}
+
+/// The reader's thread: the first band with the two rows the filter needs above its first
+/// output row, then `band_rows` rows at a time. Returns the time spent reading.
+fn read_bands(
+    source: &mut dyn RowSource,
+    band_rows: u32,
+    bands: &SyncSender<Result<Vec<u8>>>,
+) -> Duration {
+    let (width, height) = (source.width() as usize, source.height());
+    let mut busy = Duration::ZERO;
+    let mut next = 0;
+    while next < height {
+        let start = Instant::now();
+        let rows = if next == 0 { band_rows + 2 } else { band_rows }.min(height - next);
+        let band = zeroed_bytes(rows as usize * width, "a band of input rows")
+            .and_then(|mut band| source.read_rows(&mut band).map(|()| band));
+        busy += start.elapsed();
+        let failed = band.is_err();
+        if bands.send(band).is_err() || failed {
+            break;
+        }
+        next += rows;
+    }
+    busy
+}
+
+/// The filter, on the calling thread: each band after the two rows kept from the one before,
+/// filtered as an image of its own, its output planes handed to the writers.
+fn filter_bands(
+    engine: &mut Engine,
+    operation: &Operation,
+    width: u32,
+    out_width: u32,
+    bands: &Receiver<Result<Vec<u8>>>,
+    planes: &[SyncSender<Vec<u8>>],
+    timings: &mut Timings,
+) -> Result<()> {
+    let row_bytes = width as usize;
+    let mut window: Vec<u8> = Vec::new();
+    for band in bands {
+        window.extend_from_slice(&band?);
+        let rows = (window.len() / row_bytes) as u32;
+        let image = GrayImage::from_raw(width, rows, window).expect("whole rows");
+        let (output, band_timings) = engine.run_timed(&image, operation)?;
+        for (sum, stage) in [
+            (&mut timings.upload, band_timings.upload),
+            (&mut timings.compute, band_timings.compute),
+            (&mut timings.kernel, band_timings.kernel),
+            (&mut timings.readback, band_timings.readback),
+        ] {
+            if let Some(stage) = stage {
+                *sum = Some(sum.unwrap_or_default() + stage);
+            }
+        }
+        for (plane, sender) in output
+            .combined
+            .into_iter()
+            .chain(output.responses)
+            .zip(planes)
+        {
+            debug_assert_eq!(plane.width(), out_width);
+            if sender.send(plane.into_raw()).is_err() {
+                // The writer stopped on an error of its own, which the caller collects.
+                return Ok(());
+            }
+        }
+        window = image.into_raw();
+        window.drain(..window.len() - 2 * row_bytes);
+    }
+    Ok(())
+}

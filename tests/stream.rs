@@ -1,0 +1,319 @@
+//! Streaming: band by band, the same bits as the whole image, on both backends, in every
+//! layout the row readers take, with seams between bands at every height; and a failure
+//! mid-stream leaves no file.
+
+mod common;
+
+use std::path::Path;
+
+use common::{cpu, gpu, random_image};
+use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
+use gpuconv::{CpuBackend, Engine, Kernel, Operation, io};
+use image::{DynamicImage, GrayImage};
+
+fn operations() -> Vec<Operation> {
+    vec![
+        Operation::responses(vec![Kernel::vertical_lines()]).unwrap(),
+        Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses(),
+        Operation::threshold(Kernel::vertical_lines(), Kernel::horizontal_lines(), 200).unwrap(),
+        Operation::responses(vec![
+            Kernel::named("x").unwrap(),
+            Kernel::named("gaussian-blur").unwrap(),
+            Kernel::named("sharpen").unwrap(),
+        ])
+        .unwrap(),
+    ]
+}
+
+/// Streams `image` through `engine` in bands of `band_rows`, collecting every output.
+fn stream(
+    engine: &mut Engine,
+    image: &GrayImage,
+    operation: &Operation,
+    band_rows: Option<u32>,
+) -> Vec<Vec<u8>> {
+    let mut collected: Vec<CollectRows> = (0..operation.output_count())
+        .map(|_| CollectRows::default())
+        .collect();
+    let sinks: Vec<Box<dyn RowSink + '_>> = collected
+        .iter_mut()
+        .map(|c| Box::new(c) as Box<dyn RowSink + '_>)
+        .collect();
+    filter_rows(
+        engine,
+        &mut ImageRows::new(image),
+        operation,
+        sinks,
+        band_rows,
+    )
+    .unwrap();
+    collected.into_iter().map(|c| c.rows().to_vec()).collect()
+}
+
+fn whole(image: &GrayImage, operation: &Operation) -> Vec<Vec<u8>> {
+    let output = cpu(image, operation);
+    output
+        .combined
+        .into_iter()
+        .chain(output.responses)
+        .map(GrayImage::into_raw)
+        .collect()
+}
+
+#[test]
+fn bands_of_every_height_give_the_whole_images_bits_on_both_backends() {
+    let mut engines = vec![("cpu", Engine::from(CpuBackend::new()))];
+    if gpu().is_some() {
+        engines.push(("gpu", Engine::new(gpuconv::BackendChoice::Gpu).unwrap()));
+    }
+    for (width, height) in [(3, 3), (4, 3), (3, 17), (37, 23), (130, 9), (61, 101)] {
+        let image = random_image(width, height, 255, u64::from(width * 1000 + height));
+        for operation in operations() {
+            let expected = whole(&image, &operation);
+            for (name, engine) in &mut engines {
+                for band_rows in [Some(1), Some(2), Some(3), Some(7), Some(64), None] {
+                    assert_eq!(
+                        stream(engine, &image, &operation, band_rows),
+                        expected,
+                        "{name}, {width}×{height}, bands of {band_rows:?}, {operation:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sink_count_that_does_not_match_the_operation_is_an_error() {
+    let image = random_image(9, 9, 255, 1);
+    let mut engine = Engine::from(CpuBackend::new());
+    let operation = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
+    let error = filter_rows(
+        &mut engine,
+        &mut ImageRows::new(&image),
+        &operation,
+        Vec::new(),
+        None,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("0 sinks"), "{error}");
+    let tiny = random_image(2, 9, 255, 1);
+    let sinks: Vec<Box<dyn RowSink>> = vec![Box::new(CollectRows::default())];
+    let error = filter_rows(
+        &mut engine,
+        &mut ImageRows::new(&tiny),
+        &operation,
+        sinks,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, gpuconv::Error::ImageTooSmall { .. }),
+        "{error:?}"
+    );
+}
+
+/// Files of every layout the row readers take, made by the `image` crate.
+fn streamable_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let colour = image::RgbaImage::from_fn(53, 41, |x, y| {
+        let v = random_image(53, 41, 255, 5).get_pixel(x, y)[0];
+        image::Rgba([v, v.wrapping_mul(7), (x * 5 + y) as u8, (x * y) as u8])
+    });
+    let colour = DynamicImage::ImageRgba8(colour);
+    let layouts = [
+        ("l8", DynamicImage::ImageLuma8(colour.to_luma8())),
+        ("la8", DynamicImage::ImageLumaA8(colour.to_luma_alpha8())),
+        ("rgb8", DynamicImage::ImageRgb8(colour.to_rgb8())),
+        ("rgba8", colour.clone()),
+        ("l16", DynamicImage::ImageLuma16(colour.to_luma16())),
+        ("la16", DynamicImage::ImageLumaA16(colour.to_luma_alpha16())),
+        ("rgb16", DynamicImage::ImageRgb16(colour.to_rgb16())),
+        ("rgba16", DynamicImage::ImageRgba16(colour.to_rgba16())),
+    ];
+    let mut files = Vec::new();
+    for (name, image) in layouts {
+        let png = dir.join(format!("{name}.png"));
+        image.save(&png).unwrap();
+        files.push(png);
+        // PNM: P5/P6 for gray and RGB, P7 (PAM) for alpha, at 8 and 16 bits.
+        let pnm = dir.join(format!("{name}.pnm"));
+        if image
+            .save_with_format(&pnm, image::ImageFormat::Pnm)
+            .is_ok()
+        {
+            files.push(pnm);
+        }
+    }
+    // A palette PNG and a 1-bit gray PNG, which the reader expands to 8 bits.
+    for (name, colour_type, depth, data) in [
+        (
+            "palette",
+            png::ColorType::Indexed,
+            png::BitDepth::Eight,
+            (0..53 * 41).map(|i| (i % 3) as u8).collect::<Vec<u8>>(),
+        ),
+        (
+            "bits",
+            png::ColorType::Grayscale,
+            png::BitDepth::One,
+            vec![0b1011_0010; 7 * 41],
+        ),
+    ] {
+        let path = dir.join(format!("{name}.png"));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut encoder = png::Encoder::new(file, 53, 41);
+        encoder.set_color(colour_type);
+        encoder.set_depth(depth);
+        if colour_type == png::ColorType::Indexed {
+            encoder.set_palette(vec![255, 0, 0, 0, 255, 0, 10, 20, 30]);
+        }
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&data).unwrap();
+        writer.finish().unwrap();
+        files.push(path);
+    }
+    files
+}
+
+#[test]
+fn every_streamable_layout_reads_as_the_whole_image_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = io::ReadLimits::default();
+    let files = streamable_files(dir.path());
+    assert!(files.len() >= 14, "{files:?}");
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    for path in files {
+        let whole_image = io::load_gray_with(&path, &limits).unwrap();
+        let mut rows = io::open_rows(&path, &limits)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} does not stream", path.display()));
+        assert_eq!((rows.width(), rows.height()), whole_image.dimensions());
+        let mut collected = CollectRows::default();
+        let mut engine = Engine::from(CpuBackend::new());
+        let sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut collected)];
+        filter_rows(&mut engine, rows.as_mut(), &operation, sinks, Some(5)).unwrap();
+        assert_eq!(
+            collected.rows(),
+            whole(&whole_image, &operation)[0].as_slice(),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn interlaced_and_other_formats_are_left_to_the_whole_image_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = DynamicImage::ImageLuma8(random_image(20, 20, 255, 9));
+    for extension in ["jpg", "bmp", "tif", "webp", "tga", "qoi"] {
+        let path = dir.path().join(format!("in.{extension}"));
+        // QOI holds only RGB and RGBA.
+        DynamicImage::ImageRgb8(image.to_rgb8())
+            .save(&path)
+            .unwrap();
+        assert!(
+            io::open_rows(&path, &io::ReadLimits::default())
+                .unwrap()
+                .is_none(),
+            "{extension}"
+        );
+    }
+    // Plain (ASCII) PGM and a maxval other than 255 or 65535.
+    let ascii = dir.path().join("ascii.pgm");
+    std::fs::write(&ascii, b"P2\n3 3\n255\n1 2 3 4 5 6 7 8 9\n").unwrap();
+    let maxval = dir.path().join("maxval.pgm");
+    std::fs::write(
+        &maxval,
+        b"P5\n3 3\n100\n\x01\x02\x03\x04\x05\x06\x07\x08\x09",
+    )
+    .unwrap();
+    for path in [ascii, maxval] {
+        assert!(
+            io::open_rows(&path, &io::ReadLimits::default())
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn row_sinks_write_files_only_when_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = random_image(31, 12, 255, 17);
+    for name in ["out.png", "out.pgm"] {
+        let path = dir.path().join(name);
+        let mut sink = io::create_row_sink(&path, 31, 12).unwrap().unwrap();
+        sink.write_rows(&image.as_raw()[..31 * 5]).unwrap();
+        sink.write_rows(&image.as_raw()[31 * 5..]).unwrap();
+        assert!(!path.exists(), "{name} appeared before it was finished");
+        sink.finish().unwrap();
+        assert_eq!(io::load_gray(&path).unwrap(), image, "{name}");
+        // Dropped unfinished: nothing, not even the hidden partial file.
+        let dropped = dir.path().join(format!("dropped-{name}"));
+        let mut sink = io::create_row_sink(&dropped, 31, 12).unwrap().unwrap();
+        sink.write_rows(&image.as_raw()[..31]).unwrap();
+        drop(sink);
+        assert!(!dropped.exists());
+    }
+    let names: Vec<String> = common::listing(dir.path());
+    assert_eq!(names, ["out.pgm", "out.png"]);
+    assert!(
+        io::create_row_sink(&dir.path().join("out.tif"), 3, 3)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn every_fuzz_seed_that_streams_gives_the_whole_images_result() {
+    let limits = io::ReadLimits::default();
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    let mut seeds: Vec<_> = std::fs::read_dir("fuzz/seeds/decode")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    seeds.sort();
+    let mut streamed = Vec::new();
+    for path in seeds {
+        let Some(mut rows) = io::open_rows(&path, &limits).unwrap() else {
+            continue;
+        };
+        let whole_image = io::load_gray_with(&path, &limits).unwrap();
+        if whole_image.width() < 3 || whole_image.height() < 3 {
+            continue;
+        }
+        let mut collected = CollectRows::default();
+        let mut engine = Engine::from(CpuBackend::new());
+        let sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut collected)];
+        filter_rows(&mut engine, rows.as_mut(), &operation, sinks, Some(2)).unwrap();
+        assert_eq!(
+            collected.rows(),
+            whole(&whole_image, &operation)[0].as_slice(),
+            "{}",
+            path.display()
+        );
+        streamed.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    // PNG and binary PNM stream; interlaced PNG and plain PNM do not.
+    for name in [
+        "gray.png",
+        "rgba.png",
+        "gray16.png",
+        "palette.png",
+        "gray.pgm",
+        "rgb.ppm",
+        "rgba.pam",
+    ] {
+        assert!(
+            streamed.iter().any(|s| s == name),
+            "{name} did not stream: {streamed:?}"
+        );
+    }
+    for name in [
+        "rgb-interlaced.png",
+        "plain-gray.pgm",
+        "plain-gray-maxval15.pgm",
+    ] {
+        assert!(!streamed.iter().any(|s| s == name), "{name} streamed");
+    }
+}
