@@ -17,10 +17,18 @@ use crate::memory::zeroed_bytes;
 use crate::operation::{Operation, output_size};
 use crate::timings::Timings;
 
-/// The default band: about 8 MiB of input rows. Large enough that per-band costs (a GPU
-/// submission, a thread hand-over) vanish, small enough that a few bands stay far below the
-/// image.
+/// The largest default band: about 8 MiB of input rows. Large enough that per-band costs (a
+/// GPU submission, a thread hand-over) vanish, small enough that a few bands stay far below the
+/// image. Smaller images get an eighth of themselves per band (at least 256 KiB), so that
+/// reading, filtering and writing still overlap.
 pub const DEFAULT_BAND_BYTES: usize = 8 << 20;
+
+/// The default band height for an image of `width` × `height`.
+fn default_band_rows(width: u32, height: u32) -> u32 {
+    let image_bytes = width as usize * height as usize;
+    let band_bytes = (image_bytes / 8).clamp(256 << 10, DEFAULT_BAND_BYTES);
+    (band_bytes / width as usize).max(1) as u32
+}
 
 /// Rows of 8-bit gray pixels, read top to bottom.
 pub trait RowSource: Send {
@@ -111,8 +119,8 @@ impl<T: RowSink + ?Sized> RowSink for &mut T {
 
 /// Applies `operation` to the image `source` yields, band by band: each output image's rows
 /// go to its sink in [`FilterOutput`](crate::FilterOutput) order (the combined image first, if
-/// any, then the responses). `band_rows` output rows are made per band (`None`: about
-/// [`DEFAULT_BAND_BYTES`] of input).
+/// any, then the responses). `band_rows` output rows are made per band (`None`: at most
+/// [`DEFAULT_BAND_BYTES`] of input, an eighth of a smaller image).
 ///
 /// The result equals [`Engine::run`] on the whole image bit for bit. Reading runs on a thread of
 /// its own, as does each sink; every sink is [finished](RowSink::finish) only once all of them
@@ -139,7 +147,7 @@ pub fn filter_rows(
         )));
     }
     let band_rows = band_rows
-        .unwrap_or((DEFAULT_BAND_BYTES / width as usize).max(1) as u32)
+        .unwrap_or_else(|| default_band_rows(width, height))
         .max(1);
 
     std::thread::scope(|scope| {
