@@ -74,6 +74,7 @@ def main(folder: Path) -> None:
         print()
     startup(folder)
     cli_large(folder)
+    streaming(folder)
 
 
 def startup(folder: Path) -> None:
@@ -125,6 +126,29 @@ def cli_large(folder: Path) -> None:
         peak = f"{run['peak_rss_mib']:.0f}" if run.get("peak_rss_mib") else "-"
         print(f"| {run['device']} | {run['wall_s']:.2f} | {cell('decode')} | {cell('upload')} | {cell('compute')} "
               f"| {cell('readback')} | {cell('encode')} | {100 * run['outside_decode_encode_share']:.0f}% | {peak} |")
+    print()
+
+
+def streaming(folder: Path) -> None:
+    path = folder / "streaming.json"
+    if not path.exists():
+        return
+    rows = json.loads(path.read_text())
+    print("## Streaming, file to file\n")
+    print("`bench/streaming.py`: the lesson's edge image of a synthetic PNG into a PNG, each tool a fresh")
+    print("process, median of 3; peak memory is each process's own high-water mark. gpuconv streams PNG in")
+    print("bands; \"whole image\" is the build before streaming (commit de43390), which held the input and the")
+    print("output; libvips is pyvips with sequential access, the same integer kernels and PNG compression 1.")
+    print("Every output equals the numpy reference. The last columns: the other tool's time and memory over")
+    print("gpuconv streaming's.\n")
+    print("| size | tool | wall s | peak RSS MiB | time / streaming | memory / streaming |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for size in dict.fromkeys(r["size"] for r in rows):
+        group = [r for r in rows if r["size"] == size]
+        base = next(r for r in group if r["tool"] == "gpuconv cpu (streaming)")
+        for r in group:
+            print(f"| {size} | {r['tool']} | {r['wall_s']:.2f} | {r['peak_rss_mib']:.0f} "
+                  f"| {r['wall_s'] / base['wall_s']:.2f} | {r['peak_rss_mib'] / base['peak_rss_mib']:.1f} |")
     print()
 
 

@@ -60,5 +60,9 @@ if [ -n "$large" ]; then
     "$venv/bin/python" bench/cli_large.py --bin "$bin" --size "$large" \
         --backends "${BACKENDS:-cpu,gpu}" --out "$out"
 fi
+# Streaming against the whole-image path (WHOLE_BIN: a build before streaming) and libvips.
+"$venv/bin/pip" install -q pyvips pyvips-binary
+"$venv/bin/python" bench/streaming.py --bin "$bin" ${WHOLE_BIN:+--whole-bin "$WHOLE_BIN"} \
+    --sizes "${STREAM_SIZES:-4096x4096,16384x16384,32768x32768}" --out "$out"
 python3 bench/compare.py "$out" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
