@@ -21,7 +21,11 @@ struct Pattern {
 impl Pattern {
     fn pixel(x: u32, y: u32) -> u8 {
         let shade = (x / 16 + y / 12) as u8;
-        let stripe = if (x / 40 + y / 30).is_multiple_of(2) { 60 } else { 0 };
+        let stripe = if (x / 40 + y / 30).is_multiple_of(2) {
+            60
+        } else {
+            0
+        };
         let noise = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 28;
         shade.wrapping_add(stripe).wrapping_add(noise as u8)
     }

@@ -164,6 +164,30 @@ pub(crate) fn gif_screen_implausible(head: &[u8], width: u32, height: u32) -> Op
     })
 }
 
+/// Why a run-length coded BMP is not believable: over 16 Mpx from less than a byte of data per
+/// 64 Ki pixels. Its escapes may legally skip ahead or stop early (the rest stays black), so a
+/// kilobyte can claim 60000×60000, which decodes into 10 GiB; no encoder writes such files.
+pub(crate) fn bmp_rle_implausible(
+    head: &[u8],
+    width: u32,
+    height: u32,
+    file_bytes: u64,
+) -> Option<String> {
+    let header_size = u32::from_le_bytes(head.get(14..18)?.try_into().ok()?);
+    let compression = u32::from_le_bytes(head.get(30..34)?.try_into().ok()?);
+    // BI_RLE8, BI_RLE4, in a header that has a compression field.
+    if header_size < 40 || !matches!(compression, 1 | 2) {
+        return None;
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    (pixels > 16 << 20 && file_bytes < pixels / 65536).then(|| {
+        format!(
+            "a run-length coded {width}×{height} image in {file_bytes} bytes: refused as \
+             implausible"
+        )
+    })
+}
+
 /// Whether a JPEG's marker segments run from its start to an end-of-image marker: a file cut
 /// short anywhere in its compressed data lacks one (decoders then fill the rest with gray or
 /// black and report success). Bytes after the end marker (a camera's appended video) are fine.
@@ -300,6 +324,20 @@ mod tests {
             100,
         );
         assert!(least.is_some());
+    }
+
+    #[test]
+    fn a_kilobyte_of_run_length_bmp_claiming_gigapixels_is_implausible() {
+        let mut head = vec![0u8; 64];
+        head[14..18].copy_from_slice(&40u32.to_le_bytes());
+        head[30..34].copy_from_slice(&1u32.to_le_bytes()); // BI_RLE8
+        assert!(bmp_rle_implausible(&head, 60000, 60000, 1080).is_some());
+        // A real RLE photo, or a small image of any size, is not.
+        assert_eq!(bmp_rle_implausible(&head, 6000, 4000, 4_000_000), None);
+        assert_eq!(bmp_rle_implausible(&head, 4000, 4000, 100), None);
+        // Uncompressed BMPs have the length check instead.
+        head[30..34].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(bmp_rle_implausible(&head, 60000, 60000, 1080), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Once;
 use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 use super::gray::{gray_in_place, sample_float_to_8};
-use super::plausible::{gif_screen_implausible, jpeg_is_complete, too_short};
+use super::plausible::{bmp_rle_implausible, gif_screen_implausible, jpeg_is_complete, too_short};
 use crate::error::{Error, Result};
 use crate::memory::{default_memory_budget, zeroed_bytes};
 
@@ -339,13 +339,16 @@ fn decode_with_image<R: BufRead + Seek>(
     if let Some(detail) = extra_check() {
         return Err(input.truncated(detail));
     }
-    if input.format == ImageFormat::Gif {
-        if let Some(detail) = gif_screen_implausible(input.head, width, height) {
-            return Err(Error::Corrupt {
-                path: input.path.to_owned(),
-                detail,
-            });
-        }
+    let implausible = match input.format {
+        ImageFormat::Gif => gif_screen_implausible(input.head, width, height),
+        ImageFormat::Bmp => bmp_rle_implausible(input.head, width, height, input.file_bytes),
+        _ => None,
+    };
+    if let Some(detail) = implausible {
+        return Err(Error::Corrupt {
+            path: input.path.to_owned(),
+            detail,
+        });
     }
     let pixels = u64::from(width) * u64::from(height);
     let working = match input.format {
