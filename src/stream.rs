@@ -148,7 +148,7 @@ pub fn filter_rows(
     }
     let band_rows = band_rows
         .unwrap_or_else(|| default_band_rows(width, height))
-        .max(1);
+        .clamp(1, height);
 
     std::thread::scope(|scope| {
         let (band_sender, bands) = sync_channel::<Result<Vec<u8>>>(1);

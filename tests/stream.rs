@@ -317,3 +317,93 @@ fn every_fuzz_seed_that_streams_gives_the_whole_images_result() {
         assert!(!streamed.iter().any(|s| s == name), "{name} streamed");
     }
 }
+
+#[test]
+fn hostile_streams_are_refused_like_whole_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = io::ReadLimits::default();
+    let image = DynamicImage::ImageLuma8(random_image(64, 48, 255, 77));
+    let png = dir.path().join("whole.png");
+    image.save(&png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    let operation = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
+    // Cut in its last bytes (IEND, the last chunk's CRC, the zlib checksum): every row may
+    // decode, and still the stream must answer as the whole-image path does.
+    let mut refused = 0;
+    for cut in [4, 8, 12, 16, 20] {
+        let path = dir.path().join(format!("cut{cut}.png"));
+        std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
+        let whole_result = io::load_gray_with(&path, &limits);
+        let mut rows = io::open_rows(&path, &limits).unwrap().unwrap();
+        let mut collected = CollectRows::default();
+        let mut engine = Engine::from(CpuBackend::new());
+        let sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut collected)];
+        let streamed = filter_rows(&mut engine, rows.as_mut(), &operation, sinks, None);
+        match (whole_result, streamed) {
+            (Ok(image), Ok(_)) => {
+                assert_eq!(collected.rows(), whole(&image, &operation)[0].as_slice());
+            }
+            (Err(_), Err(error)) => {
+                assert!(
+                    matches!(
+                        error,
+                        gpuconv::Error::Truncated { .. } | gpuconv::Error::Corrupt { .. }
+                    ),
+                    "cut {cut}: {error:?}"
+                );
+                refused += 1;
+            }
+            (whole_result, streamed) => panic!(
+                "cut {cut}: whole image {:?}, streamed {:?}",
+                whole_result.map(|_| ()),
+                streamed.map(|_| ())
+            ),
+        }
+    }
+    assert!(refused >= 2, "only {refused} cuts were refused");
+    // A header whose size overflows 64 bits is over the pixel limit, not a panic.
+    let huge = dir.path().join("huge.pgm");
+    std::fs::write(&huge, b"P5\n4294967295 4294967295\n65535\n\x00\x00").unwrap();
+    assert!(matches!(
+        io::open_rows(&huge, &limits),
+        Err(gpuconv::Error::TooManyPixels { .. })
+    ));
+    // Bands need memory too: a budget too small for them is refused before reading.
+    let tight = io::ReadLimits {
+        max_memory: 64 << 10,
+        ..limits
+    };
+    assert!(matches!(
+        io::open_rows(&png, &tight),
+        Err(gpuconv::Error::OverBudget { .. })
+    ));
+    // PAM headers the row reader does not take exactly as the whole-image path would are left
+    // to it: a CR before the newline, a tuple type that does not match the depth, none at all.
+    for (name, header) in [
+        (
+            "crlf",
+            "P7\nWIDTH 3\nHEIGHT 3\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\r\n",
+        ),
+        (
+            "cmyk",
+            "P7\nWIDTH 3\nHEIGHT 3\nDEPTH 4\nMAXVAL 255\nTUPLTYPE CMYK\nENDHDR\n",
+        ),
+        (
+            "untyped",
+            "P7\nWIDTH 3\nHEIGHT 3\nDEPTH 1\nMAXVAL 65535\nENDHDR\n",
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.pam"));
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(&[7; 72]);
+        std::fs::write(&path, bytes).unwrap();
+        assert!(io::open_rows(&path, &limits).unwrap().is_none(), "{name}");
+    }
+    // A band taller than the image is the whole image.
+    let small = random_image(5, 4, 255, 3);
+    let mut engine = Engine::from(CpuBackend::new());
+    assert_eq!(
+        stream(&mut engine, &small, &operation, Some(u32::MAX)),
+        whole(&small, &operation)
+    );
+}

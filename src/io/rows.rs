@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use image::{ColorType, ImageError, ImageFormat};
 
@@ -12,6 +13,7 @@ use super::gray::gray_row;
 use super::read::{HEAD_BYTES, Input, ReadLimits, guarded, open_input};
 use super::write::{PartialFile, output_format};
 use crate::error::{Error, Result};
+use crate::memory::zeroed_bytes;
 use crate::stream::{RowSink, RowSource};
 
 /// The rows of the image in `path`, when its format can be read a row at a time (PNG that is
@@ -59,6 +61,7 @@ struct PngRows {
     height: u32,
     color: ColorType,
     line: Vec<u8>,
+    rows_read: u32,
 }
 
 impl PngRows {
@@ -84,9 +87,12 @@ impl PngRows {
             // Left to the whole-image path, which says what it does not support.
             _ => return Ok(None),
         };
-        let decoded = u64::from(width) * u64::from(height) * u64::from(color.bytes_per_pixel());
+        let decoded = (u64::from(width) * u64::from(height))
+            .saturating_mul(u64::from(color.bytes_per_pixel()));
         input.check_header(width, height, (color, decoded))?;
-        let line = vec![0; reader.output_line_size(width).unwrap_or(0)];
+        let line_bytes = reader.output_line_size(width).unwrap_or(usize::MAX);
+        check_stream_budget(input, width, height, color, line_bytes)?;
+        let line = zeroed_bytes(line_bytes, &format!("reading '{}'", input.path.display()))?;
         Ok(Some(Self {
             path: input.path.to_owned(),
             reader,
@@ -94,6 +100,7 @@ impl PngRows {
             height,
             color,
             line,
+            rows_read: 0,
         }))
     }
 }
@@ -117,9 +124,55 @@ impl RowSource for PngRows {
                 Err(e) => return Err(png_row_error(&self.path, e)),
             }
             to_gray_row(&mut self.line, self.color, row);
+            self.rows_read += 1;
+        }
+        if self.rows_read == self.height {
+            // One more read checks the end of the data (the zlib stream's checksum, the CRC,
+            // IEND), as decoding the whole image does.
+            let (reader, line) = (&mut self.reader, &mut self.line);
+            match guarded(&self.path, || reader.read_row(line))? {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        detail: "it holds more rows than its header says".to_owned(),
+                    });
+                }
+                Err(e) => return Err(png_row_error(&self.path, e)),
+            }
         }
         Ok(())
     }
+}
+
+/// Refuses a streamed image whose rows alone would take more than the memory budget: the
+/// decoder's row buffers and a few bands of three rows or more, for the input and each output.
+fn check_stream_budget(
+    input: &Input,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    line_bytes: usize,
+) -> Result<()> {
+    let row = u64::from(width);
+    let image = row * u64::from(height);
+    let band = (image / 8).clamp(256 << 10, 8 << 20).max(3 * row);
+    // Reader: the decoded line and the decoder's current and previous raw rows; bands: one
+    // being read, one queued, the window; each output: one queued, one being written.
+    let needed = (line_bytes as u64)
+        .saturating_mul(3)
+        .saturating_add(band.saturating_mul(3 + 2 * input.limits.output_images));
+    if needed > input.limits.max_memory {
+        return Err(Error::OverBudget {
+            path: input.path.to_owned(),
+            width,
+            height,
+            what: format!("{color:?}, streamed in bands"),
+            needed,
+            budget: input.limits.max_memory,
+        });
+    }
+    Ok(())
 }
 
 /// Big-endian samples (as PNG and PNM store them) made native, then gray into `row`.
@@ -181,15 +234,18 @@ impl PnmRows {
         let Some((header_bytes, width, height, color)) = pnm_header(input.head) else {
             return Ok(None);
         };
-        let decoded = u64::from(width) * u64::from(height) * u64::from(color.bytes_per_pixel());
+        let decoded = (u64::from(width) * u64::from(height))
+            .saturating_mul(u64::from(color.bytes_per_pixel()));
         if width < 1 || height < 1 {
             return Ok(None);
         }
         input.check_header(width, height, (color, decoded))?;
+        let line_bytes = width as usize * usize::from(color.bytes_per_pixel());
+        check_stream_budget(input, width, height, color, line_bytes)?;
         reader
             .seek(std::io::SeekFrom::Start(header_bytes as u64))
             .map_err(|e| input.classify(ImageError::IoError(e)))?;
-        let line = vec![0; width as usize * usize::from(color.bytes_per_pixel())];
+        let line = zeroed_bytes(line_bytes, &format!("reading '{}'", input.path.display()))?;
         Ok(Some(Self {
             path: input.path.to_owned(),
             reader,
@@ -250,35 +306,56 @@ fn pnm_header(head: &[u8]) -> Option<(usize, u32, u32, ColorType)> {
         }
         Some(&head[start..at])
     };
-    let number = |t: &[u8]| std::str::from_utf8(t).ok()?.parse::<u32>().ok();
-    let (width, height, channels, maxval) = match head.get(..2)? {
+    // Plain digits only: anything unusual is left to the whole-image path's parser.
+    let number = |t: &[u8]| {
+        (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(t).ok()?.parse::<u32>().ok())?
+    };
+    let (width, height, channels, maxval, header_bytes) = match head.get(..2)? {
         b"P5" | b"P6" => {
             let width = number(token()?)?;
             let height = number(token()?)?;
             let maxval = number(token()?)?;
-            (width, height, if head[1] == b'5' { 1 } else { 3 }, maxval)
+            // Exactly one whitespace byte ends the header.
+            let channels = if head[1] == b'5' { 1 } else { 3 };
+            (width, height, channels, maxval, at + 1)
         }
         b"P7" => {
-            let (mut width, mut height, mut depth, mut maxval) = (None, None, None, None);
+            let (mut width, mut height, mut depth, mut maxval, mut tuple_type) =
+                (None, None, None, None, None);
             loop {
                 match token()? {
-                    b"WIDTH" => width = number(token()?),
-                    b"HEIGHT" => height = number(token()?),
-                    b"DEPTH" => depth = number(token()?),
-                    b"MAXVAL" => maxval = number(token()?),
-                    b"TUPLTYPE" => {
-                        token()?;
-                    }
+                    b"WIDTH" if width.is_none() => width = number(token()?),
+                    b"HEIGHT" if height.is_none() => height = number(token()?),
+                    b"DEPTH" if depth.is_none() => depth = number(token()?),
+                    b"MAXVAL" if maxval.is_none() => maxval = number(token()?),
+                    b"TUPLTYPE" if tuple_type.is_none() => tuple_type = Some(token()?.to_vec()),
                     b"ENDHDR" => break,
                     _ => return None,
                 }
             }
-            (width?, height?, depth?, maxval?)
+            // Only the tuple types whose depth they name; without one, the whole-image path
+            // decides how to read the samples.
+            let depth = depth?;
+            let expected: &[u8] = match depth {
+                1 => b"GRAYSCALE",
+                2 => b"GRAYSCALE_ALPHA",
+                3 => b"RGB",
+                4 => b"RGB_ALPHA",
+                _ => return None,
+            };
+            if tuple_type.as_deref() != Some(expected) {
+                return None;
+            }
+            // The header ends with the line that holds ENDHDR.
+            let end = at + head.get(at..)?.iter().position(|&b| b == b'\n')? + 1;
+            if !head[at..end - 1].iter().all(|&b| b == b' ' || b == b'\t') {
+                return None;
+            }
+            (width?, height?, depth, maxval?, end)
         }
         _ => return None,
     };
-    // Exactly one whitespace byte ends the header.
-    let header_bytes = at + 1;
     let color = match (channels, maxval) {
         (1, 255) => ColorType::L8,
         (2, 255) => ColorType::La8,
@@ -321,6 +398,11 @@ pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Bo
         (ImageFormat::Png, _) => {
             let partial = PartialFile::create(path)?;
             let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
+            let failed = Arc::new(Mutex::new(None));
+            let file = CheckedFile {
+                file,
+                failed: Arc::clone(&failed),
+            };
             let mut encoder = png::Encoder::new(file, width, height);
             encoder.set_color(png::ColorType::Grayscale);
             encoder.set_depth(png::BitDepth::Eight);
@@ -333,6 +415,7 @@ pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Bo
             Ok(Some(Box::new(PngSink {
                 stream: Some(stream),
                 partial: Some(partial),
+                failed,
                 path: path.to_owned(),
             })))
         }
@@ -353,9 +436,41 @@ pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Bo
 
 /// PNG rows through the encoder's stream writer, in 1 MiB IDAT chunks.
 struct PngSink {
-    stream: Option<png::StreamWriter<'static, File>>,
+    stream: Option<png::StreamWriter<'static, CheckedFile>>,
     partial: Option<PartialFile>,
+    /// The first write error the file met, if any.
+    failed: Arc<Mutex<Option<String>>>,
     path: std::path::PathBuf,
+}
+
+/// A file that remembers its first write error, for an encoder that drops errors on the way out.
+struct CheckedFile {
+    file: File,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl CheckedFile {
+    fn remember<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(error) = &result {
+            self.failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| error.to_string());
+        }
+        result
+    }
+}
+
+impl Write for CheckedFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let result = self.file.write(bytes);
+        self.remember(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.file.flush();
+        self.remember(result)
+    }
 }
 
 impl RowSink for PngSink {
@@ -369,10 +484,26 @@ impl RowSink for PngSink {
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         let stream = self.stream.take().expect("finished once");
-        stream.finish().map_err(|e| Error::Write {
+        let write_error = |reason: String| Error::Write {
             path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        // The encoder writes its last chunk and IEND as it is dropped, where errors are lost
+        // (and its deflater unwraps one): the file remembers them instead.
+        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.finish()));
+        match finished {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(write_error(e.to_string())),
+            Err(_) => return Err(write_error("the PNG encoder failed".to_owned())),
+        }
+        if let Some(reason) = self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(write_error(reason));
+        }
         self.partial.take().expect("finished once").commit()
     }
 }
@@ -392,11 +523,18 @@ impl RowSink for PgmSink {
         })
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        self.writer.flush().map_err(|e| Error::Write {
-            path: self.path.clone(),
+    fn finish(self: Box<Self>) -> Result<()> {
+        let Self {
+            mut writer,
+            partial,
+            path,
+        } = *self;
+        writer.flush().map_err(|e| Error::Write {
+            path,
             reason: e.to_string(),
         })?;
-        self.partial.commit()
+        // Closed before the rename, which some systems refuse on an open file.
+        drop(writer);
+        partial.commit()
     }
 }
