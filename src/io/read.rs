@@ -80,6 +80,22 @@ pub fn load_gray_with(path: &Path, limits: &ReadLimits) -> Result<GrayImage> {
     decode(path, BufReader::new(file), file_bytes, limits)
 }
 
+/// The first [`HEAD_BYTES`] of a file (enough for every header the plausibility checks read, a
+/// GIF's colour table included), leaving `reader` at the start again.
+pub(crate) fn read_head<R: Read + Seek>(path: &Path, reader: &mut R) -> Result<Vec<u8>> {
+    let io_error = |e| Error::Decode {
+        path: path.to_owned(),
+        source: ImageError::IoError(e),
+    };
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    reader
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
+    reader.rewind().map_err(io_error)?;
+    Ok(head)
+}
+
 /// Opens an input file and says how long it is; anything but a regular file is refused.
 pub(crate) fn open_input(path: &Path) -> Result<(File, u64)> {
     let io_error = |e| Error::Decode {
@@ -154,13 +170,7 @@ fn decode<R: BufRead + Seek>(
         path: path.to_owned(),
         source: ImageError::IoError(e),
     };
-    // Enough for every header the plausibility checks read (a GIF's colour table included).
-    let mut head = Vec::with_capacity(HEAD_BYTES);
-    (&mut reader)
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)
-        .map_err(io_error)?;
-    reader.rewind().map_err(io_error)?;
+    let head = read_head(path, &mut reader)?;
     let format = image::guess_format(&head)
         .ok()
         .or_else(|| ImageFormat::from_path(path).ok())

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use image::{ColorType, ImageError, ImageFormat};
 
 use super::gray::gray_row;
-use super::read::{HEAD_BYTES, Input, ReadLimits, guarded, open_input};
+use super::read::{Input, ReadLimits, guarded, open_input, read_head};
 use super::write::{PartialFile, output_format};
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
@@ -22,18 +22,9 @@ use crate::stream::{RowSink, RowSource};
 /// checked against `limits` and the file's length as for whole images; the memory budget does
 /// not apply, since only a few bands are ever held.
 pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowSource>>> {
-    let io_error = |e| Error::Decode {
-        path: path.to_owned(),
-        source: ImageError::IoError(e),
-    };
     let (file, file_bytes) = open_input(path)?;
     let mut reader = BufReader::new(file);
-    let mut head = Vec::with_capacity(HEAD_BYTES);
-    (&mut reader)
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)
-        .map_err(io_error)?;
-    reader.rewind().map_err(io_error)?;
+    let head = read_head(path, &mut reader)?;
     let format = match image::guess_format(&head) {
         Ok(format @ (ImageFormat::Png | ImageFormat::Pnm)) => format,
         _ => return Ok(None),

@@ -304,10 +304,7 @@ fn filter_one(
     let start = Instant::now();
     let image = io::load_gray_with(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
     let decode = start.elapsed();
-    let engine = match engine {
-        Some(engine) => engine,
-        None => engine.insert(crate::open_engine(args.backend.into()).map_err(Failure::Run)?),
-    };
+    let engine = opened(engine, args)?;
     let input_failure = |error: anyhow::Error| Failure::Input(error);
     let (output, mut timings) = engine
         .run_timed(&image, operation)
@@ -336,6 +333,18 @@ fn filter_one(
     Ok(())
 }
 
+/// The engine, opened on first use: after the first input is read, so that a bad input is
+/// reported alone, without the CPU-fallback notice before it.
+fn opened<'a>(
+    engine: &'a mut Option<Engine>,
+    args: &FilterArgs,
+) -> std::result::Result<&'a mut Engine, Failure> {
+    match engine {
+        Some(engine) => Ok(engine),
+        None => Ok(engine.insert(crate::open_engine(args.backend.into()).map_err(Failure::Run)?)),
+    }
+}
+
 /// Filters an input that can be read a row at a time into outputs written the same way: a few
 /// bands in memory, whatever the image's height; reading, filtering and writing overlap.
 fn stream_one(
@@ -345,10 +354,7 @@ fn stream_one(
     job: &Job,
     mut rows: Box<dyn gpuconv::stream::RowSource>,
 ) -> std::result::Result<(), Failure> {
-    let engine = match engine {
-        Some(engine) => engine,
-        None => engine.insert(crate::open_engine(args.backend.into()).map_err(Failure::Run)?),
-    };
+    let engine = opened(engine, args)?;
     let filtering = || format!("filtering '{}'", job.input.display());
     let (width, height) = gpuconv::output_size(rows.width(), rows.height())
         .with_context(filtering)
