@@ -1,6 +1,6 @@
 //! Files as rows, for [`filter_rows`](crate::stream::filter_rows): PNG (not interlaced) and
-//! binary PNM read a row at a time, made gray by the same rules as whole images; PNG and
-//! PGM written a band at a time. Other formats are read and written whole.
+//! binary PNM read a row at a time and TIFF a strip at a time, made gray by the same rules as
+//! whole images; PNG and PGM written a band at a time. Other formats are read and written whole.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
@@ -17,7 +17,8 @@ use crate::memory::zeroed_bytes;
 use crate::stream::{RowSink, RowSource};
 
 /// The rows of the image in `path`, when its format can be read a row at a time (PNG that is
-/// not interlaced; binary PGM, PPM and PAM with a maxval of 255 or 65535); `None` for any
+/// not interlaced; binary PGM, PPM and PAM with a maxval of 255 or 65535; TIFF in strips of
+/// 8- or 16-bit unsigned samples, interleaved); `None` for any
 /// other file, which [`load_gray_with`](super::load_gray_with) reads whole. The header is
 /// checked against `limits` and the file's length as for whole images; the memory budget does
 /// not apply, since only a few bands are ever held.
@@ -26,7 +27,7 @@ pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowS
     let mut reader = BufReader::new(file);
     let head = read_head(path, &mut reader)?;
     let format = match image::guess_format(&head) {
-        Ok(format @ (ImageFormat::Png | ImageFormat::Pnm)) => format,
+        Ok(format @ (ImageFormat::Png | ImageFormat::Pnm | ImageFormat::Tiff)) => format,
         _ => return Ok(None),
     };
     let input = Input {
@@ -38,6 +39,7 @@ pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowS
     };
     let rows: Option<Box<dyn RowSource>> = match format {
         ImageFormat::Png => PngRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
+        ImageFormat::Tiff => TiffRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
         _ => PnmRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
     };
     Ok(rows)
@@ -207,6 +209,153 @@ fn png_row_error(path: &Path, error: png::DecodingError) -> Error {
             path: path.to_owned(),
             detail: other.to_string(),
         },
+    }
+}
+
+/// The rows of a TIFF stored in strips, a strip at a time: 8- or 16-bit gray, gray + alpha, RGB
+/// or RGBA, samples interleaved, through the same `tiff` crate calls the `image` crate makes (so
+/// compression, predictors and WhiteIsZero come out the same).
+struct TiffRows {
+    path: std::path::PathBuf,
+    decoder: tiff::decoder::Decoder<BufReader<File>>,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    next_strip: u32,
+    /// Gray rows decoded from the last strip and not yet handed out.
+    pending: Vec<u8>,
+    handed_out: usize,
+}
+
+impl TiffRows {
+    fn open(input: &Input, reader: BufReader<File>) -> Result<Option<Self>> {
+        use tiff::ColorType as Tiff;
+        use tiff::decoder::{ChunkType, Decoder, Limits};
+        use tiff::tags::Tag;
+        let probe = guarded(input.path, || {
+            let mut decoder = Decoder::new(reader).ok()?;
+            let color = match decoder.colortype().ok()? {
+                Tiff::Gray(8) => ColorType::L8,
+                Tiff::Gray(16) => ColorType::L16,
+                Tiff::GrayA(8) => ColorType::La8,
+                Tiff::GrayA(16) => ColorType::La16,
+                Tiff::RGB(8) => ColorType::Rgb8,
+                Tiff::RGB(16) => ColorType::Rgb16,
+                Tiff::RGBA(8) => ColorType::Rgba8,
+                Tiff::RGBA(16) => ColorType::Rgba16,
+                _ => return None,
+            };
+            // Unsigned integer samples (the default), interleaved, in strips.
+            let unsigned = match decoder.find_tag_unsigned_vec::<u16>(Tag::SampleFormat) {
+                Ok(None) => true,
+                Ok(Some(formats)) => formats.iter().all(|&f| f == 1),
+                Err(_) => false,
+            };
+            let interleaved = !matches!(decoder.get_tag_u32(Tag::PlanarConfiguration), Ok(2));
+            if !unsigned || !interleaved || decoder.get_chunk_type() != ChunkType::Strip {
+                return None;
+            }
+            let dimensions = decoder.dimensions().ok()?;
+            let strip_rows = decoder.chunk_dimensions().1;
+            Some((decoder, color, dimensions, strip_rows))
+        })?;
+        let Some((decoder, color, (width, height), strip_rows)) = probe else {
+            return Ok(None);
+        };
+        let decoded = (u64::from(width) * u64::from(height))
+            .saturating_mul(u64::from(color.bytes_per_pixel()));
+        input.check_header(width, height, (color, decoded))?;
+        // A strip is decoded whole: it counts as the decoder's line.
+        let strip_bytes = (u64::from(width) * u64::from(strip_rows.min(height)))
+            .saturating_mul(u64::from(color.bytes_per_pixel()));
+        check_stream_budget(
+            input,
+            width,
+            height,
+            color,
+            usize::try_from(strip_bytes).unwrap_or(usize::MAX),
+        )?;
+        let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
+        let mut limits = Limits::default();
+        limits.decoding_buffer_size = budget;
+        limits.intermediate_buffer_size = budget;
+        Ok(Some(Self {
+            path: input.path.to_owned(),
+            decoder: decoder.with_limits(limits),
+            width,
+            height,
+            color,
+            next_strip: 0,
+            pending: Vec::new(),
+            handed_out: 0,
+        }))
+    }
+
+    /// Decodes the next strip into gray rows.
+    fn next_strip(&mut self) -> Result<()> {
+        let (decoder, index) = (&mut self.decoder, self.next_strip);
+        let strip =
+            guarded(&self.path, || decoder.read_chunk(index))?.map_err(|error| match error {
+                tiff::TiffError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    truncated(&self.path)
+                }
+                other => Error::Corrupt {
+                    path: self.path.clone(),
+                    detail: other.to_string(),
+                },
+            })?;
+        let mut samples = match strip {
+            tiff::decoder::DecodingResult::U8(bytes) => bytes,
+            tiff::decoder::DecodingResult::U16(words) => {
+                words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+            }
+            _ => {
+                return Err(Error::Corrupt {
+                    path: self.path.clone(),
+                    detail: "a strip's samples are not of the image's type".to_owned(),
+                });
+            }
+        };
+        let row_bytes = self.width as usize * usize::from(self.color.bytes_per_pixel());
+        if row_bytes == 0 || samples.len() % row_bytes != 0 || samples.is_empty() {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                detail: "a strip does not hold whole rows".to_owned(),
+            });
+        }
+        self.pending.clear();
+        for row in samples.chunks_exact_mut(row_bytes) {
+            let pixels = super::gray::gray_row(row, self.color).expect("a layout with a gray rule");
+            self.pending.extend_from_slice(&row[..pixels]);
+        }
+        self.handed_out = 0;
+        self.next_strip += 1;
+        Ok(())
+    }
+}
+
+impl RowSource for TiffRows {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
+        let mut filled = 0;
+        while filled < rows.len() {
+            if self.handed_out == self.pending.len() {
+                self.next_strip()?;
+            }
+            let take = (rows.len() - filled).min(self.pending.len() - self.handed_out);
+            rows[filled..filled + take]
+                .copy_from_slice(&self.pending[self.handed_out..self.handed_out + take]);
+            filled += take;
+            self.handed_out += take;
+        }
+        Ok(())
     }
 }
 
