@@ -284,6 +284,14 @@ impl Input<'_> {
         Ok(())
     }
 
+    /// The file ends before the image does: what every decoder's "unexpected end" means.
+    pub(crate) fn cut_short(path: &Path) -> Error {
+        Error::Truncated {
+            path: path.to_owned(),
+            detail: "its data ends before the image does".to_owned(),
+        }
+    }
+
     pub(crate) fn truncated(&self, detail: String) -> Error {
         Error::Truncated {
             path: self.path.to_owned(),
@@ -297,7 +305,7 @@ impl Input<'_> {
         let path = self.path.to_owned();
         match error {
             ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                self.truncated("its data ends before the image does".to_owned())
+                Self::cut_short(self.path)
             }
             ImageError::Decoding(_) | ImageError::Parameter(_) => {
                 let detail = error.to_string();
@@ -315,7 +323,7 @@ impl Input<'_> {
                 .any(|sign| lower.contains(sign));
                 if cut_short {
                     // The decoders' own words for it vary ("failed to fill whole buffer").
-                    self.truncated("its data ends before the image does".to_owned())
+                    Self::cut_short(self.path)
                 } else {
                     Error::Corrupt { path, detail }
                 }

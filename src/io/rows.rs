@@ -11,7 +11,7 @@ use image::{ColorType, ImageError, ImageFormat};
 
 use super::gray::gray_row;
 use super::read::{Input, ReadLimits, guarded, open_input, read_head};
-use super::write::{PartialFile, output_format};
+use super::write::{PNG_CHUNK_BYTES, PartialFile, extension, output_format, png_encoder};
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::stream::{RowSink, RowSource};
@@ -20,8 +20,8 @@ use crate::stream::{RowSink, RowSource};
 /// not interlaced; binary PGM, PPM and PAM with a maxval of 255 or 65535; TIFF in strips of
 /// 8- or 16-bit unsigned samples, interleaved); `None` for any
 /// other file, which [`load_gray_with`](super::load_gray_with) reads whole. The header is
-/// checked against `limits` and the file's length as for whole images; the memory budget does
-/// not apply, since only a few bands are ever held.
+/// checked against `limits` and the file's length as for whole images, and the memory budget
+/// against what streaming holds: the decoder's row buffers and a few bands.
 pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowSource>>> {
     let (file, file_bytes) = open_input(path)?;
     let mut reader = BufReader::new(file);
@@ -80,11 +80,8 @@ impl PngRows {
             // Left to the whole-image path, which says what it does not support.
             _ => return Ok(None),
         };
-        let decoded = (u64::from(width) * u64::from(height))
-            .saturating_mul(u64::from(color.bytes_per_pixel()));
-        input.check_header(width, height, (color, decoded))?;
         let line_bytes = reader.output_line_size(width).unwrap_or(usize::MAX);
-        check_stream_budget(input, width, height, color, line_bytes)?;
+        check_stream(input, width, height, color, line_bytes)?;
         let line = zeroed_bytes(line_bytes, &format!("reading '{}'", input.path.display()))?;
         Ok(Some(Self {
             path: input.path.to_owned(),
@@ -113,7 +110,7 @@ impl RowSource for PngRows {
             let read = guarded(&self.path, || reader.read_row(line))?;
             match read {
                 Ok(Some(_)) => {}
-                Ok(None) => return Err(truncated(&self.path)),
+                Ok(None) => return Err(Input::cut_short(&self.path)),
                 Err(e) => return Err(png_row_error(&self.path, e)),
             }
             to_gray_row(&mut self.line, self.color, row);
@@ -138,15 +135,19 @@ impl RowSource for PngRows {
     }
 }
 
-/// Refuses a streamed image whose rows alone would take more than the memory budget: the
-/// decoder's row buffers and a few bands of three rows or more, for the input and each output.
-fn check_stream_budget(
+/// The header checks of whole images (pixel limit, file length), then the memory budget
+/// against what streaming holds: the decoder's `line_bytes` of row buffers and a few bands of
+/// three rows or more, for the input and each output.
+fn check_stream(
     input: &Input,
     width: u32,
     height: u32,
     color: ColorType,
     line_bytes: usize,
 ) -> Result<()> {
+    let decoded =
+        (u64::from(width) * u64::from(height)).saturating_mul(u64::from(color.bytes_per_pixel()));
+    input.check_header(width, height, (color, decoded))?;
     let row = u64::from(width);
     let image = row * u64::from(height);
     let band = (image / 8).clamp(256 << 10, 8 << 20).max(3 * row);
@@ -179,13 +180,6 @@ fn to_gray_row(line: &mut [u8], color: ColorType, row: &mut [u8]) {
     row.copy_from_slice(&line[..pixels]);
 }
 
-fn truncated(path: &Path) -> Error {
-    Error::Truncated {
-        path: path.to_owned(),
-        detail: "its data ends before the image does".to_owned(),
-    }
-}
-
 fn png_error(input: &Input, error: png::DecodingError) -> Error {
     match error {
         png::DecodingError::IoError(e) => input.classify(ImageError::IoError(e)),
@@ -203,7 +197,7 @@ fn png_error(input: &Input, error: png::DecodingError) -> Error {
 fn png_row_error(path: &Path, error: png::DecodingError) -> Error {
     match error {
         png::DecodingError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            truncated(path)
+            Input::cut_short(path)
         }
         other => Error::Corrupt {
             path: path.to_owned(),
@@ -262,19 +256,11 @@ impl TiffRows {
         let Some((decoder, color, (width, height), strip_rows)) = probe else {
             return Ok(None);
         };
-        let decoded = (u64::from(width) * u64::from(height))
-            .saturating_mul(u64::from(color.bytes_per_pixel()));
-        input.check_header(width, height, (color, decoded))?;
         // A strip is decoded whole: it counts as the decoder's line.
         let strip_bytes = (u64::from(width) * u64::from(strip_rows.min(height)))
             .saturating_mul(u64::from(color.bytes_per_pixel()));
-        check_stream_budget(
-            input,
-            width,
-            height,
-            color,
-            usize::try_from(strip_bytes).unwrap_or(usize::MAX),
-        )?;
+        let strip_bytes = usize::try_from(strip_bytes).unwrap_or(usize::MAX);
+        check_stream(input, width, height, color, strip_bytes)?;
         let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
         let mut limits = Limits::default();
         limits.decoding_buffer_size = budget;
@@ -297,7 +283,7 @@ impl TiffRows {
         let strip =
             guarded(&self.path, || decoder.read_chunk(index))?.map_err(|error| match error {
                 tiff::TiffError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    truncated(&self.path)
+                    Input::cut_short(&self.path)
                 }
                 other => Error::Corrupt {
                     path: self.path.clone(),
@@ -325,7 +311,7 @@ impl TiffRows {
         }
         self.pending.clear();
         for row in samples.chunks_exact_mut(row_bytes) {
-            let pixels = super::gray::gray_row(row, self.color).expect("a layout with a gray rule");
+            let pixels = gray_row(row, self.color).expect("a layout with a gray rule");
             self.pending.extend_from_slice(&row[..pixels]);
         }
         self.handed_out = 0;
@@ -374,14 +360,11 @@ impl PnmRows {
         let Some((header_bytes, width, height, color)) = pnm_header(input.head) else {
             return Ok(None);
         };
-        let decoded = (u64::from(width) * u64::from(height))
-            .saturating_mul(u64::from(color.bytes_per_pixel()));
         if width < 1 || height < 1 {
             return Ok(None);
         }
-        input.check_header(width, height, (color, decoded))?;
         let line_bytes = width as usize * usize::from(color.bytes_per_pixel());
-        check_stream_budget(input, width, height, color, line_bytes)?;
+        check_stream(input, width, height, color, line_bytes)?;
         reader
             .seek(std::io::SeekFrom::Start(header_bytes as u64))
             .map_err(|e| input.classify(ImageError::IoError(e)))?;
@@ -410,7 +393,7 @@ impl RowSource for PnmRows {
         for row in rows.chunks_exact_mut(self.width as usize) {
             self.reader.read_exact(&mut self.line).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    truncated(&self.path)
+                    Input::cut_short(&self.path)
                 } else {
                     Error::Decode {
                         path: self.path.clone(),
@@ -513,11 +496,7 @@ fn pnm_header(head: &[u8]) -> Option<(usize, u32, u32, ColorType)> {
 
 /// Whether [`create_row_sink`] writes `path` a band at a time: PNG, PGM and PNM outputs.
 pub fn writes_rows(path: &Path) -> bool {
-    let extension = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    matches!(extension.as_str(), "png" | "pgm" | "pnm")
+    matches!(extension(path).as_str(), "png" | "pgm" | "pnm")
 }
 
 /// A sink writing the rows of a `width`×`height` gray image to `path`, when its format can be
@@ -526,10 +505,7 @@ pub fn writes_rows(path: &Path) -> bool {
 /// finished; dropped before, it leaves nothing.
 pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Box<dyn RowSink>>> {
     let format = output_format(path)?;
-    let extension = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let extension = extension(path);
     let write_error = |e: &dyn std::fmt::Display| Error::Write {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -543,14 +519,9 @@ pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Bo
                 file,
                 failed: Arc::clone(&failed),
             };
-            let mut encoder = png::Encoder::new(file, width, height);
-            encoder.set_color(png::ColorType::Grayscale);
-            encoder.set_depth(png::BitDepth::Eight);
-            encoder.set_compression(png::Compression::Fast);
-            encoder.set_filter(png::Filter::Adaptive);
-            let stream = encoder
+            let stream = png_encoder(file, width, height)
                 .write_header()
-                .and_then(|header| header.into_stream_writer_with_size(1 << 20))
+                .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
                 .map_err(|e| write_error(&e))?;
             Ok(Some(Box::new(PngSink {
                 stream: Some(stream),

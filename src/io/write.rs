@@ -83,7 +83,27 @@ pub fn is_bitmap_path(path: &Path) -> bool {
     extension(path) == "pbm"
 }
 
-fn extension(path: &Path) -> String {
+/// The size of gpuconv's PNG IDAT chunks: the default 4 KiB makes a quarter million of them
+/// per GiB.
+pub(crate) const PNG_CHUNK_BYTES: usize = 1 << 20;
+
+/// The PNG encoder for gpuconv's outputs, whole or streamed: 8-bit gray, fast deflate (large
+/// outputs are written several times faster for a few percent in size), adaptive filters.
+pub(crate) fn png_encoder<W: Write>(
+    writer: W,
+    width: u32,
+    height: u32,
+) -> png::Encoder<'static, W> {
+    let mut encoder = png::Encoder::new(writer, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Adaptive);
+    encoder
+}
+
+/// A path's extension in lower case (empty when it has none).
+pub(crate) fn extension(path: &Path) -> String {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default()
@@ -231,18 +251,13 @@ fn encode(
     match format {
         ImageFormat::Png => {
             let error = |e: png::EncodingError| e.to_string();
-            let mut encoder = png::Encoder::new(writer, image.width(), image.height());
-            encoder.set_color(png::ColorType::Grayscale);
-            encoder.set_depth(png::BitDepth::Eight);
-            // Fast deflate: large outputs are written several times faster for a few percent
-            // in size.
-            encoder.set_compression(png::Compression::Fast);
-            encoder.set_filter(png::Filter::Adaptive);
             // Streamed, IDAT chunk by chunk: the one-shot writer would hold the whole compressed
             // image in memory before writing any of it.
+            let encoder = png_encoder(writer, image.width(), image.height());
             let mut header = encoder.write_header().map_err(error)?;
-            // 1 MiB IDAT chunks: the default 4 KiB makes a quarter million of them per GiB.
-            let mut stream = header.stream_writer_with_size(1 << 20).map_err(error)?;
+            let mut stream = header
+                .stream_writer_with_size(PNG_CHUNK_BYTES)
+                .map_err(error)?;
             stream
                 .write_all(image.as_raw())
                 .map_err(|e| e.to_string())?;
