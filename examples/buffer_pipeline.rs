@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 
     // The app's buffers: its image, and where it wants the edges.
     let (out_width, out_height) = (WIDTH - 2, HEIGHT - 2);
-    let out_stride = out_width.next_multiple_of(4);
+    let out_bytes_per_row = out_width.next_multiple_of(4);
     let image_buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("app image"),
         size: u64::from(STRIDE * HEIGHT).next_multiple_of(4),
@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     });
     let edges_buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("app edges"),
-        size: u64::from(out_stride * out_height),
+        size: u64::from(out_bytes_per_row * out_height),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
@@ -119,7 +119,7 @@ fn main() -> anyhow::Result<()> {
         GpuTarget::Buffer {
             buffer: &edges_buffer,
             offset: 0,
-            bytes_per_row: out_stride,
+            bytes_per_row: out_bytes_per_row,
             bytes_per_image: 0,
         },
     )?;
@@ -145,7 +145,7 @@ fn main() -> anyhow::Result<()> {
     device.poll(wgpu::PollType::wait_indefinitely())?;
     let mapped = staging.slice(..).get_mapped_range()?;
     let gpu_edges = GrayImage::from_fn(out_width, out_height, |x, y| {
-        image::Luma([mapped[(y * out_stride + x) as usize]])
+        image::Luma([mapped[(y * out_bytes_per_row + x) as usize]])
     });
     drop(mapped);
     staging.unmap();

@@ -29,18 +29,18 @@ const TARGET_TEXTURE_R32UINT: u32 = 2u;
 
 struct Params {
     // Input: `in_height` rows of `in_width` pixels; in a buffer, pixel (x, y) is byte
-    // `in_offset + y * in_stride + x` of `input`.
+    // `in_offset + y * in_bytes_per_row + x` of `input`.
     in_width: u32,
     in_height: u32,
-    in_stride: u32,
+    in_bytes_per_row: u32,
     in_offset: u32,
     // Output images of `out_width × out_height`; in a buffer, pixel (x, y) of image p is byte
-    // `out_offset + p * plane_stride + y * out_stride + x`, all three multiples of 4.
+    // `out_offset + p * bytes_per_image + y * out_bytes_per_row + x`, all three multiples of 4.
     out_width: u32,
     out_height: u32,
-    out_stride: u32,
+    out_bytes_per_row: u32,
     out_offset: u32,
-    plane_stride: u32,
+    bytes_per_image: u32,
     words_per_row: u32,
     kernel_count: u32,
     mode: u32,
@@ -80,7 +80,7 @@ fn srgb_encode(linear: vec3<f32>) -> vec3<f32> {
 
 fn load_pixel(x: u32, y: u32) -> u32 {
     if params.source_kind == SOURCE_BUFFER {
-        let byte = params.in_offset + y * params.in_stride + x;
+        let byte = params.in_offset + y * params.in_bytes_per_row + x;
         return (input[byte / 4u] >> ((byte % 4u) * 8u)) & 0xffu;
     }
     let texel = textureLoad(input_texture, vec2<u32>(x, y), 0);
@@ -102,7 +102,7 @@ fn load_pixel(x: u32, y: u32) -> u32 {
 // pixels are wanted, so it is always inside the bound range. (How pixels are fetched has no CPU
 // counterpart: the twin's `load_row` reads the same pixels as a slice.)
 fn load_row_words(x0: u32, y: u32, count: u32) -> array<u32, 6> {
-    let word = (params.in_offset + y * params.in_stride + x0) / 4u;
+    let word = (params.in_offset + y * params.in_bytes_per_row + x0) / 4u;
     let first = input[word];
     var second = 0u;
     if count > 4u {
@@ -151,7 +151,7 @@ fn combine(vertical: u32, horizontal: u32) -> u32 {
 fn store_pixels(plane: u32, x0: u32, y: u32, lanes: u32, packed: u32) {
     switch params.target_kind {
         case TARGET_BUFFER: {
-            let word = (params.out_offset + plane * params.plane_stride + y * params.out_stride + x0) / 4u;
+            let word = (params.out_offset + plane * params.bytes_per_image + y * params.out_bytes_per_row + x0) / 4u;
             if lanes == 4u {
                 output[word] = packed;
             } else {
@@ -190,7 +190,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
     // the buffer's rows start on words (the engine's own uploads always do), else pixel by pixel.
     var pixels: array<array<u32, 6>, 3>;
     let word_rows = params.source_kind == SOURCE_BUFFER && params.in_offset % 4u == 0u
-        && params.in_stride % 4u == 0u;
+        && params.in_bytes_per_row % 4u == 0u;
     for (var row = 0u; row < 3u; row++) {
         if word_rows {
             pixels[row] = load_row_words(x0, y + row, lanes + 2u);

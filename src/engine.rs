@@ -91,17 +91,24 @@ impl Engine {
         let named = device::adapter_name_from_env().is_some();
         (adapter.device_type == wgpu::DeviceType::Cpu && !named).then(|| {
             format!(
-                "the GPU found, '{}', is a software renderer, slower than the CPU (--backend gpu \
-                 uses it anyway)",
+                "the GPU found, '{}', is a software renderer, slower than the CPU",
                 adapter.name
             )
         })
     }
 
-    /// The GPU engine, when this engine runs on the GPU: its device, queue and
-    /// [`time_device_copy`](GpuEngine::time_device_copy).
+    /// The GPU engine, when this engine runs on the GPU: its device, queue and adapter.
     pub fn gpu(&self) -> Option<&GpuEngine> {
         match &self.backend {
+            Backend::Gpu(gpu) => Some(gpu),
+            Backend::Cpu(_) => None,
+        }
+    }
+
+    /// The GPU engine, mutably, when this engine runs on the GPU: to set its
+    /// [strip cap](GpuEngine::set_max_strip_rows), say.
+    pub fn gpu_mut(&mut self) -> Option<&mut GpuEngine> {
+        match &mut self.backend {
             Backend::Gpu(gpu) => Some(gpu),
             Backend::Cpu(_) => None,
         }

@@ -102,7 +102,7 @@ pub struct Conv3x3Params {
     /// Input height in pixels.
     pub in_height: u32,
     /// Bytes from one input row to the next.
-    pub in_stride: u32,
+    pub in_bytes_per_row: u32,
     /// Byte offset of the first input pixel.
     pub in_offset: u32,
     /// Output width, `in_width - 2`.
@@ -110,11 +110,11 @@ pub struct Conv3x3Params {
     /// Output height, `in_height - 2`.
     pub out_height: u32,
     /// Bytes from one output row to the next.
-    pub out_stride: u32,
+    pub out_bytes_per_row: u32,
     /// Byte offset of the first output image.
     pub out_offset: u32,
     /// Bytes from one output image to the next.
-    pub plane_stride: u32,
+    pub bytes_per_image: u32,
     /// Invocations per output row: each computes four neighbouring pixels, `ceil(out_width / 4)`.
     pub words_per_row: u32,
     /// How many kernels are applied.
@@ -158,13 +158,13 @@ impl Conv3x3Params {
         Self {
             in_width: source.width,
             in_height: source.height,
-            in_stride: source.bytes_per_row,
+            in_bytes_per_row: source.bytes_per_row,
             in_offset: source.offset,
             out_width,
             out_height,
-            out_stride: target.bytes_per_row,
+            out_bytes_per_row: target.bytes_per_row,
             out_offset: target.offset,
-            plane_stride: target.bytes_per_image,
+            bytes_per_image: target.bytes_per_image,
             words_per_row: out_width.div_ceil(4),
             kernel_count: operation.kernels().len() as u32,
             mode,
@@ -191,7 +191,7 @@ impl Conv3x3Params {
     }
 
     /// How many images the shader writes: the combined one (if any), then the responses (if any).
-    pub fn plane_count(&self) -> u32 {
+    pub fn output_count(&self) -> u32 {
         match self.mode {
             MODE_RESPONSES => self.kernel_count,
             _ if self.write_responses != 0 => 1 + self.kernel_count,
@@ -207,8 +207,8 @@ impl Conv3x3Params {
     /// Bytes of the bound input range the shader reads: up to the last pixel of the last row,
     /// rounded up to whole words (buffer sources).
     pub fn input_bytes(&self) -> u64 {
-        let last_row =
-            u64::from(self.in_offset) + u64::from(self.in_stride) * u64::from(self.in_height - 1);
+        let last_row = u64::from(self.in_offset)
+            + u64::from(self.in_bytes_per_row) * u64::from(self.in_height - 1);
         (last_row + u64::from(self.in_width)).next_multiple_of(4)
     }
 
@@ -216,8 +216,9 @@ impl Conv3x3Params {
     /// of the last image (buffer targets).
     pub fn output_bytes(&self) -> u64 {
         let last_image = u64::from(self.out_offset)
-            + u64::from(self.plane_stride) * u64::from(self.plane_count() - 1);
-        let last_row = last_image + u64::from(self.out_stride) * u64::from(self.out_height - 1);
+            + u64::from(self.bytes_per_image) * u64::from(self.output_count() - 1);
+        let last_row =
+            last_image + u64::from(self.out_bytes_per_row) * u64::from(self.out_height - 1);
         (last_row + u64::from(self.out_width)).next_multiple_of(4)
     }
 }

@@ -127,14 +127,39 @@ impl<T: RowSink + ?Sized> RowSink for &mut T {
 /// have taken every row, and on any error none is (dropped sinks leave nothing behind).
 ///
 /// The [`Timings`] returned add up each stage over the bands: `decode` is the time spent
-/// reading rows, `encode` the busiest sink's writing time, the GPU or CPU stages the filter's;
-/// they overlap, and `total` is the wall time of the call.
+/// reading rows, `encode` the busiest sink's writing time, `compute` the filter's (upload and
+/// readback included on the GPU, which writes no timestamps here: see
+/// [`filter_rows_timed`]); they overlap, and `total` is the wall time of the call.
 pub fn filter_rows(
     engine: &mut Engine,
     source: &mut dyn RowSource,
     operation: &Operation,
     sinks: Vec<Box<dyn RowSink + '_>>,
     band_rows: Option<u32>,
+) -> Result<Timings> {
+    stream(engine, source, operation, sinks, band_rows, false)
+}
+
+/// [`filter_rows`], with the filter's time broken down as [`Engine::run_timed`] does it
+/// (upload, compute, GPU kernel, readback), summed over the bands. On the GPU each band's pass
+/// then writes timestamps, which are read back with its results.
+pub fn filter_rows_timed(
+    engine: &mut Engine,
+    source: &mut dyn RowSource,
+    operation: &Operation,
+    sinks: Vec<Box<dyn RowSink + '_>>,
+    band_rows: Option<u32>,
+) -> Result<Timings> {
+    stream(engine, source, operation, sinks, band_rows, true)
+}
+
+fn stream(
+    engine: &mut Engine,
+    source: &mut dyn RowSource,
+    operation: &Operation,
+    sinks: Vec<Box<dyn RowSink + '_>>,
+    band_rows: Option<u32>,
+    timed: bool,
 ) -> Result<Timings> {
     let start = Instant::now();
     let (width, height) = (source.width(), source.height());
@@ -174,6 +199,7 @@ pub fn filter_rows(
         let filtered = filter_bands(
             engine,
             operation,
+            timed,
             width,
             out_width,
             &bands,
@@ -234,9 +260,11 @@ fn read_bands(
 
 /// The filter, on the calling thread: each band after the two rows kept from the one before,
 /// filtered as an image of its own, its output planes handed to the writers.
+#[allow(clippy::too_many_arguments, reason = "the stage's inputs and outputs")]
 fn filter_bands(
     engine: &mut Engine,
     operation: &Operation,
+    timed: bool,
     width: u32,
     out_width: u32,
     bands: &Receiver<Result<Vec<u8>>>,
@@ -249,17 +277,24 @@ fn filter_bands(
         window.extend_from_slice(&band?);
         let rows = (window.len() / row_bytes) as u32;
         let image = GrayImage::from_raw(width, rows, window).expect("whole rows");
-        let (output, band_timings) = engine.run_timed(&image, operation)?;
-        for (sum, stage) in [
-            (&mut timings.upload, band_timings.upload),
-            (&mut timings.compute, band_timings.compute),
-            (&mut timings.kernel, band_timings.kernel),
-            (&mut timings.readback, band_timings.readback),
-        ] {
-            if let Some(stage) = stage {
-                *sum = Some(sum.unwrap_or_default() + stage);
+        let output = if timed {
+            let (output, band) = engine.run_timed(&image, operation)?;
+            for (sum, stage) in [
+                (&mut timings.upload, band.upload),
+                (&mut timings.compute, band.compute),
+                (&mut timings.kernel, band.kernel),
+                (&mut timings.readback, band.readback),
+            ] {
+                add(sum, stage);
             }
-        }
+            output
+        } else {
+            // Untimed: the GPU writes no timestamps and reads back nothing extra per band.
+            let start = Instant::now();
+            let output = engine.run(&image, operation)?;
+            add(&mut timings.compute, Some(start.elapsed()));
+            output
+        };
         for (plane, sender) in output
             .combined
             .into_iter()
@@ -276,4 +311,11 @@ fn filter_bands(
         window.drain(..window.len() - 2 * row_bytes);
     }
     Ok(())
+}
+
+/// Adds `part` to a stage's total, when it was measured.
+fn add(total: &mut Option<Duration>, part: Option<Duration>) {
+    if let Some(part) = part {
+        *total = Some(total.unwrap_or_default() + part);
+    }
 }

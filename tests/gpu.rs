@@ -3,27 +3,9 @@
 
 mod common;
 
+use common::app::App;
 use common::{assert_same_output, random_image};
-use gpuconv::gpu::device;
 use gpuconv::{Error, GpuEngine, Kernel, Operation, reference};
-
-/// A device on the default adapter with some limits lowered, as an embedding app might create.
-/// `None` (or a panic under CI=true, through `common::gpu`) when there is no adapter.
-fn device_with(lower: impl FnOnce(&mut wgpu::Limits)) -> Option<(wgpu::Device, wgpu::Queue)> {
-    drop(common::gpu()?);
-    let instance = device::instance_from_env();
-    let adapter = pollster::block_on(device::select_adapter(&instance)).expect("adapter");
-    let mut limits = adapter.limits();
-    lower(&mut limits);
-    let descriptor = wgpu::DeviceDescriptor {
-        required_limits: limits,
-        ..Default::default()
-    };
-    Some(
-        pollster::block_on(adapter.request_device(&descriptor))
-            .expect("device with lowered limits"),
-    )
-}
 
 fn edge_with_responses() -> Operation {
     Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses()
@@ -31,10 +13,11 @@ fn edge_with_responses() -> Operation {
 
 #[test]
 fn dispatch_spills_into_a_second_dimension_past_the_workgroup_limit() {
-    let Some((device, queue)) = device_with(|l| l.max_compute_workgroups_per_dimension = 16) else {
+    let Some(app) = App::with_adapter_limits(|l| l.max_compute_workgroups_per_dimension = 16)
+    else {
         return;
     };
-    let mut engine = GpuEngine::from_device(&device, &queue).unwrap();
+    let mut engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
     // 301×203 gives 299·201/4 = 15025 words: 235 workgroups of 64, so 15 rows of 16.
     let image = random_image(301, 203, 255, 7);
     let operation = edge_with_responses();
@@ -47,10 +30,11 @@ fn dispatch_spills_into_a_second_dimension_past_the_workgroup_limit() {
 
 #[test]
 fn images_larger_than_the_device_allows_run_in_strips_or_get_an_error_naming_the_limit() {
-    let Some((device, queue)) = device_with(|l| l.max_storage_buffer_binding_size = 1 << 16) else {
+    let Some(app) = App::with_adapter_limits(|l| l.max_storage_buffer_binding_size = 1 << 16)
+    else {
         return;
     };
-    let mut engine = GpuEngine::from_device(&device, &queue).unwrap();
+    let mut engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
     // 300×300 needs 90000 input bytes, more than one 64 KiB binding: it runs in strips.
     let image = random_image(300, 300, 255, 1);
     let operation = edge_with_responses();
@@ -115,7 +99,6 @@ fn strips_of_any_height_are_bit_identical_to_one_pass() {
             }
         }
     }
-    engine.set_max_strip_rows(None);
 }
 
 #[test]
@@ -163,7 +146,6 @@ fn timed_runs_in_strips_sum_every_strip_and_report_the_whole_call() {
     // 129 output rows in strips of 10: 13 strips through the two slots, several times over.
     engine.set_max_strip_rows(Some(10));
     let (output, timings) = engine.run_timed(&image, &operation).unwrap();
-    engine.set_max_strip_rows(None);
     assert_same_output(&output, &reference::run(&image, &operation), "timed strips");
     let total = timings.total.expect("total is always timed");
     for (stage, time) in [
@@ -188,4 +170,16 @@ fn timed_runs_in_strips_sum_every_strip_and_report_the_whole_call() {
                 .is_some_and(|k| k > std::time::Duration::ZERO)
         );
     }
+}
+
+#[test]
+fn a_strip_cap_set_by_one_test_is_gone_for_the_next() {
+    {
+        let Some(mut engine) = common::gpu() else {
+            return;
+        };
+        engine.set_max_strip_rows(Some(3));
+        assert_eq!(engine.max_strip_rows(), Some(3));
+    }
+    assert_eq!(common::gpu().unwrap().max_strip_rows(), None);
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_same_output, cpu, gpu, gray, rows};
+use common::{assert_same_output, gray, rows};
 use gpuconv::{Kernel, Operation, reference};
 
 /// The lesson's 5×5 example and its X-shaped filter, whose answer the lesson prints.
@@ -26,14 +26,13 @@ fn on_every_backend(
     what: &str,
 ) -> gpuconv::FilterOutput {
     let expected = reference::run(image, operation);
-    assert_same_output(&cpu(image, operation), &expected, &format!("{what} on cpu"));
-    if let Some(mut gpu) = gpu() {
+    common::on_every_backend(|backend, engine| {
         assert_same_output(
-            &gpu.run(image, operation).unwrap(),
+            &engine.run(image, operation).unwrap(),
             &expected,
-            &format!("{what} on gpu"),
+            &format!("{what} on {backend}"),
         );
-    }
+    });
     expected
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cpu, gpu, random_image};
+use common::{cpu, on_every_backend, random_image};
 use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
 use gpuconv::{CpuBackend, Engine, Kernel, Operation, io};
 use image::{DynamicImage, GrayImage};
@@ -62,15 +62,11 @@ fn whole(image: &GrayImage, operation: &Operation) -> Vec<Vec<u8>> {
 
 #[test]
 fn bands_of_every_height_give_the_whole_images_bits_on_both_backends() {
-    let mut engines = vec![("cpu", Engine::from(CpuBackend::new()))];
-    if gpu().is_some() {
-        engines.push(("gpu", Engine::new(gpuconv::BackendChoice::Gpu).unwrap()));
-    }
-    for (width, height) in [(3, 3), (4, 3), (3, 17), (37, 23), (130, 9), (61, 101)] {
-        let image = random_image(width, height, 255, u64::from(width * 1000 + height));
-        for operation in operations() {
-            let expected = whole(&image, &operation);
-            for (name, engine) in &mut engines {
+    on_every_backend(|name, engine| {
+        for (width, height) in [(3, 3), (4, 3), (3, 17), (37, 23), (130, 9), (61, 101)] {
+            let image = random_image(width, height, 255, u64::from(width * 1000 + height));
+            for operation in operations() {
+                let expected = whole(&image, &operation);
                 for band_rows in [Some(1), Some(2), Some(3), Some(7), Some(64), None] {
                     assert_eq!(
                         stream(engine, &image, &operation, band_rows),
@@ -80,7 +76,7 @@ fn bands_of_every_height_give_the_whole_images_bits_on_both_backends() {
                 }
             }
         }
-    }
+    });
 }
 
 #[test]

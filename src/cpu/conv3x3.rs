@@ -23,7 +23,8 @@ const BAND_BYTES: usize = 256 * 1024;
 
 /// `load_pixel` in the shader: input row `y` from column `x`, as a slice of `len` pixels.
 fn load_row<'a>(params: &Conv3x3Params, input: &'a [u8], x: u32, y: u32, len: usize) -> &'a [u8] {
-    let start = params.in_offset as usize + y as usize * params.in_stride as usize + x as usize;
+    let start =
+        params.in_offset as usize + y as usize * params.in_bytes_per_row as usize + x as usize;
     &input[start..start + len]
 }
 
@@ -277,16 +278,16 @@ struct Scratch {
 }
 
 /// `main` in the shader: fills `planes` (the combined image first when there is one, then one
-/// per kernel if responses are written), each `out_height` rows `params.out_stride` bytes apart.
+/// per kernel if responses are written), each `out_height` rows `params.out_bytes_per_row` bytes apart.
 ///
 /// # Panics
-/// When `planes` does not hold [`Conv3x3Params::plane_count`] planes large enough for
+/// When `planes` does not hold [`Conv3x3Params::output_count`] planes large enough for
 /// `out_height` rows, or `input` is shorter than `params` say.
 pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
     let width = params.out_width as usize;
     let height = params.out_height as usize;
-    let stride = params.out_stride as usize;
-    assert_eq!(planes.len(), params.plane_count() as usize);
+    let stride = params.out_bytes_per_row as usize;
+    assert_eq!(planes.len(), params.output_count() as usize);
     assert!(
         planes
             .iter()
@@ -310,7 +311,7 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
             .enumerate()
         {
             if bands.len() <= b {
-                bands.push(Vec::with_capacity(params.plane_count() as usize));
+                bands.push(Vec::with_capacity(params.output_count() as usize));
             }
             bands[b].push(chunk);
         }

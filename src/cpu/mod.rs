@@ -38,7 +38,7 @@ impl CpuBackend {
         let plane_pixels = out_width as usize * out_height as usize;
         // One zeroed allocation each, never a clone of one: fresh zeroed pages cost nothing
         // until the filter writes them, where a clone would copy a whole plane.
-        let mut planes: Vec<Vec<u8>> = (0..params.plane_count())
+        let mut planes: Vec<Vec<u8>> = (0..params.output_count())
             .map(|_| zeroed_bytes(plane_pixels, "an output image"))
             .collect::<Result<_>>()?;
         let mut views: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();

@@ -56,18 +56,9 @@ pub enum GpuTarget<'a> {
     Texture(&'a wgpu::Texture),
 }
 
-/// A source checked and ready to bind.
-pub(crate) enum SourceBinding {
-    Buffer {
-        buffer: wgpu::Buffer,
-        offset: u64,
-        size: u64,
-    },
-    Texture(wgpu::TextureView),
-}
-
-/// A target checked and ready to bind.
-pub(crate) enum TargetBinding {
+/// A source or target checked and ready to bind: the part of a buffer the shader may touch, or
+/// a view of a texture.
+pub(crate) enum Binding {
     Buffer {
         buffer: wgpu::Buffer,
         offset: u64,
@@ -152,7 +143,7 @@ fn require_2d(what: &'static str, texture: &wgpu::Texture) -> Result<()> {
 
 impl GpuSource<'_> {
     /// Checks the source and describes it for the shader.
-    pub(crate) fn bind(&self, limits: &wgpu::Limits) -> Result<(SourceLayout, SourceBinding)> {
+    pub(crate) fn bind(&self, limits: &wgpu::Limits) -> Result<(SourceLayout, Binding)> {
         match *self {
             GpuSource::Buffer {
                 buffer,
@@ -184,7 +175,7 @@ impl GpuSource<'_> {
                 };
                 Ok((
                     layout,
-                    SourceBinding::Buffer {
+                    Binding::Buffer {
                         buffer: buffer.clone(),
                         offset: start,
                         size,
@@ -236,7 +227,7 @@ impl GpuSource<'_> {
                     offset: 0,
                     kind,
                 };
-                Ok((layout, SourceBinding::Texture(view)))
+                Ok((layout, Binding::Texture(view)))
             }
         }
     }
@@ -251,7 +242,7 @@ impl GpuTarget<'_> {
         out_height: u32,
         images: u32,
         limits: &wgpu::Limits,
-    ) -> Result<(TargetLayout, TargetBinding)> {
+    ) -> Result<(TargetLayout, Binding)> {
         match *self {
             GpuTarget::Buffer {
                 buffer,
@@ -302,7 +293,7 @@ impl GpuTarget<'_> {
                 };
                 Ok((
                     layout,
-                    TargetBinding::Buffer {
+                    Binding::Buffer {
                         buffer: buffer.clone(),
                         offset: start,
                         size,
@@ -365,7 +356,7 @@ impl GpuTarget<'_> {
                     bytes_per_image: 0,
                     kind,
                 };
-                Ok((layout, TargetBinding::Texture(view)))
+                Ok((layout, Binding::Texture(view)))
             }
         }
     }

@@ -1,18 +1,22 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test crate uses a different subset")]
 
-use std::sync::{Mutex, OnceLock};
+pub mod app;
 
-use gpuconv::{CpuBackend, FilterOutput, GpuEngine, Operation};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use gpuconv::{CpuBackend, Engine, FilterOutput, GpuEngine, Operation};
 use image::GrayImage;
 
 /// One GPU engine for the whole test binary (device creation is the slow part), or `None` when
 /// there is no adapter. Under `CI=true` a missing adapter fails the test instead: GPU tests must
-/// never skip silently in CI.
-pub fn gpu() -> Option<std::sync::MutexGuard<'static, GpuEngine>> {
-    static ENGINE: OnceLock<Option<Mutex<GpuEngine>>> = OnceLock::new();
+/// never skip silently in CI. Tests take turns with it; what one test sets on it (a strip cap)
+/// is undone when its guard is dropped, so it never leaks into the next.
+pub fn gpu() -> Option<SharedGpu> {
+    static ENGINE: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| match GpuEngine::new() {
-        Ok(engine) => Some(Mutex::new(engine)),
+        Ok(engine) => Some(Mutex::new(Engine::from_gpu(engine))),
         Err(error) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true but no GPU adapter: {error}. Install mesa-vulkan-drivers.");
@@ -23,7 +27,48 @@ pub fn gpu() -> Option<std::sync::MutexGuard<'static, GpuEngine>> {
     });
     engine
         .as_ref()
-        .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        .map(|m| SharedGpu(m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())))
+}
+
+/// A test's turn with the shared GPU engine: derefs to the [`GpuEngine`], and
+/// [`engine`](Self::engine) gives the same engine as an [`Engine`].
+pub struct SharedGpu(MutexGuard<'static, Engine>);
+
+impl SharedGpu {
+    /// The shared engine as an [`Engine`], for the APIs that take one.
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.0
+    }
+}
+
+impl Deref for SharedGpu {
+    type Target = GpuEngine;
+
+    fn deref(&self) -> &GpuEngine {
+        self.0.gpu().expect("built on the GPU")
+    }
+}
+
+impl DerefMut for SharedGpu {
+    fn deref_mut(&mut self) -> &mut GpuEngine {
+        self.0.gpu_mut().expect("built on the GPU")
+    }
+}
+
+impl Drop for SharedGpu {
+    fn drop(&mut self) {
+        self.set_max_strip_rows(None);
+    }
+}
+
+/// Runs `body` with an engine on every backend: the CPU, then the shared GPU engine when
+/// there is an adapter (under `CI=true` there must be). `body` gets the backend's name for its
+/// messages.
+pub fn on_every_backend(mut body: impl FnMut(&str, &mut Engine)) {
+    body("cpu", &mut Engine::from(CpuBackend::new()));
+    if let Some(mut gpu) = gpu() {
+        body("gpu", gpu.engine());
+    }
 }
 
 /// Runs `operation` on the CPU backend.

@@ -401,7 +401,7 @@ fn measure(
 /// a GPU-to-GPU buffer copy on the GPU, a copy between two vectors on all threads on the CPU.
 fn copy_gb_per_s(engine: &Engine, bytes: u64) -> Option<f64> {
     let time = match engine.gpu() {
-        Some(gpu) => gpu.time_device_copy(bytes).ok()?,
+        Some(gpu) => time_device_copy(gpu, bytes)?,
         None => {
             use rayon::prelude::*;
             let source = vec![1u8; bytes as usize];
@@ -533,6 +533,62 @@ fn to_json(rows: &[Row]) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&records).expect("plain values serialise") + "\n"
+}
+
+/// How long `gpu` takes to copy `bytes` (rounded down to whole words) from one of its buffers to
+/// another: the yardstick for the filter's bandwidth, since a pass that reads its input once and
+/// writes its outputs once cannot move bytes faster than a copy does. Timed with the wall clock
+/// around submissions of one and of nine copies, whose difference leaves out the cost of
+/// submitting; the median of three. `None` when the device cannot allocate or copy that much.
+fn time_device_copy(gpu: &GpuEngine, bytes: u64) -> Option<Duration> {
+    let bytes = bytes & !3;
+    if bytes == 0 || bytes > gpu.device().limits().max_buffer_size {
+        return None;
+    }
+    let scope = gpu
+        .device()
+        .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let buffer = |label, usage| {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let source = buffer("gpuconv::copy::source", wgpu::BufferUsages::COPY_SRC);
+    let destination = buffer("gpuconv::copy::destination", wgpu::BufferUsages::COPY_DST);
+    if pollster::block_on(scope.pop()).is_some() {
+        return None;
+    }
+    // Wall-clock time of one submission of `copies` copies, waited for.
+    let submit_and_wait = |copies: u32| -> Option<Duration> {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        for _ in 0..copies {
+            encoder.copy_buffer_to_buffer(&source, 0, &destination, 0, bytes);
+        }
+        let start = Instant::now();
+        let submission = gpu.queue().submit([encoder.finish()]);
+        gpu.device()
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .ok()?;
+        Some(start.elapsed())
+    };
+    // The first submission warms up (page faults, clocks) and is not counted. The
+    // difference between one copy and nine cancels the submission's fixed cost, and leaves
+    // no doubt about what timestamps around a copy would measure on a given driver.
+    submit_and_wait(1)?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let one = submit_and_wait(1)?;
+        let nine = submit_and_wait(9)?;
+        times.push(nine.saturating_sub(one) / 8);
+    }
+    times.sort();
+    Some(times[1])
 }
 
 #[cfg(test)]

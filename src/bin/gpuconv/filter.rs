@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, io};
+use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, Timings, io};
 
 use crate::args::FilterArgs;
 use crate::usage;
@@ -306,8 +306,15 @@ fn filter_one(
     let decode = start.elapsed();
     let engine = opened(engine, args)?;
     let input_failure = |error: anyhow::Error| Failure::Input(error);
-    let (output, mut timings) = engine
-        .run_timed(&image, operation)
+    // Timed only when asked: a timed GPU run writes timestamps and reads them back.
+    let run = if args.timings {
+        engine.run_timed(&image, operation)
+    } else {
+        engine
+            .run(&image, operation)
+            .map(|o| (o, Timings::default()))
+    };
+    let (output, mut timings) = run
         .with_context(|| format!("filtering '{}'", job.input.display()))
         .map_err(input_failure)?;
     drop(image);
@@ -367,23 +374,27 @@ fn stream_one(
         })
         .collect::<gpuconv::Result<Vec<_>>>()
         .map_err(|e| Failure::Input(e.into()))?;
-    let timings = gpuconv::stream::filter_rows(engine, rows.as_mut(), operation, sinks, None)
-        .map_err(|error| {
-            // Reading and writing errors name their file already; the filter's do not.
-            let named = matches!(
-                error,
-                gpuconv::Error::Truncated { .. }
-                    | gpuconv::Error::Corrupt { .. }
-                    | gpuconv::Error::Decode { .. }
-                    | gpuconv::Error::Write { .. }
-            );
-            let error = anyhow::Error::from(error);
-            Failure::Input(if named {
-                error
-            } else {
-                error.context(filtering())
-            })
-        })?;
+    let stream = if args.timings {
+        gpuconv::stream::filter_rows_timed
+    } else {
+        gpuconv::stream::filter_rows
+    };
+    let timings = stream(engine, rows.as_mut(), operation, sinks, None).map_err(|error| {
+        // Reading and writing errors name their file already; the filter's do not.
+        let named = matches!(
+            error,
+            gpuconv::Error::Truncated { .. }
+                | gpuconv::Error::Corrupt { .. }
+                | gpuconv::Error::Decode { .. }
+                | gpuconv::Error::Write { .. }
+        );
+        let error = anyhow::Error::from(error);
+        Failure::Input(if named {
+            error
+        } else {
+            error.context(filtering())
+        })
+    })?;
     if args.timings {
         eprintln!(
             "{}: {} (streamed: stages overlap) [{}]",

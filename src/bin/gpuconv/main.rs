@@ -123,7 +123,13 @@ pub fn hint(error: &anyhow::Error) -> &'static str {
 fn open_engine(choice: BackendChoice) -> anyhow::Result<Engine> {
     let engine = Engine::new(choice)?;
     if let Some(reason) = engine.fallback_reason() {
-        eprintln!("gpuconv: {reason}; using the CPU backend");
+        // The library's reason names no flag; the one that overrides a software renderer is ours.
+        let hint = if reason.contains("software renderer") {
+            " (--backend gpu uses it anyway)"
+        } else {
+            ""
+        };
+        eprintln!("gpuconv: {reason}{hint}; using the CPU backend");
     }
     Ok(engine)
 }

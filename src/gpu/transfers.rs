@@ -1,13 +1,90 @@
-//! Getting results back to the CPU: mapping staging buffers and unpacking planes.
+//! Moving pixels between the CPU and the engine's buffers: writing strips into mapped upload
+//! buffers, mapping staging buffers and unpacking their rows, and the one thread that waits on
+//! the device while a mapping is pending.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::params::Conv3x3Params;
+
+/// Waits on the device for the submissions whose mappings are pending, so that a mapping's
+/// future neither blocks its executor nor spins: one thread per engine, started on its first
+/// run, fed submission indices in the order they are needed. On the web the browser completes
+/// mappings, and there is no thread.
+#[derive(Debug)]
+pub struct Waiter {
+    device: wgpu::Device,
+    #[cfg(not(target_arch = "wasm32"))]
+    requests: std::sync::mpsc::Sender<wgpu::SubmissionIndex>,
+}
+
+impl Waiter {
+    /// Starts the waiting thread for `device`; it ends when the waiter is dropped.
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (requests, pending) = std::sync::mpsc::channel::<wgpu::SubmissionIndex>();
+            let polled = device.clone();
+            std::thread::Builder::new()
+                .name("gpuconv-waiter".into())
+                .spawn(move || {
+                    for submission in pending {
+                        // Waiting for this submission only, not later ones, lets the strips
+                        // behind it run on while its results are read. A lost device fails the
+                        // mapping itself, which reports it.
+                        let _ = polled.poll(wgpu::PollType::Wait {
+                            submission_index: Some(submission),
+                            timeout: None,
+                        });
+                    }
+                })
+                .map_err(|e| {
+                    Error::Gpu(format!("starting the thread that waits on the GPU: {e}"))
+                })?;
+            Ok(Self {
+                device: device.clone(),
+                requests,
+            })
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            Ok(Self {
+                device: device.clone(),
+            })
+        }
+    }
+
+    /// Has the device polled until `submission` is done, which completes the mappings waiting
+    /// on it.
+    fn wait_for(&self, submission: &wgpu::SubmissionIndex) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            // The thread ends only when `self` is dropped, so the send cannot fail while the
+            // waiter is borrowed.
+            let _ = self.requests.send(submission.clone());
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = submission;
+    }
+}
+
+/// Writes `pixels`, tightly packed rows of `width`, into a mapped upload range at rows
+/// `bytes_per_row` apart (a multiple of 4, at least `width`): each byte is copied once.
+pub fn write_rows(view: &mut wgpu::BufferViewMut, pixels: &[u8], width: u32, bytes_per_row: u32) {
+    let (width, stride) = (width as usize, bytes_per_row as usize);
+    debug_assert!(stride % 4 == 0 && stride >= width);
+    if width == stride {
+        view.slice(..pixels.len()).copy_from_slice(pixels);
+        return;
+    }
+    for (r, row) in pixels.chunks_exact(width).enumerate() {
+        view.slice(r * stride..r * stride + width)
+            .copy_from_slice(row);
+    }
+}
 
 /// Copies the output images of one strip out of the mapped staging bytes into `planes` (each the
 /// whole image's size), starting at output row `first_row`, dropping the padding that makes every
@@ -19,12 +96,15 @@ pub fn unpack_rows_into(
     first_row: u32,
 ) {
     let (width, rows) = (params.out_width as usize, params.out_height as usize);
-    let (row_stride, plane_stride) = (params.out_stride as usize, params.plane_stride as usize);
+    let (row_stride, bytes_per_image) = (
+        params.out_bytes_per_row as usize,
+        params.bytes_per_image as usize,
+    );
     for (p, plane) in planes.iter_mut().enumerate() {
         let destination = plane[first_row as usize * width..]
             .chunks_mut(width)
             .take(rows);
-        for (row, target) in mapped[p * plane_stride..]
+        for (row, target) in mapped[p * bytes_per_image..]
             .chunks(row_stride)
             .zip(destination)
         {
@@ -35,20 +115,17 @@ pub fn unpack_rows_into(
 
 /// Maps `buffer`'s first `size` bytes once `submission` (the last one writing them) is done,
 /// hands them to `read`, and unmaps the buffer however this ends. The blocking API waits on the
-/// future with `pollster`.
-///
-/// On native targets a short-lived helper thread waits on the device, so the future neither
-/// blocks its executor nor spins; on the web the browser completes the mapping. If the future is
-/// dropped early, the pending mapping is cancelled, leaving the buffer ready for reuse.
+/// future with `pollster`. If the future is dropped early, the pending mapping is cancelled,
+/// leaving the buffer ready for reuse.
 pub async fn read_mapped<T>(
-    device: &wgpu::Device,
+    waiter: &Waiter,
     buffer: &wgpu::Buffer,
     size: u64,
     submission: &wgpu::SubmissionIndex,
     read: impl FnOnce(&[u8]) -> T,
 ) -> Result<T> {
     with_mapping(
-        device,
+        waiter,
         buffer,
         size,
         wgpu::MapMode::Read,
@@ -68,14 +145,14 @@ pub async fn read_mapped<T>(
 /// `submission` (the last one reading them) is done, lets `write` fill them, and unmaps the
 /// buffer, ready to be copied from by the next submission.
 pub async fn write_mapped(
-    device: &wgpu::Device,
+    waiter: &Waiter,
     buffer: &wgpu::Buffer,
     size: u64,
     submission: &wgpu::SubmissionIndex,
     write: impl FnOnce(&mut wgpu::BufferViewMut),
 ) -> Result<()> {
     with_mapping(
-        device,
+        waiter,
         buffer,
         size,
         wgpu::MapMode::Write,
@@ -95,7 +172,7 @@ pub async fn write_mapped(
 /// Maps `buffer`'s first `size` bytes in `mode` once `submission` is done, hands the mapped
 /// slice to `use_mapped`, and unmaps the buffer however this ends.
 async fn with_mapping<T>(
-    device: &wgpu::Device,
+    waiter: &Waiter,
     buffer: &wgpu::Buffer,
     size: u64,
     mode: wgpu::MapMode,
@@ -108,7 +185,9 @@ async fn with_mapping<T>(
         waker: None,
     }));
     let callback_state = Arc::clone(&state);
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let scope = waiter
+        .device
+        .push_error_scope(wgpu::ErrorFilter::Validation);
     let slice = buffer.slice(..size);
     slice.map_async(mode, move |result| {
         let mut state = callback_state
@@ -128,19 +207,7 @@ async fn with_mapping<T>(
         buffer,
         armed: true,
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        // Waiting for this submission only, not later ones, lets strips still in flight run on
-        // while this one is mapped.
-        let device = device.clone();
-        let submission_index = Some(submission.clone());
-        std::thread::spawn(move || {
-            device.poll(wgpu::PollType::Wait {
-                submission_index,
-                timeout: None,
-            })
-        });
-    }
+    waiter.wait_for(submission);
     if let Err(map_error) = (MapFuture { state }).await {
         // A failed mapping leaves the buffer unmapped; unmapping again would be an error.
         guard.armed = false;
@@ -187,81 +254,5 @@ impl Future for MapFuture {
                 Poll::Pending
             }
         }
-    }
-}
-
-/// Two timestamps around the compute pass, resolved and read back to time the kernel alone.
-#[derive(Debug)]
-pub struct PassTimer {
-    query_set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    period_ns: f32,
-}
-
-impl PassTimer {
-    /// A timer, or `None` when the device was not opened with `TIMESTAMP_QUERY`.
-    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<Self> {
-        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-            return None;
-        }
-        let query_set = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("gpuconv::timestamps"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
-        let buffer = |label, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: 16,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        Some(Self {
-            query_set,
-            resolve: buffer(
-                "gpuconv::timestamps::resolve",
-                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            ),
-            staging: buffer(
-                "gpuconv::timestamps::staging",
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            ),
-            period_ns: queue.get_timestamp_period(),
-        })
-    }
-
-    /// The pass descriptor's timestamp writes.
-    pub fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
-        wgpu::ComputePassTimestampWrites {
-            query_set: &self.query_set,
-            beginning_of_pass_write_index: Some(0),
-            end_of_pass_write_index: Some(1),
-        }
-    }
-
-    /// Records the resolve and the copy to the staging buffer, after the pass.
-    pub fn encode_resolve(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.resolve_query_set(&self.query_set, 0..2, &self.resolve, 0);
-        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 16);
-    }
-
-    /// Reads the two timestamps once `submission` is done; the pass's duration.
-    pub async fn read(
-        &self,
-        device: &wgpu::Device,
-        submission: &wgpu::SubmissionIndex,
-    ) -> Result<Duration> {
-        let ticks: [u64; 2] = read_mapped(
-            device,
-            &self.staging,
-            16,
-            submission,
-            bytemuck::pod_read_unaligned,
-        )
-        .await?;
-        let nanos = ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.period_ns);
-        Ok(Duration::from_nanos(nanos as u64))
     }
 }

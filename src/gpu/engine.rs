@@ -1,0 +1,258 @@
+//! The engine: construction on a new or the caller's device, accessors, and [`GpuEngine::prepare`]
+//! for the caller's own resources. [`GpuEngine::run`] hands images from the CPU to the strip
+//! scheduler in `strips.rs`.
+
+use std::sync::{Arc, Mutex};
+
+use image::GrayImage;
+
+use crate::error::{Error, Result};
+use crate::operation::{FilterOutput, Operation, output_size};
+use crate::params::Conv3x3Params;
+use crate::timings::Timings;
+
+use super::device;
+use super::dispatch::FilterPass;
+use super::pipeline::{self, Conv3x3Pipeline};
+use super::resources::{self, GpuSource, GpuTarget};
+use super::strips::Strips;
+
+/// A long-lived GPU engine: device, queue, pipeline and reusable buffers.
+///
+/// Two ways to use it: [`run`](Self::run) takes an image from the CPU and brings the results
+/// back (what the command line does), and [`prepare`](Self::prepare) builds a [`FilterPass`]
+/// over buffers or textures that already live on the GPU, which the caller records into its own
+/// encoder. Both use the same pipeline, built once.
+#[derive(Debug)]
+pub struct GpuEngine {
+    core: GpuCore,
+    /// [`run`](Self::run)'s strip scheduler: its buffers, made on the first call and reused.
+    strips: Strips,
+}
+
+/// What every pass needs: the device, its queue and the pipeline built on it.
+#[derive(Debug)]
+pub(crate) struct GpuCore {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub pipeline: Conv3x3Pipeline,
+    /// The first error wgpu reported outside any error scope, on devices gpuconv created.
+    uncaptured: Option<Arc<Mutex<Option<String>>>>,
+}
+
+impl GpuEngine {
+    /// Finds an adapter (honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) and
+    /// opens a device on it. Blocks; see [`new_async`](Self::new_async).
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// [`new`](Self::new) without blocking.
+    pub async fn new_async() -> Result<Self> {
+        let instance = device::instance_from_env();
+        let adapter = device::select_adapter(&instance).await?;
+        Self::from_adapter(&adapter).await
+    }
+
+    /// Opens a device on `adapter` with its full limits (and timestamp queries when it has them)
+    /// and builds the engine on it.
+    pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        let (device, queue) = device::request_device(adapter).await?;
+        let mut engine = Self::from_device_async(&device, &queue).await?;
+        // The device is ours: errors nothing else captured become results of the next call
+        // instead of wgpu's default panic.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            slot.get_or_insert_with(|| error.to_string());
+        }));
+        engine.core.uncaptured = Some(uncaptured);
+        Ok(engine)
+    }
+
+    /// An engine on a device and queue the caller already has, created with whatever features
+    /// and limits the app chose. Blocks only on native, where it returns at once; see
+    /// [`from_device_async`](Self::from_device_async).
+    pub fn from_device(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<Self> {
+        pollster::block_on(Self::from_device_async(device, queue))
+    }
+
+    /// An engine on the caller's device and queue, without blocking.
+    ///
+    /// gpuconv needs what every WebGPU device has by default
+    /// (`wgpu::Limits::downlevel_defaults()` is enough): compute shaders, 2 storage buffers and
+    /// 2 storage textures per shader stage, workgroups of 64 invocations. It uses
+    /// `Features::TIMESTAMP_QUERY` for [`run_timed`](Self::run_timed)'s kernel time only when the
+    /// device was created with it. Larger `max_storage_buffer_binding_size` and `max_buffer_size`
+    /// limits allow larger images.
+    pub async fn from_device_async(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<Self> {
+        let limits = device.limits();
+        let needs = [
+            (
+                "max_storage_buffers_per_shader_stage",
+                limits.max_storage_buffers_per_shader_stage,
+                2,
+            ),
+            (
+                "max_storage_textures_per_shader_stage",
+                limits.max_storage_textures_per_shader_stage,
+                2,
+            ),
+            (
+                "max_sampled_textures_per_shader_stage",
+                limits.max_sampled_textures_per_shader_stage,
+                1,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                limits.max_compute_workgroup_size_x,
+                pipeline::WORKGROUP_SIZE,
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                limits.max_compute_invocations_per_workgroup,
+                pipeline::WORKGROUP_SIZE,
+            ),
+        ];
+        for (name, has, needed) in needs {
+            if has < needed {
+                return Err(Error::DeviceUnsuitable(format!(
+                    "{name} is {has}, {needed} needed; request wgpu::Limits::downlevel_defaults() \
+                     or better in the DeviceDescriptor's required_limits"
+                )));
+            }
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = Conv3x3Pipeline::new(device);
+        if let Some(error) = scope.pop().await {
+            return Err(Error::DeviceUnsuitable(error.to_string()));
+        }
+        Ok(Self {
+            core: GpuCore {
+                device: device.clone(),
+                queue: queue.clone(),
+                adapter_info: device.adapter_info(),
+                pipeline,
+                uncaptured: None,
+            },
+            strips: Strips::default(),
+        })
+    }
+
+    /// The adapter this engine runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.core.adapter_info
+    }
+
+    /// The engine's device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.core.device
+    }
+
+    /// The engine's queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.core.queue
+    }
+
+    /// A pass applying `operation` to `source`, writing into `target`, over resources that
+    /// already live on the GPU. Everything is checked here, so a wrong usage flag, format, size
+    /// or alignment is an [`Error`], never a wgpu validation panic. Keep the pass and call
+    /// [`FilterPass::encode`] each time the source changes (every frame of a video, say): that
+    /// records one dispatch and nothing else.
+    pub fn prepare(
+        &self,
+        operation: &Operation,
+        source: GpuSource<'_>,
+        target: GpuTarget<'_>,
+    ) -> Result<FilterPass> {
+        resources::check_distinct(&source, &target)?;
+        let limits = self.core.device.limits();
+        let (source_layout, source_binding) = source.bind(&limits)?;
+        let (out_width, out_height) = output_size(source_layout.width, source_layout.height)?;
+        let (target_layout, target_binding) =
+            target.bind(out_width, out_height, operation.output_count(), &limits)?;
+        let params = Conv3x3Params::new(operation, source_layout, target_layout);
+        // What the checks above cannot see (a destroyed buffer, a resource from another device)
+        // becomes an error too. On native, popping the scope resolves at once; on the web it
+        // cannot be waited for here, and such errors reach the device's own handler.
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = self
+            .core
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let pass = FilterPass::new(
+            &self.core.device,
+            &self.core.pipeline,
+            &params,
+            &source_binding,
+            &target_binding,
+        );
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(error.to_string()));
+        }
+        pass
+    }
+
+    /// Applies `operation` to `image`: upload, compute pass, readback; large images in strips,
+    /// two in flight at once. Blocks until the GPU is done; see [`run_async`](Self::run_async).
+    pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
+        // Untimed: no timestamp queries, no clock readings, no extra mapping.
+        pollster::block_on(self.run_async(image, operation))
+    }
+
+    /// [`run`](Self::run), also saying how long upload, compute (and the GPU kernel alone, when
+    /// the device has timestamp queries) and readback took, summed over strips. Only timed runs
+    /// write timestamps and read the clock.
+    pub fn run_timed(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(FilterOutput, Timings)> {
+        pollster::block_on(self.strips.run(&self.core, image, operation, true))
+    }
+
+    /// [`run`](Self::run) without blocking: the future resolves when the results are back. On
+    /// native targets a helper thread waits on the device while the future is pending; on the web
+    /// the browser completes the readback.
+    pub async fn run_async(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<FilterOutput> {
+        self.strips
+            .run(&self.core, image, operation, false)
+            .await
+            .map(|(output, _)| output)
+    }
+
+    /// Limits the rows of output computed per GPU pass (`None`: the whole image when its input
+    /// is at most twice [`STRIP_BYTES`](super::STRIP_BYTES), else about `STRIP_BYTES` of input per strip, and never
+    /// more than the device's buffer limits allow). Images taller than that are processed in
+    /// horizontal strips, each read with the two extra rows its windows need, so the result is
+    /// identical to one pass; smaller strips use less GPU memory.
+    pub fn set_max_strip_rows(&mut self, rows: Option<u32>) {
+        self.strips.max_rows = rows.map(|r| r.max(1));
+    }
+
+    /// The cap [`set_max_strip_rows`](Self::set_max_strip_rows) set, if any.
+    pub fn max_strip_rows(&self) -> Option<u32> {
+        self.strips.max_rows
+    }
+}
+
+impl GpuCore {
+    /// Returns, once, an error wgpu reported outside any error scope since the last call.
+    pub fn take_uncaptured_error(&self) -> Result<()> {
+        let Some(uncaptured) = &self.uncaptured else {
+            return Ok(());
+        };
+        let error = uncaptured
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        error.map_or(Ok(()), |error| Err(Error::Gpu(error)))
+    }
+}
