@@ -127,6 +127,22 @@ impl Engine {
         }
     }
 
+    /// Applies `operation` to `image`, writing into the caller's buffers: one per output image
+    /// ([`Operation::output_count`]), in [`FilterOutput`] order (the combined image first, if
+    /// any, then the responses), each exactly (W−2)×(H−2) bytes, rows packed. Reusing the same
+    /// buffers for many images of one size saves allocating, and faulting in, fresh ones.
+    pub fn run_into(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        match &mut self.backend {
+            Backend::Gpu(gpu) => gpu.run_into(image, operation, outputs),
+            Backend::Cpu(cpu) => cpu.run_into(image, operation, outputs),
+        }
+    }
+
     /// Applies `operation` to `image` and says where the time went.
     pub fn run_timed(
         &mut self,

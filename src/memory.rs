@@ -113,9 +113,37 @@ pub(crate) fn zeroed_bytes(len: usize, what: &str) -> Result<Vec<u8>> {
     if pointer.is_null() {
         return Err(refused());
     }
+    advise_huge_pages(pointer, len);
     // SAFETY: see above; all `len` bytes are initialised (zero).
     Ok(unsafe { Vec::from_raw_parts(pointer, len, len) })
 }
+
+/// Blocks at least this large ask for transparent huge pages.
+const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
+
+/// Asks Linux to back the block with 2 MiB pages where it can, before anything touches it: a
+/// fresh output image is otherwise faulted in 4 KiB at a time, which costs more than filtering
+/// it (a quarter of a one-thread run at 16384², measured with perf). Only advice: where
+/// transparent huge pages are off, or the block is small, nothing changes.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(pointer: *mut u8, len: usize) {
+    if len < HUGE_PAGE_THRESHOLD {
+        return;
+    }
+    const PAGE: usize = 4096;
+    let start = (pointer as usize).next_multiple_of(PAGE);
+    let end = (pointer as usize + len) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: the range lies inside the block just allocated, which this process owns;
+        // MADV_HUGEPAGE changes how its pages are backed, never their contents (zero).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_pointer: *mut u8, _len: usize) {}
 
 /// `bytes` for people: `512 B`, `3.0 MiB`, `34.4 GiB`.
 pub fn format_bytes(bytes: u64) -> String {
@@ -210,9 +238,12 @@ mod tests {
 
     #[test]
     fn zeroed_bytes_are_zero_and_refusals_are_errors() {
-        let bytes = zeroed_bytes(1 << 20, "a test").unwrap();
-        assert_eq!(bytes.len(), 1 << 20);
-        assert!(bytes.iter().all(|&b| b == 0));
+        // Below and above the size that asks for huge pages.
+        for len in [1 << 20, (HUGE_PAGE_THRESHOLD * 2) + 12345] {
+            let bytes = zeroed_bytes(len, "a test").unwrap();
+            assert_eq!(bytes.len(), len);
+            assert!(bytes.iter().all(|&b| b == 0));
+        }
         assert!(zeroed_bytes(0, "nothing").unwrap().is_empty());
         // More than any allocator hands out: an error naming what it was for, not an abort.
         match zeroed_bytes(usize::MAX / 2, "a huge plane") {

@@ -137,6 +137,51 @@ pub fn output_size(width: u32, height: u32) -> Result<(u32, u32)> {
     Ok((width - 2, height - 2))
 }
 
+/// Checks the caller's output buffers for `run_into`: one per output image
+/// ([`Operation::output_count`]), in [`FilterOutput`] order, each exactly
+/// `out_width × out_height` bytes.
+pub(crate) fn check_outputs(
+    operation: &Operation,
+    out_width: u32,
+    out_height: u32,
+    outputs: &[&mut [u8]],
+) -> Result<()> {
+    let expected = out_width as usize * out_height as usize;
+    if outputs.len() != operation.output_count() as usize {
+        return Err(Error::InvalidOperation(format!(
+            "{} output buffers for an operation with {} outputs",
+            outputs.len(),
+            operation.output_count()
+        )));
+    }
+    if let Some((index, output)) = outputs
+        .iter()
+        .enumerate()
+        .find(|(_, output)| output.len() != expected)
+    {
+        return Err(Error::InvalidOperation(format!(
+            "output buffer {index} holds {} bytes; a {out_width}×{out_height} output needs {expected}",
+            output.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One zeroed plane per output image of `operation`, `out_width × out_height` each, allocated
+/// fallibly.
+pub(crate) fn output_planes(
+    operation: &Operation,
+    out_width: u32,
+    out_height: u32,
+) -> Result<Vec<Vec<u8>>> {
+    let pixels = out_width as usize * out_height as usize;
+    // One zeroed allocation each, never a clone of one: fresh zeroed pages cost nothing until
+    // the filter writes them, where a clone would copy a whole plane.
+    (0..operation.output_count())
+        .map(|_| crate::memory::zeroed_bytes(pixels, "an output image"))
+        .collect()
+}
+
 impl FilterOutput {
     /// Wraps planes in the order the shader writes them: the combined plane first when there is
     /// one, then one per kernel if responses were written.

@@ -116,3 +116,48 @@ fn edge_and_threshold_combine_the_two_responses() {
     );
     assert_eq!(rows(output.combined.as_ref().unwrap())[0], [0, 0, 0, 0, 0]);
 }
+
+/// The same images through `run_into`, into buffers reused from call to call and filled with
+/// a marker first, so a byte the filter forgot to write would show.
+#[test]
+fn run_into_fills_the_callers_reused_buffers_on_every_backend() {
+    let operations = [
+        Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses(),
+        Operation::responses(vec![x_kernel()]).unwrap(),
+        Operation::threshold(Kernel::vertical_lines(), Kernel::horizontal_lines(), 100).unwrap(),
+    ];
+    common::on_every_backend(|backend, engine| {
+        for operation in &operations {
+            let count = operation.output_count() as usize;
+            let (width, height) = (67, 29);
+            let mut planes = vec![vec![0u8; (width as usize - 2) * (height as usize - 2)]; count];
+            for seed in 0..3 {
+                let image = common::random_image(width, height, 255, seed);
+                planes.iter_mut().for_each(|p| p.fill(0xA5));
+                let mut outputs: Vec<&mut [u8]> = planes.iter_mut().map(|p| &mut p[..]).collect();
+                engine.run_into(&image, operation, &mut outputs).unwrap();
+                let expected = reference::run(&image, operation);
+                let expected: Vec<Vec<u8>> = expected
+                    .combined
+                    .into_iter()
+                    .chain(expected.responses)
+                    .map(image::GrayImage::into_raw)
+                    .collect();
+                assert_eq!(planes, expected, "{backend}, seed {seed}, {operation:?}");
+            }
+            // The wrong number of buffers, or a buffer of the wrong size, is an error naming it.
+            let image = common::random_image(width, height, 255, 9);
+            let mut short = [0u8; 10];
+            let error = engine
+                .run_into(&image, operation, &mut [&mut short[..]])
+                .unwrap_err()
+                .to_string();
+            let expected = if count == 1 {
+                "holds 10 bytes"
+            } else {
+                "1 output buffers"
+            };
+            assert!(error.contains(expected), "{backend}: {error}");
+        }
+    });
+}

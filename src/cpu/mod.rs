@@ -7,8 +7,7 @@ use std::time::Instant;
 use image::GrayImage;
 
 use crate::error::Result;
-use crate::memory::zeroed_bytes;
-use crate::operation::{FilterOutput, Operation, output_size};
+use crate::operation::{FilterOutput, Operation, check_outputs, output_planes, output_size};
 use crate::params::{Conv3x3Params, SourceLayout, TARGET_BUFFER, TargetLayout};
 use crate::timings::Timings;
 
@@ -26,8 +25,28 @@ impl CpuBackend {
 
     /// Applies `operation` to `image`.
     pub fn run(&self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
+        let (out_width, out_height) = output_size(image.width(), image.height())?;
+        let mut planes = output_planes(operation, out_width, out_height)?;
+        let mut outputs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+        self.run_into(image, operation, &mut outputs)?;
+        Ok(FilterOutput::from_planes(
+            operation, out_width, out_height, planes,
+        ))
+    }
+
+    /// [`run`](Self::run), writing into the caller's buffers instead of new ones: `outputs`
+    /// holds one buffer per output image, in [`FilterOutput`] order (the combined image first,
+    /// if any, then the responses), each exactly (W−2)×(H−2) bytes, rows packed. Reusing the
+    /// same buffers call after call saves allocating, and faulting in, a fresh image each time.
+    pub fn run_into(
+        &self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
         let (width, height) = image.dimensions();
         let (out_width, out_height) = output_size(width, height)?;
+        check_outputs(operation, out_width, out_height, outputs)?;
         let target = TargetLayout {
             bytes_per_row: out_width,
             offset: 0,
@@ -35,17 +54,8 @@ impl CpuBackend {
             kind: TARGET_BUFFER,
         };
         let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
-        let plane_pixels = out_width as usize * out_height as usize;
-        // One zeroed allocation each, never a clone of one: fresh zeroed pages cost nothing
-        // until the filter writes them, where a clone would copy a whole plane.
-        let mut planes: Vec<Vec<u8>> = (0..params.output_count())
-            .map(|_| zeroed_bytes(plane_pixels, "an output image"))
-            .collect::<Result<_>>()?;
-        let mut views: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
-        conv3x3::main(&params, image.as_raw(), &mut views);
-        Ok(FilterOutput::from_planes(
-            operation, out_width, out_height, planes,
-        ))
+        conv3x3::main(&params, image.as_raw(), outputs);
+        Ok(())
     }
 
     /// Applies `operation` to `image` and says how long it took (with `std::time::Instant`,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, Operation, output_size};
+use crate::operation::{FilterOutput, Operation, check_outputs, output_size};
 use crate::params::Conv3x3Params;
 use crate::timings::Timings;
 
@@ -201,6 +201,34 @@ impl GpuEngine {
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
         // Untimed: no timestamp queries, no clock readings, no extra mapping.
         pollster::block_on(self.run_async(image, operation))
+    }
+
+    /// [`run`](Self::run), writing into the caller's buffers instead of new ones: one per
+    /// output image, in [`FilterOutput`] order, each exactly (W−2)×(H−2) bytes, rows packed.
+    /// Reusing them call after call saves allocating and faulting in fresh images. Blocks; see
+    /// [`run_into_async`](Self::run_into_async).
+    pub fn run_into(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        pollster::block_on(self.run_into_async(image, operation, outputs))
+    }
+
+    /// [`run_into`](Self::run_into) without blocking.
+    pub async fn run_into_async(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        let (out_width, out_height) = output_size(image.width(), image.height())?;
+        check_outputs(operation, out_width, out_height, outputs)?;
+        self.strips
+            .run_into(&self.core, image, operation, outputs, false)
+            .await
+            .map(drop)
     }
 
     /// [`run`](Self::run), also saying how long upload, compute (and the GPU kernel alone, when

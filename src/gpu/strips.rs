@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, Operation, output_size};
+use crate::operation::{FilterOutput, Operation, output_planes, output_size};
 use crate::params::{Conv3x3Params, SourceLayout, TargetLayout};
 use crate::timings::Timings;
 
@@ -45,7 +45,6 @@ pub(crate) struct Strips {
 /// How one image is cut into strips, worked out once per image.
 struct StripPlan {
     width: u32,
-    out_width: u32,
     out_height: u32,
     /// Output rows of every strip but the last, which may have fewer.
     rows: u32,
@@ -63,7 +62,6 @@ impl StripPlan {
         );
         Ok(Self {
             width,
-            out_width,
             out_height,
             rows,
             params,
@@ -124,6 +122,29 @@ impl Strips {
         operation: &Operation,
         timed: bool,
     ) -> Result<(FilterOutput, Timings)> {
+        let (out_width, out_height) = output_size(image.width(), image.height())?;
+        // Planes are filled strip by strip, each row written once, so there is no need to zero
+        // them first: fresh zeroed pages cost nothing until the readback touches them.
+        let mut planes = output_planes(operation, out_width, out_height)?;
+        let mut outputs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+        let timings = self
+            .run_into(gpu, image, operation, &mut outputs, timed)
+            .await?;
+        Ok((
+            FilterOutput::from_planes(operation, out_width, out_height, planes),
+            timings,
+        ))
+    }
+
+    /// [`run`](Self::run) into the caller's planes, already checked.
+    pub async fn run_into(
+        &mut self,
+        gpu: &GpuCore,
+        image: &GrayImage,
+        operation: &Operation,
+        planes: &mut [&mut [u8]],
+        timed: bool,
+    ) -> Result<Timings> {
         let run_start = timed.then(Instant::now);
         let (width, height) = image.dimensions();
         let (_, out_height) = output_size(width, height)?;
@@ -136,20 +157,12 @@ impl Strips {
             self.waiter = Some(Waiter::new(&gpu.device)?);
         }
 
-        // Planes are filled strip by strip, each row written once, so there is no need to zero
-        // them first: each asks the allocator for zeroed pages, which cost nothing until the
-        // readback touches them.
-        let plane_pixels = plan.out_width as usize * plan.out_height as usize;
-        let mut planes: Vec<Vec<u8>> = (0..operation.output_count())
-            .map(|_| crate::memory::zeroed_bytes(plane_pixels, "an output image"))
-            .collect::<Result<_>>()?;
         let mut timings = Timings::default();
         let mut in_flight = VecDeque::with_capacity(slots);
         for index in 0..plan.count() {
             if in_flight.len() == slots {
                 let done = in_flight.pop_front().expect("a strip is in flight");
-                self.finish(gpu, done, &mut planes, &mut timings, timed)
-                    .await?;
+                self.finish(gpu, done, planes, &mut timings, timed).await?;
             }
             let (first_row, params) = plan.strip(index);
             // In `usize`: the end of the last strip of a 65536 × 65536 image is 2³².
@@ -164,14 +177,10 @@ impl Strips {
             in_flight.push_back(strip);
         }
         while let Some(done) = in_flight.pop_front() {
-            self.finish(gpu, done, &mut planes, &mut timings, timed)
-                .await?;
+            self.finish(gpu, done, planes, &mut timings, timed).await?;
         }
         timings.total = run_start.map(|s| s.elapsed());
-        Ok((
-            FilterOutput::from_planes(operation, plan.out_width, plan.out_height, planes),
-            timings,
-        ))
+        Ok(timings)
     }
 
     /// Output rows per strip: about [`STRIP_BYTES`] of input when the image is larger than two
@@ -303,7 +312,7 @@ impl Strips {
         &self,
         gpu: &GpuCore,
         strip: InFlight,
-        planes: &mut [Vec<u8>],
+        planes: &mut [&mut [u8]],
         timings: &mut Timings,
         timed: bool,
     ) -> Result<()> {

@@ -92,7 +92,7 @@ pub fn write_rows(view: &mut wgpu::BufferViewMut, pixels: &[u8], width: u32, byt
 pub fn unpack_rows_into(
     mapped: &[u8],
     params: &Conv3x3Params,
-    planes: &mut [Vec<u8>],
+    planes: &mut [&mut [u8]],
     first_row: u32,
 ) {
     let (width, rows) = (params.out_width as usize, params.out_height as usize);

@@ -96,7 +96,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut rows = Vec::new();
     println!(
-        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>6}  check",
+        "{:>13} {:>5} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>6}  check",
         "size",
         "op",
         "backend",
@@ -107,6 +107,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "readback",
         "encode",
         "total",
+        "into",
         "Mpx/s",
         "GB/s",
         "copy",
@@ -135,10 +136,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             for ((name, engine), &copy_gb_per_s) in backends.iter_mut().zip(&copies) {
                 let measured = measure(engine, &image, operation, args.repeat);
                 let check = match &measured {
-                    Ok((_, output)) => compare(output, &expected),
+                    Ok((_, _, output)) => compare(output, &expected),
                     Err(_) => String::new(),
                 };
-                let row = measured.map(|(timings, output)| {
+                let row = measured.map(|(timings, into, output)| {
                     if encode.is_none() {
                         let first = output
                             .combined
@@ -150,13 +151,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             encode = Some(start.elapsed());
                         }
                     }
-                    timings
+                    (timings, into)
                 });
                 let bytes = u64::from(width) * u64::from(height)
                     + outputs * u64::from(width - 2) * u64::from(height - 2);
                 let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
                 let row = match row {
-                    Ok(t) => {
+                    Ok((t, into)) => {
                         let busy = t.kernel.or(t.compute).expect("compute is always timed");
                         Row {
                             width,
@@ -171,6 +172,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                                 ("readback", ms(t.readback)),
                                 ("encode", ms(encode)),
                                 ("total", ms(t.total)),
+                                ("into", ms(into)),
                             ],
                             mpx_per_s: Some(
                                 f64::from(width) * f64::from(height) / busy.as_secs_f64() / 1e6,
@@ -370,16 +372,35 @@ fn parse_sizes(text: &str) -> Result<Vec<(u32, u32)>> {
 }
 
 /// One warm-up run, then `repeat` timed runs; the median of each stage, and the first output.
+/// Then `repeat` untimed runs into the same output buffers (`run_into`, which allocates
+/// nothing), timed with the wall clock: their median is the second value, `None` if they
+/// failed.
 fn measure(
     engine: &mut Engine,
     image: &GrayImage,
     operation: &Operation,
     repeat: u32,
-) -> Result<(Timings, FilterOutput)> {
+) -> Result<(Timings, Option<Duration>, FilterOutput)> {
     let (first, _) = engine.run_timed(image, operation)?;
     let runs = (0..repeat)
         .map(|_| engine.run_timed(image, operation).map(|(_, t)| t))
         .collect::<gpuconv::Result<Vec<_>>>()?;
+    let mut planes: Vec<Vec<u8>> = first
+        .combined
+        .iter()
+        .chain(&first.responses)
+        .map(|plane| plane.as_raw().clone())
+        .collect();
+    let mut outputs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+    let mut into: Vec<Duration> = (0..repeat)
+        .map_while(|_| {
+            let start = Instant::now();
+            engine.run_into(image, operation, &mut outputs).ok()?;
+            Some(start.elapsed())
+        })
+        .collect();
+    into.sort();
+    let into = (into.len() == repeat as usize).then(|| into[into.len() / 2]);
     let median = |stage: fn(&Timings) -> Option<Duration>| {
         let mut values: Vec<Duration> = runs.iter().filter_map(stage).collect();
         values.sort();
@@ -393,7 +414,7 @@ fn measure(
         total: median(|t| t.total),
         ..Timings::default()
     };
-    Ok((timings, first))
+    Ok((timings, into, first))
 }
 
 /// The backend's copy bandwidth in GB/s (bytes read plus bytes written), on a buffer of `bytes`
