@@ -223,6 +223,75 @@ fn colour_input_becomes_gray_by_the_lessons_luma_rule() {
     );
 }
 
+/// QOI in, TIFF and PGM out: the streaming path, end to end, against the reference; and the
+/// same file cut short leaves no output at all.
+#[test]
+fn a_qoi_streams_into_tiff_and_pgm_and_a_cut_one_leaves_nothing() {
+    let scratch = Scratch::new();
+    let colour = image::RgbaImage::from_fn(301, 77, |x, y| {
+        image::Rgba([
+            (x * 3) as u8,
+            (y * 7 + x / 9) as u8,
+            ((x ^ y) % 256) as u8,
+            200,
+        ])
+    });
+    colour.save(scratch.path("in.qoi")).unwrap();
+    scratch
+        .gpuconv()
+        .args(["filter", "in.qoi", "--edge", "--responses", "-o", "out/"])
+        .args(["--format", "tif", "--backend", "cpu"])
+        .assert()
+        .success();
+    scratch
+        .gpuconv()
+        .args(["filter", "in.qoi", "-k", "vertical", "-o", "v.pgm"])
+        .assert()
+        .success();
+    let gray = GrayImage::from_fn(301, 77, |x, y| {
+        image::Luma([io::luma([
+            colour.get_pixel(x, y)[0],
+            colour.get_pixel(x, y)[1],
+            colour.get_pixel(x, y)[2],
+        ])])
+    });
+    let vertical = reference::convolve(&gray, &Kernel::vertical_lines());
+    let horizontal = reference::convolve(&gray, &Kernel::horizontal_lines());
+    let edge = GrayImage::from_fn(299, 75, |x, y| {
+        image::Luma([vertical.get_pixel(x, y)[0].saturating_add(horizontal.get_pixel(x, y)[0])])
+    });
+    let written = common::listing(&scratch.path("out"));
+    assert_eq!(written.len(), 3, "{written:?}");
+    for name in written {
+        let expected = if name.contains("edge") {
+            &edge
+        } else if name.contains("vertical") {
+            &vertical
+        } else {
+            &horizontal
+        };
+        assert_same(&load(&scratch.path("out").join(&name)), expected, &name);
+    }
+    assert_same(&load(&scratch.path("v.pgm")), &vertical, "v.pgm");
+
+    let bytes = std::fs::read(scratch.path("in.qoi")).unwrap();
+    std::fs::write(scratch.path("cut.qoi"), &bytes[..bytes.len() * 9 / 10]).unwrap();
+    assert_fails_cleanly(
+        &scratch,
+        &[
+            "filter",
+            "cut.qoi",
+            "--edge",
+            "-o",
+            "cut.tif",
+            "--backend",
+            "cpu",
+        ],
+        &[],
+        "cut.qoi",
+    );
+}
+
 #[test]
 fn timings_are_printed_per_stage() {
     let scratch = Scratch::new();

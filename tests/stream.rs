@@ -116,6 +116,16 @@ fn streamable_files(dir: &Path) -> Vec<std::path::PathBuf> {
         image::Rgba([v, v.wrapping_mul(7), (x * 5 + y) as u8, (x * y) as u8])
     });
     let colour = DynamicImage::ImageRgba8(colour);
+    let stripes = image::RgbaImage::from_fn(53, 41, |x, y| {
+        let band = ((x / 6 + y / 9) % 4) as u8;
+        let step = ((x + y) % 3) as u8;
+        image::Rgba([
+            band * 60 + step,
+            band * 20,
+            200 - band * 30 + step * 9,
+            255 - band,
+        ])
+    });
     let layouts = [
         ("l8", DynamicImage::ImageLuma8(colour.to_luma8())),
         ("la8", DynamicImage::ImageLumaA8(colour.to_luma_alpha8())),
@@ -125,16 +135,24 @@ fn streamable_files(dir: &Path) -> Vec<std::path::PathBuf> {
         ("la16", DynamicImage::ImageLumaA16(colour.to_luma_alpha16())),
         ("rgb16", DynamicImage::ImageRgb16(colour.to_rgb16())),
         ("rgba16", DynamicImage::ImageRgba16(colour.to_rgba16())),
+        // Flat stripes and small steps: QOI codes them with runs, cache hits and differences.
+        ("stripes", DynamicImage::ImageRgba8(stripes.clone())),
+        (
+            "stripes-rgb",
+            DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(stripes).to_rgb8()),
+        ),
     ];
     let mut files = Vec::new();
     for (name, image) in layouts {
         let png = dir.join(format!("{name}.png"));
         image.save(&png).unwrap();
         files.push(png);
-        // PNM: P5/P6 for gray and RGB, P7 (PAM) for alpha, at 8 and 16 bits; TIFF in strips.
+        // PNM: P5/P6 for gray and RGB, P7 (PAM) for alpha, at 8 and 16 bits; TIFF in strips;
+        // QOI for RGB and RGBA.
         for (extension, format) in [
             ("pnm", image::ImageFormat::Pnm),
             ("tif", image::ImageFormat::Tiff),
+            ("qoi", image::ImageFormat::Qoi),
         ] {
             let path = dir.join(format!("{name}.{extension}"));
             if image.save_with_format(&path, format).is_ok() {
@@ -178,7 +196,11 @@ fn every_streamable_layout_reads_as_the_whole_image_does() {
     let dir = tempfile::tempdir().unwrap();
     let limits = io::ReadLimits::default();
     let files = streamable_files(dir.path());
-    assert!(files.len() >= 20, "{files:?}");
+    assert!(files.len() >= 30, "{files:?}");
+    let qoi = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "qoi"));
+    assert!(qoi.count() >= 4, "{files:?}");
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
     for path in files {
         let whole_image = io::load_gray_with(&path, &limits).unwrap();
@@ -203,9 +225,8 @@ fn every_streamable_layout_reads_as_the_whole_image_does() {
 fn interlaced_and_other_formats_are_left_to_the_whole_image_path() {
     let dir = tempfile::tempdir().unwrap();
     let image = DynamicImage::ImageLuma8(random_image(20, 20, 255, 9));
-    for extension in ["jpg", "bmp", "webp", "tga", "qoi"] {
+    for extension in ["jpg", "bmp", "webp", "tga"] {
         let path = dir.path().join(format!("in.{extension}"));
-        // QOI holds only RGB and RGBA.
         DynamicImage::ImageRgb8(image.to_rgb8())
             .save(&path)
             .unwrap();
@@ -237,29 +258,48 @@ fn interlaced_and_other_formats_are_left_to_the_whole_image_path() {
 #[test]
 fn row_sinks_write_files_only_when_finished() {
     let dir = tempfile::tempdir().unwrap();
-    let image = random_image(31, 12, 255, 17);
-    for name in ["out.png", "out.pgm"] {
+    // TIFF strips hold about 1 MB: 1001 columns make 1000-row strips, so 2503 rows need three,
+    // the last one short, and the bands below cross their seams.
+    for (name, width, height) in [
+        ("out.png", 31, 12),
+        ("out.pgm", 31, 12),
+        ("out.tif", 1001, 2503),
+    ] {
+        let image = random_image(width, height, 255, 17);
         let path = dir.path().join(name);
-        let mut sink = io::create_row_sink(&path, 31, 12).unwrap().unwrap();
-        sink.write_rows(&image.as_raw()[..31 * 5]).unwrap();
-        sink.write_rows(&image.as_raw()[31 * 5..]).unwrap();
+        let mut sink = io::create_row_sink(&path, width, height).unwrap().unwrap();
+        let row = width as usize;
+        let mut rest = image.as_raw().as_slice();
+        for band_rows in [5, 1, 333].into_iter().cycle() {
+            let take = (band_rows * row).min(rest.len());
+            sink.write_rows(&rest[..take]).unwrap();
+            rest = &rest[take..];
+            if rest.is_empty() {
+                break;
+            }
+        }
         assert!(!path.exists(), "{name} appeared before it was finished");
         sink.finish().unwrap();
         assert_eq!(io::load_gray(&path).unwrap(), image, "{name}");
         // Dropped unfinished: nothing, not even the hidden partial file.
         let dropped = dir.path().join(format!("dropped-{name}"));
-        let mut sink = io::create_row_sink(&dropped, 31, 12).unwrap().unwrap();
-        sink.write_rows(&image.as_raw()[..31]).unwrap();
+        let mut sink = io::create_row_sink(&dropped, width, height)
+            .unwrap()
+            .unwrap();
+        sink.write_rows(&image.as_raw()[..row]).unwrap();
         drop(sink);
         assert!(!dropped.exists());
     }
     let names: Vec<String> = common::listing(dir.path());
-    assert_eq!(names, ["out.pgm", "out.png"]);
-    assert!(
-        io::create_row_sink(&dir.path().join("out.tif"), 3, 3)
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(names, ["out.pgm", "out.png", "out.tif"]);
+    for other in ["out.bmp", "out.jpg", "out.webp"] {
+        assert!(
+            io::create_row_sink(&dir.path().join(other), 3, 3)
+                .unwrap()
+                .is_none(),
+            "{other}"
+        );
+    }
 }
 
 #[test]
@@ -411,4 +451,47 @@ fn hostile_streams_are_refused_like_whole_images() {
         stream(&mut engine, &small, &operation, Some(u32::MAX)),
         whole(&small, &operation)
     );
+}
+
+/// A three-channel QOI file with every op, the RGBA op included (which such a file should not
+/// hold: the `qoi` crate, and so the whole-image path, reads no bytes for it and repeats the
+/// last pixel), a cache hit on an entry never written, and a run past the last pixel: the rows
+/// are the whole image's.
+#[test]
+fn hand_made_qoi_ops_stream_as_the_whole_image_decodes_them() {
+    let (width, height) = (5u32, 4u32);
+    let mut file = b"qoif".to_vec();
+    file.extend(width.to_be_bytes());
+    file.extend(height.to_be_bytes());
+    file.extend([3, 0]);
+    file.extend([0xfe, 200, 100, 50]); // RGB
+    file.extend([0x40 | 0b11_01_00]); // DIFF: r+1, g-1, b-2
+    file.extend([0x80 | 40, 0x3c]); // LUMA: g+8, r+8-8+3, b+8-8+12
+    file.push(0xff); // RGBA in a three-channel file
+    file.push(0x05); // INDEX, never written: black
+    file.extend([0xfe, 9, 99, 199]);
+    file.push(0xc0 | 3); // RUN of 4
+    file.push(0x40 | 0b10_10_10); // DIFF of zero
+    file.push(0xc0 | 61); // RUN of 62, cut at the last pixel
+    file.extend([0, 0, 0, 0, 0, 0, 0, 1]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.qoi");
+    std::fs::write(&path, &file).unwrap();
+    let limits = io::ReadLimits::default();
+    let whole_image = io::load_gray_with(&path, &limits).unwrap();
+    let mut rows = io::open_rows(&path, &limits).unwrap().expect("QOI streams");
+    let mut pixels = vec![0; (width * height) as usize];
+    rows.read_rows(&mut pixels).unwrap();
+    assert_eq!(pixels, whole_image.into_raw());
+    // The same file cut short, or with the wrong padding, is an error.
+    for (name, bytes) in [
+        ("cut", file[..file.len() - 12].to_vec()),
+        ("padding", [&file[..file.len() - 1], &[7]].concat()),
+    ] {
+        let path = dir.path().join(format!("{name}.qoi"));
+        std::fs::write(&path, bytes).unwrap();
+        let mut rows = io::open_rows(&path, &limits).unwrap().expect("QOI streams");
+        let mut pixels = vec![0; (width * height) as usize];
+        assert!(rows.read_rows(&mut pixels).is_err(), "{name}");
+    }
 }

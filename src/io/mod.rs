@@ -3,8 +3,10 @@
 
 mod gray;
 mod plausible;
+mod qoi;
 mod read;
 mod rows;
+mod sinks;
 mod write;
 
 pub use crate::memory::{default_memory_budget, format_bytes, parse_bytes, parse_positive_count};
@@ -12,7 +14,8 @@ pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
 pub use read::{
     DEFAULT_MAX_PIXELS, ReadLimits, decode_gray, load_gray, load_gray_with, quiet_decoder_panics,
 };
-pub use rows::{create_row_sink, open_rows, writes_rows};
+pub use rows::open_rows;
+pub use sinks::{create_row_sink, writes_rows};
 pub use write::{
     check_output_folder, is_bitmap_path, output_format, remove_partial_outputs, save_gray,
 };

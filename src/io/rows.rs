@@ -1,24 +1,23 @@
-//! Files as rows, for [`filter_rows`](crate::stream::filter_rows): PNG (not interlaced) and
-//! binary PNM read a row at a time and TIFF a strip at a time, made gray by the same rules as
-//! whole images; PNG and PGM written a band at a time. Other formats are read and written whole.
+//! Files as rows, for [`filter_rows`](crate::stream::filter_rows): PNG (not interlaced), binary
+//! PNM and QOI (`qoi.rs`) read a row at a time and TIFF a strip at a time, made gray by the same rules as
+//! whole images. Other formats are read whole; `sinks.rs` writes rows.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use image::{ColorType, ImageError, ImageFormat};
 
 use super::gray::gray_row;
+use super::qoi::QoiRows;
 use super::read::{Input, ReadLimits, guarded, open_input, read_head};
-use super::write::{PNG_CHUNK_BYTES, PartialFile, extension, output_format, png_encoder};
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
-use crate::stream::{RowSink, RowSource};
+use crate::stream::RowSource;
 
 /// The rows of the image in `path`, when its format can be read a row at a time (PNG that is
 /// not interlaced; binary PGM, PPM and PAM with a maxval of 255 or 65535; TIFF in strips of
-/// 8- or 16-bit unsigned samples, interleaved); `None` for any
+/// 8- or 16-bit unsigned samples, interleaved; QOI); `None` for any
 /// other file, which [`load_gray_with`](super::load_gray_with) reads whole. The header is
 /// checked against `limits` and the file's length as for whole images, and the memory budget
 /// against what streaming holds: the decoder's row buffers and a few bands.
@@ -27,7 +26,9 @@ pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowS
     let mut reader = BufReader::new(file);
     let head = read_head(path, &mut reader)?;
     let format = match image::guess_format(&head) {
-        Ok(format @ (ImageFormat::Png | ImageFormat::Pnm | ImageFormat::Tiff)) => format,
+        Ok(
+            format @ (ImageFormat::Png | ImageFormat::Pnm | ImageFormat::Tiff | ImageFormat::Qoi),
+        ) => format,
         _ => return Ok(None),
     };
     let input = Input {
@@ -40,6 +41,7 @@ pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowS
     let rows: Option<Box<dyn RowSource>> = match format {
         ImageFormat::Png => PngRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
         ImageFormat::Tiff => TiffRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
+        ImageFormat::Qoi => QoiRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
         _ => PnmRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
     };
     Ok(rows)
@@ -138,7 +140,7 @@ impl RowSource for PngRows {
 /// The header checks of whole images (pixel limit, file length), then the memory budget
 /// against what streaming holds: the decoder's `line_bytes` of row buffers and a few bands of
 /// three rows or more, for the input and each output.
-fn check_stream(
+pub(super) fn check_stream(
     input: &Input,
     width: u32,
     height: u32,
@@ -170,7 +172,7 @@ fn check_stream(
 }
 
 /// Big-endian samples (as PNG and PNM store them) made native, then gray into `row`.
-fn to_gray_row(line: &mut [u8], color: ColorType, row: &mut [u8]) {
+pub(super) fn to_gray_row(line: &mut [u8], color: ColorType, row: &mut [u8]) {
     if color.bytes_per_pixel() / color.channel_count() == 2 && cfg!(target_endian = "little") {
         for sample in line.chunks_exact_mut(2) {
             sample.swap(0, 1);
@@ -492,160 +494,4 @@ fn pnm_header(head: &[u8]) -> Option<(usize, u32, u32, ColorType)> {
         _ => return None,
     };
     Some((header_bytes, width, height, color))
-}
-
-/// Whether [`create_row_sink`] writes `path` a band at a time: PNG, PGM and PNM outputs.
-pub fn writes_rows(path: &Path) -> bool {
-    matches!(extension(path).as_str(), "png" | "pgm" | "pnm")
-}
-
-/// A sink writing the rows of a `width`×`height` gray image to `path`, when its format can be
-/// written a band at a time (PNG, PGM, PNM); `None` for any other format, which
-/// [`save_gray`](super::save_gray) writes whole. The file appears only when the sink is
-/// finished; dropped before, it leaves nothing.
-pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Box<dyn RowSink>>> {
-    let format = output_format(path)?;
-    let extension = extension(path);
-    let write_error = |e: &dyn std::fmt::Display| Error::Write {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
-    match (format, extension.as_str()) {
-        (ImageFormat::Png, _) => {
-            let partial = PartialFile::create(path)?;
-            let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
-            let failed = Arc::new(Mutex::new(None));
-            let file = CheckedFile {
-                file,
-                failed: Arc::clone(&failed),
-            };
-            let stream = png_encoder(file, width, height)
-                .write_header()
-                .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
-                .map_err(|e| write_error(&e))?;
-            Ok(Some(Box::new(PngSink {
-                stream: Some(stream),
-                partial: Some(partial),
-                failed,
-                path: path.to_owned(),
-            })))
-        }
-        (ImageFormat::Pnm, "pgm" | "pnm") => {
-            let partial = PartialFile::create(path)?;
-            let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
-            let mut writer = BufWriter::new(file);
-            write!(writer, "P5\n{width} {height}\n255\n").map_err(|e| write_error(&e))?;
-            Ok(Some(Box::new(PgmSink {
-                writer,
-                partial,
-                path: path.to_owned(),
-            })))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// PNG rows through the encoder's stream writer, in 1 MiB IDAT chunks.
-struct PngSink {
-    stream: Option<png::StreamWriter<'static, CheckedFile>>,
-    partial: Option<PartialFile>,
-    /// The first write error the file met, if any.
-    failed: Arc<Mutex<Option<String>>>,
-    path: std::path::PathBuf,
-}
-
-/// A file that remembers its first write error, for an encoder that drops errors on the way out.
-struct CheckedFile {
-    file: File,
-    failed: Arc<Mutex<Option<String>>>,
-}
-
-impl CheckedFile {
-    fn remember<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
-        if let Err(error) = &result {
-            self.failed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert_with(|| error.to_string());
-        }
-        result
-    }
-}
-
-impl Write for CheckedFile {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let result = self.file.write(bytes);
-        self.remember(result)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let result = self.file.flush();
-        self.remember(result)
-    }
-}
-
-impl RowSink for PngSink {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        let stream = self.stream.as_mut().expect("not finished");
-        stream.write_all(rows).map_err(|e| Error::Write {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        let stream = self.stream.take().expect("finished once");
-        let write_error = |reason: String| Error::Write {
-            path: self.path.clone(),
-            reason,
-        };
-        // The encoder writes its last chunk and IEND as it is dropped, where errors are lost
-        // (and its deflater unwraps one): the file remembers them instead.
-        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.finish()));
-        match finished {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(write_error(e.to_string())),
-            Err(_) => return Err(write_error("the PNG encoder failed".to_owned())),
-        }
-        if let Some(reason) = self
-            .failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            return Err(write_error(reason));
-        }
-        self.partial.take().expect("finished once").commit()
-    }
-}
-
-/// PGM (P5) rows.
-struct PgmSink {
-    writer: BufWriter<File>,
-    partial: PartialFile,
-    path: std::path::PathBuf,
-}
-
-impl RowSink for PgmSink {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        self.writer.write_all(rows).map_err(|e| Error::Write {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn finish(self: Box<Self>) -> Result<()> {
-        let Self {
-            mut writer,
-            partial,
-            path,
-        } = *self;
-        writer.flush().map_err(|e| Error::Write {
-            path,
-            reason: e.to_string(),
-        })?;
-        // Closed before the rename, which some systems refuse on an open file.
-        drop(writer);
-        partial.commit()
-    }
 }
