@@ -51,6 +51,9 @@ struct Params {
     integer_mask: u32,
     source_kind: u32,
     target_kind: u32,
+    // Output rows each invocation computes, one below the other, reusing the input rows they
+    // share: 1 to 8 (a host-side tuning choice; the results are the same).
+    rows_per_invocation: u32,
     // Kernel k's tap t (row-major) is weights[k * 3u + t / 4u][t % 4u].
     weights: array<vec4<f32>, 24>,
 }
@@ -175,39 +178,58 @@ fn store_pixels(plane: u32, x0: u32, y: u32, lanes: u32, packed: u32) {
     }
 }
 
+// The 3 × (lanes + 2) input pixels of row y under four windows starting at column x0: by whole
+// words when the buffer's rows start on words (the engine's own uploads always do), else pixel
+// by pixel.
+fn load_window_row(x0: u32, y: u32, lanes: u32, word_rows: bool) -> array<u32, 6> {
+    if word_rows {
+        return load_row_words(x0, y, lanes + 2u);
+    }
+    var row: array<u32, 6>;
+    for (var column = 0u; column < lanes + 2u; column++) {
+        row[column] = load_pixel(x0 + column, y);
+    }
+    return row;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     // Dispatches past 65535 workgroups spill into y; fold them back into one index.
     let index = id.x + id.y * groups.x * WORKGROUP_SIZE;
-    if index >= params.words_per_row * params.out_height {
+    let row_groups = (params.out_height + params.rows_per_invocation - 1u) / params.rows_per_invocation;
+    if index >= params.words_per_row * row_groups {
         return;
     }
-    let y = index / params.words_per_row;
+    let first_y = (index / params.words_per_row) * params.rows_per_invocation;
+    let last_y = min(first_y + params.rows_per_invocation, params.out_height);
     let x0 = (index % params.words_per_row) * 4u;
     let lanes = min(4u, params.out_width - x0);
-
-    // The 3 × (lanes + 2) input pixels under the four windows, fetched once: by whole words when
-    // the buffer's rows start on words (the engine's own uploads always do), else pixel by pixel.
-    var pixels: array<array<u32, 6>, 3>;
     let word_rows = params.source_kind == SOURCE_BUFFER && params.in_offset % 4u == 0u
         && params.in_bytes_per_row % 4u == 0u;
-    for (var row = 0u; row < 3u; row++) {
-        if word_rows {
-            pixels[row] = load_row_words(x0, y + row, lanes + 2u);
-        } else {
-            for (var column = 0u; column < lanes + 2u; column++) {
-                pixels[row][column] = load_pixel(x0 + column, y + row);
-            }
-        }
-    }
 
+    // Each input row is fetched once per invocation: the window moves down a row at a time,
+    // keeping the two rows it shares with the one above.
+    var pixels: array<array<u32, 6>, 3>;
+    pixels[1] = load_window_row(x0, first_y, lanes, word_rows);
+    pixels[2] = load_window_row(x0, first_y + 1u, lanes, word_rows);
+    for (var y = first_y; y < last_y; y++) {
+        pixels[0] = pixels[1];
+        pixels[1] = pixels[2];
+        pixels[2] = load_window_row(x0, y + 2u, lanes, word_rows);
+        filter_word(&pixels, x0, y, lanes);
+    }
+}
+
+// Four neighbouring output pixels of row y from their 3 × (lanes + 2) input pixels, for every
+// kernel, stored in every output image.
+fn filter_word(pixels: ptr<function, array<array<u32, 6>, 3>>, x0: u32, y: u32, lanes: u32) {
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = select(0u, 1u, combined);
     var packed: array<u32, 9>;
     for (var lane = 0u; lane < lanes; lane++) {
         var window: array<u32, 9>;
         for (var tap = 0u; tap < 9u; tap++) {
-            window[tap] = pixels[tap / 3u][lane + tap % 3u];
+            window[tap] = (*pixels)[tap / 3u][lane + tap % 3u];
         }
         var responses: array<u32, MAX_KERNELS>;
         for (var k = 0u; k < params.kernel_count; k++) {

@@ -92,6 +92,9 @@ impl TargetLayout {
     }
 }
 
+/// The most output rows one GPU invocation computes.
+pub const MAX_ROWS_PER_INVOCATION: u32 = 8;
+
 /// Must match `struct Params` in `shaders/conv3x3.wgsl` field for field: twenty `u32`s (80
 /// bytes, so the `vec4<f32>` rows that follow start 16-byte aligned as uniform layout requires).
 #[repr(C)]
@@ -131,8 +134,11 @@ pub struct Conv3x3Params {
     pub source_kind: u32,
     /// One of the `TARGET_*` constants.
     pub target_kind: u32,
+    /// Output rows each GPU invocation computes, 1 to `MAX_ROWS_PER_INVOCATION`: how the
+    /// shader shares its input fetches, never what it computes (the CPU twin ignores it).
+    pub rows_per_invocation: u32,
     /// Padding to the 16-byte boundary of `weights`.
-    pub _padding: [u32; 3],
+    pub _padding: [u32; 2],
     /// Kernel k's tap t (row-major) is `weights[k * 3 + t / 4][t % 4]`.
     pub weights: [[f32; 4]; 3 * MAX_KERNELS],
 }
@@ -175,7 +181,8 @@ impl Conv3x3Params {
             integer_mask,
             source_kind: source.kind,
             target_kind: target.kind,
-            _padding: [0; 3],
+            rows_per_invocation: 1,
+            _padding: [0; 2],
             weights,
         }
     }
@@ -199,9 +206,18 @@ impl Conv3x3Params {
         }
     }
 
-    /// Invocations the shader needs: one per four output pixels of a row.
+    /// These parameters with each GPU invocation computing `rows` output rows (clamped to 1 to
+    /// [`MAX_ROWS_PER_INVOCATION`]).
+    pub fn with_rows_per_invocation(self, rows: u32) -> Self {
+        Self {
+            rows_per_invocation: rows.clamp(1, MAX_ROWS_PER_INVOCATION),
+            ..self
+        }
+    }
+
+    /// Invocations the shader needs: one per four output pixels of `rows_per_invocation` rows.
     pub fn invocations(&self) -> u32 {
-        self.words_per_row * self.out_height
+        self.words_per_row * self.out_height.div_ceil(self.rows_per_invocation)
     }
 
     /// Bytes of the bound input range the shader reads: up to the last pixel of the last row,

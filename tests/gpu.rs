@@ -183,3 +183,49 @@ fn a_strip_cap_set_by_one_test_is_gone_for_the_next() {
     }
     assert_eq!(common::gpu().unwrap().max_strip_rows(), None);
 }
+
+#[test]
+fn every_rows_per_invocation_gives_the_same_bits_in_one_pass_and_in_strips() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    let operations = [
+        edge_with_responses(),
+        Operation::responses(vec![
+            Kernel::named("box-blur").unwrap(),
+            Kernel::named("x").unwrap(),
+            Kernel::named("sharpen").unwrap(),
+        ])
+        .unwrap(),
+        Operation::threshold(Kernel::vertical_lines(), Kernel::horizontal_lines(), 90).unwrap(),
+    ];
+    for (i, (width, height, strip_rows)) in [(37, 23, None), (101, 64, Some(7)), (9, 3, None)]
+        .into_iter()
+        .enumerate()
+    {
+        let image = random_image(width, height, 255, 70 + i as u64);
+        for operation in &operations {
+            engine.set_rows_per_invocation(1);
+            engine.set_max_strip_rows(None);
+            let one_row = engine.run(&image, operation).unwrap();
+            if operation.kernels().iter().all(Kernel::is_integer) {
+                assert_same_output(&one_row, &reference::run(&image, operation), "1 row");
+            }
+            engine.set_max_strip_rows(strip_rows);
+            for rows in [2, 3, 4, 8] {
+                engine.set_rows_per_invocation(rows);
+                assert_eq!(engine.rows_per_invocation(), rows);
+                let what = format!("{width}×{height}, {rows} rows per invocation, {operation:?}");
+                assert_same_output(&engine.run(&image, operation).unwrap(), &one_row, &what);
+            }
+        }
+    }
+    // Out of range: clamped, never a shader that computes nothing.
+    engine.set_rows_per_invocation(0);
+    assert_eq!(engine.rows_per_invocation(), 1);
+    engine.set_rows_per_invocation(1000);
+    assert_eq!(
+        engine.rows_per_invocation(),
+        gpuconv::gpu::MAX_ROWS_PER_INVOCATION
+    );
+}

@@ -17,6 +17,10 @@ use super::pipeline::{self, Conv3x3Pipeline};
 use super::resources::{self, GpuSource, GpuTarget};
 use super::strips::Strips;
 
+/// Output rows each shader invocation computes unless
+/// [`set_rows_per_invocation`](GpuEngine::set_rows_per_invocation) says otherwise.
+pub const DEFAULT_ROWS_PER_INVOCATION: u32 = 1;
+
 /// A long-lived GPU engine: device, queue, pipeline and reusable buffers.
 ///
 /// Two ways to use it: [`run`](Self::run) takes an image from the CPU and brings the results
@@ -37,6 +41,8 @@ pub(crate) struct GpuCore {
     pub queue: wgpu::Queue,
     pub adapter_info: wgpu::AdapterInfo,
     pub pipeline: Conv3x3Pipeline,
+    /// Output rows each invocation computes, in every pass this engine prepares or runs.
+    pub rows_per_invocation: u32,
     /// The first error wgpu reported outside any error scope, on devices gpuconv created.
     uncaptured: Option<Arc<Mutex<Option<String>>>>,
 }
@@ -135,6 +141,7 @@ impl GpuEngine {
                 queue: queue.clone(),
                 adapter_info: device.adapter_info(),
                 pipeline,
+                rows_per_invocation: DEFAULT_ROWS_PER_INVOCATION,
                 uncaptured: None,
             },
             strips: Strips::default(),
@@ -173,7 +180,8 @@ impl GpuEngine {
         let (out_width, out_height) = output_size(source_layout.width, source_layout.height)?;
         let (target_layout, target_binding) =
             target.bind(out_width, out_height, operation.output_count(), &limits)?;
-        let params = Conv3x3Params::new(operation, source_layout, target_layout);
+        let params = Conv3x3Params::new(operation, source_layout, target_layout)
+            .with_rows_per_invocation(self.core.rows_per_invocation);
         // What the checks above cannot see (a destroyed buffer, a resource from another device)
         // becomes an error too. On native, popping the scope resolves at once; on the web it
         // cannot be waited for here, and such errors reach the device's own handler.
@@ -263,6 +271,20 @@ impl GpuEngine {
     /// identical to one pass; smaller strips use less GPU memory.
     pub fn set_max_strip_rows(&mut self, rows: Option<u32>) {
         self.strips.max_rows = rows.map(|r| r.max(1));
+    }
+
+    /// Sets how many output rows each shader invocation computes (1 to
+    /// [`MAX_ROWS_PER_INVOCATION`](super::MAX_ROWS_PER_INVOCATION); default
+    /// [`DEFAULT_ROWS_PER_INVOCATION`]), in the passes prepared and run from now on. More rows
+    /// fetch each input row fewer times but give the GPU fewer invocations to spread; the
+    /// results are the same. A tuning knob: `scripts/gpu-bench.sh` measures each.
+    pub fn set_rows_per_invocation(&mut self, rows: u32) {
+        self.core.rows_per_invocation = rows.clamp(1, crate::params::MAX_ROWS_PER_INVOCATION);
+    }
+
+    /// Output rows each shader invocation computes.
+    pub fn rows_per_invocation(&self) -> u32 {
+        self.core.rows_per_invocation
     }
 
     /// The cap [`set_max_strip_rows`](Self::set_max_strip_rows) set, if any.

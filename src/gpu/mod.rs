@@ -33,7 +33,8 @@ mod strips;
 mod timer;
 mod transfers;
 
+pub use crate::params::MAX_ROWS_PER_INVOCATION;
 pub use dispatch::FilterPass;
-pub use engine::GpuEngine;
+pub use engine::{DEFAULT_ROWS_PER_INVOCATION, GpuEngine};
 pub use resources::{GpuSource, GpuTarget};
 pub use strips::{STRIP_BYTES, STRIPS_IN_FLIGHT};

@@ -53,13 +53,20 @@ struct StripPlan {
 }
 
 impl StripPlan {
-    fn new(operation: &Operation, width: u32, height: u32, rows: u32) -> Result<Self> {
+    fn new(
+        operation: &Operation,
+        width: u32,
+        height: u32,
+        rows: u32,
+        rows_per_invocation: u32,
+    ) -> Result<Self> {
         let (out_width, out_height) = output_size(width, height)?;
         let params = Conv3x3Params::new(
             operation,
             SourceLayout::word_aligned_rows(width, rows + 2),
             TargetLayout::word_aligned_rows(out_width, rows),
-        );
+        )
+        .with_rows_per_invocation(rows_per_invocation);
         Ok(Self {
             width,
             out_height,
@@ -149,7 +156,7 @@ impl Strips {
         let (width, height) = image.dimensions();
         let (_, out_height) = output_size(width, height)?;
         let rows = self.rows_per_strip(gpu, width, out_height, operation.output_count())?;
-        let plan = StripPlan::new(operation, width, height, rows)?;
+        let plan = StripPlan::new(operation, width, height, rows, gpu.rows_per_invocation)?;
         dispatch_grid(&gpu.device.limits(), &plan.params)?;
         let slots = plan.count().min(STRIPS_IN_FLIGHT);
         self.ensure_slots(gpu, slots, &plan.params, timed).await?;
@@ -559,7 +566,7 @@ mod tests {
             crate::Kernel::vertical_lines(),
             crate::Kernel::horizontal_lines(),
         );
-        let plan = StripPlan::new(&operation, 10, 25, 10).unwrap();
+        let plan = StripPlan::new(&operation, 10, 25, 10, 1).unwrap();
         assert_eq!(plan.count(), 3);
         let strips: Vec<(u32, u32, u32)> = (0..plan.count())
             .map(|i| plan.strip(i))

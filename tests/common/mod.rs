@@ -11,8 +11,8 @@ use image::GrayImage;
 
 /// One GPU engine for the whole test binary (device creation is the slow part), or `None` when
 /// there is no adapter. Under `CI=true` a missing adapter fails the test instead: GPU tests must
-/// never skip silently in CI. Tests take turns with it; what one test sets on it (a strip cap)
-/// is undone when its guard is dropped, so it never leaks into the next.
+/// never skip silently in CI. Tests take turns with it; what one test sets on it (a strip cap,
+/// rows per invocation) is undone when its guard is dropped, so it never leaks into the next.
 pub fn gpu() -> Option<SharedGpu> {
     static ENGINE: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| match GpuEngine::new() {
@@ -58,6 +58,7 @@ impl DerefMut for SharedGpu {
 impl Drop for SharedGpu {
     fn drop(&mut self) {
         self.set_max_strip_rows(None);
+        self.set_rows_per_invocation(gpuconv::gpu::DEFAULT_ROWS_PER_INVOCATION);
     }
 }
 

@@ -209,8 +209,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..))]
     pub strip_rows: Option<u32>,
 
+    /// Output rows each GPU shader invocation computes (1 to 8; default: the engine's), to
+    /// choose the shader's layout by measurement.
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub rows_per_invocation: Option<u32>,
+
     /// Time start-up instead: from process start to the first result written, running
     /// `gpuconv filter` on a small PNG as a fresh process per run, per backend (and `auto`).
-    #[arg(long, conflicts_with_all = ["sizes", "input", "ops", "strip_rows"])]
+    #[arg(long, conflicts_with_all = ["sizes", "input", "ops", "strip_rows", "rows_per_invocation"])]
     pub startup: bool,
 }

@@ -86,7 +86,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         match GpuEngine::new() {
             Ok(mut gpu) => {
                 gpu.set_max_strip_rows(args.strip_rows);
-                let name = format!("gpu ({})", gpu.adapter_info().name);
+                if let Some(rows) = args.rows_per_invocation {
+                    gpu.set_rows_per_invocation(rows);
+                }
+                let name = format!(
+                    "gpu ({}, {} rows/inv)",
+                    gpu.adapter_info().name,
+                    gpu.rows_per_invocation()
+                );
                 backends.push((name, Engine::from_gpu(gpu)));
             }
             Err(error) if args.backend == "gpu" => bail!(error),
