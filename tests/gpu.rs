@@ -229,3 +229,23 @@ fn every_rows_per_invocation_gives_the_same_bits_in_one_pass_and_in_strips() {
         gpuconv::gpu::MAX_ROWS_PER_INVOCATION
     );
 }
+
+#[test]
+fn strips_larger_than_one_copy_task_are_copied_in_and_out_exactly_on_many_threads() {
+    let Some(mut engine) = common::gpu() else {
+        return;
+    };
+    // 3001 columns (rows padded to 3004 bytes on the GPU) × 900 rows: 2.7 MB in, copied in
+    // 1 MiB tasks, whole and in strips of 301 rows whose tasks end mid-strip.
+    let image = random_image(3001, 900, 255, 99);
+    let operation = edge_with_responses();
+    let expected = reference::run(&image, &operation);
+    for strip_rows in [None, Some(301)] {
+        engine.set_max_strip_rows(strip_rows);
+        assert_same_output(
+            &engine.run(&image, &operation).unwrap(),
+            &expected,
+            &format!("strips of {strip_rows:?}"),
+        );
+    }
+}

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::params::Conv3x3Params;
 
@@ -17,8 +19,11 @@ use crate::params::Conv3x3Params;
 #[derive(Debug)]
 pub struct Waiter {
     device: wgpu::Device,
+    /// Closed first when the waiter is dropped, which ends the thread.
     #[cfg(not(target_arch = "wasm32"))]
-    requests: std::sync::mpsc::Sender<wgpu::SubmissionIndex>,
+    requests: Option<std::sync::mpsc::Sender<wgpu::SubmissionIndex>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Waiter {
@@ -28,7 +33,7 @@ impl Waiter {
         {
             let (requests, pending) = std::sync::mpsc::channel::<wgpu::SubmissionIndex>();
             let polled = device.clone();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("gpuconv-waiter".into())
                 .spawn(move || {
                     for submission in pending {
@@ -46,7 +51,8 @@ impl Waiter {
                 })?;
             Ok(Self {
                 device: device.clone(),
-                requests,
+                requests: Some(requests),
+                thread: Some(thread),
             })
         }
         #[cfg(target_arch = "wasm32")]
@@ -64,26 +70,71 @@ impl Waiter {
         {
             // The thread ends only when `self` is dropped, so the send cannot fail while the
             // waiter is borrowed.
-            let _ = self.requests.send(submission.clone());
+            if let Some(requests) = &self.requests {
+                let _ = requests.send(submission.clone());
+            }
         }
         #[cfg(target_arch = "wasm32")]
         let _ = submission;
     }
 }
 
+impl Drop for Waiter {
+    /// Waits for the thread to end: it holds the device, and a driver torn down at process exit
+    /// while a thread still polls it can crash (NVIDIA's did, at the end of `gpuconv bench`).
+    fn drop(&mut self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.requests = None;
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A disjoint part of a write mapping, to be filled on another thread.
+struct MappedPart<'a>(wgpu::WriteOnly<'a, [u8]>);
+
+// SAFETY: `WriteOnly<[u8]>` is exclusive, write-only access to bytes, like `&mut [u8]`, which is
+// `Send`; wgpu's own impl (`T: Send`) leaves out unsized `T` only because the bound implies
+// `Sized`. Each part covers its own range of the mapping, which outlives the parallel copy.
+unsafe impl Send for MappedPart<'_> {}
+
+/// Bytes of rows copied per task when a strip's rows are copied on several threads: large enough
+/// to amortise the task, small enough to spread a 32 MiB strip over any number of cores.
+const COPY_TASK_BYTES: usize = 1 << 20;
+
 /// Writes `pixels`, tightly packed rows of `width`, into a mapped upload range at rows
 /// `bytes_per_row` apart (a multiple of 4, at least `width`): each byte is copied once.
 pub fn write_rows(view: &mut wgpu::BufferViewMut, pixels: &[u8], width: u32, bytes_per_row: u32) {
     let (width, stride) = (width as usize, bytes_per_row as usize);
     debug_assert!(stride % 4 == 0 && stride >= width);
-    if width == stride {
-        view.slice(..pixels.len()).copy_from_slice(pixels);
-        return;
+    // Groups of rows, each with the part of the mapping it fills, copied on all cores: one
+    // thread copies a large strip at a fraction of the bus's speed.
+    let rows_per_task = (COPY_TASK_BYTES / stride).max(1);
+    let mut rest = view.slice(..);
+    let mut tasks = Vec::new();
+    for group in pixels.chunks(rows_per_task * width) {
+        let rows = group.len() / width;
+        // The mapping may end at the last row's last word rather than a whole stride after it.
+        let length = (rows * stride).min(rest.len());
+        let (part, tail) = rest.split_at(length);
+        tasks.push((MappedPart(part), group));
+        rest = tail;
     }
-    for (r, row) in pixels.chunks_exact(width).enumerate() {
-        view.slice(r * stride..r * stride + width)
-            .copy_from_slice(row);
-    }
+    tasks
+        .into_par_iter()
+        .for_each(|(MappedPart(mut part), group)| {
+            if width == stride {
+                part.slice(..group.len()).copy_from_slice(group);
+            } else {
+                for (r, row) in group.chunks_exact(width).enumerate() {
+                    part.slice(r * stride..r * stride + width)
+                        .copy_from_slice(row);
+                }
+            }
+        });
 }
 
 /// Copies the output images of one strip out of the mapped staging bytes into `planes` (each the
@@ -100,16 +151,22 @@ pub fn unpack_rows_into(
         params.out_bytes_per_row as usize,
         params.bytes_per_image as usize,
     );
+    let rows_per_task = (COPY_TASK_BYTES / row_stride).max(1);
     for (p, plane) in planes.iter_mut().enumerate() {
-        let destination = plane[first_row as usize * width..]
-            .chunks_mut(width)
-            .take(rows);
-        for (row, target) in mapped[p * bytes_per_image..]
-            .chunks(row_stride)
-            .zip(destination)
-        {
-            target.copy_from_slice(&row[..width]);
-        }
+        let first = first_row as usize * width;
+        let destination = &mut plane[first..first + rows * width];
+        // The last row of the mapping may stop at its last word, short of a whole stride.
+        let source = &mapped[p * bytes_per_image..];
+        destination
+            .par_chunks_mut(rows_per_task * width)
+            .enumerate()
+            .for_each(|(task, targets)| {
+                let start = task * rows_per_task * row_stride;
+                for (r, target) in targets.chunks_mut(width).enumerate() {
+                    let at = start + r * row_stride;
+                    target.copy_from_slice(&source[at..at + width]);
+                }
+            });
     }
 }
 
