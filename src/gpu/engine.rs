@@ -18,8 +18,10 @@ use super::resources::{self, GpuSource, GpuTarget};
 use super::strips::Strips;
 
 /// Output rows each shader invocation computes unless
-/// [`set_rows_per_invocation`](GpuEngine::set_rows_per_invocation) says otherwise.
-pub const DEFAULT_ROWS_PER_INVOCATION: u32 = 1;
+/// [`set_rows_per_invocation`](GpuEngine::set_rows_per_invocation) says otherwise: chosen by
+/// measurement on an NVIDIA H200 (`scripts/gpu-bench.sh`, BENCHMARKS.md), where 4 rows ran the
+/// 8192×8192 kernel 7% faster than 1 and 2 rows, and 8 rows slower.
+pub const DEFAULT_ROWS_PER_INVOCATION: u32 = 4;
 
 /// A long-lived GPU engine: device, queue, pipeline and reusable buffers.
 ///
