@@ -45,8 +45,15 @@ pub trait RowSource: Send {
 pub trait RowSink: Send {
     /// Takes the next rows, a whole number of rows of the output's width.
     fn write_rows(&mut self, rows: &[u8]) -> Result<()>;
-    /// Called once every row is written: completes the output (for a file, renames it into
-    /// place). A sink dropped without it must leave nothing behind.
+    /// Called once every row is written, on every sink of the image before any is
+    /// [finished](Self::finish): writes what follows the rows (a PNG's last chunk, a TIFF's
+    /// directory) and flushes, so that an error here, the likely place for a full disk to show,
+    /// still leaves none of the image's outputs behind. The default does nothing.
+    fn end_rows(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called once every sink has ended its rows: completes the output (for a file, renames it
+    /// into place). A sink dropped without it must leave nothing behind.
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
@@ -111,6 +118,10 @@ impl<T: RowSink + ?Sized> RowSink for &mut T {
         (**self).write_rows(rows)
     }
 
+    fn end_rows(&mut self) -> Result<()> {
+        (**self).end_rows()
+    }
+
     fn finish(self: Box<Self>) -> Result<()> {
         // A borrowed sink is finished by its owner.
         Ok(())
@@ -123,8 +134,9 @@ impl<T: RowSink + ?Sized> RowSink for &mut T {
 /// [`DEFAULT_BAND_BYTES`] of input, an eighth of a smaller image).
 ///
 /// The result equals [`Engine::run`] on the whole image bit for bit. Reading runs on a thread of
-/// its own, as does each sink; every sink is [finished](RowSink::finish) only once all of them
-/// have taken every row, and on any error none is (dropped sinks leave nothing behind).
+/// its own, as does each sink; once all of them have taken every row, every sink's rows are
+/// [ended](RowSink::end_rows), and only then is each [finished](RowSink::finish); on any error
+/// before that none is (dropped sinks leave nothing behind).
 ///
 /// The [`Timings`] returned add up each stage over the bands: `decode` is the time spent
 /// reading rows, `encode` the busiest sink's writing time, `compute` the filter's (upload and
@@ -227,6 +239,8 @@ fn stream(
         if let Some(error) = first_error {
             return Err(error);
         }
+        // Two phases: every output written to its end first, then every file put in place.
+        finished.iter_mut().try_for_each(|sink| sink.end_rows())?;
         finished.into_iter().try_for_each(RowSink::finish)?;
         timings.total = Some(start.elapsed());
         Ok(timings)

@@ -495,3 +495,54 @@ fn hand_made_qoi_ops_stream_as_the_whole_image_decodes_them() {
         assert!(rows.read_rows(&mut pixels).is_err(), "{name}");
     }
 }
+
+/// A sink that takes every row and then fails to end them, as a full disk would.
+struct FailsAtTheEnd;
+
+impl RowSink for FailsAtTheEnd {
+    fn write_rows(&mut self, _rows: &[u8]) -> gpuconv::Result<()> {
+        Ok(())
+    }
+
+    fn end_rows(&mut self) -> gpuconv::Result<()> {
+        Err(gpuconv::Error::InvalidOperation("no space left".to_owned()))
+    }
+
+    fn finish(self: Box<Self>) -> gpuconv::Result<()> {
+        panic!("finished after its rows failed to end")
+    }
+}
+
+#[test]
+fn an_output_failing_at_its_end_leaves_none_of_the_images_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = random_image(41, 29, 255, 5);
+    let operation =
+        Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses();
+    // The edge image and the vertical response go to real files, listed before the failing
+    // sink: neither may appear.
+    let sinks: Vec<Box<dyn RowSink>> = vec![
+        io::create_row_sink(&dir.path().join("edge.png"), 39, 27)
+            .unwrap()
+            .unwrap(),
+        io::create_row_sink(&dir.path().join("vertical.tif"), 39, 27)
+            .unwrap()
+            .unwrap(),
+        Box::new(FailsAtTheEnd),
+    ];
+    let mut engine = Engine::from(CpuBackend::new());
+    let error = filter_rows(
+        &mut engine,
+        &mut ImageRows::new(&image),
+        &operation,
+        sinks,
+        Some(4),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("no space left"), "{error}");
+    assert!(
+        common::listing(dir.path()).is_empty(),
+        "{:?}",
+        common::listing(dir.path())
+    );
+}

@@ -117,15 +117,17 @@ impl Write for CheckedFile {
 
 impl RowSink for PngSink {
     fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        let stream = self.stream.as_mut().expect("not finished");
+        let stream = self.stream.as_mut().expect("rows not ended");
         stream.write_all(rows).map_err(|e| Error::Write {
             path: self.path.clone(),
             reason: e.to_string(),
         })
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        let stream = self.stream.take().expect("finished once");
+    fn end_rows(&mut self) -> Result<()> {
+        let Some(stream) = self.stream.take() else {
+            return Ok(());
+        };
         let write_error = |reason: String| Error::Write {
             path: self.path.clone(),
             reason,
@@ -146,6 +148,11 @@ impl RowSink for PngSink {
         {
             return Err(write_error(reason));
         }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.end_rows()?;
         self.partial.take().expect("finished once").commit()
     }
 }
@@ -165,16 +172,18 @@ impl RowSink for PgmSink {
         })
     }
 
-    fn finish(self: Box<Self>) -> Result<()> {
-        let Self {
-            mut writer,
-            partial,
-            path,
-        } = *self;
-        writer.flush().map_err(|e| Error::Write {
-            path,
+    fn end_rows(&mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::Write {
+            path: self.path.clone(),
             reason: e.to_string(),
-        })?;
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.end_rows()?;
+        let Self {
+            writer, partial, ..
+        } = *self;
         // Closed before the rename, which some systems refuse on an open file.
         drop(writer);
         partial.commit()
@@ -305,7 +314,7 @@ impl RowSink for TiffSink {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
+    fn end_rows(&mut self) -> Result<()> {
         self.join()?;
         if let Some(reason) = self
             .failed
@@ -318,6 +327,11 @@ impl RowSink for TiffSink {
                 reason,
             });
         }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.end_rows()?;
         self.partial.take().expect("finished once").commit()
     }
 }
