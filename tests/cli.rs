@@ -834,3 +834,178 @@ fn bench_startup_times_fresh_processes_per_backend() {
         );
     }
 }
+
+#[test]
+fn standard_input_and_output_carry_one_image_and_nothing_else() {
+    let scratch = Scratch::new();
+    let image = random_image(57, 33, 255, 41);
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let edge = {
+        let v = reference::convolve(&image, &Kernel::vertical_lines());
+        let h = reference::convolve(&image, &Kernel::horizontal_lines());
+        GrayImage::from_fn(55, 31, |x, y| {
+            image::Luma([v.get_pixel(x, y)[0].saturating_add(h.get_pixel(x, y)[0])])
+        })
+    };
+    for (format, expected_format) in [
+        (None, image::ImageFormat::Png),
+        (Some("pgm"), image::ImageFormat::Pnm),
+        (Some("tif"), image::ImageFormat::Tiff),
+    ] {
+        let mut command = scratch.gpuconv();
+        command.args(["filter", "-", "--edge", "-o", "-", "--backend", "cpu"]);
+        if let Some(format) = format {
+            command.args(["--format", format]);
+        }
+        let output = command.write_stdin(png.clone()).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{format:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let written = image::load_from_memory_with_format(&output.stdout, expected_format)
+            .unwrap_or_else(|e| panic!("{format:?}: stdout is not the image alone: {e}"))
+            .to_luma8();
+        assert_same(&written, &edge, &format!("stdout as {format:?}"));
+    }
+    // Standard input into a file, and a file onto standard output.
+    scratch
+        .gpuconv()
+        .args([
+            "filter",
+            "-",
+            "--edge",
+            "-o",
+            "from-stdin.png",
+            "--backend",
+            "cpu",
+        ])
+        .write_stdin(png.clone())
+        .assert()
+        .success();
+    assert_same(&load(&scratch.path("from-stdin.png")), &edge, "from stdin");
+    // Empty or broken input: one line, exit 1, nothing on standard output.
+    for (bytes, expected) in [
+        (Vec::new(), "empty"),
+        (png[..png.len() / 2].to_vec(), "truncated"),
+    ] {
+        let output = scratch
+            .gpuconv()
+            .args(["filter", "-", "--edge", "-o", "-", "--backend", "cpu"])
+            .write_stdin(bytes)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected) && stderr.contains("standard input"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn standard_streams_are_refused_where_they_cannot_work() {
+    let scratch = Scratch::new();
+    scratch.write_image("a.png", &random_image(9, 9, 255, 1));
+    assert_usage_error(
+        &scratch,
+        &[
+            "filter",
+            "a.png",
+            "-k",
+            "vertical",
+            "-k",
+            "horizontal",
+            "-o",
+            "-",
+        ],
+        "writes 2",
+    );
+    assert_usage_error(
+        &scratch,
+        &["filter", "-", "-", "--edge", "-o", "out/"],
+        "only once",
+    );
+    assert_usage_error(
+        &scratch,
+        &["filter", "-", "--from-list", "-", "--edge", "-o", "out/"],
+        "both the list",
+    );
+    assert_usage_error(
+        &scratch,
+        &[
+            "filter", "a.png", "--edge", "-o", "-", "--format", "jpeg2000",
+        ],
+        "jpeg2000",
+    );
+}
+
+#[test]
+fn from_list_reads_paths_a_line_at_a_time_from_a_file_or_standard_input() {
+    let scratch = Scratch::new();
+    let images = [random_image(11, 7, 255, 2), random_image(8, 13, 255, 3)];
+    scratch.write_image("one.png", &images[0]);
+    std::fs::create_dir(scratch.path("sub")).unwrap();
+    scratch.write_image("sub/two.png", &images[1]);
+    // Blank lines and CRLF endings are fine; the list may add to inputs on the command line.
+    std::fs::write(scratch.path("list.txt"), "sub/two.png\r\n\n").unwrap();
+    scratch
+        .gpuconv()
+        .args([
+            "filter",
+            "one.png",
+            "--from-list",
+            "list.txt",
+            "-k",
+            "vertical",
+        ])
+        .args(["-o", "out/", "--backend", "cpu"])
+        .assert()
+        .success();
+    for (name, image) in ["one-vertical.png", "two-vertical.png"].iter().zip(&images) {
+        assert_same(
+            &load(&scratch.path("out").join(name)),
+            &reference::convolve(image, &Kernel::vertical_lines()),
+            name,
+        );
+    }
+    // From standard input, as `find ... | gpuconv filter --from-list -` gives it, with a
+    // missing file in the middle: the others are written, the missing one named, exit 1.
+    let output = scratch
+        .gpuconv()
+        .args([
+            "filter",
+            "--from-list",
+            "-",
+            "--edge",
+            "-o",
+            "edges/",
+            "--backend",
+            "cpu",
+        ])
+        .write_stdin("one.png\nmissing.png\nsub/two.png\n")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("missing.png") && stderr.contains("2 written, 1 failed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        common::listing(&scratch.path("edges")),
+        ["one-edge.png", "two-edge.png"]
+    );
+    // A list that names nothing is a usage error.
+    std::fs::write(scratch.path("empty.txt"), "\n\n").unwrap();
+    assert_usage_error(
+        &scratch,
+        &["filter", "--from-list", "empty.txt", "--edge", "-o", "x/"],
+        "names no input",
+    );
+}

@@ -17,7 +17,8 @@ pub use read::{
 pub use rows::open_rows;
 pub use sinks::{create_row_sink, writes_rows};
 pub use write::{
-    check_output_folder, is_bitmap_path, output_format, remove_partial_outputs, save_gray,
+    check_output_folder, encode_gray, is_bitmap_path, output_format, remove_partial_outputs,
+    save_gray,
 };
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Writing results without ever leaving a half-written file, even when the process is stopped.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -167,6 +167,27 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
     partial.commit()
 }
 
+/// `image` encoded in the format a file named `*.extension` gets from [`save_gray`] (`png`,
+/// `pgm`, `tif`, ...), in memory: for writing to a pipe, which the encoders of some formats
+/// cannot seek in.
+pub fn encode_gray(image: &GrayImage, format_extension: &str) -> Result<Vec<u8>> {
+    let name = PathBuf::from(format!(
+        "standard output.{}",
+        format_extension.trim_start_matches('.')
+    ));
+    let format = output_format(&name)?;
+    if is_bitmap_path(&name) && image.as_raw().iter().any(|&v| v != 0 && v != 255) {
+        return Err(Error::Write {
+            path: name,
+            reason: "a PBM holds only black and white, and this image has other values".to_owned(),
+        });
+    }
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    encode(image, format, &extension(&name), &mut bytes)
+        .map_err(|reason| Error::Write { path: name, reason })?;
+    Ok(bytes.into_inner())
+}
+
 /// An output file being written: a hidden temporary file beside its destination, listed among
 /// the partial files (which [`remove_partial_outputs`] deletes) until [`commit`](Self::commit)
 /// renames it into place. Dropped uncommitted, it is deleted.
@@ -241,11 +262,11 @@ impl Drop for PartialFile {
     }
 }
 
-fn encode(
+fn encode<W: Write + Seek>(
     image: &GrayImage,
     format: ImageFormat,
     extension: &str,
-    writer: &mut BufWriter<&File>,
+    writer: &mut W,
 ) -> std::result::Result<(), String> {
     use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
     match format {
@@ -286,10 +307,7 @@ fn encode(
 }
 
 /// A binary PBM (P4): a bit a pixel, rows padded to bytes, 1 for black (0), 0 for white (255).
-fn write_bitmap(
-    image: &GrayImage,
-    writer: &mut BufWriter<&File>,
-) -> std::result::Result<(), String> {
+fn write_bitmap(image: &GrayImage, writer: &mut impl Write) -> std::result::Result<(), String> {
     let (width, height) = image.dimensions();
     let error = |e: std::io::Error| e.to_string();
     write!(writer, "P4\n{width} {height}\n").map_err(error)?;
@@ -308,10 +326,7 @@ fn write_bitmap(
 }
 
 /// A binary PPM (P6) with the gray in each channel.
-fn write_pixmap(
-    image: &GrayImage,
-    writer: &mut BufWriter<&File>,
-) -> std::result::Result<(), String> {
+fn write_pixmap(image: &GrayImage, writer: &mut impl Write) -> std::result::Result<(), String> {
     let (width, height) = image.dimensions();
     let error = |e: std::io::Error| e.to_string();
     write!(writer, "P6\n{width} {height}\n255\n").map_err(error)?;

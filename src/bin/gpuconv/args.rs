@@ -49,10 +49,17 @@ impl From<BackendArg> for gpuconv::BackendChoice {
 #[derive(Debug, Args)]
 pub struct FilterArgs {
     /// Input images (PNG, JPEG, PGM/PNM, BMP, TIFF, GIF, WebP, TGA, QOI); colour becomes gray.
-    /// With several, a bad one is reported by name and the others are still written; the run
-    /// then exits 1 after a summary line, "N written, M failed".
-    #[arg(required = true, value_name = "INPUT")]
+    /// `-` reads one image from standard input (its format recognised from its bytes). With
+    /// several, a bad one is reported by name and the others are still written; the run then
+    /// exits 1 after a summary line, "N written, M failed".
+    #[arg(required_unless_present = "from_list", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+
+    /// Also filter the images listed in FILE, one path per line (`-`: read the list from
+    /// standard input), for lists too long for a command line: `find scans -name '*.png' |
+    /// gpuconv filter --from-list - --edge -o edges/`.
+    #[arg(long, value_name = "FILE")]
+    pub from_list: Option<PathBuf>,
 
     /// A kernel: a name (see below), rows like "1,0,-1;2,0,-2;1,0,-1" (a leading minus sign is
     /// fine: -k "-1,0,1;-2,0,2;-1,0,1"), or NAME=ROWS to name the output files. Repeat for several
@@ -84,12 +91,14 @@ pub struct FilterArgs {
 
     /// Output file (one input, one image out; its extension picks the format), or a folder that
     /// receives INPUTSTEM-KERNEL.FORMAT files: when there are several inputs or outputs, or the
-    /// path is an existing folder or ends with '/'.
+    /// path is an existing folder or ends with '/'. `-` writes the one image to standard output,
+    /// in the format --format names (PNG by default), and nothing else goes there.
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// Format of files written into an output folder, as a file extension [default: png]. A
-    /// single output file takes its format from its own extension.
+    /// Format of files written into an output folder, or to standard output with `-o -`, as a
+    /// file extension [default: png]. A single output file takes its format from its own
+    /// extension.
     #[arg(long, value_name = "EXT")]
     pub format: Option<String>,
 

@@ -25,9 +25,26 @@ struct Job {
     outputs: Vec<PathBuf>,
 }
 
+/// The name `-` takes for standard input and output.
+const STANDARD: &str = "-";
+
+fn is_standard(path: &Path) -> bool {
+    path.as_os_str() == STANDARD
+}
+
+/// How a path reads in messages: standard input and output by those names.
+fn shown(path: &Path) -> std::borrow::Cow<'_, str> {
+    if is_standard(path) {
+        "standard input".into()
+    } else {
+        path.to_string_lossy()
+    }
+}
+
 pub fn run(args: &FilterArgs) -> Result<()> {
     let operation = operation(args)?;
-    let plan = plan(args, &operation)?;
+    let inputs = inputs(args)?;
+    let plan = plan(args, &inputs, &operation)?;
     refuse_overwriting_inputs(&plan.jobs)?;
     if let Some(folder) = &plan.folder {
         create_output_folder(folder)?;
@@ -154,8 +171,44 @@ fn operation(args: &FilterArgs) -> Result<Operation> {
     Operation::new(kernels, combine, args.responses).map_err(usage)
 }
 
+/// The inputs on the command line, then those `--from-list` names, in order. Standard input
+/// can be read once: as one image or as the list, not both.
+fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
+    let mut inputs = args.inputs.clone();
+    if let Some(list) = &args.from_list {
+        let text = if is_standard(list) {
+            if inputs.iter().any(|i| is_standard(i)) {
+                bail!(usage(
+                    "standard input cannot hold both the list (--from-list -) and an image (-)"
+                ));
+            }
+            std::io::read_to_string(std::io::stdin().lock())
+                .context("cannot read the list of inputs from standard input")?
+        } else {
+            std::fs::read_to_string(list)
+                .with_context(|| format!("cannot read the list of inputs '{}'", list.display()))?
+        };
+        inputs.extend(
+            text.lines()
+                .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                .filter(|line| !line.trim().is_empty())
+                .map(PathBuf::from),
+        );
+        if inputs.is_empty() {
+            bail!(usage(format!(
+                "the list '{}' names no input",
+                shown(list).replace("standard input", "on standard input")
+            )));
+        }
+    }
+    if inputs.iter().filter(|i| is_standard(i)).count() > 1 {
+        bail!(usage("standard input (-) can be read only once"));
+    }
+    Ok(inputs)
+}
+
 /// Where every output goes: `-o` is the file when one input gives one image, else a folder.
-fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
+fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<Plan> {
     let combined_name = match operation.combine() {
         Combine::None => None,
         Combine::Edge => Some("edge".to_owned()),
@@ -169,6 +222,25 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
         .chain(response_names.into_iter().flatten())
         .collect();
     let output = &args.output;
+    if is_standard(output) {
+        let count = inputs.len() * names.len();
+        if count != 1 {
+            bail!(usage(format!(
+                "-o - writes one image to standard output, and this run writes {count}: name a folder instead"
+            )));
+        }
+        let extension = args.format.as_deref().unwrap_or("png");
+        let example = PathBuf::from(format!("out.{}", extension.trim_start_matches('.')));
+        io::output_format(&example).map_err(|e| usage(format!("--format {extension}: {e}")))?;
+        refuse_gray_bitmaps(&example, operation)?;
+        return Ok(Plan {
+            folder: None,
+            jobs: vec![Job {
+                input: inputs[0].clone(),
+                outputs: vec![output.clone()],
+            }],
+        });
+    }
 
     // `-o out/` or an existing folder asks for a folder even when one file comes out.
     let names_folder = output.is_dir()
@@ -176,7 +248,7 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
             .as_os_str()
             .to_string_lossy()
             .ends_with(std::path::MAIN_SEPARATOR);
-    if args.inputs.len() == 1 && names.len() == 1 && !names_folder {
+    if inputs.len() == 1 && names.len() == 1 && !names_folder {
         if let Some(format) = &args.format {
             bail!(usage(format!(
                 "--format {format} applies to outputs written into a folder; the extension of -o picks this file's format"
@@ -188,13 +260,13 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
         return Ok(Plan {
             folder: None,
             jobs: vec![Job {
-                input: args.inputs[0].clone(),
+                input: inputs[0].clone(),
                 outputs: vec![output.clone()],
             }],
         });
     }
 
-    let count = args.inputs.len() * names.len();
+    let count = inputs.len() * names.len();
     if output.exists() && !output.is_dir() {
         bail!(usage(format!(
             "'{}' is a file, but {count} images are written, so -o must name a folder",
@@ -217,10 +289,14 @@ fn plan(args: &FilterArgs, operation: &Operation) -> Result<Plan> {
     refuse_gray_bitmaps(&example, operation)?;
     let mut seen = HashSet::new();
     let mut jobs = Vec::new();
-    for input in &args.inputs {
-        let stem = input
-            .file_stem()
-            .map_or_else(|| "image".into(), |s| s.to_string_lossy());
+    for input in inputs {
+        let stem = if is_standard(input) {
+            "stdin".into()
+        } else {
+            input
+                .file_stem()
+                .map_or_else(|| "image".into(), |s| s.to_string_lossy())
+        };
         let outputs: Vec<PathBuf> = names
             .iter()
             .map(|name| output.join(format!("{stem}-{name}.{extension}")))
@@ -275,9 +351,14 @@ fn file_identity(path: &Path) -> Option<(u64, u64, PathBuf)> {
 fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
     let inputs: HashSet<_> = jobs
         .iter()
+        .filter(|j| !is_standard(&j.input))
         .filter_map(|j| file_identity(&j.input))
         .collect();
-    for output in jobs.iter().flat_map(|j| &j.outputs) {
+    for output in jobs
+        .iter()
+        .flat_map(|j| &j.outputs)
+        .filter(|o| !is_standard(o))
+    {
         if file_identity(output).is_some_and(|o| inputs.contains(&o)) {
             bail!(
                 "refusing to overwrite input '{}' with an output (it is the same file as an input)",
@@ -295,14 +376,20 @@ fn filter_one(
     operation: &Operation,
     job: &Job,
 ) -> std::result::Result<(), Failure> {
-    if job.outputs.iter().all(|path| io::writes_rows(path)) {
+    let standard_input = is_standard(&job.input);
+    if !standard_input && job.outputs.iter().all(|path| io::writes_rows(path)) {
         let rows = io::open_rows(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
         if let Some(rows) = rows {
             return stream_one(engine, args, operation, job, rows);
         }
     }
     let start = Instant::now();
-    let image = io::load_gray_with(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
+    let image = if standard_input {
+        read_standard_input(limits)
+    } else {
+        io::load_gray_with(&job.input, limits).map_err(anyhow::Error::from)
+    }
+    .map_err(Failure::Input)?;
     let decode = start.elapsed();
     let engine = opened(engine, args)?;
     let input_failure = |error: anyhow::Error| Failure::Input(error);
@@ -315,7 +402,7 @@ fn filter_one(
             .map(|o| (o, Timings::default()))
     };
     let (output, mut timings) = run
-        .with_context(|| format!("filtering '{}'", job.input.display()))
+        .with_context(|| format!("filtering '{}'", shown(&job.input)))
         .map_err(input_failure)?;
     drop(image);
     timings.decode = Some(decode);
@@ -326,18 +413,57 @@ fn filter_one(
         responses,
     } = output;
     for (image, path) in combined.iter().chain(&responses).zip(&job.outputs) {
-        io::save_gray(image, path).map_err(|e| input_failure(e.into()))?;
+        if is_standard(path) {
+            write_standard_output(image, args.format.as_deref().unwrap_or("png"))
+                .map_err(input_failure)?;
+        } else {
+            io::save_gray(image, path).map_err(|e| input_failure(e.into()))?;
+        }
     }
     timings.encode = Some(start.elapsed());
     if args.timings {
-        eprintln!(
-            "{}: {} [{}]",
-            job.input.display(),
-            timings,
-            engine.describe()
-        );
+        eprintln!("{}: {} [{}]", shown(&job.input), timings, engine.describe());
     }
     Ok(())
+}
+
+/// The image on standard input, read whole (no more bytes than the memory budget) and
+/// decoded within `limits`.
+fn read_standard_input(limits: &io::ReadLimits) -> Result<image::GrayImage> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limits.max_memory.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    if bytes.len() as u64 > limits.max_memory {
+        bail!(
+            "standard input holds more than the memory budget of {} (--max-memory sets another)",
+            io::format_bytes(limits.max_memory)
+        );
+    }
+    if bytes.is_empty() {
+        bail!("standard input is empty: no image to read");
+    }
+    Ok(io::decode_gray(
+        &bytes,
+        Path::new("standard input"),
+        limits,
+    )?)
+}
+
+/// Writes `image` to standard output in the format `extension` names, and nothing else.
+fn write_standard_output(image: &image::GrayImage, extension: &str) -> Result<()> {
+    use std::io::Write;
+    let bytes = io::encode_gray(image, extension)?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&bytes).and_then(|()| out.flush()) {
+        // The reader stopped reading (`| head`): nothing to say, as other tools in a pipeline
+        // say nothing, but the image was not all written.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(crate::Reported.into()),
+        result => result.context("cannot write to standard output"),
+    }
 }
 
 /// The engine, opened on first use: after the first input is read, so that a bad input is
