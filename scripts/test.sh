@@ -2,7 +2,8 @@
 # Runs every gpuconv test, GPU tests included, on a machine with or without a GPU.
 #
 # When no Vulkan driver is installed it installs Mesa's software one (lavapipe) first, so the GPU
-# tests run on the CPU; that needs Debian/Ubuntu and root (or sudo).
+# tests run on the CPU, and ffmpeg when it is missing; that needs Debian/Ubuntu and root (or
+# sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,16 @@ if ! have_vulkan_driver; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+# ffmpeg pipes real video frames through `gpuconv stream` in tests/frames.rs.
+if ! command -v ffmpeg >/dev/null; then
+    echo "scripts/test.sh: installing ffmpeg (tests/frames.rs pipes frames through it)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq ffmpeg >/dev/null
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -4,8 +4,11 @@
 // targets have no CPU counterpart beyond src/io.rs's luma); the uniform struct below is
 // `Conv3x3Params` in src/params.rs.
 //
-// Each invocation computes four neighbouring output pixels of one row for every kernel, from one
-// fetch of their 3×6 input window, so the input is read once for all kernels. In buffers, pixels
+// Each invocation computes four neighbouring output pixels for every kernel, in
+// `rows_per_invocation` rows one below the other: its 3×6 window slides down a row at a time,
+// fetching one new input row per output row, and is read once for all kernels. How pixels are
+// fetched (`load_row_words`, `load_window_row`) and grouped (`main`, `filter_word`) has no CPU
+// counterpart; the arithmetic per pixel does. In buffers, pixels
 // travel packed four per u32 (pixel i of a word is bits 8i..8i+7), because WGSL has no 8-bit type
 // and one u32 per pixel would move four times the bytes.
 

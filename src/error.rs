@@ -222,6 +222,34 @@ pub enum Error {
         reason: String,
     },
 
+    /// A stream of video frames that gpuconv cannot read: a bad Y4M header, a colour space
+    /// other than gray, no frame size.
+    #[error("cannot read the frames: {0}")]
+    Frames(String),
+
+    /// A stream of frames ended inside a frame; every complete frame was written first.
+    #[error(
+        "the frames ended {leftover} bytes into a frame of {frame_bytes} bytes; the {frames} complete frames before it were written"
+    )]
+    ShortFrame {
+        /// Complete frames written.
+        frames: u64,
+        /// Bytes of the incomplete last frame.
+        leftover: usize,
+        /// Bytes of a whole frame.
+        frame_bytes: usize,
+    },
+
+    /// Reading or writing a stream of frames failed.
+    #[error("{what}: {source}")]
+    FrameIo {
+        /// Which side, "reading the frames" or "writing the frames".
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The output path's extension names no image format gpuconv can write.
     #[error("cannot write '{}': unknown or unsupported image format (use .png, .pgm, .bmp, .tif, .jpg, ...)", path.display())]
     UnsupportedOutputFormat {

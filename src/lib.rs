@@ -60,6 +60,7 @@
 mod cpu;
 mod engine;
 mod error;
+pub mod frames;
 pub mod gpu;
 pub mod io;
 pub mod kernel;

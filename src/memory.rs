@@ -130,9 +130,13 @@ fn advise_huge_pages(pointer: *mut u8, len: usize) {
     if len < HUGE_PAGE_THRESHOLD {
         return;
     }
-    const PAGE: usize = 4096;
-    let start = (pointer as usize).next_multiple_of(PAGE);
-    let end = (pointer as usize + len) / PAGE * PAGE;
+    // SAFETY: sysconf only reads a system constant.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        size if size > 0 => size as usize,
+        _ => return,
+    };
+    let start = (pointer as usize).next_multiple_of(page);
+    let end = (pointer as usize + len) / page * page;
     if end > start {
         // SAFETY: the range lies inside the block just allocated, which this process owns;
         // MADV_HUGEPAGE changes how its pages are backed, never their contents (zero).

@@ -48,7 +48,8 @@ pub trait RowSink: Send {
     /// Called once every row is written, on every sink of the image before any is
     /// [finished](Self::finish): writes what follows the rows (a PNG's last chunk, a TIFF's
     /// directory) and flushes, so that an error here, the likely place for a full disk to show,
-    /// still leaves none of the image's outputs behind. The default does nothing.
+    /// still leaves none of the image's outputs behind. It may be called again (a borrowed sink's
+    /// owner may end it too), and must then do nothing. The default does nothing.
     fn end_rows(&mut self) -> Result<()> {
         Ok(())
     }

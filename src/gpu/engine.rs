@@ -19,8 +19,9 @@ use super::strips::Strips;
 
 /// Output rows each shader invocation computes unless
 /// [`set_rows_per_invocation`](GpuEngine::set_rows_per_invocation) says otherwise: chosen by
-/// measurement on an NVIDIA H200 (`scripts/gpu-bench.sh`, BENCHMARKS.md), where 4 rows ran the
-/// 8192×8192 kernel 7% faster than 1 and 2 rows, and 8 rows slower.
+/// measurement on an NVIDIA H200 (`scripts/gpu-bench.sh`, BENCHMARKS.md): at 8192×8192 the
+/// kernel took 2.40, 2.26 and 2.22 ms with 1, 2 and 4 rows (vertical lines; the edge image
+/// alike), and at 16384×16384 8 rows were slower than 4.
 pub const DEFAULT_ROWS_PER_INVOCATION: u32 = 4;
 
 /// A long-lived GPU engine: device, queue, pipeline and reusable buffers.

@@ -236,6 +236,9 @@ impl Strips {
         first_row: u32,
         timed: bool,
     ) -> Result<InFlight> {
+        // Before the upload buffer is touched: an error after it is unmapped would leave the
+        // slot waiting for a submission that never comes.
+        let grid = dispatch_grid(&gpu.device.limits(), &params)?;
         let input_bytes = params.input_bytes();
         let fill = |view: &mut wgpu::BufferViewMut| {
             write_rows(view, pixels, plan.width, params.in_bytes_per_row);
@@ -279,7 +282,6 @@ impl Strips {
                 label: Some("gpuconv::strip::encoder"),
             });
         encoder.copy_buffer_to_buffer(&buffers.upload, 0, &buffers.input, 0, input_bytes);
-        let grid = dispatch_grid(&gpu.device.limits(), &params)?;
         record(
             &mut encoder,
             &gpu.pipeline.pipeline,

@@ -21,7 +21,7 @@ pub struct Waiter {
     device: wgpu::Device,
     /// Closed first when the waiter is dropped, which ends the thread.
     #[cfg(not(target_arch = "wasm32"))]
-    requests: Option<std::sync::mpsc::Sender<wgpu::SubmissionIndex>>,
+    requests: Option<std::sync::mpsc::Sender<(wgpu::SubmissionIndex, Arc<Mutex<MapState>>)>>,
     #[cfg(not(target_arch = "wasm32"))]
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -31,19 +31,14 @@ impl Waiter {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let (requests, pending) = std::sync::mpsc::channel::<wgpu::SubmissionIndex>();
+            let (requests, pending) =
+                std::sync::mpsc::channel::<(wgpu::SubmissionIndex, Arc<Mutex<MapState>>)>();
             let polled = device.clone();
             let thread = std::thread::Builder::new()
                 .name("gpuconv-waiter".into())
                 .spawn(move || {
-                    for submission in pending {
-                        // Waiting for this submission only, not later ones, lets the strips
-                        // behind it run on while its results are read. A lost device fails the
-                        // mapping itself, which reports it.
-                        let _ = polled.poll(wgpu::PollType::Wait {
-                            submission_index: Some(submission),
-                            timeout: None,
-                        });
+                    for (submission, state) in pending {
+                        wait(&polled, submission, &state);
                     }
                 })
                 .map_err(|e| {
@@ -64,18 +59,44 @@ impl Waiter {
     }
 
     /// Has the device polled until `submission` is done, which completes the mappings waiting
-    /// on it.
-    fn wait_for(&self, submission: &wgpu::SubmissionIndex) {
+    /// on it; if that wait fails, the mapping whose `state` this is fails with it.
+    fn wait_for(&self, submission: &wgpu::SubmissionIndex, state: &Arc<Mutex<MapState>>) {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            // The thread ends only when `self` is dropped, so the send cannot fail while the
-            // waiter is borrowed.
-            if let Some(requests) = &self.requests {
-                let _ = requests.send(submission.clone());
+            let sent = self
+                .requests
+                .as_ref()
+                .is_some_and(|r| r.send((submission.clone(), Arc::clone(state))).is_ok());
+            if !sent {
+                // The thread is gone (it can only have panicked): wait here instead.
+                wait(&self.device, submission.clone(), state);
             }
         }
         #[cfg(target_arch = "wasm32")]
-        let _ = submission;
+        let _ = (submission, state);
+    }
+}
+
+/// Polls `device` until `submission` is done. Waiting for this submission only, not later ones,
+/// lets the strips behind it run on while its results are read. When the wait fails (a lost
+/// device), the mapping callbacks may never run: the mapping waiting on it fails instead of
+/// waiting for ever.
+#[cfg(not(target_arch = "wasm32"))]
+fn wait(device: &wgpu::Device, submission: wgpu::SubmissionIndex, state: &Mutex<MapState>) {
+    let waited = device.poll(wgpu::PollType::Wait {
+        submission_index: Some(submission),
+        timeout: None,
+    });
+    if let Err(error) = waited {
+        let mut state = state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state
+            .result
+            .get_or_insert(Err(MapFailure::Wait(error.to_string())));
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
     }
 }
 
@@ -250,7 +271,9 @@ async fn with_mapping<T>(
         let mut state = callback_state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.result = Some(result);
+        state
+            .result
+            .get_or_insert(result.map_err(|e| MapFailure::Mapping(e.to_string())));
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
@@ -264,13 +287,17 @@ async fn with_mapping<T>(
         buffer,
         armed: true,
     };
-    waiter.wait_for(submission);
-    if let Err(map_error) = (MapFuture { state }).await {
-        // A failed mapping leaves the buffer unmapped; unmapping again would be an error.
-        guard.armed = false;
-        return Err(error(map_error.to_string()));
+    waiter.wait_for(submission, &state);
+    match (MapFuture { state }).await {
+        Ok(()) => use_mapped(slice),
+        Err(MapFailure::Mapping(reason)) => {
+            // A failed mapping leaves the buffer unmapped; unmapping again would be an error.
+            guard.armed = false;
+            Err(error(reason))
+        }
+        // The mapping is still pending: the guard's unmap cancels it.
+        Err(MapFailure::Wait(reason)) => Err(error(format!("waiting for the GPU: {reason}"))),
     }
-    use_mapped(slice)
 }
 
 struct UnmapOnDrop<'a> {
@@ -286,9 +313,20 @@ impl Drop for UnmapOnDrop<'_> {
     }
 }
 
-struct MapState {
-    result: Option<Result<(), wgpu::BufferAsyncError>>,
+/// A pending mapping: its outcome once known, and who to wake then.
+#[derive(Debug)]
+pub struct MapState {
+    result: Option<Result<(), MapFailure>>,
     waker: Option<Waker>,
+}
+
+/// Why a mapping did not happen.
+#[derive(Debug)]
+enum MapFailure {
+    /// wgpu refused the mapping; the buffer is not mapped.
+    Mapping(String),
+    /// Waiting for the submission failed; the mapping is still pending.
+    Wait(String),
 }
 
 struct MapFuture {
@@ -296,7 +334,7 @@ struct MapFuture {
 }
 
 impl Future for MapFuture {
-    type Output = Result<(), wgpu::BufferAsyncError>;
+    type Output = Result<(), MapFailure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self

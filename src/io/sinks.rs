@@ -222,7 +222,9 @@ impl TiffSink {
             .name("gpuconv-tiff".into())
             .spawn(move || {
                 let writer = BufWriter::new(file);
-                let big = u64::from(width) * u64::from(height) >= 1 << 32;
+                // Classic TIFF's offsets stop at 4 GiB, and the strip tables and directory
+                // follow the pixels: 16 MiB of room for them.
+                let big = u64::from(width) * u64::from(height) >= (1 << 32) - (1 << 24);
                 let encoded = if big {
                     tiff::encoder::TiffEncoder::new_big(writer)
                         .and_then(|encoder| encode_strips(encoder, width, height, &receiver))
@@ -277,6 +279,13 @@ fn encode_strips<W: Write + Seek, K: tiff::encoder::TiffKind>(
         let mut band = band.as_slice();
         while !band.is_empty() {
             let wanted = usize::try_from(image.next_strip_sample_count())?;
+            if wanted == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "more rows than the image's height",
+                )
+                .into());
+            }
             let take = (wanted - strip.len()).min(band.len());
             strip.extend_from_slice(&band[..take]);
             band = &band[take..];

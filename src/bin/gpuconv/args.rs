@@ -23,6 +23,74 @@ pub enum Command {
     Info,
     /// Time both backends, stage by stage, on synthetic images from 1 to 268 megapixels.
     Bench(BenchArgs),
+    /// Filter video frames from standard input to standard output: raw 8-bit gray frames
+    /// (--size WxH), or a Y4M stream of gray frames, written back as Y4M.
+    #[command(after_long_help = STREAM_EXAMPLES)]
+    Stream(StreamArgs),
+}
+
+const STREAM_EXAMPLES: &str = "Examples:
+  ffmpeg -i in.mp4 -f yuv4mpegpipe -pix_fmt gray - | gpuconv stream --edge | ffmpeg -f yuv4mpegpipe -i - edges.mkv
+  ffmpeg -i in.mp4 -f rawvideo -pix_fmt gray - | gpuconv stream --size 1920x1080 -k vertical > lines.gray";
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The frames' size, WIDTHxHEIGHT: needed for raw frames (a Y4M header gives it).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+
+    /// A kernel, as for `gpuconv filter`. One only: each frame becomes one image.
+    #[arg(
+        short,
+        long = "kernel",
+        value_name = "KERNEL",
+        allow_hyphen_values = true
+    )]
+    pub kernels: Vec<String>,
+
+    /// Write the edge image min(V + H, 255) of two kernels (default: vertical and horizontal).
+    #[arg(long, conflicts_with = "threshold")]
+    pub edge: bool,
+
+    /// Write the binary edge image: 255 where V + H >= T, else 0.
+    #[arg(
+        long,
+        value_name = "T",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u16).range(0..=510)
+    )]
+    pub threshold: Option<u16>,
+
+    /// What to do with an incomplete last frame: report it and exit 1 once every complete frame
+    /// is written (`error`), or drop it silently as ffmpeg does (`drop`).
+    #[arg(long, value_enum, default_value_t = PartialArg::Error)]
+    pub partial: PartialArg,
+
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartialArg {
+    /// Write every complete frame, then say how many bytes were left over, and exit 1.
+    Error,
+    /// Drop the incomplete frame and exit 0.
+    Drop,
+}
+
+/// `WIDTHxHEIGHT`, each at least 3.
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((w, h)) if w >= 3 && h >= 3 => Ok((w, h)),
+        Some(_) => Err(format!("'{text}' is smaller than the 3x3 kernel")),
+        None => Err(format!(
+            "'{text}' is not WIDTHxHEIGHT (for example 1920x1080)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

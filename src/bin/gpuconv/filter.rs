@@ -143,13 +143,22 @@ fn peak_resident_mib() -> Option<f64> {
 }
 
 fn operation(args: &FilterArgs) -> Result<Operation> {
-    let combine = match (args.edge, args.threshold) {
+    build_operation(&args.kernels, args.edge, args.threshold, args.responses)
+}
+
+/// The operation that `-k`, `--edge`, `--threshold` and `--responses` ask for.
+pub fn build_operation(
+    kernel_specs: &[String],
+    edge: bool,
+    threshold: Option<u16>,
+    responses: bool,
+) -> Result<Operation> {
+    let combine = match (edge, threshold) {
         (_, Some(t)) => Combine::Threshold(t),
         (true, None) => Combine::Edge,
         (false, None) => Combine::None,
     };
-    let mut kernels = args
-        .kernels
+    let mut kernels = kernel_specs
         .iter()
         .enumerate()
         .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
@@ -163,12 +172,12 @@ fn operation(args: &FilterArgs) -> Result<Operation> {
         }
         kernels = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
     }
-    if args.responses && combine == Combine::None {
+    if responses && combine == Combine::None {
         bail!(usage(
             "--responses only makes sense with --edge or --threshold (every kernel's response is written anyway)"
         ));
     }
-    Operation::new(kernels, combine, args.responses).map_err(usage)
+    Operation::new(kernels, combine, responses).map_err(usage)
 }
 
 /// The inputs on the command line, then those `--from-list` names, in order. Standard input

@@ -6,6 +6,7 @@ mod demo;
 mod figure;
 mod filter;
 mod info;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -51,12 +52,14 @@ fn main() -> ExitCode {
         args::Command::Demo(_) => "demo",
         args::Command::Info => "info",
         args::Command::Bench(_) => "bench",
+        args::Command::Stream(_) => "stream",
     };
     let result = match &cli.command {
         args::Command::Filter(args) => filter::run(args),
         args::Command::Demo(args) => demo::run(args),
         args::Command::Info => info::run(),
         args::Command::Bench(args) => bench::run(args),
+        args::Command::Stream(args) => stream::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,39 @@
+//! `gpuconv stream`: video frames from standard input to standard output; the frame handling is
+//! the library's (`gpuconv::frames`).
+
+use anyhow::{Result, bail};
+use gpuconv::frames::{FrameOptions, filter_frames};
+
+use crate::args::{PartialArg, StreamArgs};
+use crate::usage;
+
+pub fn run(args: &StreamArgs) -> Result<()> {
+    let operation =
+        crate::filter::build_operation(&args.kernels, args.edge, args.threshold, false)?;
+    if operation.output_count() != 1 {
+        bail!(usage(
+            "each frame becomes one image: give one kernel, or --edge or --threshold"
+        ));
+    }
+    let mut engine = crate::open_engine(args.backend.into())?;
+    let options = FrameOptions {
+        size: args.size,
+        drop_partial: args.partial == PartialArg::Drop,
+    };
+    let result = filter_frames(
+        &mut engine,
+        std::io::stdin(),
+        std::io::stdout(),
+        &operation,
+        &options,
+    );
+    match result {
+        // The reader downstream stopped (`| head`): nothing to say, as other tools say nothing.
+        Err(gpuconv::Error::FrameIo { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Err(crate::Reported.into())
+        }
+        result => result.map(drop).map_err(Into::into),
+    }
+}
