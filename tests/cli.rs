@@ -1009,3 +1009,50 @@ fn from_list_reads_paths_a_line_at_a_time_from_a_file_or_standard_input() {
         "names no input",
     );
 }
+
+/// Runs `command` under `script`, which gives it a terminal, and returns what it wrote there.
+fn on_a_terminal(scratch: &Scratch, command: &str) -> String {
+    let output = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .current_dir(scratch.path(""))
+        .env("XDG_RUNTIME_DIR", scratch.runtime.path())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(output.status.success(), "{command}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_progress_bar_shows_on_a_terminal_only_and_not_with_quiet() {
+    let scratch = Scratch::new();
+    for i in 0..4 {
+        scratch.write_image(&format!("in{i}.png"), &random_image(40, 30, 255, 60 + i));
+    }
+    let bin = assert_cmd::cargo::cargo_bin("gpuconv");
+    let run = |extra: &str, out: &str| {
+        format!(
+            "{} filter in0.png in1.png in2.png in3.png --edge -o {out}/ --backend cpu {extra}",
+            bin.display()
+        )
+    };
+    let terminal = on_a_terminal(&scratch, &run("", "a"));
+    assert!(terminal.contains("3/4 files"), "{terminal:?}");
+    let quiet = on_a_terminal(&scratch, &run("--quiet", "b"));
+    assert!(!quiet.contains("files"), "{quiet:?}");
+    // Piped, as in scripts and logs: stderr holds nothing at all.
+    let output = scratch
+        .gpuconv()
+        .args([
+            "filter", "in0.png", "in1.png", "in2.png", "in3.png", "--edge",
+        ])
+        .args(["-o", "c/", "--backend", "cpu"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(common::listing(&scratch.path("c")).len(), 4);
+}

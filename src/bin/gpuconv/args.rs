@@ -178,6 +178,11 @@ pub struct FilterArgs {
     #[arg(long)]
     pub timings: bool,
 
+    /// No progress bar (shown on a terminal only: files for a batch, rows for one image of 64
+    /// megapixels or more).
+    #[arg(short, long)]
+    pub quiet: bool,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }

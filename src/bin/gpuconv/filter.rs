@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, Timings, io};
 
 use crate::args::FilterArgs;
+use crate::progress::{CountingSink, Progress};
 use crate::usage;
 
 /// Where the outputs go.
@@ -58,24 +59,27 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     // the CPU-fallback notice before it; then shared by every input.
     let mut engine = None;
     let mut failures = 0;
+    let mut progress = Progress::files(plan.jobs.len(), args.quiet);
     let result = (|| {
         for job in &plan.jobs {
             match filter_one(&mut engine, args, &limits, &operation, job) {
-                Ok(()) => {}
+                Ok(pixels) => progress.file_done(pixels),
                 Err(Failure::Input(error)) if plan.jobs.len() > 1 => {
                     // A batch goes on: every good input is written, every bad one named.
-                    eprintln!(
+                    progress.eprintln(&format!(
                         "gpuconv: error: {}{}",
                         crate::one_line(&error),
                         crate::hint(&error)
-                    );
+                    ));
                     failures += 1;
+                    progress.file_done(0);
                 }
                 Err(Failure::Input(error) | Failure::Run(error)) => return Err(error),
             }
         }
         Ok(())
     })();
+    progress.finish();
     remove_unfilled_folders();
     result?;
     if failures > 0 {
@@ -378,13 +382,14 @@ fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
     Ok(())
 }
 
+/// Filters one input into its outputs; the input's pixel count.
 fn filter_one(
     engine: &mut Option<Engine>,
     args: &FilterArgs,
     limits: &io::ReadLimits,
     operation: &Operation,
     job: &Job,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<u64, Failure> {
     let standard_input = is_standard(&job.input);
     if !standard_input && job.outputs.iter().all(|path| io::writes_rows(path)) {
         let rows = io::open_rows(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
@@ -400,6 +405,7 @@ fn filter_one(
     }
     .map_err(Failure::Input)?;
     let decode = start.elapsed();
+    let pixels = u64::from(image.width()) * u64::from(image.height());
     let engine = opened(engine, args)?;
     let input_failure = |error: anyhow::Error| Failure::Input(error);
     // Timed only when asked: a timed GPU run writes timestamps and reads them back.
@@ -433,7 +439,7 @@ fn filter_one(
     if args.timings {
         eprintln!("{}: {} [{}]", shown(&job.input), timings, engine.describe());
     }
-    Ok(())
+    Ok(pixels)
 }
 
 /// The image on standard input, read whole (no more bytes than the memory budget) and
@@ -495,8 +501,9 @@ fn stream_one(
     operation: &Operation,
     job: &Job,
     mut rows: Box<dyn gpuconv::stream::RowSource>,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<u64, Failure> {
     let engine = opened(engine, args)?;
+    let pixels = u64::from(rows.width()) * u64::from(rows.height());
     let filtering = || format!("filtering '{}'", job.input.display());
     let (width, height) = gpuconv::output_size(rows.width(), rows.height())
         .with_context(filtering)
@@ -509,6 +516,23 @@ fn stream_one(
         })
         .collect::<gpuconv::Result<Vec<_>>>()
         .map_err(|e| Failure::Input(e.into()))?;
+    // One image alone gets a bar of its rows when it is large; a batch has its bar of files.
+    let progress = Progress::rows(width, height, args.quiet || job_count(args) > 1);
+    let sinks: Vec<Box<dyn gpuconv::stream::RowSink + '_>> = sinks
+        .into_iter()
+        .enumerate()
+        .map(|(i, sink)| -> Box<dyn gpuconv::stream::RowSink + '_> {
+            if i == 0 {
+                Box::new(CountingSink {
+                    inner: sink,
+                    progress: &progress,
+                    width: width as usize,
+                })
+            } else {
+                sink
+            }
+        })
+        .collect();
     let stream = if args.timings {
         gpuconv::stream::filter_rows_timed
     } else {
@@ -538,5 +562,12 @@ fn stream_one(
             engine.describe()
         );
     }
-    Ok(())
+    progress.finish();
+    Ok(pixels)
+}
+
+/// How many inputs the command line and list name (the list is read once, in `run`; here only
+/// whether there is one).
+fn job_count(args: &FilterArgs) -> usize {
+    args.inputs.len() + usize::from(args.from_list.is_some())
 }

@@ -6,6 +6,7 @@ mod demo;
 mod figure;
 mod filter;
 mod info;
+mod progress;
 mod stream;
 
 use std::process::ExitCode;
