@@ -83,7 +83,30 @@ def main(folder: Path) -> None:
     startup(folder)
     cli_large(folder)
     streaming(folder)
+    frames(folder)
     h200()
+
+
+def frames(folder: Path) -> None:
+    path = folder / "frames.json"
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    print("## Video frames\n")
+    print(f"`bench/frames.sh`: {data['frames']} gray {data['size']} frames from a raw file through the whole")
+    print(f"process, median of 5: `gpuconv stream --size {data['size']} -k vertical` against ffmpeg {data['ffmpeg']}'s")
+    print("`-vf convolution` with the same kernel (`-threads N -filter_threads N`). Threads: rayon's for")
+    print("gpuconv (`RAYON_NUM_THREADS`; its reader and writer threads run beside), ffmpeg's for ffmpeg.")
+    print("ffmpeg keeps the frame's size and clips negative sums where gpuconv writes |sum| on the valid")
+    print("part, so this times the same work; `tests/frames.rs` checks gpuconv's bits through ffmpeg.\n")
+    print("| tool | threads | seconds | frames/s | gpuconv faster by |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    rows = data["results"]
+    for r in rows:
+        ours = next((o for o in rows if o["tool"].startswith("gpuconv") and o["threads"] == r["threads"]), None)
+        ratio = f"{ours['fps'] / r['fps']:.1f}x" if ours and r["tool"].startswith("ffmpeg") else ""
+        print(f"| {r['tool']} | {r['threads']} | {r['seconds']:.3f} | {r['fps']:.0f} | {ratio} |")
+    print()
 
 
 RESULTS = Path(__file__).parent / "results"

@@ -64,5 +64,7 @@ fi
 "$venv/bin/pip" install -q pyvips pyvips-binary
 "$venv/bin/python" bench/streaming.py --bin "$bin" ${WHOLE_BIN:+--whole-bin "$WHOLE_BIN"} \
     --sizes "${STREAM_SIZES:-4096x4096,16384x16384,32768x32768}" --out "$out"
+# Video frames against ffmpeg's convolution filter.
+bash bench/frames.sh
 python3 bench/compare.py "$out" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
