@@ -1056,3 +1056,80 @@ fn a_progress_bar_shows_on_a_terminal_only_and_not_with_quiet() {
     );
     assert_eq!(common::listing(&scratch.path("c")).len(), 4);
 }
+
+#[test]
+fn a_batch_on_every_core_reports_in_input_order_and_defers_what_exceeds_a_workers_share() {
+    let scratch = Scratch::new();
+    let mut args: Vec<String> = Vec::new();
+    let mut expected_errors = Vec::new();
+    for i in 0..12u32 {
+        let name = format!("in{i:02}.png");
+        if i % 3 == 1 {
+            // Bad inputs spread through the batch: a missing file and a broken one.
+            if i % 2 == 0 {
+                std::fs::write(scratch.path(&name), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+            }
+            expected_errors.push(name.clone());
+        } else {
+            scratch.write_image(&name, &random_image(20 + i, 15 + i, 255, u64::from(i)));
+        }
+        args.push(name);
+    }
+    // A large one, placed first: 1600×1600 needs more than half of a 6 MiB budget (checked
+    // below), so each of two workers' share is too small and it is filtered alone after the
+    // others, with the whole budget.
+    let large = random_image(1600, 1600, 255, 99);
+    scratch.write_image("big.png", &large);
+    let alone = scratch
+        .gpuconv()
+        .args(["filter", "big.png", "-k", "vertical", "-o", "big.bmp"])
+        .args(["--backend", "cpu", "--max-memory", "3M"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&alone.stderr).contains("more than the memory budget"),
+        "{alone:?}"
+    );
+    args.insert(0, "big.png".to_owned());
+    let output = scratch
+        .gpuconv()
+        .env("RAYON_NUM_THREADS", "2")
+        .args(["filter"])
+        .args(&args)
+        .args([
+            "-k",
+            "vertical",
+            "-o",
+            "out/",
+            "--backend",
+            "cpu",
+            "--max-memory",
+            "6M",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let named: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.starts_with("gpuconv: error:"))
+        .map(|l| {
+            expected_errors
+                .iter()
+                .find(|name| l.contains(name.as_str()))
+                .unwrap_or_else(|| panic!("unexpected error line: {l}"))
+                .clone()
+        })
+        .collect();
+    assert_eq!(named, expected_errors, "errors in input order:\n{stderr}");
+    assert!(
+        stderr.contains("9 written, 4 failed (of 13 inputs)"),
+        "{stderr}"
+    );
+    assert_same(
+        &load(&scratch.path("out/big-vertical.png")),
+        &reference::convolve(&large, &Kernel::vertical_lines()),
+        "the deferred input",
+    );
+    assert_eq!(common::listing(&scratch.path("out")).len(), 9);
+}

@@ -57,29 +57,18 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     };
     // Opened once the first input is decoded, so that a bad input is reported alone, without
     // the CPU-fallback notice before it; then shared by every input.
-    let mut engine = None;
-    let mut failures = 0;
-    let mut progress = Progress::files(plan.jobs.len(), args.quiet);
-    let result = (|| {
-        for job in &plan.jobs {
-            match filter_one(&mut engine, args, &limits, &operation, job) {
-                Ok(pixels) => progress.file_done(pixels),
-                Err(Failure::Input(error)) if plan.jobs.len() > 1 => {
-                    // A batch goes on: every good input is written, every bad one named.
-                    progress.eprintln(&format!(
-                        "gpuconv: error: {}{}",
-                        crate::one_line(&error),
-                        crate::hint(&error)
-                    ));
-                    failures += 1;
-                    progress.file_done(0);
-                }
-                Err(Failure::Input(error) | Failure::Run(error)) => return Err(error),
-            }
-        }
-        Ok(())
-    })();
+    let engine = SharedEngine::default();
+    let progress = Progress::files(plan.jobs.len(), args.quiet);
+    let result = if plan.jobs.len() == 1 {
+        filter_one(&engine, args, &limits, &operation, &plan.jobs[0], true)
+            .map(drop)
+            .map_err(|(Failure::Input(error) | Failure::Run(error))| error)
+            .map(|()| 0)
+    } else {
+        batch(&engine, args, &limits, &operation, &plan.jobs, &progress)
+    };
     progress.finish();
+    let failures = result.as_ref().copied().unwrap_or(0);
     remove_unfilled_folders();
     result?;
     if failures > 0 {
@@ -96,6 +85,117 @@ pub fn run(args: &FilterArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Filters a batch: several inputs at once, one per worker thread, so that decoding and encoding
+/// (most of the time for small images) use every core while the shared engine filters one
+/// image at a time. Each worker decodes within its share of the memory budget; an input too
+/// large for that share is filtered after the others, alone, with the whole budget (and
+/// streamed when its formats allow). Messages come out in input order (deferred inputs' last).
+/// Returns how many inputs failed; a run-wide failure (no GPU) stops the batch.
+fn batch(
+    engine: &SharedEngine,
+    args: &FilterArgs,
+    limits: &io::ReadLimits,
+    operation: &Operation,
+    jobs: &[Job],
+    progress: &Progress,
+) -> Result<usize> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let workers = rayon::current_num_threads().clamp(1, jobs.len());
+    let share = io::ReadLimits {
+        max_memory: limits.max_memory / workers as u64,
+        ..*limits
+    };
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut failures = 0;
+    let mut deferred = Vec::new();
+    let mut report = |outcome: std::result::Result<u64, Failure>| -> Result<()> {
+        match outcome {
+            Ok(pixels) => progress.file_done(pixels),
+            // A batch goes on: every good input is written, every bad one named.
+            Err(Failure::Input(error)) => {
+                progress.eprintln(&format!(
+                    "gpuconv: error: {}{}",
+                    crate::one_line(&error),
+                    crate::hint(&error)
+                ));
+                failures += 1;
+                progress.file_done(0);
+            }
+            Err(Failure::Run(error)) => return Err(error),
+        }
+        Ok(())
+    };
+    let run_wide = std::thread::scope(|scope| -> Result<()> {
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let done = done.clone();
+            let (next, stop, share) = (&next, &stop, &share);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(index) else { break };
+                    let outcome = filter_one(engine, args, share, operation, job, false);
+                    if matches!(outcome, Err(Failure::Run(_))) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if done.send((index, outcome)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        // Reported in input order as they complete: a slow input holds back the lines after it.
+        let mut waiting = BTreeMap::new();
+        let mut next_report = 0;
+        for (index, outcome) in finished {
+            waiting.insert(index, outcome);
+            while let Some(outcome) = waiting.remove(&next_report) {
+                if over_share(&outcome) {
+                    deferred.push(next_report);
+                } else {
+                    report(outcome)?;
+                }
+                next_report += 1;
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = run_wide {
+        stop.store(true, Ordering::Relaxed);
+        return Err(error);
+    }
+    for index in deferred {
+        report(filter_one(
+            engine,
+            args,
+            limits,
+            operation,
+            &jobs[index],
+            true,
+        ))?;
+    }
+    Ok(failures)
+}
+
+/// Whether an input failed only for want of a worker's share of the memory budget.
+fn over_share(outcome: &std::result::Result<u64, Failure>) -> bool {
+    let Err(Failure::Input(error)) = outcome else {
+        return false;
+    };
+    matches!(
+        error.downcast_ref::<gpuconv::Error>(),
+        Some(
+            gpuconv::Error::OverBudget { .. }
+                | gpuconv::Error::FileOverBudget { .. }
+                | gpuconv::Error::DecoderOverBudget { .. }
+        )
+    )
 }
 
 /// Why an input was not filtered.
@@ -384,17 +484,19 @@ fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
 
 /// Filters one input into its outputs; the input's pixel count.
 fn filter_one(
-    engine: &mut Option<Engine>,
+    engine: &SharedEngine,
     args: &FilterArgs,
     limits: &io::ReadLimits,
     operation: &Operation,
     job: &Job,
+    may_stream: bool,
 ) -> std::result::Result<u64, Failure> {
     let standard_input = is_standard(&job.input);
-    if !standard_input && job.outputs.iter().all(|path| io::writes_rows(path)) {
+    if may_stream && !standard_input && job.outputs.iter().all(|path| io::writes_rows(path)) {
         let rows = io::open_rows(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
         if let Some(rows) = rows {
-            return stream_one(engine, args, operation, job, rows);
+            let mut engine = lock(engine);
+            return stream_one(&mut engine, args, operation, job, rows);
         }
     }
     let start = Instant::now();
@@ -406,8 +508,11 @@ fn filter_one(
     .map_err(Failure::Input)?;
     let decode = start.elapsed();
     let pixels = u64::from(image.width()) * u64::from(image.height());
-    let engine = opened(engine, args)?;
     let input_failure = |error: anyhow::Error| Failure::Input(error);
+    // The engine is held for the filter only: in a batch, other inputs decode and encode
+    // meanwhile.
+    let mut guard = lock(engine);
+    let engine = opened(&mut guard, args)?;
     // Timed only when asked: a timed GPU run writes timestamps and reads them back.
     let run = if args.timings {
         engine.run_timed(&image, operation)
@@ -416,6 +521,8 @@ fn filter_one(
             .run(&image, operation)
             .map(|o| (o, Timings::default()))
     };
+    let described = engine.describe();
+    drop(guard);
     let (output, mut timings) = run
         .with_context(|| format!("filtering '{}'", shown(&job.input)))
         .map_err(input_failure)?;
@@ -437,9 +544,19 @@ fn filter_one(
     }
     timings.encode = Some(start.elapsed());
     if args.timings {
-        eprintln!("{}: {} [{}]", shown(&job.input), timings, engine.describe());
+        eprintln!("{}: {} [{}]", shown(&job.input), timings, described);
     }
     Ok(pixels)
+}
+
+/// The engine every input of a run shares, opened on first use; held by one input's filter at
+/// a time.
+type SharedEngine = Mutex<Option<Engine>>;
+
+fn lock(engine: &SharedEngine) -> std::sync::MutexGuard<'_, Option<Engine>> {
+    engine
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The image on standard input, read whole (no more bytes than the memory budget) and

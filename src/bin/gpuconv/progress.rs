@@ -3,6 +3,7 @@
 //! nothing but gpuconv's messages.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,7 +14,7 @@ const LARGE_IMAGE_PIXELS: u64 = 64 << 20;
 /// A bar, or nothing when stderr is not a terminal or the user asked for quiet.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    pixels: u64,
+    pixels: AtomicU64,
     start: Instant,
 }
 
@@ -44,7 +45,7 @@ impl Progress {
         });
         Self {
             bar,
-            pixels: 0,
+            pixels: AtomicU64::new(0),
             start: Instant::now(),
         }
     }
@@ -60,17 +61,17 @@ impl Progress {
         });
         Self {
             bar,
-            pixels: 0,
+            pixels: AtomicU64::new(0),
             start: Instant::now(),
         }
     }
 
     /// One more file done, of `pixels` pixels.
-    pub fn file_done(&mut self, pixels: u64) {
-        self.pixels += pixels;
+    pub fn file_done(&self, pixels: u64) {
+        let total = self.pixels.fetch_add(pixels, Ordering::Relaxed) + pixels;
         if let Some(bar) = &self.bar {
             let seconds = self.start.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{:.0} Mpx/s", self.pixels as f64 / seconds / 1e6));
+            bar.set_message(format!("{:.0} Mpx/s", total as f64 / seconds / 1e6));
             bar.inc(1);
         }
     }
