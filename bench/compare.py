@@ -84,7 +84,29 @@ def main(folder: Path) -> None:
     cli_large(folder)
     streaming(folder)
     frames(folder)
+    batch(folder)
     h200()
+
+
+def batch(folder: Path) -> None:
+    path = folder / "batch.json"
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    print("## A folder of images\n")
+    print(f"`bench/batch.sh`: {data['files']} one-megapixel PNGs to their edge PNGs, on the CPU backend,")
+    print("median of 3 whole runs: one `gpuconv filter` over the folder (its inputs decoded, filtered")
+    print("and encoded several at once, one per core), `xargs -P` running one gpuconv process per file,")
+    print("and a Python script with OpenCV (`imread`, two `filter2D`, `convertScaleAbs`, `add`,")
+    print("`imwrite` at PNG compression 1, file after file). Every tool wrote the same pixels.\n")
+    print("| tool | seconds | files/s | gpuconv faster by |")
+    print("| --- | ---: | ---: | ---: |")
+    rows = data["results"]
+    ours = rows[0]
+    for r in rows:
+        ratio = "" if r is ours else f"{ours['files_per_s'] / r['files_per_s']:.1f}x"
+        print(f"| {r['tool']} | {r['seconds']:.2f} | {r['files_per_s']:.0f} | {ratio} |")
+    print()
 
 
 def frames(folder: Path) -> None:

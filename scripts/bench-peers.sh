@@ -66,5 +66,7 @@ fi
     --sizes "${STREAM_SIZES:-4096x4096,16384x16384,32768x32768}" --out "$out"
 # Video frames against ffmpeg's convolution filter.
 bash bench/frames.sh
+# A folder of 1000 one-megapixel PNGs, against xargs -P and OpenCV in Python.
+PYTHON="$venv/bin/python" bash bench/batch.sh
 python3 bench/compare.py "$out" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
