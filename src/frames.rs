@@ -34,7 +34,7 @@ use image::GrayImage;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::operation::{Operation, output_size};
+use crate::operation::Operation;
 
 /// How a Y4M stream starts.
 const Y4M_MAGIC: &[u8] = b"YUV4MPEG2";
@@ -104,7 +104,7 @@ pub fn filter_frames<R: Read + Send, W: Write + Send>(
         head.clear();
     }
     let input = std::io::Cursor::new(head).chain(input);
-    let (out_width, out_height) = output_size(width, height)?;
+    let (out_width, out_height) = operation.output_size(width, height)?;
     let frame_bytes = width as usize * height as usize;
     let out_bytes = out_width as usize * out_height as usize;
     let y4m = matches!(container, Container::Y4m { .. });

@@ -57,6 +57,7 @@
 //! share the uniform block in `src/params.rs`. [`reference`](mod@reference) is the plain loop the tests trust.
 #![deny(missing_docs)]
 
+mod border;
 mod cpu;
 mod engine;
 mod error;
@@ -76,7 +77,7 @@ pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};
 pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;
-pub use operation::{Combine, FilterOutput, MAX_KERNELS, Operation, output_size};
+pub use operation::{Border, Combine, FilterOutput, MAX_KERNELS, Operation, output_size};
 pub use timings::Timings;
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.

@@ -20,13 +20,62 @@ pub enum Combine {
     Threshold(u16),
 }
 
-/// The kernels to apply to an image, and how to combine their responses; all computed in one
-/// pass that reads each input pixel once.
+/// What the 3×3 windows see beyond the image's edges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Border {
+    /// Nothing: only windows wholly inside the image count, and the output is (W−2)×(H−2), the
+    /// lesson's 'valid' convolution.
+    #[default]
+    Valid,
+    /// Zeros (Keras `padding='same'`): the output is W×H.
+    Zero,
+    /// The nearest edge pixel (OpenCV `BORDER_REPLICATE`): the output is W×H.
+    Replicate,
+    /// The mirror image without repeating the edge pixel (OpenCV's default
+    /// `BORDER_REFLECT_101`, numpy `pad(mode='reflect')`): the output is W×H. Along an axis of
+    /// one pixel, that pixel.
+    Reflect,
+}
+
+impl Border {
+    /// Where pixel `index` (from −1 to `len`) of an axis of `len` pixels comes from: an index
+    /// inside the image, or `None` for a zero. For [`Border::Valid`], indices outside have no
+    /// source.
+    pub fn source_index(self, index: i64, len: u32) -> Option<u32> {
+        let len = i64::from(len);
+        if (0..len).contains(&index) {
+            return Some(index as u32);
+        }
+        let mapped = match self {
+            Border::Valid | Border::Zero => return None,
+            Border::Replicate => index.clamp(0, len - 1),
+            Border::Reflect if len == 1 => 0,
+            Border::Reflect if index < 0 => -index,
+            Border::Reflect => 2 * (len - 1) - index,
+        };
+        Some(mapped.clamp(0, len - 1) as u32)
+    }
+
+    /// The border's name as the command line writes it: `valid`, `zero`, `replicate`,
+    /// `reflect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Border::Valid => "valid",
+            Border::Zero => "zero",
+            Border::Replicate => "replicate",
+            Border::Reflect => "reflect",
+        }
+    }
+}
+
+/// The kernels to apply to an image, how to combine their responses, and what lies beyond its
+/// edges; all computed in one pass that reads each input pixel once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Operation {
     kernels: Vec<Kernel>,
     combine: Combine,
     keep_responses: bool,
+    border: Border,
 }
 
 impl Operation {
@@ -42,6 +91,7 @@ impl Operation {
             kernels: vec![vertical, horizontal],
             combine: Combine::Edge,
             keep_responses: false,
+            border: Border::Valid,
         }
     }
 
@@ -82,6 +132,7 @@ impl Operation {
             kernels,
             combine,
             keep_responses: keep_responses || combine == Combine::None,
+            border: Border::Valid,
         })
     }
 
@@ -89,6 +140,27 @@ impl Operation {
     pub fn with_responses(mut self) -> Self {
         self.keep_responses = true;
         self
+    }
+
+    /// The same operation with `border` beyond the image's edges.
+    pub fn with_border(mut self, border: Border) -> Self {
+        self.border = border;
+        self
+    }
+
+    /// What lies beyond the image's edges.
+    pub fn border(&self) -> Border {
+        self.border
+    }
+
+    /// The size of each output image for an input of `width × height`: (W−2)×(H−2) for
+    /// [`Border::Valid`] (an error below 3×3), W×H for the others (an error for an empty image).
+    pub fn output_size(&self, width: u32, height: u32) -> Result<(u32, u32)> {
+        match self.border {
+            Border::Valid => output_size(width, height),
+            _ if width == 0 || height == 0 => Err(Error::ImageTooSmall { width, height }),
+            _ => Ok((width, height)),
+        }
     }
 
     /// The kernels, in output order.

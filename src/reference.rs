@@ -6,7 +6,7 @@
 use image::GrayImage;
 
 use crate::kernel::Kernel;
-use crate::operation::{Combine, FilterOutput, Operation};
+use crate::operation::{Border, Combine, FilterOutput, Operation};
 
 /// 'valid' cross-correlation of `image` with `kernel`: for every 3×3 patch, the sum of the
 /// patch times the kernel element-wise, then `clamp(|sum|, 0, 255)`.
@@ -61,12 +61,50 @@ fn combine(vertical: &GrayImage, horizontal: &GrayImage, f: impl Fn(u32) -> u8) 
     })
 }
 
+/// [`convolve`] with the windows reaching past the image's edges as `border` says: an output of
+/// the image's own size, each pixel outside read where [`Border::source_index`] says (or 0).
+/// [`Border::Valid`] is [`convolve`].
+pub fn convolve_with_border(image: &GrayImage, kernel: &Kernel, border: Border) -> GrayImage {
+    if border == Border::Valid {
+        return convolve(image, kernel);
+    }
+    let (width, height) = image.dimensions();
+    GrayImage::from_fn(width, height, |x, y| {
+        let patch = |r: u32, c: u32| {
+            let column = border.source_index(i64::from(x + c) - 1, width);
+            let row = border.source_index(i64::from(y + r) - 1, height);
+            match (column, row) {
+                (Some(column), Some(row)) => image.get_pixel(column, row)[0],
+                _ => 0,
+            }
+        };
+        let value = if kernel.is_integer() {
+            let mut sum = 0i64;
+            for r in 0..3 {
+                for c in 0..3 {
+                    sum += i64::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize] as i64;
+                }
+            }
+            sum.abs().min(255) as u8
+        } else {
+            let mut sum = 0f32;
+            for r in 0..3 {
+                for c in 0..3 {
+                    sum += f32::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize];
+                }
+            }
+            sum.abs().round_ties_even().min(255.0) as u8
+        };
+        image::Luma([value])
+    })
+}
+
 /// Everything `operation` asks for, computed the plain way.
 pub fn run(image: &GrayImage, operation: &Operation) -> FilterOutput {
     let responses: Vec<GrayImage> = operation
         .kernels()
         .iter()
-        .map(|k| convolve(image, k))
+        .map(|k| convolve_with_border(image, k, operation.border()))
         .collect();
     let combined = match operation.combine() {
         Combine::None => None,

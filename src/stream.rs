@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use image::GrayImage;
 
+use crate::border::PaddedRows;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
-use crate::operation::{Operation, output_size};
+use crate::operation::{Border, Operation, output_size};
 use crate::timings::Timings;
 
 /// The largest default band: about 8 MiB of input rows. Large enough that per-band costs (a
@@ -174,6 +175,13 @@ fn stream(
     band_rows: Option<u32>,
     timed: bool,
 ) -> Result<Timings> {
+    if operation.border() != Border::Valid {
+        // The rows widened by a pixel on every side, filtered 'valid': the image's own size.
+        operation.output_size(source.width(), source.height())?;
+        let mut padded = PaddedRows::new(source, operation.border());
+        let valid = operation.clone().with_border(Border::Valid);
+        return stream(engine, &mut padded, &valid, sinks, band_rows, timed);
+    }
     let start = Instant::now();
     let (width, height) = (source.width(), source.height());
     let (out_width, _) = output_size(width, height)?;

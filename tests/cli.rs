@@ -1133,3 +1133,63 @@ fn a_batch_on_every_core_reports_in_input_order_and_defers_what_exceeds_a_worker
     );
     assert_eq!(common::listing(&scratch.path("out")).len(), 9);
 }
+
+#[test]
+fn border_gives_a_same_size_output_on_files_and_frames() {
+    let scratch = Scratch::new();
+    let image = random_image(31, 17, 255, 8);
+    scratch.write_image("in.png", &image);
+    for (border, value) in [
+        ("zero", gpuconv::Border::Zero),
+        ("replicate", gpuconv::Border::Replicate),
+        ("reflect", gpuconv::Border::Reflect),
+    ] {
+        let name = format!("{border}.png");
+        scratch
+            .gpuconv()
+            .args([
+                "filter", "in.png", "--edge", "--border", border, "-o", &name,
+            ])
+            .args(["--backend", "cpu"])
+            .assert()
+            .success();
+        let operation =
+            gpuconv::Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines())
+                .with_border(value);
+        let expected = reference::run(&image, &operation).combined.unwrap();
+        assert_eq!(expected.dimensions(), (31, 17));
+        assert_same(&load(&scratch.path(&name)), &expected, border);
+    }
+    // Frames keep their size too: the Y4M header says so.
+    let mut y4m = b"YUV4MPEG2 W31 H17 F25:1 Cmono\nFRAME\n".to_vec();
+    y4m.extend_from_slice(image.as_raw());
+    let output = scratch
+        .gpuconv()
+        .args([
+            "stream",
+            "--edge",
+            "--border",
+            "replicate",
+            "--backend",
+            "cpu",
+        ])
+        .write_stdin(y4m)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output
+            .stdout
+            .starts_with(b"YUV4MPEG2 W31 H17 F25:1 Cmono\nFRAME\n")
+    );
+    assert_eq!(output.stdout.len(), 36 + 31 * 17);
+    let wrong = scratch
+        .gpuconv()
+        .args([
+            "filter", "in.png", "--edge", "--border", "wrap", "-o", "x.png",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("replicate"));
+}

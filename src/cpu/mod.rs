@@ -7,7 +7,7 @@ use std::time::Instant;
 use image::GrayImage;
 
 use crate::error::Result;
-use crate::operation::{FilterOutput, Operation, check_outputs, output_planes, output_size};
+use crate::operation::{FilterOutput, Operation, check_outputs, output_planes};
 use crate::params::{Conv3x3Params, SourceLayout, TARGET_BUFFER, TargetLayout};
 use crate::timings::Timings;
 
@@ -25,7 +25,7 @@ impl CpuBackend {
 
     /// Applies `operation` to `image`.
     pub fn run(&self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
-        let (out_width, out_height) = output_size(image.width(), image.height())?;
+        let (out_width, out_height) = operation.output_size(image.width(), image.height())?;
         let mut planes = output_planes(operation, out_width, out_height)?;
         let mut outputs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
         self.run_into(image, operation, &mut outputs)?;
@@ -36,7 +36,7 @@ impl CpuBackend {
 
     /// [`run`](Self::run), writing into the caller's buffers instead of new ones: `outputs`
     /// holds one buffer per output image, in [`FilterOutput`] order (the combined image first,
-    /// if any, then the responses), each exactly (W−2)×(H−2) bytes, rows packed. Reusing the
+    /// if any, then the responses), each of [`Operation::output_size`] (rows packed). Reusing the
     /// same buffers call after call saves allocating, and faulting in, a fresh image each time.
     pub fn run_into(
         &self,
@@ -44,16 +44,17 @@ impl CpuBackend {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
-        let (width, height) = image.dimensions();
-        let (out_width, out_height) = output_size(width, height)?;
+        let (out_width, out_height) = operation.output_size(image.width(), image.height())?;
         check_outputs(operation, out_width, out_height, outputs)?;
+        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
+        let (width, height) = image.dimensions();
         let target = TargetLayout {
             bytes_per_row: out_width,
             offset: 0,
             bytes_per_image: out_width * out_height,
             kind: TARGET_BUFFER,
         };
-        let params = Conv3x3Params::new(operation, SourceLayout::packed(width, height), target);
+        let params = Conv3x3Params::new(&operation, SourceLayout::packed(width, height), target);
         conv3x3::main(&params, image.as_raw(), outputs);
         Ok(())
     }

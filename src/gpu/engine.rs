@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, Operation, check_outputs, output_size};
+use crate::operation::{Border, FilterOutput, Operation, check_outputs, output_size};
 use crate::params::Conv3x3Params;
 use crate::timings::Timings;
 
@@ -177,6 +177,13 @@ impl GpuEngine {
         source: GpuSource<'_>,
         target: GpuTarget<'_>,
     ) -> Result<FilterPass> {
+        if operation.border() != Border::Valid {
+            return Err(Error::InvalidOperation(format!(
+                "a prepared pass over GPU resources computes the 'valid' border only, not '{}': \
+                 pad the source by a pixel on each side, or filter images from the CPU with run",
+                operation.border().name()
+            )));
+        }
         resources::check_distinct(&source, &target)?;
         let limits = self.core.device.limits();
         let (source_layout, source_binding) = source.bind(&limits)?;
@@ -234,10 +241,11 @@ impl GpuEngine {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
-        let (out_width, out_height) = output_size(image.width(), image.height())?;
+        let (out_width, out_height) = operation.output_size(image.width(), image.height())?;
         check_outputs(operation, out_width, out_height, outputs)?;
+        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
         self.strips
-            .run_into(&self.core, image, operation, outputs, false)
+            .run_into(&self.core, &image, &operation, outputs, false)
             .await
             .map(drop)
     }
@@ -250,7 +258,8 @@ impl GpuEngine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<(FilterOutput, Timings)> {
-        pollster::block_on(self.strips.run(&self.core, image, operation, true))
+        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
+        pollster::block_on(self.strips.run(&self.core, &image, &operation, true))
     }
 
     /// [`run`](Self::run) without blocking: the future resolves when the results are back. On
@@ -261,8 +270,9 @@ impl GpuEngine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<FilterOutput> {
+        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
         self.strips
-            .run(&self.core, image, operation, false)
+            .run(&self.core, &image, &operation, false)
             .await
             .map(|(output, _)| output)
     }

@@ -61,6 +61,10 @@ pub struct StreamArgs {
     )]
     pub threshold: Option<u16>,
 
+    /// What the 3×3 windows see beyond each frame's edges.
+    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
+    pub border: BorderArg,
+
     /// What to do with an incomplete last frame: report it and exit 1 once every complete frame
     /// is written (`error`), or drop it silently as ffmpeg does (`drop`).
     #[arg(long, value_enum, default_value_t = PartialArg::Error)]
@@ -114,6 +118,31 @@ impl From<BackendArg> for gpuconv::BackendChoice {
     }
 }
 
+/// `--border`: what the windows see beyond the image's edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BorderArg {
+    /// Only windows inside the image: the output is two pixels smaller each way (the lesson's).
+    Valid,
+    /// Zeros beyond the edges (Keras padding='same'): the output is the image's size.
+    Zero,
+    /// The nearest edge pixel (OpenCV BORDER_REPLICATE): the output is the image's size.
+    Replicate,
+    /// The mirror without repeating the edge (OpenCV's default BORDER_REFLECT_101, numpy
+    /// pad mode 'reflect'): the output is the image's size.
+    Reflect,
+}
+
+impl From<BorderArg> for gpuconv::Border {
+    fn from(arg: BorderArg) -> Self {
+        match arg {
+            BorderArg::Valid => Self::Valid,
+            BorderArg::Zero => Self::Zero,
+            BorderArg::Replicate => Self::Replicate,
+            BorderArg::Reflect => Self::Reflect,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct FilterArgs {
     /// Input images (PNG, JPEG, PGM/PNM, BMP, TIFF, GIF, WebP, TGA, QOI); colour becomes gray.
@@ -156,6 +185,10 @@ pub struct FilterArgs {
     /// With --edge or --threshold, also write each kernel's response.
     #[arg(long)]
     pub responses: bool,
+
+    /// What the 3×3 windows see beyond the image's edges.
+    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
+    pub border: BorderArg,
 
     /// Output file (one input, one image out; its extension picks the format), or a folder that
     /// receives INPUTSTEM-KERNEL.FORMAT files: when there are several inputs or outputs, or the

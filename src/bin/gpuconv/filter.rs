@@ -247,7 +247,10 @@ fn peak_resident_mib() -> Option<f64> {
 }
 
 fn operation(args: &FilterArgs) -> Result<Operation> {
-    build_operation(&args.kernels, args.edge, args.threshold, args.responses)
+    Ok(
+        build_operation(&args.kernels, args.edge, args.threshold, args.responses)?
+            .with_border(args.border.into()),
+    )
 }
 
 /// The operation that `-k`, `--edge`, `--threshold` and `--responses` ask for.
@@ -622,7 +625,8 @@ fn stream_one(
     let engine = opened(engine, args)?;
     let pixels = u64::from(rows.width()) * u64::from(rows.height());
     let filtering = || format!("filtering '{}'", job.input.display());
-    let (width, height) = gpuconv::output_size(rows.width(), rows.height())
+    let (width, height) = operation
+        .output_size(rows.width(), rows.height())
         .with_context(filtering)
         .map_err(Failure::Input)?;
     let sinks = job
