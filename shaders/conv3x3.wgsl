@@ -26,6 +26,11 @@ const SOURCE_BUFFER: u32 = 0u;
 const SOURCE_TEXTURE_GRAY: u32 = 1u;
 const SOURCE_TEXTURE_RGBA: u32 = 2u;
 const SOURCE_TEXTURE_RGBA_SRGB: u32 = 3u;
+// What the windows see beyond the source's edges (`Border` in src/operation.rs).
+const BORDER_VALID: u32 = 0u;
+const BORDER_ZERO: u32 = 1u;
+const BORDER_REPLICATE: u32 = 2u;
+const BORDER_REFLECT: u32 = 3u;
 const TARGET_BUFFER: u32 = 0u;
 const TARGET_TEXTURE_RGBA8: u32 = 1u;
 const TARGET_TEXTURE_R32UINT: u32 = 2u;
@@ -57,6 +62,9 @@ struct Params {
     // Output rows each invocation computes, one below the other, reusing the input rows they
     // share: 1 to 8 (a host-side tuning choice; the results are the same).
     rows_per_invocation: u32,
+    // One of the BORDER_* constants: VALID gives (W−2)×(H−2), the others W×H, their windows
+    // reaching one pixel past each edge.
+    border: u32,
     // Kernel k's tap t (row-major) is weights[k * 3u + t / 4u][t % 4u].
     weights: array<vec4<f32>, 24>,
 }
@@ -181,10 +189,45 @@ fn store_pixels(plane: u32, x0: u32, y: u32, lanes: u32, packed: u32) {
     }
 }
 
-// The 3 × (lanes + 2) input pixels of row y under four windows starting at column x0: by whole
-// words when the buffer's rows start on words (the engine's own uploads always do), else pixel
-// by pixel.
+// Where index `index` (−1 to len) of an axis of `len` pixels is read from past the edge, as
+// `Border::source_index` says; −1 for a zero.
+fn source_index(index: i32, len: u32) -> i32 {
+    let n = i32(len);
+    if index >= 0 && index < n {
+        return index;
+    }
+    switch params.border {
+        case BORDER_REPLICATE: {
+            return clamp(index, 0, n - 1);
+        }
+        case BORDER_REFLECT: {
+            if n == 1 {
+                return 0;
+            }
+            return clamp(select(2 * (n - 1) - index, -index, index < 0), 0, n - 1);
+        }
+        default: {
+            return -1;
+        }
+    }
+}
+
+// The lanes + 2 input pixels of window row y under four windows starting at output column x0.
+// With the valid border that is input row y from column x0: by whole words when the buffer's
+// rows start on words (the engine's own uploads always do), else pixel by pixel. With the
+// others, each window reaches a pixel further up and left, mapped at the edges.
 fn load_window_row(x0: u32, y: u32, lanes: u32, word_rows: bool) -> array<u32, 6> {
+    if params.border != BORDER_VALID {
+        var row: array<u32, 6>;
+        let source_y = source_index(i32(y) - 1, params.in_height);
+        for (var column = 0u; column < lanes + 2u; column++) {
+            let source_x = source_index(i32(x0 + column) - 1, params.in_width);
+            if source_x >= 0 && source_y >= 0 {
+                row[column] = load_pixel(u32(source_x), u32(source_y));
+            }
+        }
+        return row;
+    }
     if word_rows {
         return load_row_words(x0, y, lanes + 2u);
     }

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::operation::{Combine, MAX_KERNELS, Operation};
+use crate::operation::{Border, Combine, MAX_KERNELS, Operation};
 
 /// `MODE_RESPONSES` in `shaders/conv3x3.wgsl`.
 pub const MODE_RESPONSES: u32 = 0;
@@ -20,6 +20,15 @@ pub const SOURCE_TEXTURE_RGBA: u32 = 2;
 /// `SOURCE_TEXTURE_RGBA_SRGB` in the shader: an `Rgba8UnormSrgb` texture, made gray by the luma
 /// of its stored (sRGB-encoded) bytes.
 pub const SOURCE_TEXTURE_RGBA_SRGB: u32 = 3;
+
+/// `BORDER_VALID` in the shader.
+pub const BORDER_VALID: u32 = 0;
+/// `BORDER_ZERO` in the shader.
+pub const BORDER_ZERO: u32 = 1;
+/// `BORDER_REPLICATE` in the shader.
+pub const BORDER_REPLICATE: u32 = 2;
+/// `BORDER_REFLECT` in the shader.
+pub const BORDER_REFLECT: u32 = 3;
 
 /// `TARGET_BUFFER` in the shader: packed 8-bit rows in a storage buffer.
 pub const TARGET_BUFFER: u32 = 0;
@@ -137,17 +146,23 @@ pub struct Conv3x3Params {
     /// Output rows each GPU invocation computes, 1 to `MAX_ROWS_PER_INVOCATION`: how the
     /// shader shares its input fetches, never what it computes (the CPU twin ignores it).
     pub rows_per_invocation: u32,
+    /// One of the `BORDER_*` constants. The CPU twin filters 'valid' only: the backends pad
+    /// images on the host, and only passes over GPU resources let the shader read past edges.
+    pub border: u32,
     /// Padding to the 16-byte boundary of `weights`.
-    pub _padding: [u32; 2],
+    pub _padding: [u32; 1],
     /// Kernel k's tap t (row-major) is `weights[k * 3 + t / 4][t % 4]`.
     pub weights: [[f32; 4]; 3 * MAX_KERNELS],
 }
 
 impl Conv3x3Params {
     /// Parameters for `operation` from `source` into `target`. The source must be at least 3×3
-    /// (see [`output_size`](crate::operation::output_size)).
+    /// for the valid border (see [`Operation::output_size`]), 1×1 for the others.
     pub fn new(operation: &Operation, source: SourceLayout, target: TargetLayout) -> Self {
-        let (out_width, out_height) = (source.width - 2, source.height - 2);
+        let (out_width, out_height) = match operation.border() {
+            Border::Valid => (source.width - 2, source.height - 2),
+            _ => (source.width, source.height),
+        };
         let mut weights = [[0f32; 4]; 3 * MAX_KERNELS];
         let mut integer_mask = 0;
         for (k, kernel) in operation.kernels().iter().enumerate() {
@@ -182,7 +197,13 @@ impl Conv3x3Params {
             source_kind: source.kind,
             target_kind: target.kind,
             rows_per_invocation: 1,
-            _padding: [0; 2],
+            border: match operation.border() {
+                Border::Valid => BORDER_VALID,
+                Border::Zero => BORDER_ZERO,
+                Border::Replicate => BORDER_REPLICATE,
+                Border::Reflect => BORDER_REFLECT,
+            },
+            _padding: [0; 1],
             weights,
         }
     }

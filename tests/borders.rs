@@ -187,41 +187,94 @@ fn borders_hold_in_gpu_strips_and_in_streamed_bands() {
     }
 }
 
+/// The embedded path: passes prepared over an app's own buffer (odd stride and offset) and
+/// texture read past their edges as each border says.
 #[test]
-fn a_prepared_pass_over_gpu_resources_says_it_takes_the_valid_border_only() {
-    let Some(gpu) = common::gpu() else { return };
-    let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    let target = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    let operation = Operation::responses(vec![Kernel::vertical_lines()])
-        .unwrap()
-        .with_border(Border::Zero);
-    let error = gpu
-        .prepare(
-            &operation,
-            gpuconv::GpuSource::Buffer {
-                buffer: &buffer,
+fn prepared_passes_over_the_apps_buffers_and_textures_take_every_border() {
+    let Some(app) = common::app::App::new() else {
+        return;
+    };
+    let engine = gpuconv::GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    for (width, height) in [(1, 1), (2, 5), (37, 23)] {
+        let image = random_image(width, height, 255, u64::from(width + height));
+        let (offset, stride) = (3u64, width + 5);
+        let mut bytes = vec![0x5a; (offset + u64::from(stride * height) + 4) as usize];
+        for (y, row) in image.as_raw().chunks(width as usize).enumerate() {
+            let start = offset as usize + y * stride as usize;
+            bytes[start..start + width as usize].copy_from_slice(row);
+        }
+        let source = app.buffer_with(&bytes, wgpu::BufferUsages::STORAGE);
+        let texture = app.texture(
+            width,
+            height,
+            1,
+            wgpu::TextureFormat::R8Unorm,
+            wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        );
+        app.queue.write_texture(
+            texture.as_image_copy(),
+            image.as_raw(),
+            wgpu::TexelCopyBufferLayout {
                 offset: 0,
-                bytes_per_row: 8,
-                width: 8,
-                height: 8,
+                bytes_per_row: Some(width),
+                rows_per_image: None,
             },
-            gpuconv::GpuTarget::Buffer {
-                buffer: &target,
-                offset: 0,
-                bytes_per_row: 8,
-                bytes_per_image: 64,
-            },
-        )
-        .unwrap_err();
-    assert!(error.to_string().contains("'valid' border only"), "{error}");
+            texture.size(),
+        );
+        for border in BORDERS {
+            let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines())
+                .with_responses()
+                .with_border(border);
+            let expected = reference::run(&image, &operation);
+            let expected = [
+                expected.combined.unwrap(),
+                expected.responses[0].clone(),
+                expected.responses[1].clone(),
+            ];
+            let row_bytes = width.next_multiple_of(4);
+            let image_bytes = u64::from(row_bytes * height);
+            for from_texture in [false, true] {
+                let target = app.buffer_with(
+                    &vec![0; (image_bytes * 3) as usize],
+                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                );
+                let source = if from_texture {
+                    gpuconv::GpuSource::Texture(&texture)
+                } else {
+                    gpuconv::GpuSource::Buffer {
+                        buffer: &source,
+                        offset,
+                        bytes_per_row: stride,
+                        width,
+                        height,
+                    }
+                };
+                let pass = engine
+                    .prepare(
+                        &operation,
+                        source,
+                        gpuconv::GpuTarget::Buffer {
+                            buffer: &target,
+                            offset: 0,
+                            bytes_per_row: row_bytes,
+                            bytes_per_image: image_bytes,
+                        },
+                    )
+                    .unwrap();
+                app.submit(&pass);
+                let written = app.read_buffer(&target);
+                for (i, expected) in expected.iter().enumerate() {
+                    let actual = GrayImage::from_fn(width, height, |x, y| {
+                        let at = i * image_bytes as usize + (y * row_bytes + x) as usize;
+                        image::Luma([written[at]])
+                    });
+                    common::assert_same(
+                        &actual,
+                        expected,
+                        &format!("{border:?} {width}×{height} image {i}, texture {from_texture}"),
+                    );
+                }
+            }
+        }
+    }
 }

@@ -760,7 +760,9 @@ fn a_cancelled_run_async_leaves_the_engine_usable() {
     let Some(mut engine) = common::gpu() else {
         return;
     };
-    let image = random_image(211, 99, 255, 23);
+    // Large enough (a 1 Mpx pass; 100 strips of 10 rows) that four polls 20 ms apart cannot
+    // finish it, however fast the GPU.
+    let image = random_image(1001, 1002, 255, 23);
     let operation = edge_with_responses();
     // One pass, and strips of 10 rows (two in flight when the future is dropped), dropped after
     // the first poll and after a few more once the GPU has had time to finish some strips.

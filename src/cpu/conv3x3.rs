@@ -293,6 +293,11 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
             .iter()
             .all(|p| p.len() >= (height - 1) * stride + width)
     );
+    debug_assert_eq!(
+        params.border,
+        crate::params::BORDER_VALID,
+        "the CPU filters padded images 'valid'"
+    );
     let kernel_count = params.kernel_count as usize;
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = usize::from(combined);

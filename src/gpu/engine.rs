@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{Border, FilterOutput, Operation, check_outputs, output_size};
+use crate::operation::{FilterOutput, Operation, check_outputs};
 use crate::params::Conv3x3Params;
 use crate::timings::Timings;
 
@@ -177,17 +177,11 @@ impl GpuEngine {
         source: GpuSource<'_>,
         target: GpuTarget<'_>,
     ) -> Result<FilterPass> {
-        if operation.border() != Border::Valid {
-            return Err(Error::InvalidOperation(format!(
-                "a prepared pass over GPU resources computes the 'valid' border only, not '{}': \
-                 pad the source by a pixel on each side, or filter images from the CPU with run",
-                operation.border().name()
-            )));
-        }
         resources::check_distinct(&source, &target)?;
         let limits = self.core.device.limits();
-        let (source_layout, source_binding) = source.bind(&limits)?;
-        let (out_width, out_height) = output_size(source_layout.width, source_layout.height)?;
+        let (source_layout, source_binding) = source.bind(operation.border(), &limits)?;
+        let (out_width, out_height) =
+            operation.output_size(source_layout.width, source_layout.height)?;
         let (target_layout, target_binding) =
             target.bind(out_width, out_height, operation.output_count(), &limits)?;
         let params = Conv3x3Params::new(operation, source_layout, target_layout)

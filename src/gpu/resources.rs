@@ -2,6 +2,7 @@
 //! mistake is an [`Error::InvalidResource`] and never a wgpu validation panic.
 
 use crate::error::{Error, Result};
+use crate::operation::Border;
 use crate::params::{
     SOURCE_BUFFER, SOURCE_TEXTURE_GRAY, SOURCE_TEXTURE_RGBA, SOURCE_TEXTURE_RGBA_SRGB,
     SourceLayout, TARGET_BUFFER, TARGET_TEXTURE_R32UINT, TARGET_TEXTURE_RGBA8, TargetLayout,
@@ -143,7 +144,13 @@ fn require_2d(what: &'static str, texture: &wgpu::Texture) -> Result<()> {
 
 impl GpuSource<'_> {
     /// Checks the source and describes it for the shader.
-    pub(crate) fn bind(&self, limits: &wgpu::Limits) -> Result<(SourceLayout, Binding)> {
+    pub(crate) fn bind(
+        &self,
+        border: Border,
+        limits: &wgpu::Limits,
+    ) -> Result<(SourceLayout, Binding)> {
+        // The valid border needs whole 3×3 windows; the others any image.
+        let smallest = if border == Border::Valid { 3 } else { 1 };
         match *self {
             GpuSource::Buffer {
                 buffer,
@@ -154,7 +161,7 @@ impl GpuSource<'_> {
             } => {
                 const WHAT: &str = "source buffer";
                 require_buffer_usage(WHAT, buffer)?;
-                if width < 3 || height < 3 {
+                if width < smallest || height < smallest {
                     return Err(Error::ImageTooSmall { width, height });
                 }
                 if bytes_per_row < width {
@@ -208,7 +215,7 @@ impl GpuSource<'_> {
                 }
                 require_2d(WHAT, texture)?;
                 let (width, height) = (texture.width(), texture.height());
-                if width < 3 || height < 3 {
+                if width < smallest || height < smallest {
                     return Err(Error::ImageTooSmall { width, height });
                 }
                 let view = texture.create_view(&wgpu::TextureViewDescriptor {
@@ -326,7 +333,7 @@ impl GpuTarget<'_> {
                     return Err(invalid(
                         WHAT,
                         format!(
-                            "is {}×{}, but the output is {out_width}×{out_height} (two pixels smaller than the source each way)",
+                            "is {}×{}, but the output is {out_width}×{out_height} (two pixels smaller than the source each way with the valid border, its size with the others)",
                             texture.width(),
                             texture.height()
                         ),
