@@ -19,26 +19,33 @@ pub fn convolve(image: &GrayImage, kernel: &Kernel) -> GrayImage {
         return GrayImage::new(0, 0);
     }
     GrayImage::from_fn(width - 2, height - 2, |x, y| {
-        let patch = |r: u32, c: u32| image.get_pixel(x + c, y + r)[0];
-        let value = if kernel.is_integer() {
-            let mut sum = 0i64;
-            for r in 0..3 {
-                for c in 0..3 {
-                    sum += i64::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize] as i64;
-                }
-            }
-            sum.abs().min(255) as u8
-        } else {
-            let mut sum = 0f32;
-            for r in 0..3 {
-                for c in 0..3 {
-                    sum += f32::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize];
-                }
-            }
-            sum.abs().round_ties_even().min(255.0) as u8
-        };
-        image::Luma([value])
+        image::Luma([window_response(kernel, |r, c| {
+            image.get_pixel(x + c, y + r)[0]
+        })])
     })
+}
+
+/// The kernel applied to one window, `patch(row, column)` giving its pixels: the sum of
+/// weight × pixel, exact in `i64` for integer kernels, else in `f32` in row-major order and
+/// rounded half to even; then `clamp(|sum|, 0, 255)`.
+fn window_response(kernel: &Kernel, patch: impl Fn(u32, u32) -> u8) -> u8 {
+    if kernel.is_integer() {
+        let mut sum = 0i64;
+        for r in 0..3 {
+            for c in 0..3 {
+                sum += i64::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize] as i64;
+            }
+        }
+        sum.abs().min(255) as u8
+    } else {
+        let mut sum = 0f32;
+        for r in 0..3 {
+            for c in 0..3 {
+                sum += f32::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize];
+            }
+        }
+        sum.abs().round_ties_even().min(255.0) as u8
+    }
 }
 
 /// The lesson's edge image: `clamp(V + H, 0, 255)`.
@@ -78,24 +85,7 @@ pub fn convolve_with_border(image: &GrayImage, kernel: &Kernel, border: Border) 
                 _ => 0,
             }
         };
-        let value = if kernel.is_integer() {
-            let mut sum = 0i64;
-            for r in 0..3 {
-                for c in 0..3 {
-                    sum += i64::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize] as i64;
-                }
-            }
-            sum.abs().min(255) as u8
-        } else {
-            let mut sum = 0f32;
-            for r in 0..3 {
-                for c in 0..3 {
-                    sum += f32::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize];
-                }
-            }
-            sum.abs().round_ties_even().min(255.0) as u8
-        };
-        image::Luma([value])
+        image::Luma([window_response(kernel, patch)])
     })
 }
 

@@ -39,31 +39,8 @@ pub struct StreamArgs {
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
 
-    /// A kernel, as for `gpuconv filter`. One only: each frame becomes one image.
-    #[arg(
-        short,
-        long = "kernel",
-        value_name = "KERNEL",
-        allow_hyphen_values = true
-    )]
-    pub kernels: Vec<String>,
-
-    /// Write the edge image min(V + H, 255) of two kernels (default: vertical and horizontal).
-    #[arg(long, conflicts_with = "threshold")]
-    pub edge: bool,
-
-    /// Write the binary edge image: 255 where V + H >= T, else 0.
-    #[arg(
-        long,
-        value_name = "T",
-        allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u16).range(0..=510)
-    )]
-    pub threshold: Option<u16>,
-
-    /// What the 3×3 windows see beyond each frame's edges.
-    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
-    pub border: BorderArg,
+    #[command(flatten)]
+    pub operation: OperationArgs,
 
     /// What to do with an incomplete last frame: report it and exit 1 once every complete frame
     /// is written (`error`), or drop it silently as ffmpeg does (`drop`).
@@ -158,37 +135,12 @@ pub struct FilterArgs {
     #[arg(long, value_name = "FILE")]
     pub from_list: Option<PathBuf>,
 
-    /// A kernel: a name (see below), rows like "1,0,-1;2,0,-2;1,0,-1" (a leading minus sign is
-    /// fine: -k "-1,0,1;-2,0,2;-1,0,1"), or NAME=ROWS to name the output files. Repeat for several
-    /// kernels, computed in one pass.
-    #[arg(
-        short,
-        long = "kernel",
-        value_name = "KERNEL",
-        allow_hyphen_values = true
-    )]
-    pub kernels: Vec<String>,
-
-    /// Write the edge image min(V + H, 255) of two kernels (default: vertical and horizontal).
-    #[arg(long, conflicts_with = "threshold")]
-    pub edge: bool,
-
-    /// Write the binary edge image: 255 where V + H >= T, else 0 (the lesson uses 255).
-    #[arg(
-        long,
-        value_name = "T",
-        allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u16).range(0..=510)
-    )]
-    pub threshold: Option<u16>,
+    #[command(flatten)]
+    pub operation: OperationArgs,
 
     /// With --edge or --threshold, also write each kernel's response.
     #[arg(long)]
     pub responses: bool,
-
-    /// What the 3×3 windows see beyond the image's edges.
-    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
-    pub border: BorderArg,
 
     /// Output file (one input, one image out; its extension picks the format), or a folder that
     /// receives INPUTSTEM-KERNEL.FORMAT files: when there are several inputs or outputs, or the
@@ -218,6 +170,38 @@ pub struct FilterArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// What to compute: the kernels, how they combine, and the border.
+#[derive(Debug, Args)]
+pub struct OperationArgs {
+    /// A kernel: a name (see below), rows like "1,0,-1;2,0,-2;1,0,-1" (a leading minus sign is
+    /// fine: -k "-1,0,1;-2,0,2;-1,0,1"), or NAME=ROWS to name the output files. Repeat for several
+    /// kernels, computed in one pass.
+    #[arg(
+        short,
+        long = "kernel",
+        value_name = "KERNEL",
+        allow_hyphen_values = true
+    )]
+    pub kernels: Vec<String>,
+
+    /// Write the edge image min(V + H, 255) of two kernels (default: vertical and horizontal).
+    #[arg(long, conflicts_with = "threshold")]
+    pub edge: bool,
+
+    /// Write the binary edge image: 255 where V + H >= T, else 0 (the lesson uses 255).
+    #[arg(
+        long,
+        value_name = "T",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u16).range(0..=510)
+    )]
+    pub threshold: Option<u16>,
+
+    /// What the 3×3 windows see beyond the image's edges.
+    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
+    pub border: BorderArg,
 }
 
 /// What one input may take; both are checked from its header, before decoding.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, Timings, io};
 
-use crate::args::FilterArgs;
+use crate::args::{FilterArgs, OperationArgs};
 use crate::progress::{CountingSink, Progress};
 use crate::usage;
 
@@ -247,25 +247,18 @@ fn peak_resident_mib() -> Option<f64> {
 }
 
 fn operation(args: &FilterArgs) -> Result<Operation> {
-    Ok(
-        build_operation(&args.kernels, args.edge, args.threshold, args.responses)?
-            .with_border(args.border.into()),
-    )
+    build_operation(&args.operation, args.responses)
 }
 
-/// The operation that `-k`, `--edge`, `--threshold` and `--responses` ask for.
-pub fn build_operation(
-    kernel_specs: &[String],
-    edge: bool,
-    threshold: Option<u16>,
-    responses: bool,
-) -> Result<Operation> {
-    let combine = match (edge, threshold) {
+/// The operation that `-k`, `--edge`, `--threshold`, `--border` and `--responses` ask for.
+pub fn build_operation(chosen: &OperationArgs, responses: bool) -> Result<Operation> {
+    let combine = match (chosen.edge, chosen.threshold) {
         (_, Some(t)) => Combine::Threshold(t),
         (true, None) => Combine::Edge,
         (false, None) => Combine::None,
     };
-    let mut kernels = kernel_specs
+    let mut kernels = chosen
+        .kernels
         .iter()
         .enumerate()
         .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
@@ -284,7 +277,9 @@ pub fn build_operation(
             "--responses only makes sense with --edge or --threshold (every kernel's response is written anyway)"
         ));
     }
-    Operation::new(kernels, combine, responses).map_err(usage)
+    Ok(Operation::new(kernels, combine, responses)
+        .map_err(usage)?
+        .with_border(chosen.border.into()))
 }
 
 /// The inputs on the command line, then those `--from-list` names, in order. Standard input

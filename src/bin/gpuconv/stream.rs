@@ -8,9 +8,7 @@ use crate::args::{PartialArg, StreamArgs};
 use crate::usage;
 
 pub fn run(args: &StreamArgs) -> Result<()> {
-    let operation =
-        crate::filter::build_operation(&args.kernels, args.edge, args.threshold, false)?
-            .with_border(args.border.into());
+    let operation = crate::filter::build_operation(&args.operation, false)?;
     if operation.output_count() != 1 {
         bail!(usage(
             "each frame becomes one image: give one kernel, or --edge or --threshold"
