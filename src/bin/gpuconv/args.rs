@@ -265,6 +265,10 @@ fn kernels_help() -> String {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// What the 3×3 windows see beyond the image's edges, for every operation timed.
+    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
+    pub border: BorderArg,
+
     /// Image sizes, WIDTHxHEIGHT, comma-separated.
     #[arg(
         long,
@@ -315,6 +319,6 @@ pub struct BenchArgs {
 
     /// Time start-up instead: from process start to the first result written, running
     /// `gpuconv filter` on a small PNG as a fresh process per run, per backend (and `auto`).
-    #[arg(long, conflicts_with_all = ["sizes", "input", "ops", "strip_rows", "rows_per_invocation"])]
+    #[arg(long, conflicts_with_all = ["sizes", "input", "ops", "strip_rows", "rows_per_invocation", "border"])]
     pub startup: bool,
 }

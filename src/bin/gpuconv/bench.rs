@@ -33,7 +33,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let operations = split_ops(&args.ops)
         .iter()
-        .map(|op| operation(op))
+        .map(|op| Ok(operation(op)?.with_border(args.border.into())))
         .collect::<Result<Vec<_>>>()?;
     let most_outputs = operations
         .iter()
