@@ -1183,6 +1183,23 @@ fn border_gives_a_same_size_output_on_files_and_frames() {
             .starts_with(b"YUV4MPEG2 W31 H17 F25:1 Cmono\nFRAME\n")
     );
     assert_eq!(output.stdout.len(), 36 + 31 * 17);
+    // The bench times bordered operations too, checking each backend against the CPU.
+    let bench = scratch
+        .gpuconv()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--sizes",
+            "20x10",
+            "--ops",
+            "edge",
+        ])
+        .args(["--border", "zero", "--repeat", "1"])
+        .output()
+        .unwrap();
+    assert!(bench.status.success(), "{bench:?}");
+    assert!(String::from_utf8_lossy(&bench.stdout).contains(" ok"));
     let wrong = scratch
         .gpuconv()
         .args([
