@@ -1,4 +1,5 @@
-// gpuconv: 'valid' 3×3 cross-correlation of an 8-bit image with up to 8 kernels in one pass.
+// gpuconv: 3×3 cross-correlation of an 8-bit image with up to 8 kernels in one pass, 'valid' or
+// with a border.
 //
 // Mirrored function for function by src/cpu/conv3x3.rs (the buffer paths; texture sources and
 // targets have no CPU counterpart beyond src/io.rs's luma); the uniform struct below is

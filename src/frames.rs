@@ -34,6 +34,7 @@ use image::GrayImage;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::memory::zeroed_bytes;
 use crate::operation::Operation;
 
 /// How a Y4M stream starts.
@@ -105,6 +106,14 @@ pub fn filter_frames<R: Read + Send, W: Write + Send>(
     }
     let input = std::io::Cursor::new(head).chain(input);
     let (out_width, out_height) = operation.output_size(width, height)?;
+    // A header can claim any size: refuse what no frame should be before allocating for it.
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > crate::io::DEFAULT_MAX_PIXELS {
+        return Err(Error::Frames(format!(
+            "frames of {width}x{height} are {pixels} pixels, more than the {} a frame may have",
+            crate::io::DEFAULT_MAX_PIXELS
+        )));
+    }
     let frame_bytes = width as usize * height as usize;
     let out_bytes = out_width as usize * out_height as usize;
     let y4m = matches!(container, Container::Y4m { .. });
@@ -116,11 +125,12 @@ pub fn filter_frames<R: Read + Send, W: Write + Send>(
         let (results_in, results) = sync_channel::<Vec<u8>>(FRAMES_IN_FLIGHT);
         let (spent_in, spent) = sync_channel::<Vec<u8>>(FRAMES_IN_FLIGHT + 1);
         for _ in 0..=FRAMES_IN_FLIGHT {
+            // Allocated fallibly: a frame size the machine cannot hold is an error, not an abort.
             empty_in
-                .send(vec![0; frame_bytes])
+                .send(zeroed_bytes(frame_bytes, "a frame buffer")?)
                 .expect("room for every buffer");
             spent_in
-                .send(vec![0; out_bytes])
+                .send(zeroed_bytes(out_bytes, "a filtered frame buffer")?)
                 .expect("room for every buffer");
         }
         let reader = scope.spawn(move || {

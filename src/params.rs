@@ -117,9 +117,9 @@ pub struct Conv3x3Params {
     pub in_bytes_per_row: u32,
     /// Byte offset of the first input pixel.
     pub in_offset: u32,
-    /// Output width, `in_width - 2`.
+    /// Output width: `in_width - 2` for the valid border, `in_width` for the others.
     pub out_width: u32,
-    /// Output height, `in_height - 2`.
+    /// Output height: `in_height - 2` for the valid border, `in_height` for the others.
     pub out_height: u32,
     /// Bytes from one output row to the next.
     pub out_bytes_per_row: u32,

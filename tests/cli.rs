@@ -1210,3 +1210,45 @@ fn border_gives_a_same_size_output_on_files_and_frames() {
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("replicate"));
 }
+
+#[test]
+fn standard_input_in_a_batch_is_read_once_with_the_whole_budget() {
+    let scratch = Scratch::new();
+    let (a, b) = (random_image(23, 19, 255, 70), random_image(17, 29, 255, 71));
+    scratch.write_image("a.png", &a);
+    let mut png = Vec::new();
+    b.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    scratch
+        .gpuconv()
+        .args([
+            "filter",
+            "-",
+            "a.png",
+            "-k",
+            "vertical",
+            "-o",
+            "out/",
+            "--backend",
+            "cpu",
+        ])
+        .write_stdin(png)
+        .assert()
+        .success();
+    for (name, image) in [("stdin-vertical.png", &b), ("a-vertical.png", &a)] {
+        assert_same(
+            &load(&scratch.path("out").join(name)),
+            &reference::convolve(image, &Kernel::vertical_lines()),
+            name,
+        );
+    }
+    // A list read from standard input cannot name standard input.
+    let output = scratch
+        .gpuconv()
+        .args(["filter", "--from-list", "-", "--edge", "-o", "x/"])
+        .write_stdin("a.png\n-\n")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only once"));
+}

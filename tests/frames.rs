@@ -146,6 +146,9 @@ fn streams_gpuconv_cannot_read_are_errors_that_say_why() {
     assert!(run(&mut engine, mismatch, &edge(), Some((9, 9))).contains("not the Y4M header's"));
     let junk = b"YUV4MPEG2 W3 H3 Cmono\nFRAME\n123456789NOTAFRAME\n";
     assert!(run(&mut engine, junk, &edge(), None).contains("FRAME line"));
+    // A header claiming huge frames is refused before anything is allocated for them.
+    let huge = b"YUV4MPEG2 W70000 H70000 Cmono\nFRAME\n";
+    assert!(run(&mut engine, huge, &edge(), None).contains("more than"));
     let two =
         Operation::responses(vec![Kernel::vertical_lines(), Kernel::horizontal_lines()]).unwrap();
     assert!(run(&mut engine, &[7; 64], &two, Some((8, 8))).contains("one image per frame"));

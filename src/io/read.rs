@@ -45,8 +45,8 @@ pub struct ReadLimits {
     /// and the output images ([`default_memory_budget`] by default: half the machine). The GPU
     /// backend's strip buffers, reused from image to image, are not counted.
     pub max_memory: u64,
-    /// How many output images of (W−2)×(H−2) the caller makes from each input (1 by default),
-    /// counted in `max_memory`.
+    /// How many images the size of the output the caller makes from each input (1 by default;
+    /// a border's padded copy counts as one more), counted in `max_memory`.
     pub output_images: u64,
 }
 

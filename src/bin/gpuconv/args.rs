@@ -60,15 +60,14 @@ pub enum PartialArg {
     Drop,
 }
 
-/// `WIDTHxHEIGHT`, each at least 3.
+/// `WIDTHxHEIGHT`, each at least 1 (the valid border needs 3, which the filter checks).
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let parsed = text
         .split_once(['x', 'X'])
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
     match parsed {
-        Some((w, h)) if w >= 3 && h >= 3 => Ok((w, h)),
-        Some(_) => Err(format!("'{text}' is smaller than the 3x3 kernel")),
-        None => Err(format!(
+        Some((w, h)) if w >= 1 && h >= 1 => Ok((w, h)),
+        _ => Err(format!(
             "'{text}' is not WIDTHxHEIGHT (for example 1920x1080)"
         )),
     }

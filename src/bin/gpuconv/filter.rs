@@ -53,7 +53,9 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     let limits = io::ReadLimits {
         max_pixels: args.limits.max_pixels,
         max_memory: args.limits.memory_budget(),
-        output_images: operation.output_count() as u64,
+        // A border's padded copy of the input counts as one more image.
+        output_images: operation.output_count() as u64
+            + u64::from(operation.border() != gpuconv::Border::Valid),
     };
     // Opened once the first input is decoded, so that a bad input is reported alone, without
     // the CPU-fallback notice before it; then shared by every input.
@@ -90,8 +92,8 @@ pub fn run(args: &FilterArgs) -> Result<()> {
 /// Filters a batch: several inputs at once, one per worker thread, so that decoding and encoding
 /// (most of the time for small images) use every core while the shared engine filters one
 /// image at a time. Each worker decodes within its share of the memory budget; an input too
-/// large for that share is filtered after the others, alone, with the whole budget (and
-/// streamed when its formats allow). Messages come out in input order (deferred inputs' last).
+/// large for that share, and standard input (which can be read once), is filtered after the
+/// others, alone, with the whole budget (and streamed when its formats allow). Messages come out in input order (deferred inputs' last).
 /// Returns how many inputs failed; a run-wide failure (no GPU) stops the batch.
 fn batch(
     engine: &SharedEngine,
@@ -139,8 +141,11 @@ fn batch(
                 while !stop.load(Ordering::Relaxed) {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(index) else { break };
-                    let outcome = filter_one(engine, args, share, operation, job, false);
-                    if matches!(outcome, Err(Failure::Run(_))) {
+                    // Standard input can be read once, so it is read with the whole budget,
+                    // after the others, like an input too large for a share.
+                    let outcome = (!is_standard(&job.input))
+                        .then(|| filter_one(engine, args, share, operation, job, false));
+                    if matches!(outcome, Some(Err(Failure::Run(_)))) {
                         stop.store(true, Ordering::Relaxed);
                     }
                     if done.send((index, outcome)).is_err() {
@@ -156,10 +161,9 @@ fn batch(
         for (index, outcome) in finished {
             waiting.insert(index, outcome);
             while let Some(outcome) = waiting.remove(&next_report) {
-                if over_share(&outcome) {
-                    deferred.push(next_report);
-                } else {
-                    report(outcome)?;
+                match outcome {
+                    Some(outcome) if !over_share(&outcome) => report(outcome)?,
+                    _ => deferred.push(next_report),
                 }
                 next_report += 1;
             }
@@ -312,8 +316,11 @@ fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
             )));
         }
     }
-    if inputs.iter().filter(|i| is_standard(i)).count() > 1 {
-        bail!(usage("standard input (-) can be read only once"));
+    let standard = inputs.iter().filter(|i| is_standard(i)).count();
+    if standard > 1 || (standard == 1 && args.from_list.as_deref().is_some_and(is_standard)) {
+        bail!(usage(
+            "standard input (-) can be read only once: as one image, or as the list"
+        ));
     }
     Ok(inputs)
 }
@@ -633,7 +640,7 @@ fn stream_one(
         .collect::<gpuconv::Result<Vec<_>>>()
         .map_err(|e| Failure::Input(e.into()))?;
     // One image alone gets a bar of its rows when it is large; a batch has its bar of files.
-    let progress = Progress::rows(width, height, args.quiet || job_count(args) > 1);
+    let progress = Progress::rows(width, height, args.quiet);
     let sinks: Vec<Box<dyn gpuconv::stream::RowSink + '_>> = sinks
         .into_iter()
         .enumerate()
@@ -680,10 +687,4 @@ fn stream_one(
     }
     progress.finish();
     Ok(pixels)
-}
-
-/// How many inputs the command line and list name (the list is read once, in `run`; here only
-/// whether there is one).
-fn job_count(args: &FilterArgs) -> usize {
-    args.inputs.len() + usize::from(args.from_list.is_some())
 }

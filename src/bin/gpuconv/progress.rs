@@ -3,7 +3,10 @@
 //! nothing but gpuconv's messages.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Whether a bar is on the screen: a second one would tear it.
+static SHOWING: AtomicBool = AtomicBool::new(false);
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,7 +23,7 @@ pub struct Progress {
 
 impl Progress {
     fn shown(quiet: bool) -> bool {
-        !quiet && std::io::stderr().is_terminal()
+        !quiet && std::io::stderr().is_terminal() && !SHOWING.load(Ordering::Relaxed)
     }
 
     fn bar(length: u64, template: &str) -> ProgressBar {
@@ -30,6 +33,7 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
+        SHOWING.store(true, Ordering::Relaxed);
         bar
     }
 
@@ -95,6 +99,7 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            SHOWING.store(false, Ordering::Relaxed);
         }
     }
 }
