@@ -1252,3 +1252,28 @@ fn standard_input_in_a_batch_is_read_once_with_the_whole_budget() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("only once"));
 }
+
+#[test]
+fn one_large_streamed_image_shows_a_bar_of_its_rows_on_a_terminal() {
+    let scratch = Scratch::new();
+    // An 8194×8194 input makes the 8192×8192 output, the 64 megapixels from which one image
+    // gets a bar; a pattern that compresses keeps the file small.
+    let image = GrayImage::from_fn(8194, 8194, |x, y| {
+        image::Luma([((x / 64) ^ (y / 64)) as u8])
+    });
+    scratch.write_image("large.png", &image);
+    drop(image);
+    let bin = assert_cmd::cargo::cargo_bin("gpuconv");
+    let terminal = on_a_terminal(
+        &scratch,
+        &format!(
+            "{} filter large.png --edge -o large-edge.png --backend cpu",
+            bin.display()
+        ),
+    );
+    assert!(terminal.contains("/8192 rows"), "{terminal:?}");
+    assert_eq!(
+        image::image_dimensions(scratch.path("large-edge.png")).unwrap(),
+        (8192, 8192)
+    );
+}
