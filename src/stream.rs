@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::operation::{Border, Operation, output_size};
-use crate::timings::Timings;
+use crate::timings::{Timings, add};
 
 /// The largest default band: about 8 MiB of input rows. Large enough that per-band costs (a
 /// GPU submission, a thread hand-over) vanish, small enough that a few bands stay far below the
@@ -334,11 +334,4 @@ fn filter_bands(
         window.drain(..window.len() - 2 * row_bytes);
     }
     Ok(())
-}
-
-/// Adds `part` to a stage's total, when it was measured.
-fn add(total: &mut Option<Duration>, part: Option<Duration>) {
-    if let Some(part) = part {
-        *total = Some(total.unwrap_or_default() + part);
-    }
 }

@@ -42,3 +42,10 @@ impl fmt::Display for Timings {
         f.write_str(&parts.join(", "))
     }
 }
+
+/// Adds `part` to a stage's total, when it was measured.
+pub(crate) fn add(total: &mut Option<Duration>, part: Option<Duration>) {
+    if let Some(part) = part {
+        *total = Some(total.unwrap_or_default() + part);
+    }
+}

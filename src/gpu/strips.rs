@@ -8,14 +8,14 @@
 //! submission and one readback, and allocates nothing on the GPU.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::GrayImage;
 
 use crate::error::{Error, Result};
 use crate::operation::{FilterOutput, Operation, output_planes, output_size};
 use crate::params::{Conv3x3Params, SourceLayout, TargetLayout};
-use crate::timings::Timings;
+use crate::timings::{Timings, add};
 
 use super::dispatch::{bind_group, dispatch_grid, record};
 use super::engine::GpuCore;
@@ -532,13 +532,6 @@ fn strip_rows(width: u32, out_height: u32, images: u32, limit: u64) -> Option<u3
         rows
     };
     Some(rows.min(u64::from(out_height)) as u32)
-}
-
-/// Adds `part` to a stage's total, when it was measured.
-fn add(total: &mut Option<Duration>, part: Option<Duration>) {
-    if let Some(part) = part {
-        *total = Some(total.unwrap_or_default() + part);
-    }
 }
 
 #[cfg(test)]

@@ -89,16 +89,9 @@ impl QoiRows {
     }
 
     fn read(&mut self, bytes: &mut [u8]) -> Result<()> {
-        self.reader.read_exact(bytes).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Input::cut_short(&self.path)
-            } else {
-                Error::Decode {
-                    path: self.path.clone(),
-                    source: ImageError::IoError(e),
-                }
-            }
-        })
+        self.reader
+            .read_exact(bytes)
+            .map_err(|e| Input::read_failure(&self.path, e))
     }
 
     /// The next pixel.

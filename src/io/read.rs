@@ -292,6 +292,19 @@ impl Input<'_> {
         }
     }
 
+    /// A failed read of `path`'s raw bytes: [`cut_short`](Self::cut_short) at its end, else
+    /// the I/O error.
+    pub(crate) fn read_failure(path: &Path, error: std::io::Error) -> Error {
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            Self::cut_short(path)
+        } else {
+            Error::Decode {
+                path: path.to_owned(),
+                source: ImageError::IoError(error),
+            }
+        }
+    }
+
     pub(crate) fn truncated(&self, detail: String) -> Error {
         Error::Truncated {
             path: self.path.to_owned(),

@@ -393,16 +393,9 @@ impl RowSource for PnmRows {
 
     fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
         for row in rows.chunks_exact_mut(self.width as usize) {
-            self.reader.read_exact(&mut self.line).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Input::cut_short(&self.path)
-                } else {
-                    Error::Decode {
-                        path: self.path.clone(),
-                        source: ImageError::IoError(e),
-                    }
-                }
-            })?;
+            self.reader
+                .read_exact(&mut self.line)
+                .map_err(|e| Input::read_failure(&self.path, e))?;
             to_gray_row(&mut self.line, self.color, row);
         }
         Ok(())
