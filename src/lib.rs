@@ -69,6 +69,8 @@ mod memory;
 mod operation;
 mod params;
 pub mod reference;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod stream;
 mod timings;
 

@@ -27,6 +27,89 @@ pub enum Command {
     /// (--size WxH), or a Y4M stream of gray frames, written back as Y4M.
     #[command(after_long_help = STREAM_EXAMPLES)]
     Stream(StreamArgs),
+    /// Serve filters over HTTP with the engine kept warm: POST /v1/filter, a page to try it at
+    /// /, health at /healthz and /readyz, Prometheus metrics at /metrics.
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+const SERVE_EXAMPLES: &str = "Examples:
+  gpuconv serve
+  curl --data-binary @img/camera.png -o edges.png 'http://127.0.0.1:8080/v1/filter?edge=true'
+  GPUCONV_API_KEY=$(cat key) gpuconv serve --bind 0.0.0.0:8080 --workers 8
+Anything but a loopback address needs an API key (GPUCONV_API_KEY or --api-key-file); with one
+set, every /v1/ and /metrics request must send 'Authorization: Bearer KEY'.
+Exit status: 0 after a clean stop (SIGTERM or Ctrl-C: requests in flight finish within
+--shutdown-grace), 1 when requests were cut short or the server could not start, 2 a usage
+error; a second signal stops at once with 128+N.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on. Anything but loopback needs an API key.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+
+    /// A file holding the API key (a trailing newline is ignored); or set GPUCONV_API_KEY.
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// The largest request body: bytes, or with K, M, G (powers of 1024); larger ones get 413.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = gpuconv::io::parse_bytes)]
+    pub max_body_bytes: u64,
+
+    /// Refuse images whose header claims more pixels than this (422).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = gpuconv::serve::DEFAULT_MAX_PIXELS,
+        value_parser = gpuconv::io::parse_positive_count
+    )]
+    pub max_pixels: u64,
+
+    /// The memory all workers may take together for decoding and outputs, each an equal share;
+    /// images over a share get 422 [default: half of this machine's memory]
+    #[arg(long, value_name = "SIZE", value_parser = gpuconv::io::parse_bytes)]
+    pub max_memory: Option<u64>,
+
+    /// Images decoded, filtered and encoded at once [default: the cores, at most 8]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+
+    /// Requests that may wait beyond the workers' (reading their bodies or for a worker);
+    /// more get 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub queue: u32,
+
+    /// Seconds a request may take from its headers to its response (503 beyond).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub request_timeout: std::time::Duration,
+
+    /// Seconds a client may take to send its headers (the connection is closed) or its body
+    /// (408).
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
+    pub read_timeout: std::time::Duration,
+
+    /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub shutdown_grace: std::time::Duration,
+
+    /// No line per request on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// A positive number of seconds, fractions allowed.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds from 0 to 86400"
+        )),
+    }
 }
 
 const STREAM_EXAMPLES: &str = "Examples:

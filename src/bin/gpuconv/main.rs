@@ -7,6 +7,7 @@ mod figure;
 mod filter;
 mod info;
 mod progress;
+mod serve;
 mod stream;
 
 use std::process::ExitCode;
@@ -46,7 +47,10 @@ impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    remove_partial_files_on_signals();
+    // The service writes no files, and stops on signals in its own way.
+    if !matches!(cli.command, args::Command::Serve(_)) {
+        remove_partial_files_on_signals();
+    }
     gpuconv::io::quiet_decoder_panics();
     let subcommand = match &cli.command {
         args::Command::Filter(_) => "filter",
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         args::Command::Info => "info",
         args::Command::Bench(_) => "bench",
         args::Command::Stream(_) => "stream",
+        args::Command::Serve(_) => "serve",
     };
     let result = match &cli.command {
         args::Command::Filter(args) => filter::run(args),
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         args::Command::Info => info::run(),
         args::Command::Bench(args) => bench::run(args),
         args::Command::Stream(args) => stream::run(args),
+        args::Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

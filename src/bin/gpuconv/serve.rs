@@ -1,0 +1,168 @@
+//! `gpuconv serve`: the library's service, with the command line's key rules and signals.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use gpuconv::Engine;
+use gpuconv::serve::{Config, Service};
+
+use crate::args::ServeArgs;
+use crate::usage;
+
+/// The shortest API key accepted: 16 characters, as `openssl rand -hex 8` gives.
+const MIN_KEY_LENGTH: usize = 16;
+
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let api_key = api_key(args)?;
+    let address = resolve(&args.bind)?;
+    if !address.ip().is_loopback() && api_key.is_none() {
+        bail!(usage(format!(
+            "refusing to listen on {address} without an API key: any address but loopback needs one (set GPUCONV_API_KEY or --api-key-file)"
+        )));
+    }
+    let defaults = Config::default();
+    let config = Config {
+        max_body_bytes: args.max_body_bytes,
+        max_pixels: args.max_pixels,
+        max_memory: args.max_memory.unwrap_or(defaults.max_memory),
+        workers: args.workers.map_or(defaults.workers, |n| n as usize),
+        queue: args.queue as usize,
+        request_timeout: args.request_timeout,
+        read_timeout: args.read_timeout,
+        shutdown_grace: args.shutdown_grace,
+        api_key,
+        log_requests: !args.quiet,
+    };
+    let grace = config.shutdown_grace;
+
+    // The first engine is opened here, to say on one line when `auto` fell back to the CPU;
+    // the service opens the next ones itself, after a lost device.
+    let choice = args.backend.into();
+    let first = Mutex::new(Some(crate::open_engine(choice)?));
+    let open = move || match first.lock().ok().and_then(|mut first| first.take()) {
+        Some(engine) => Ok(engine),
+        None => Engine::new(choice),
+    };
+    let service = Service::new(open, config)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let finished = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let local = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let config = service.config();
+        eprintln!(
+            "gpuconv serve: listening on http://{local} ({}; {} workers, queue {}; API key {})",
+            service.backend(),
+            config.workers,
+            config.queue,
+            if config.api_key.is_some() {
+                "required"
+            } else {
+                "not required"
+            },
+        );
+        service
+            .serve(listener, stop_signal(grace))
+            .await
+            .context("the server failed")
+    })?;
+    // Work the grace cut short still holds blocking threads: they are not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    if finished {
+        eprintln!("gpuconv serve: stopped");
+        Ok(())
+    } else {
+        bail!(
+            "requests were still in flight after the shutdown grace of {:.0} s; they were cut short",
+            grace.as_secs_f64()
+        )
+    }
+}
+
+/// The key from GPUCONV_API_KEY or --api-key-file (not both), when there is one.
+fn api_key(args: &ServeArgs) -> Result<Option<String>> {
+    let from_env = std::env::var("GPUCONV_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let key = match (&args.api_key_file, from_env) {
+        (Some(_), Some(_)) => bail!(usage(
+            "the API key is set twice: use GPUCONV_API_KEY or --api-key-file, not both"
+        )),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API key file '{}'", path.display()))?;
+            text.trim_end_matches(['\r', '\n']).to_owned()
+        }
+        (None, Some(key)) => key,
+        (None, None) => return Ok(None),
+    };
+    if key.len() < MIN_KEY_LENGTH || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(usage(format!(
+            "the API key must be at least {MIN_KEY_LENGTH} printable ASCII characters without spaces (for example: openssl rand -hex 16)"
+        )));
+    }
+    Ok(Some(key))
+}
+
+/// `--bind` as one socket address.
+fn resolve(bind: &str) -> Result<SocketAddr> {
+    let mut addresses = bind
+        .to_socket_addrs()
+        .map_err(|e| usage(format!("--bind '{bind}' is not ADDR:PORT: {e}")))?;
+    addresses
+        .next()
+        .ok_or_else(|| usage(format!("--bind '{bind}' resolves to no address")))
+}
+
+/// Completes at the first SIGTERM or Ctrl-C; a second one ends the process at once.
+async fn stop_signal(grace: Duration) {
+    let first = next_signal().await;
+    eprintln!(
+        "gpuconv serve: {}: stopping; requests in flight have {:.0} s to finish (a second signal stops at once)",
+        signal_name(first),
+        grace.as_secs_f64()
+    );
+    tokio::spawn(async {
+        let second = next_signal().await;
+        eprintln!("gpuconv serve: {}: stopped at once", signal_name(second));
+        std::process::exit(128 + second);
+    });
+}
+
+#[cfg(unix)]
+async fn next_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, the process ends by the signals' default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => libc::SIGTERM,
+        _ = interrupt.recv() => libc::SIGINT,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> i32 {
+    let _ = tokio::signal::ctrl_c().await;
+    2
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        15 => "SIGTERM",
+        _ => "interrupted",
+    }
+}

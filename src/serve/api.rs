@@ -1,0 +1,511 @@
+//! The HTTP endpoints: what each answers, and how a failure becomes a status.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State as Shared};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+
+use super::State;
+use super::request::{self, FilterRequest};
+use crate::{Border, Error};
+
+pub(super) fn router(state: Arc<State>) -> Router {
+    let page = page();
+    Router::new()
+        .route("/v1/filter", post(filter))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    page.clone(),
+                )
+            }),
+        )
+        .fallback(|| async {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (see GET / and /v1/filter)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: filter with POST /v1/filter, the image as the body",
+            )
+        })
+        .with_state(state)
+}
+
+/// The page at `/`, with the kernels this build knows.
+fn page() -> String {
+    let options: String = crate::kernel::NAMED_KERNELS
+        .iter()
+        .map(|(name, description, _)| {
+            let title = description
+                .replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;");
+            format!("<option value=\"{name}\" title=\"{title}\">{name}</option>")
+        })
+        .collect();
+    include_str!("page.html").replace("<!--KERNELS-->", &options)
+}
+
+/// A request the service did not serve: its status, its one-line reason, and what the client
+/// may do about it.
+#[derive(Debug)]
+pub(super) struct Failure {
+    status: StatusCode,
+    message: String,
+    /// Seconds after which trying again may succeed (503s).
+    retry_after: Option<u32>,
+    /// Why it was refused before filtering, for `gpuconv_rejections_total`.
+    rejection: Option<&'static str>,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+            rejection: None,
+        }
+    }
+
+    /// A refusal before any filtering, counted by `reason`.
+    fn refused(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            rejection: Some(reason),
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+            ..Self::new(status, message)
+        }
+    }
+
+    /// How a library error reads to a client: the input's fault (4xx), or the server's state.
+    fn from_error(error: Error) -> Self {
+        let status = match &error {
+            Error::UnknownFormat { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Decode { .. }
+            | Error::Truncated { .. }
+            | Error::Corrupt { .. }
+            | Error::InvalidKernel { .. }
+            | Error::InvalidOperation(_) => StatusCode::BAD_REQUEST,
+            Error::ImageTooSmall { .. }
+            | Error::TooManyPixels { .. }
+            | Error::OverBudget { .. }
+            | Error::FileOverBudget { .. }
+            | Error::DecoderOverBudget { .. }
+            | Error::TooLargeForDevice { .. }
+            | Error::Write { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::OutOfMemory { .. } | Error::Gpu(_) | Error::Readback(_) => {
+                return Self::refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "resources",
+                    error.to_string(),
+                );
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message }).to_string();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// An image filtered.
+struct Filtered {
+    bytes: Vec<u8>,
+    width: u32,
+    height: u32,
+    content_type: &'static str,
+    backend: &'static str,
+    filter_time: Duration,
+}
+
+/// What a request's log line and metrics say of it.
+#[derive(Default)]
+struct Record {
+    kind: Option<&'static str>,
+    summary: Option<String>,
+    bytes_in: usize,
+    queue_time: Option<Duration>,
+    filter_time: Option<Duration>,
+}
+
+async fn filter(
+    Shared(state): Shared<Arc<State>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let id = request_id(&state, &headers);
+    let mut record = Record::default();
+    let outcome = match tokio::time::timeout(
+        state.config.request_timeout,
+        serve_filter(
+            &state,
+            &headers,
+            query.as_deref().unwrap_or(""),
+            body,
+            &mut record,
+        ),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Failure::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!(
+                "the request took longer than the request timeout ({:.0} s)",
+                state.config.request_timeout.as_secs_f64()
+            ),
+        )),
+    };
+    let elapsed = started.elapsed();
+    let (mut response, status, size, backend, bytes_out, error) = match outcome {
+        Ok(filtered) => {
+            let size = format!("{}x{}", filtered.width, filtered.height);
+            let bytes_out = filtered.bytes.len();
+            let response = (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(filtered.content_type),
+                    ),
+                    (
+                        header::HeaderName::from_static("x-gpuconv-backend"),
+                        HeaderValue::from_static(filtered.backend),
+                    ),
+                    (
+                        header::HeaderName::from_static("x-gpuconv-output-size"),
+                        HeaderValue::from_str(&size).expect("digits and x"),
+                    ),
+                ],
+                filtered.bytes,
+            )
+                .into_response();
+            state.metrics.filtered(filtered.filter_time.as_secs_f64());
+            (
+                response,
+                StatusCode::OK,
+                size,
+                filtered.backend,
+                bytes_out,
+                None,
+            )
+        }
+        Err(failure) => {
+            if let Some(reason) = failure.rejection {
+                state.metrics.rejected(reason);
+            }
+            let status = failure.status;
+            let message = failure.message.clone();
+            let backend = state.engine.backend();
+            (
+                failure.into_response(),
+                status,
+                "-".to_owned(),
+                backend,
+                0,
+                Some(message),
+            )
+        }
+    };
+    response.headers_mut().insert(
+        header::HeaderName::from_static("x-request-id"),
+        HeaderValue::from_str(&id).expect("request ids are checked to be visible ASCII"),
+    );
+    let kind = record.kind.unwrap_or("none");
+    state
+        .metrics
+        .request(status.as_u16(), kind, elapsed.as_secs_f64());
+    if state.config.log_requests {
+        let millis = |d: Option<Duration>| {
+            d.map_or_else(
+                || "-".to_owned(),
+                |d| format!("{:.1}", d.as_secs_f64() * 1e3),
+            )
+        };
+        let error = error.map_or_else(String::new, |e| format!(" error={e:?}"));
+        eprintln!(
+            "gpuconv serve: id={id} op={} status={} in={}B out={bytes_out}B size={size} backend={backend} queue_ms={} filter_ms={} total_ms={:.1}{error}",
+            record.summary.as_deref().unwrap_or("-"),
+            status.as_u16(),
+            record.bytes_in,
+            millis(record.queue_time),
+            millis(record.filter_time),
+            elapsed.as_secs_f64() * 1e3,
+        );
+    }
+    response
+}
+
+/// The filter request's steps, each with the status its failure gets.
+async fn serve_filter(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    query: &str,
+    body: Body,
+    record: &mut Record,
+) -> Result<Filtered, Failure> {
+    authorize(state, headers)?;
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(Failure::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down: send the request to another instance",
+        ));
+    }
+    let request = request::parse(query).map_err(|m| Failure::new(StatusCode::BAD_REQUEST, m))?;
+    record.kind = Some(request.kind);
+    record.summary = Some(request.summary.clone());
+    let max_body = state.config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body) {
+        return Err(body_too_large(max_body));
+    }
+    if state.engine.is_lost() {
+        return Err(Failure::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "gpu_lost",
+            "the GPU device was lost and is being re-created",
+        ));
+    }
+    let ticket = state.admission.admit().ok_or_else(|| {
+        Failure::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            format!(
+                "the server is busy: {} requests filtering and the queue of {} full",
+                state.config.workers, state.config.queue
+            ),
+        )
+    })?;
+    let bytes = read_body(body, max_body, state.config.read_timeout).await?;
+    record.bytes_in = bytes.len();
+    if bytes.is_empty() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "the request body is empty: send the image file as the body",
+        ));
+    }
+    let waiting = Instant::now();
+    let slot = state.admission.slot().await;
+    record.queue_time = Some(waiting.elapsed());
+
+    let engine = state.engine.clone();
+    let limits = state
+        .config
+        .slot_limits(1 + u64::from(request.operation.border() != Border::Valid));
+    let work = tokio::task::spawn_blocking(move || {
+        // Held until the work ends, even if the client is gone by then.
+        let _places = (ticket, slot);
+        filter_image(&engine, &bytes, request, &limits)
+    });
+    match work.await {
+        Ok(result) => {
+            let filtered = result?;
+            record.filter_time = Some(filtered.filter_time);
+            Ok(filtered)
+        }
+        Err(_) => Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while filtering (a bug: please report it)",
+        )),
+    }
+}
+
+fn body_too_large(max_body: u64) -> Failure {
+    Failure::refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the request body is larger than the limit of {} (--max-body-bytes)",
+            crate::io::format_bytes(max_body)
+        ),
+    )
+}
+
+/// Checks `Authorization: Bearer KEY` when the service has a key.
+fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Failure> {
+    let Some(key) = &state.config.api_key else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    // Constant time whatever the key's first wrong byte; only its length can be timed.
+    let matches =
+        given.is_some_and(|given| bool::from(subtle::ConstantTimeEq::ct_eq(given, key.as_bytes())));
+    if matches {
+        Ok(())
+    } else {
+        let message = if given.is_none() {
+            "this server needs an API key: send it as 'Authorization: Bearer KEY'"
+        } else {
+            "wrong API key"
+        };
+        Err(Failure::refused(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            message,
+        ))
+    }
+}
+
+/// The whole body, within `max` bytes and `timeout`.
+async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, Failure> {
+    let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(body_too_large(max))
+        }
+        Ok(Err(error)) => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {error}"),
+        )),
+        Err(_) => Err(Failure::refused(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within the read timeout ({:.0} s)",
+                timeout.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+/// Decodes, filters and encodes one image: on a blocking thread.
+fn filter_image(
+    engine: &Arc<super::warm::WarmEngine>,
+    bytes: &[u8],
+    request: FilterRequest,
+    limits: &crate::io::ReadLimits,
+) -> Result<Filtered, Failure> {
+    let image = crate::io::decode_gray(bytes, Path::new("request body"), limits)
+        .map_err(Failure::from_error)?;
+    let started = Instant::now();
+    let output = engine
+        .with(|engine| engine.run(&image, &request.operation))
+        .map_err(|unavailable| {
+            Failure::refused(StatusCode::SERVICE_UNAVAILABLE, "gpu_lost", unavailable.0)
+        })?
+        .map_err(Failure::from_error)?;
+    let filter_time = started.elapsed();
+    drop(image);
+    let output = output
+        .combined
+        .or_else(|| output.responses.into_iter().next())
+        .expect("an operation of one output");
+    let encoded = crate::io::encode_gray(&output, &request.format).map_err(Failure::from_error)?;
+    Ok(Filtered {
+        bytes: encoded,
+        width: output.width(),
+        height: output.height(),
+        content_type: request.content_type,
+        backend: engine.backend(),
+        filter_time,
+    })
+}
+
+/// The client's `x-request-id` when it is a plausible one (a proxy's), else a new one.
+fn request_id(state: &State, headers: &HeaderMap) -> String {
+    if let Some(given) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && (1..=64).contains(&given.len())
+        && given
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return given.to_owned();
+    }
+    let n = state.request_ids.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{}-{n}", state.id_prefix)
+}
+
+async fn healthz() -> impl IntoResponse {
+    json(StatusCode::OK, serde_json::json!({ "status": "alive" }))
+}
+
+async fn readyz(Shared(state): Shared<Arc<State>>) -> Response {
+    let backend = state.engine.description();
+    if state.draining.load(Ordering::SeqCst) {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: the server is shutting down",
+        )
+        .into_response()
+    } else if state.engine.is_lost() {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the GPU device was lost and is being re-created",
+        )
+        .into_response()
+    } else {
+        json(
+            StatusCode::OK,
+            serde_json::json!({ "status": "ready", "backend": backend }),
+        )
+    }
+}
+
+async fn metrics(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> Response {
+    if let Err(failure) = authorize(&state, &headers) {
+        return failure.into_response();
+    }
+    let text = state
+        .metrics
+        .render(state.admission.waiting(), state.admission.in_flight());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,207 @@
+//! The convolution service behind `gpuconv serve` (feature `serve`): an HTTP server that keeps
+//! one [`Engine`] warm and filters the images posted to it.
+//!
+//! ```no_run
+//! use gpuconv::serve::{Config, Service};
+//! use gpuconv::{BackendChoice, Engine};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The engine is opened now and again whenever its GPU device is lost.
+//! let service = Service::new(|| Engine::new(BackendChoice::Auto), Config::default())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let shutdown = async {
+//!     tokio::signal::ctrl_c().await.ok();
+//! };
+//! service.serve(listener, shutdown).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Endpoints
+//!
+//! - `POST /v1/filter?kernel=…&edge=true&threshold=T&border=…&format=…`: the image file is the
+//!   body; the response is one filtered image, with headers `x-gpuconv-backend`,
+//!   `x-gpuconv-output-size` (`WxH`) and `x-request-id`. Errors are JSON `{"error": "…"}`.
+//! - `GET /healthz`: the process is alive. `GET /readyz`: 503 while draining or while the GPU
+//!   device is being re-created. `GET /metrics`: Prometheus text. These bypass the queue.
+//! - `GET /`: a page to try the service from a browser.
+//!
+//! # How a request flows
+//!
+//! A request is admitted or refused at once (503 and `Retry-After` when `workers + queue`
+//! requests are already admitted); it then reads its body within [`Config::read_timeout`],
+//! waits for one of [`Config::workers`] slots, and is decoded, filtered and encoded on a
+//! blocking thread, never on the async runtime's. The engine is shared: one filter runs at a
+//! time, while other slots decode and encode. Memory is bounded by `workers + queue` bodies of
+//! at most [`Config::max_body_bytes`], and by each slot's share of the memory budget.
+
+mod admission;
+mod api;
+mod metrics;
+mod request;
+mod server;
+mod warm;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::io::ReadLimits;
+use crate::{Engine, Result};
+
+/// The largest request body [`Config::default`] accepts: 64 MiB, room for a 50-megapixel photo.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
+
+/// The most pixels an image may have by default in the service: 256 megapixels (the CLI's
+/// default is larger, 4 gigapixels, for one image at a time).
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
+
+/// How the service is limited. Every limit has a default fit for a service exposed to
+/// clients it does not trust.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The largest request body, in bytes; beyond: 413, without reading it when the
+    /// `Content-Length` says so.
+    pub max_body_bytes: u64,
+    /// The most pixels an image may have (checked from its header, before decoding: 422).
+    pub max_pixels: u64,
+    /// The memory all slots may take together for decoding and outputs; each slot gets an equal
+    /// share (an image over it: 422).
+    pub max_memory: u64,
+    /// How many images are decoded, filtered and encoded at once.
+    pub workers: usize,
+    /// How many more requests may wait, reading their bodies or for a slot; beyond: 503.
+    pub queue: usize,
+    /// The longest a request may take from its headers to its response; beyond: 503.
+    pub request_timeout: Duration,
+    /// The longest a client may take to send a request's headers (the connection is closed)
+    /// or its body (408).
+    pub read_timeout: Duration,
+    /// The longest [`Service::serve`] waits for requests in flight once asked to stop.
+    pub shutdown_grace: Duration,
+    /// The key every `/v1/` and `/metrics` request must carry as `Authorization: Bearer KEY`
+    /// (compared in constant time); `None`: no key is asked for.
+    pub api_key: Option<String>,
+    /// Whether to write one line per request on stderr.
+    pub log_requests: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_memory: crate::io::default_memory_budget(),
+            workers: cores.clamp(1, 8),
+            queue: 64,
+            request_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(30),
+            api_key: None,
+            log_requests: true,
+        }
+    }
+}
+
+impl Config {
+    /// What one slot may take to read an image and make `output_images` outputs from it.
+    fn slot_limits(&self, output_images: u64) -> ReadLimits {
+        ReadLimits {
+            max_pixels: self.max_pixels,
+            max_memory: self.max_memory / self.workers.max(1) as u64,
+            output_images,
+        }
+    }
+}
+
+/// A convolution service: one warm engine, its queue and its metrics. Cheap to clone; clones
+/// share everything.
+#[derive(Clone)]
+pub struct Service {
+    state: Arc<State>,
+}
+
+/// What every request handler shares.
+struct State {
+    config: Config,
+    engine: Arc<warm::WarmEngine>,
+    admission: admission::Admission,
+    metrics: metrics::Metrics,
+    draining: AtomicBool,
+    request_ids: AtomicU64,
+    id_prefix: String,
+}
+
+impl Service {
+    /// Opens an engine with `open` and makes a service of it. `open` is called again to
+    /// re-create the engine when its GPU device is lost.
+    pub fn new<F>(open: F, config: Config) -> Result<Self>
+    where
+        F: Fn() -> Result<Engine> + Send + Sync + 'static,
+    {
+        let config = Config {
+            workers: config.workers.max(1),
+            ..config
+        };
+        let engine = warm::WarmEngine::open(Box::new(open))?;
+        let metrics = metrics::Metrics::new(&engine.description());
+        // Request ids unique across restarts and instances: the process and its start time.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos() as u64);
+        let id_prefix = format!(
+            "{:06x}",
+            (started ^ u64::from(std::process::id()).rotate_left(24)) & 0xff_ffff
+        );
+        Ok(Self {
+            state: Arc::new(State {
+                admission: admission::Admission::new(config.workers, config.queue),
+                config,
+                engine,
+                metrics,
+                draining: AtomicBool::new(false),
+                request_ids: AtomicU64::new(0),
+                id_prefix,
+            }),
+        })
+    }
+
+    /// The backend that filters, as [`Engine::describe`] says it.
+    pub fn backend(&self) -> String {
+        self.state.engine.description()
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// The service's routes, to serve with [`serve`](Self::serve) or to mount in an
+    /// application's own axum router.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Starts draining: `/readyz` answers 503 and new filter requests get 503 with
+    /// `Retry-After`, while those already admitted finish.
+    pub fn drain(&self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the service takes new work: not draining, and the engine is not being re-created.
+    pub fn is_ready(&self) -> bool {
+        !self.state.draining.load(Ordering::SeqCst) && !self.state.engine.is_lost()
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting, drains,
+    /// and waits up to [`Config::shutdown_grace`] for the connections still open. Returns
+    /// whether they all finished in time.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<bool> {
+        server::serve(self, listener, shutdown).await
+    }
+}

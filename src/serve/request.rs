@@ -1,0 +1,135 @@
+//! A filter request's parameters, named as on the command line.
+
+use std::path::Path;
+
+use crate::{Border, Combine, Kernel, Operation};
+
+/// What a `POST /v1/filter` asks for.
+pub(super) struct FilterRequest {
+    pub operation: Operation,
+    /// The output format, as a file extension.
+    pub format: String,
+    pub content_type: &'static str,
+    /// The operation's kind, for metrics and logs.
+    pub kind: &'static str,
+    /// The operation as the log line shows it: `edge`, `threshold=255`, `kernel=vertical`...
+    pub summary: String,
+}
+
+/// Parses the query of a filter request; the error names the parameter at fault.
+pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
+    let mut kernels = Vec::new();
+    let mut edge = false;
+    let mut threshold = None;
+    let mut border = Border::Valid;
+    let mut format = "png".to_owned();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "kernel" => kernels.push(value.into_owned()),
+            "edge" => {
+                edge = match &*value {
+                    "" | "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    other => return Err(format!("edge={other}: say edge=true or edge=false")),
+                }
+            }
+            "threshold" => match value.parse::<u16>() {
+                Ok(t) if t <= 510 => threshold = Some(t),
+                _ => {
+                    return Err(format!(
+                        "threshold={value}: the threshold is a whole number from 0 to 510"
+                    ));
+                }
+            },
+            "border" => {
+                border = match &*value {
+                    "valid" => Border::Valid,
+                    "zero" => Border::Zero,
+                    "replicate" => Border::Replicate,
+                    "reflect" => Border::Reflect,
+                    other => {
+                        return Err(format!(
+                            "border={other}: the borders are valid, zero, replicate and reflect"
+                        ));
+                    }
+                }
+            }
+            "format" => format = value.trim_start_matches('.').to_ascii_lowercase(),
+            other => {
+                return Err(format!(
+                    "unknown parameter '{other}' (the parameters are kernel, edge, threshold, border and format)"
+                ));
+            }
+        }
+    }
+    if edge && threshold.is_some() {
+        return Err("edge and threshold exclude each other: ask for one".to_owned());
+    }
+    let combine = match (edge, threshold) {
+        (_, Some(t)) => Combine::Threshold(t),
+        (true, None) => Combine::Edge,
+        (false, None) => Combine::None,
+    };
+    let mut parsed = kernels
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
+        .collect::<crate::Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    if parsed.is_empty() {
+        if combine == Combine::None {
+            return Err(
+                "no kernel given: add kernel=NAME (for example kernel=vertical), or edge=true"
+                    .to_owned(),
+            );
+        }
+        parsed = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
+    }
+    let operation = Operation::new(parsed, combine, false)
+        .map_err(|e| e.to_string())?
+        .with_border(border);
+    let outputs = operation.output_count();
+    if outputs != 1 {
+        return Err(format!(
+            "the operation makes {outputs} images (one per kernel) and a request yields one: ask for each kernel in a request of its own"
+        ));
+    }
+    let image_format = crate::io::output_format(Path::new(&format!("image.{format}")))
+        .map_err(|_| {
+            format!("format={format}: cannot write that format (png, pgm, bmp, tif, jpg, webp, tga, ...)")
+        })?;
+    let (kind, summary) = match combine {
+        Combine::Edge => ("edge", "edge".to_owned()),
+        Combine::Threshold(t) => ("threshold", format!("threshold={t}")),
+        Combine::None => {
+            // Clients name their own kernels: the log shows only the names it knows.
+            let name = operation.kernels()[0].name();
+            let known = Kernel::named(name).is_some();
+            (
+                "kernel",
+                format!("kernel={}", if known { name } else { "custom" }),
+            )
+        }
+    };
+    let summary = match border {
+        Border::Valid => summary,
+        other => format!("{summary},border={}", other.name()),
+    };
+    Ok(FilterRequest {
+        operation,
+        content_type: content_type(image_format, &format),
+        format,
+        kind,
+        summary,
+    })
+}
+
+fn content_type(format: image::ImageFormat, extension: &str) -> &'static str {
+    match extension {
+        "pgm" => "image/x-portable-graymap",
+        "pbm" => "image/x-portable-bitmap",
+        "ppm" => "image/x-portable-pixmap",
+        "pam" | "pnm" => "image/x-portable-anymap",
+        _ => format.to_mime_type(),
+    }
+}

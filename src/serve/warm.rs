@@ -1,0 +1,157 @@
+//! The one engine the service keeps open, and its re-creation when the GPU device is lost.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use crate::{Engine, Error, Result};
+
+/// Opens an engine: at start and after a device loss.
+pub(super) type Opener = Box<dyn Fn() -> Result<Engine> + Send + Sync>;
+
+pub(super) struct WarmEngine {
+    /// `None` while a lost engine is being re-created.
+    slot: Mutex<Option<Engine>>,
+    open: Opener,
+    lost: AtomicBool,
+    /// Which engine is current: a lost-device callback from an engine already replaced (wgpu
+    /// also calls it when a device is dropped) is ignored.
+    generation: AtomicU64,
+    description: Mutex<String>,
+    is_gpu: AtomicBool,
+}
+
+/// Why the engine cannot take work now.
+#[derive(Debug)]
+pub(super) struct Unavailable(pub String);
+
+impl WarmEngine {
+    pub(super) fn open(open: Opener) -> Result<Arc<Self>> {
+        let engine = open()?;
+        let warm = Arc::new(Self {
+            description: Mutex::new(engine.describe()),
+            is_gpu: AtomicBool::new(engine.is_gpu()),
+            slot: Mutex::new(None),
+            open,
+            lost: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        });
+        warm.install(engine, &mut warm.lock());
+        Ok(warm)
+    }
+
+    pub(super) fn description(&self) -> String {
+        lock(&self.description).clone()
+    }
+
+    /// `"gpu"` or `"cpu"`.
+    pub(super) fn backend(&self) -> &'static str {
+        if self.is_gpu.load(Ordering::SeqCst) {
+            "gpu"
+        } else {
+            "cpu"
+        }
+    }
+
+    pub(super) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Runs `work` on the engine, one caller at a time. A GPU error also counts as a lost
+    /// device: the engine is re-created rather than trusted again.
+    pub(super) fn with<T>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&mut Engine) -> Result<T>,
+    ) -> std::result::Result<Result<T>, Unavailable> {
+        let mut slot = self.lock();
+        let engine = match slot.as_mut() {
+            Some(engine) if !self.is_lost() => engine,
+            _ => {
+                return Err(Unavailable(
+                    "the GPU device was lost and is being re-created".to_owned(),
+                ));
+            }
+        };
+        let result = work(engine);
+        if let Err(error @ (Error::Gpu(_) | Error::Readback(_))) = &result {
+            let why = error.to_string();
+            drop(slot);
+            self.lose(why);
+        }
+        Ok(result)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Engine>> {
+        lock(&self.slot)
+    }
+
+    /// Makes `engine` the current one and watches its device.
+    fn install(self: &Arc<Self>, engine: Engine, slot: &mut Option<Engine>) {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(gpu) = engine.gpu() {
+            let warm = Arc::downgrade(self);
+            gpu.device()
+                .set_device_lost_callback(move |reason, message| {
+                    if let Some(warm) = warm.upgrade()
+                        && warm.generation.load(Ordering::SeqCst) == generation
+                    {
+                        warm.lose(format!("{reason:?}: {message}"));
+                    }
+                });
+        }
+        *lock(&self.description) = engine.describe();
+        self.is_gpu.store(engine.is_gpu(), Ordering::SeqCst);
+        *slot = Some(engine);
+    }
+
+    /// Marks the engine lost and re-creates it on a thread of its own. wgpu may call this from
+    /// inside its own calls, so it takes no lock.
+    fn lose(self: &Arc<Self>, why: String) {
+        if self.lost.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        eprintln!("gpuconv serve: the GPU device was lost ({why}); re-creating it");
+        let warm = Arc::downgrade(self);
+        std::thread::spawn(move || recreate(warm));
+    }
+}
+
+/// Re-opens the engine until it opens, waiting longer after each failure (up to 30 s); gives
+/// up when the service is gone.
+fn recreate(warm: Weak<WarmEngine>) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let Some(engine) = warm.upgrade() else {
+            return;
+        };
+        {
+            let mut slot = engine.lock();
+            // The old engine goes first: a device may not be openable twice.
+            engine.generation.fetch_add(1, Ordering::SeqCst);
+            slot.take();
+            match (engine.open)() {
+                Ok(opened) => {
+                    engine.install(opened, &mut slot);
+                    engine.lost.store(false, Ordering::SeqCst);
+                    eprintln!("gpuconv serve: engine re-created: {}", engine.description());
+                    return;
+                }
+                Err(error) => {
+                    eprintln!(
+                        "gpuconv serve: cannot re-create the engine ({error}); trying again in {:.1} s",
+                        wait.as_secs_f64()
+                    );
+                }
+            }
+        }
+        drop(engine);
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
