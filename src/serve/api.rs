@@ -281,6 +281,58 @@ async fn serve_filter(
     body: Body,
     record: &mut Record,
 ) -> Result<Filtered, Failure> {
+    let max_body = state.config.max_body_bytes;
+    let (request, ticket) = match admit(state, headers, query, record) {
+        Ok(admitted) => admitted,
+        Err(failure) => {
+            if failure.status != StatusCode::PAYLOAD_TOO_LARGE {
+                linger(body, max_body, state.config.read_timeout);
+            }
+            return Err(failure);
+        }
+    };
+    let bytes = read_body(body, max_body, state.config.read_timeout).await?;
+    record.bytes_in = bytes.len();
+    if bytes.is_empty() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "the request body is empty: send the image file as the body",
+        ));
+    }
+    let waiting = Instant::now();
+    let slot = state.admission.slot().await;
+    record.queue_time = Some(waiting.elapsed());
+
+    let engine = state.engine.clone();
+    let limits = state
+        .config
+        .slot_limits(1 + u64::from(request.operation.border() != Border::Valid));
+    let work = tokio::task::spawn_blocking(move || {
+        // Held until the work ends, even if the client is gone by then.
+        let _places = (ticket, slot);
+        filter_image(&engine, &bytes, request, &limits)
+    });
+    match work.await {
+        Ok(result) => {
+            let filtered = result?;
+            record.filter_time = Some(filtered.filter_time);
+            Ok(filtered)
+        }
+        Err(_) => Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while filtering (a bug: please report it)",
+        )),
+    }
+}
+
+/// Whether a request may be served: its key, its parameters, its declared length, and a place
+/// in the queue.
+fn admit(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    query: &str,
+    record: &mut Record,
+) -> Result<(FilterRequest, super::admission::Ticket), Failure> {
     authorize(state, headers)?;
     if state.draining.load(Ordering::SeqCst) {
         return Err(Failure::refused(
@@ -316,38 +368,26 @@ async fn serve_filter(
             ),
         )
     })?;
-    let bytes = read_body(body, max_body, state.config.read_timeout).await?;
-    record.bytes_in = bytes.len();
-    if bytes.is_empty() {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "the request body is empty: send the image file as the body",
-        ));
-    }
-    let waiting = Instant::now();
-    let slot = state.admission.slot().await;
-    record.queue_time = Some(waiting.elapsed());
+    Ok((request, ticket))
+}
 
-    let engine = state.engine.clone();
-    let limits = state
-        .config
-        .slot_limits(1 + u64::from(request.operation.border() != Border::Valid));
-    let work = tokio::task::spawn_blocking(move || {
-        // Held until the work ends, even if the client is gone by then.
-        let _places = (ticket, slot);
-        filter_image(&engine, &bytes, request, &limits)
+/// Reads and drops the body of a request refused before its body was read, at most `max`
+/// bytes for at most `timeout`, so that the client, still sending, reads the refusal rather
+/// than a reset connection (what web servers call a lingering close). Nothing is kept.
+fn linger(body: Body, max: u64, timeout: Duration) {
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut read = 0u64;
+        let _ = tokio::time::timeout(timeout, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read > max {
+                    break;
+                }
+            }
+        })
+        .await;
     });
-    match work.await {
-        Ok(result) => {
-            let filtered = result?;
-            record.filter_time = Some(filtered.filter_time);
-            Ok(filtered)
-        }
-        Err(_) => Err(Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error while filtering (a bug: please report it)",
-        )),
-    }
 }
 
 fn body_too_large(max_body: u64) -> Failure {

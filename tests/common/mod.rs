@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test crate uses a different subset")]
 
 pub mod app;
+pub mod server;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, OnceLock};

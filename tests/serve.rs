@@ -1,0 +1,658 @@
+//! `gpuconv serve` as its users drive it: the real binary on a loopback port, over HTTP.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::server::{Server, get, png, post};
+use gpuconv::{Border, Combine, Kernel, Operation};
+use image::GrayImage;
+
+const BACKENDS: [&str; 2] = ["cpu", "gpu"];
+
+/// What the reference computes for a query's operation.
+fn expected(image: &GrayImage, operation: &Operation) -> GrayImage {
+    let output = gpuconv::reference::run(image, operation);
+    output
+        .combined
+        .or_else(|| output.responses.into_iter().next())
+        .unwrap()
+}
+
+#[test]
+fn every_operation_and_border_gives_the_reference_bits_on_both_backends() {
+    let lines = || vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
+    let operations: Vec<(&str, Operation)> = vec![
+        (
+            "kernel=vertical",
+            Operation::responses(vec![Kernel::vertical_lines()]).unwrap(),
+        ),
+        (
+            "kernel=horizontal",
+            Operation::responses(vec![Kernel::horizontal_lines()]).unwrap(),
+        ),
+        (
+            // Rows with a leading minus, URL-encoded as a client must.
+            "kernel=-1%2C0%2C1%3B-2%2C0%2C2%3B-1%2C0%2C1",
+            Operation::responses(vec![Kernel::parse("-1,0,1;-2,0,2;-1,0,1", "k").unwrap()])
+                .unwrap(),
+        ),
+        (
+            "kernel=gaussian-blur",
+            Operation::responses(vec![Kernel::named("gaussian-blur").unwrap()]).unwrap(),
+        ),
+        (
+            "edge=true",
+            Operation::new(lines(), Combine::Edge, false).unwrap(),
+        ),
+        (
+            "threshold=255",
+            Operation::new(lines(), Combine::Threshold(255), false).unwrap(),
+        ),
+        (
+            "threshold=90",
+            Operation::new(lines(), Combine::Threshold(90), false).unwrap(),
+        ),
+    ];
+    let borders = [
+        Border::Valid,
+        Border::Zero,
+        Border::Replicate,
+        Border::Reflect,
+    ];
+    let image = common::random_image(53, 31, 255, 11);
+    let body = png(&image);
+    for backend in BACKENDS {
+        let Some(server) = Server::start(backend, &[]) else {
+            continue;
+        };
+        for (query, operation) in &operations {
+            for border in borders {
+                let url = server.url(&format!("/v1/filter?{query}&border={}", border.name()));
+                let reply = post(&url, &body, &[]);
+                let what = format!("{backend}: {query}, border {}", border.name());
+                let want = expected(&image, &operation.clone().with_border(border));
+                common::assert_same(&reply.image(), &want, &what);
+                assert_eq!(reply.header("content-type"), "image/png", "{what}");
+                assert_eq!(reply.header("x-gpuconv-backend"), backend, "{what}");
+                assert_eq!(
+                    reply.header("x-gpuconv-output-size"),
+                    format!("{}x{}", want.width(), want.height()),
+                    "{what}"
+                );
+                assert!(!reply.header("x-request-id").is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_lessons_example_and_output_formats() {
+    let example = common::gray(&[
+        &[1, 1, 1, 0, 0],
+        &[0, 1, 1, 1, 0],
+        &[0, 0, 1, 1, 1],
+        &[0, 0, 1, 1, 0],
+        &[0, 1, 1, 0, 0],
+    ]);
+    let photo = common::random_image(41, 27, 255, 5);
+    for backend in BACKENDS {
+        let Some(server) = Server::start(backend, &[]) else {
+            continue;
+        };
+        let reply = post(
+            &server.url("/v1/filter?kernel=1%2C0%2C1%3B0%2C1%2C0%3B1%2C0%2C1"),
+            &png(&example),
+            &[],
+        );
+        assert_eq!(
+            common::rows(&reply.image()),
+            [[4, 3, 4], [2, 4, 3], [2, 3, 4]],
+            "{backend}"
+        );
+        let want = expected(
+            &photo,
+            &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+        );
+        for (format, content_type) in [
+            ("pgm", "image/x-portable-graymap"),
+            ("tif", "image/tiff"),
+            ("bmp", "image/bmp"),
+            ("png", "image/png"),
+        ] {
+            let reply = post(
+                &server.url(&format!("/v1/filter?edge=true&format={format}")),
+                &png(&photo),
+                &[],
+            );
+            assert_eq!(
+                reply.header("content-type"),
+                content_type,
+                "{backend} {format}"
+            );
+            common::assert_same(&reply.image(), &want, &format!("{backend} {format}"));
+        }
+        // Any format gpuconv reads is a fine body: here a PGM, and a colour JPEG made gray.
+        let mut pgm = format!("P5\n{} {}\n255\n", photo.width(), photo.height()).into_bytes();
+        pgm.extend_from_slice(photo.as_raw());
+        common::assert_same(
+            &post(&server.url("/v1/filter?edge=true"), &pgm, &[]).image(),
+            &want,
+            &format!("{backend} PGM body"),
+        );
+    }
+}
+
+/// A PNG whose header claims `width`×`height` and whose data is a few bytes.
+fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend_from_slice(&13u32.to_be_bytes());
+    bytes.extend_from_slice(&ihdr);
+    bytes.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 4, b'I', b'D', b'A', b'T', 1, 2, 3, 4, 0, 0, 0, 0]);
+    bytes
+}
+
+#[test]
+fn every_error_has_its_status_and_one_json_line() {
+    let image = png(&common::random_image(29, 17, 255, 3));
+    let tiny = png(&common::random_image(2, 2, 255, 4));
+    let mut corrupt = image.clone();
+    corrupt.truncate(60);
+    for backend in BACKENDS {
+        let Some(server) = Server::start(
+            backend,
+            &["--max-pixels", "100000", "--max-body-bytes", "64K"],
+        ) else {
+            continue;
+        };
+        let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+            ("kernel=1,2;3", image.clone(), 400, "invalid kernel"),
+            ("kernel=nonsense", image.clone(), 400, "invalid kernel"),
+            (
+                "edge=true&kernel=vertical",
+                image.clone(),
+                400,
+                "exactly 2 kernels",
+            ),
+            (
+                "kernel=vertical&kernel=horizontal",
+                image.clone(),
+                400,
+                "a request yields one",
+            ),
+            ("", image.clone(), 400, "no kernel given"),
+            ("edge=maybe", image.clone(), 400, "edge=maybe"),
+            ("threshold=600", image.clone(), 400, "0 to 510"),
+            (
+                "edge=true&threshold=9",
+                image.clone(),
+                400,
+                "exclude each other",
+            ),
+            ("border=wrap&edge=1", image.clone(), 400, "border=wrap"),
+            ("format=xyz&edge=1", image.clone(), 400, "format=xyz"),
+            (
+                "colour=red&edge=1",
+                image.clone(),
+                400,
+                "unknown parameter 'colour'",
+            ),
+            ("edge=true", Vec::new(), 400, "empty"),
+            ("edge=true", corrupt.clone(), 400, "truncated"),
+            ("edge=true", b"just some text".to_vec(), 415, "not a PNG"),
+            ("edge=true", tiny.clone(), 422, "smaller than the 3"),
+            (
+                "edge=true",
+                png_header_claiming(40_000, 30_000),
+                422,
+                "pixels",
+            ),
+            (
+                "edge=true",
+                vec![0x89; 70 * 1024],
+                413,
+                "larger than the limit of 64.0 KiB",
+            ),
+            ("edge=true&format=pbm", image.clone(), 422, "PBM"),
+        ];
+        for (query, body, status, says) in cases {
+            let reply = post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
+            let what = format!("{backend}: ?{query} with {} bytes", body.len());
+            assert_eq!(
+                reply.status,
+                status,
+                "{what}: {:?}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            assert_eq!(reply.header("content-type"), "application/json", "{what}");
+            let error = reply.error();
+            assert!(
+                error.contains(says),
+                "{what}: {error:?} does not say {says:?}"
+            );
+            assert!(!error.contains('\n'), "{what}: {error:?}");
+        }
+        // The tiny image is fine once a border keeps the output the image's size.
+        let reply = post(
+            &server.url("/v1/filter?edge=true&border=replicate"),
+            &tiny,
+            &[],
+        );
+        assert_eq!(reply.image().dimensions(), (2, 2));
+
+        assert_eq!(get(&server.url("/nowhere"), &[]).status, 404);
+        let wrong_method = get(&server.url("/v1/filter?edge=true"), &[]);
+        assert_eq!(wrong_method.status, 405);
+        assert!(wrong_method.error().contains("POST"));
+        // A server that answered every bad request is still alive and serving.
+        assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
+        assert_eq!(
+            post(&server.url("/v1/filter?edge=1"), &image, &[]).status,
+            200
+        );
+        let log = server.log();
+        assert!(log.contains("status=415"), "{log}");
+        assert!(!log.contains("status=500"), "{log}");
+    }
+}
+
+/// Writes raw bytes to the server and returns the connection.
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes the connection, as text.
+fn read_all(stream: TcpStream) -> String {
+    String::from_utf8_lossy(&read_bytes(stream)).into_owned()
+}
+
+fn read_bytes(mut stream: TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    bytes
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_with_or_without_a_length() {
+    let Some(server) = Server::start("cpu", &["--max-body-bytes", "10K"]) else {
+        unreachable!()
+    };
+    // Declared too long: refused from the headers, before the body is sent.
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"POST /v1/filter?edge=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+        .unwrap();
+    let answer = read_all(stream);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Chunked, with no length: refused once the limit is crossed.
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"POST /v1/filter?edge=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    for _ in 0..4 {
+        let chunk = vec![b'a'; 4096];
+        let _ = stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes());
+        let _ = stream.write_all(&chunk);
+        let _ = stream.write_all(b"\r\n");
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let answer = read_all(stream);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("--max-body-bytes"), "{answer}");
+}
+
+#[test]
+fn an_api_key_is_enforced_on_every_address_and_needed_off_loopback() {
+    let key = "0123456789abcdef0123";
+    let image = png(&common::random_image(19, 13, 255, 8));
+    let Some(server) = Server::start_with_env("cpu", &[], &[("GPUCONV_API_KEY", key)]) else {
+        unreachable!()
+    };
+    let url = server.url("/v1/filter?edge=true");
+    let missing = post(&url, &image, &[]);
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.header("www-authenticate"), "Bearer");
+    assert!(missing.error().contains("Authorization: Bearer"));
+    let wrong = post(
+        &url,
+        &image,
+        &[("Authorization", "Bearer 0123456789abcdef0124")],
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.error(), "wrong API key");
+    assert_eq!(post(&url, &image, &[("Authorization", key)]).status, 401);
+    let bearer = format!("Bearer {key}");
+    let right = post(&url, &image, &[("Authorization", &bearer)]);
+    assert_eq!(right.status, 200);
+    assert_eq!(get(&server.url("/metrics"), &[]).status, 401);
+    assert_eq!(
+        get(&server.url("/metrics"), &[("Authorization", &bearer)]).status,
+        200
+    );
+    // Probes need no key: load balancers send none.
+    assert_eq!(get(&server.url("/readyz"), &[]).status, 200);
+    assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
+
+    // Any address but loopback needs a key; the server says so and does not start.
+    let refused = Server::try_start("cpu", "0.0.0.0:0", &[], &[])
+        .err()
+        .unwrap();
+    assert!(
+        refused.contains("refusing to listen on 0.0.0.0:0 without an API key"),
+        "{refused}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let key_file = key_file.to_str().unwrap();
+    let open = Server::try_start("cpu", "0.0.0.0:0", &["--api-key-file", key_file], &[])
+        .expect("a key file lets it listen on every interface");
+    let port = open.address.rsplit(':').next().unwrap();
+    let loopback = format!("http://127.0.0.1:{port}/v1/filter?edge=true");
+    assert_eq!(post(&loopback, &image, &[]).status, 401);
+    assert_eq!(
+        post(&loopback, &image, &[("Authorization", &bearer)]).status,
+        200
+    );
+    drop(open);
+    let short = Server::try_start("cpu", "127.0.0.1:0", &[], &[("GPUCONV_API_KEY", "short")]);
+    assert!(short.err().unwrap().contains("at least 16"));
+    let twice = Server::try_start(
+        "cpu",
+        "127.0.0.1:0",
+        &["--api-key-file", key_file],
+        &[("GPUCONV_API_KEY", key)],
+    );
+    assert!(twice.err().unwrap().contains("set twice"));
+}
+
+#[test]
+fn slow_clients_hold_only_their_own_connection() {
+    let image = common::random_image(33, 21, 255, 9);
+    let body = png(&image);
+    let want = expected(
+        &image,
+        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+    );
+    let Some(server) = Server::start("cpu", &["--read-timeout", "5", "--workers", "1"]) else {
+        unreachable!()
+    };
+    // Headers a byte at a time, never finished.
+    let mut dribbling = connect(&server);
+    let dribbler = std::thread::spawn(move || {
+        for byte in b"POST /v1/filter?edge=true HTTP/1.1\r\nHost: x\r\nX-Slow: " {
+            if dribbling.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if dribbling.write_all(b"a").is_err() {
+                return Instant::now();
+            }
+        }
+    });
+    // A body that stops half-way.
+    let mut stalled = connect(&server);
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/filter?edge=true HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stalled.write_all(&body[..body.len() / 2]).unwrap();
+    let stalled_at = Instant::now();
+
+    // Meanwhile, with one worker, others are served at once and correctly.
+    for _ in 0..5 {
+        let start = Instant::now();
+        let reply = post(&server.url("/v1/filter?edge=true"), &body, &[]);
+        common::assert_same(&reply.image(), &want, "beside slow clients");
+        // Well within the read timeout that the slow clients are held to.
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    let answer = read_all(stalled);
+    let waited = stalled_at.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("read timeout"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(4500) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    // The dribbler is cut off by the header timeout.
+    let cut_at = dribbler.join().unwrap();
+    assert!(cut_at.duration_since(stalled_at) < Duration::from_secs(15));
+    assert!(server.log().contains("status=408"));
+}
+
+#[test]
+fn a_burst_beyond_the_queue_gets_503_and_the_served_stay_correct() {
+    // Large enough that one worker is still busy when the burst's last requests arrive.
+    let image = common::random_image(1500, 1201, 255, 21);
+    let body = png(&image);
+    let want = expected(
+        &image,
+        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+    );
+    let Some(server) = Server::start("cpu", &["--workers", "1", "--queue", "1"]) else {
+        unreachable!()
+    };
+    let url = server.url("/v1/filter?edge=true");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
+    let replies: Vec<_> = (0..12)
+        .map(|_| {
+            let (url, body, barrier) = (url.clone(), body.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(&url, &body, &[])
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let served = replies.iter().filter(|r| r.status == 200).count();
+    let refused = replies.iter().filter(|r| r.status == 503).count();
+    assert_eq!(served + refused, 12, "only 200s and 503s");
+    assert!(
+        served >= 2 && refused >= 1,
+        "{served} served, {refused} refused"
+    );
+    for reply in &replies {
+        if reply.status == 200 {
+            common::assert_same(&reply.image(), &want, "served in a burst");
+        } else {
+            assert_eq!(reply.header("retry-after"), "1");
+            assert!(reply.error().contains("busy"), "{}", reply.error());
+        }
+    }
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "gpuconv_rejections_total{{reason=\"queue_full\"}} {refused}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "gpuconv_requests_total{{status=\"200\",op=\"edge\"}} {served}"
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    for backend in BACKENDS {
+        let Some(server) = Server::start(backend, &[]) else {
+            continue;
+        };
+        let health = get(&server.url("/healthz"), &[]);
+        assert_eq!(health.status, 200);
+        let ready = get(&server.url("/readyz"), &[]);
+        assert_eq!(ready.status, 200);
+        let ready: serde_json::Value = serde_json::from_slice(&ready.body).unwrap();
+        assert!(
+            ready["backend"].as_str().unwrap().starts_with(backend),
+            "{ready}"
+        );
+        let body = png(&common::random_image(17, 15, 255, 1));
+        for query in [
+            "edge=1",
+            "edge=1",
+            "threshold=200",
+            "kernel=vertical",
+            "kernel=nonsense",
+        ] {
+            post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
+        }
+        let metrics = get(&server.url("/metrics"), &[]);
+        assert!(metrics.header("content-type").contains("openmetrics-text"));
+        let text = String::from_utf8(metrics.body).unwrap();
+        for line in [
+            "gpuconv_requests_total{status=\"200\",op=\"edge\"} 2",
+            "gpuconv_requests_total{status=\"200\",op=\"threshold\"} 1",
+            "gpuconv_requests_total{status=\"200\",op=\"kernel\"} 1",
+            "gpuconv_requests_total{status=\"400\",op=\"none\"} 1",
+            "gpuconv_request_duration_seconds_count 5",
+            "gpuconv_filter_duration_seconds_count 4",
+            "gpuconv_queue_depth 0",
+            "gpuconv_in_flight 0",
+        ] {
+            assert!(text.contains(line), "{backend}: no {line:?} in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("gpuconv_backend_info{{backend=\"{backend}")),
+            "{text}"
+        );
+        // One log line per request, with what an operator needs.
+        let log = server.log();
+        let lines: Vec<_> = log.lines().filter(|l| l.contains(" id=")).collect();
+        assert_eq!(lines.len(), 5, "{log}");
+        for field in [
+            "op=edge",
+            "status=200",
+            "size=15x13",
+            "queue_ms=",
+            "filter_ms=",
+            "in=",
+        ] {
+            assert!(lines[0].contains(field), "{}", lines[0]);
+        }
+        assert!(
+            lines[0].contains(&format!("backend={backend}")),
+            "{}",
+            lines[0]
+        );
+        // A request id a proxy set is kept.
+        let reply = post(
+            &server.url("/v1/filter?edge=1"),
+            &body,
+            &[("X-Request-Id", "abc-123")],
+        );
+        assert_eq!(reply.header("x-request-id"), "abc-123");
+    }
+}
+
+/// Sends a request's headers and half its body; the rest is sent by `finish`.
+fn half_sent(server: &Server, body: &[u8]) -> TcpStream {
+    let mut stream = connect(server);
+    stream
+        .write_all(
+            format!(
+                "POST /v1/filter?edge=true HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    // The server has the headers: the request is in flight.
+    std::thread::sleep(Duration::from_millis(300));
+    stream
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let image = common::random_image(45, 29, 255, 13);
+    let body = png(&image);
+    let want = expected(
+        &image,
+        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+    );
+    let Some(mut server) = Server::start("cpu", &["--shutdown-grace", "20"]) else {
+        unreachable!()
+    };
+    let mut in_flight = half_sent(&server, &body);
+    server.signal(15);
+    std::thread::sleep(Duration::from_millis(300));
+    // No new connections once stopping.
+    assert!(
+        TcpStream::connect(&server.address).is_err(),
+        "the listener is closed"
+    );
+    in_flight.write_all(&body[body.len() / 2..]).unwrap();
+    let answer = read_bytes(in_flight);
+    let at = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response")
+        + 4;
+    let head = String::from_utf8_lossy(&answer[..at]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let filtered = image::load_from_memory(&answer[at..]).unwrap().to_luma8();
+    common::assert_same(&filtered, &want, "finished while stopping");
+    let status = server.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        server.log().contains("gpuconv serve: stopped"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_second_signal_stops_at_once_and_a_spent_grace_exits_1() {
+    let body = png(&common::random_image(45, 29, 255, 14));
+    let Some(mut server) = Server::start("cpu", &["--shutdown-grace", "60"]) else {
+        unreachable!()
+    };
+    let _in_flight = half_sent(&server, &body);
+    server.signal(15);
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(2);
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{}", server.log());
+    assert!(server.log().contains("stopped at once"));
+
+    let Some(mut server) = Server::start("cpu", &["--shutdown-grace", "1", "--read-timeout", "30"])
+    else {
+        unreachable!()
+    };
+    let _in_flight = half_sent(&server, &body);
+    let asked = Instant::now();
+    server.signal(15);
+    let status = server.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", server.log());
+    assert!(asked.elapsed() >= Duration::from_millis(900));
+    assert!(server.log().contains("cut short"), "{}", server.log());
+}
