@@ -19,6 +19,8 @@ pub(super) struct WarmEngine {
     generation: AtomicU64,
     description: Mutex<String>,
     is_gpu: AtomicBool,
+    /// The current engine's device, polled by the watcher thread.
+    device: Mutex<Option<wgpu::Device>>,
 }
 
 /// Why the engine cannot take work now.
@@ -35,8 +37,13 @@ impl WarmEngine {
             open,
             lost: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            device: Mutex::new(None),
         });
         warm.install(engine, &mut warm.lock());
+        if warm.is_gpu.load(Ordering::SeqCst) {
+            let watched = Arc::downgrade(&warm);
+            std::thread::spawn(move || watch(watched));
+        }
         Ok(warm)
     }
 
@@ -88,6 +95,7 @@ impl WarmEngine {
     /// Makes `engine` the current one and watches its device.
     fn install(self: &Arc<Self>, engine: Engine, slot: &mut Option<Engine>) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        *lock(&self.device) = engine.gpu().map(|gpu| gpu.device().clone());
         if let Some(gpu) = engine.gpu() {
             let warm = Arc::downgrade(self);
             gpu.device()
@@ -113,6 +121,24 @@ impl WarmEngine {
         eprintln!("gpuconv serve: the GPU device was lost ({why}); re-creating it");
         let warm = Arc::downgrade(self);
         std::thread::spawn(move || recreate(warm));
+    }
+}
+
+/// Polls the device while the service is idle: wgpu reports a lost device (a driver reset, or
+/// `destroy`) only from inside a poll or a submission, and `/readyz` should say so before the
+/// next request finds out.
+fn watch(warm: Weak<WarmEngine>) {
+    const PERIOD: Duration = Duration::from_millis(250);
+    loop {
+        std::thread::sleep(PERIOD);
+        let Some(engine) = warm.upgrade() else {
+            return;
+        };
+        let device = lock(&engine.device).clone();
+        drop(engine);
+        if let Some(device) = device {
+            let _ = device.poll(wgpu::PollType::Poll);
+        }
     }
 }
 
