@@ -3,7 +3,7 @@
 #
 # When no Vulkan driver is installed it installs Mesa's software one (lavapipe) first, so the GPU
 # tests run on the CPU, and ffmpeg when it is missing; that needs Debian/Ubuntu and root (or
-# sudo).
+# sudo). It also installs ffmpeg, chromium and chromium-driver when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,16 @@ if ! command -v ffmpeg >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+# tests/page.rs drives the page `gpuconv serve` serves in a headless chromium, via chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "scripts/test.sh: installing chromium and chromium-driver (tests/page.rs tries the service's page in a browser)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 if ! command -v cargo >/dev/null; then
