@@ -2,8 +2,8 @@
 # Runs every gpuconv test, GPU tests included, on a machine with or without a GPU.
 #
 # When no Vulkan driver is installed it installs Mesa's software one (lavapipe) first, so the GPU
-# tests run on the CPU, and ffmpeg when it is missing; that needs Debian/Ubuntu and root (or
-# sudo). It also installs ffmpeg, chromium and chromium-driver when they are missing.
+# tests run on the CPU; and ffmpeg, chromium and chromium-driver when they are missing. That needs
+# Debian/Ubuntu and root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
