@@ -85,6 +85,7 @@ def main(folder: Path) -> None:
     streaming(folder)
     frames(folder)
     batch(folder)
+    serve(folder)
     h200()
 
 
@@ -106,6 +107,34 @@ def batch(folder: Path) -> None:
     for r in rows:
         ratio = "" if r is ours else f"{ours['files_per_s'] / r['files_per_s']:.1f}x"
         print(f"| {r['tool']} | {r['seconds']:.2f} | {r['files_per_s']:.0f} | {ratio} |")
+    print()
+
+
+def serve(folder: Path) -> None:
+    path = folder / "serve.json"
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    print("## The service under load\n")
+    print(f"`bench/serve.sh` on {data['machine']} ({data['cpus']} cores): `hey` posts a {data['image']}")
+    print("to the lesson's edge filter, on loopback,")
+    print("at 1, 8 and 32 concurrent clients (keep-alive), after a warm-up; `gpuconv serve` with its")
+    print("defaults (a worker per core) against `bench/serve_opencv.py`, a minimal Python service doing the")
+    print("same job with OpenCV (ThreadingHTTPServer, `imdecode`, two `filter2D`, `convertScaleAbs`, `add`,")
+    print("`imencode` at PNG compression 1). Both answers hold the same pixels; every request was a 200.")
+    print("`hey` runs on the same machine and takes part of its cores.\n")
+    print("| service | clients | requests | requests/s | p50 ms | p90 ms | p99 ms | gpuconv's requests/s over this |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rows = data["results"]
+    ours = {r["concurrency"]: r for r in rows if r["service"].startswith("gpuconv serve, cpu")}
+    for r in rows:
+        mine = ours.get(r["concurrency"])
+        ratio = "" if r["service"].startswith("gpuconv") or not mine else f"{mine['rps'] / r['rps']:.1f}x"
+        print(f"| {r['service']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} "
+              f"| {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {ratio} |")
+    if not any("gpu backend" in r["service"] for r in rows):
+        print("\nThe GPU backend is not in this table: this machine has none (`BACKEND=\"cpu gpu\" bash")
+        print("bench/serve.sh` adds it on one that does).")
     print()
 
 

@@ -68,5 +68,7 @@ fi
 bash bench/frames.sh
 # A folder of 1000 one-megapixel PNGs, against xargs -P and OpenCV in Python.
 PYTHON="$venv/bin/python" bash bench/batch.sh
+# The service under load (hey), against a minimal Python + OpenCV service.
+PYTHON="$venv/bin/python" bash bench/serve.sh
 python3 bench/compare.py "$out" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

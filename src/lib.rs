@@ -55,6 +55,8 @@
 //! buffers; also built from an application's own device with [`GpuEngine::from_device`]) or
 //! [`CpuBackend`]. The shader, `shaders/conv3x3.wgsl`, and its CPU twin, `src/cpu/conv3x3.rs`,
 //! share the uniform block in `src/params.rs`. [`reference`](mod@reference) is the plain loop the tests trust.
+//! With the cargo feature `serve`, [`serve`](mod@serve) is the HTTP service behind `gpuconv serve`:
+//! one warm engine behind a bounded queue, as an axum router to mount or a server to run.
 #![deny(missing_docs)]
 
 mod border;

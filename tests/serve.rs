@@ -453,14 +453,19 @@ fn a_burst_beyond_the_queue_gets_503_and_the_served_stay_correct() {
         &image,
         &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
     );
-    let Some(server) = Server::start("cpu", &["--workers", "1", "--queue", "1"]) else {
-        unreachable!()
-    };
+    for backend in BACKENDS {
+        if let Some(server) = Server::start(backend, &["--workers", "1", "--queue", "1"]) {
+            burst(&server, &body, &want);
+        }
+    }
+}
+
+fn burst(server: &Server, body: &[u8], want: &GrayImage) {
     let url = server.url("/v1/filter?edge=true");
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
     let replies: Vec<_> = (0..12)
         .map(|_| {
-            let (url, body, barrier) = (url.clone(), body.clone(), barrier.clone());
+            let (url, body, barrier) = (url.clone(), body.to_vec(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 post(&url, &body, &[])
@@ -479,7 +484,7 @@ fn a_burst_beyond_the_queue_gets_503_and_the_served_stay_correct() {
     );
     for reply in &replies {
         if reply.status == 200 {
-            common::assert_same(&reply.image(), &want, "served in a burst");
+            common::assert_same(&reply.image(), want, "served in a burst");
         } else {
             assert_eq!(reply.header("retry-after"), "1");
             assert!(reply.error().contains("busy"), "{}", reply.error());
@@ -599,10 +604,16 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
         &image,
         &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
     );
-    let Some(mut server) = Server::start("cpu", &["--shutdown-grace", "20"]) else {
-        unreachable!()
-    };
-    let mut in_flight = half_sent(&server, &body);
+    for backend in BACKENDS {
+        let Some(mut server) = Server::start(backend, &["--shutdown-grace", "20"]) else {
+            continue;
+        };
+        stop_with_a_request_in_flight(&mut server, &body, &want);
+    }
+}
+
+fn stop_with_a_request_in_flight(server: &mut Server, body: &[u8], want: &GrayImage) {
+    let mut in_flight = half_sent(server, body);
     server.signal(15);
     std::thread::sleep(Duration::from_millis(300));
     // No new connections once stopping.
@@ -620,7 +631,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     let head = String::from_utf8_lossy(&answer[..at]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let filtered = image::load_from_memory(&answer[at..]).unwrap().to_luma8();
-    common::assert_same(&filtered, &want, "finished while stopping");
+    common::assert_same(&filtered, want, "finished while stopping");
     let status = server.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(
@@ -655,4 +666,31 @@ fn a_second_signal_stops_at_once_and_a_spent_grace_exits_1() {
     assert_eq!(status.code(), Some(1), "{}", server.log());
     assert!(asked.elapsed() >= Duration::from_millis(900));
     assert!(server.log().contains("cut short"), "{}", server.log());
+}
+
+#[test]
+fn a_request_over_the_request_timeout_gets_503() {
+    let body = png(&common::random_image(45, 29, 255, 15));
+    let Some(server) = Server::start("cpu", &["--request-timeout", "1", "--read-timeout", "20"])
+    else {
+        unreachable!()
+    };
+    let started = Instant::now();
+    let answer = read_all(half_sent(&server, &body));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("request timeout (1 s)"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains("gpuconv_rejections_total{reason=\"request_timeout\"} 1"),
+        "{metrics}"
+    );
 }
