@@ -12,6 +12,13 @@ use image::GrayImage;
 
 const BACKENDS: [&str; 2] = ["cpu", "gpu"];
 
+/// A random image of `width`×`height` as PNG, and its edge image by the reference.
+fn edge_case(width: u32, height: u32, seed: u64) -> (Vec<u8>, GrayImage) {
+    let image = common::random_image(width, height, 255, seed);
+    let edge = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    (png(&image), expected(&image, &edge))
+}
+
 /// What the reference computes for a query's operation.
 fn expected(image: &GrayImage, operation: &Operation) -> GrayImage {
     let output = gpuconv::reference::run(image, operation);
@@ -172,38 +179,26 @@ fn every_error_has_its_status_and_one_json_line() {
         ) else {
             continue;
         };
-        let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-            ("kernel=1,2;3", image.clone(), 400, "invalid kernel"),
-            ("kernel=nonsense", image.clone(), 400, "invalid kernel"),
-            (
-                "edge=true&kernel=vertical",
-                image.clone(),
-                400,
-                "exactly 2 kernels",
-            ),
-            (
-                "kernel=vertical&kernel=horizontal",
-                image.clone(),
-                400,
-                "a request yields one",
-            ),
-            ("", image.clone(), 400, "no kernel given"),
-            ("edge=maybe", image.clone(), 400, "edge=maybe"),
-            ("threshold=600", image.clone(), 400, "0 to 510"),
-            (
-                "edge=true&threshold=9",
-                image.clone(),
-                400,
-                "exclude each other",
-            ),
-            ("border=wrap&edge=1", image.clone(), 400, "border=wrap"),
-            ("format=xyz&edge=1", image.clone(), 400, "format=xyz"),
-            (
-                "colour=red&edge=1",
-                image.clone(),
-                400,
-                "unknown parameter 'colour'",
-            ),
+        // Queries that do not parse, each with a good image.
+        let bad_queries = [
+            ("kernel=1,2;3", "invalid kernel"),
+            ("kernel=nonsense", "invalid kernel"),
+            ("edge=true&kernel=vertical", "exactly 2 kernels"),
+            ("kernel=vertical&kernel=horizontal", "a request yields one"),
+            ("", "no kernel given"),
+            ("edge=maybe", "edge=maybe"),
+            ("threshold=600", "0 to 510"),
+            ("edge=true&threshold=9", "exclude each other"),
+            ("border=wrap&edge=1", "border=wrap"),
+            ("format=xyz&edge=1", "format=xyz"),
+            ("colour=red&edge=1", "unknown parameter 'colour'"),
+        ];
+        let mut cases: Vec<(&str, Vec<u8>, u16, &str)> = bad_queries
+            .into_iter()
+            .map(|(query, says)| (query, image.clone(), 400, says))
+            .collect();
+        // Bodies that are not images gpuconv can filter here.
+        cases.extend([
             ("edge=true", Vec::new(), 400, "empty"),
             ("edge=true", corrupt.clone(), 400, "truncated"),
             ("edge=true", b"just some text".to_vec(), 415, "not a PNG"),
@@ -221,7 +216,7 @@ fn every_error_has_its_status_and_one_json_line() {
                 "larger than the limit of 64.0 KiB",
             ),
             ("edge=true&format=pbm", image.clone(), 422, "PBM"),
-        ];
+        ]);
         for (query, body, status, says) in cases {
             let reply = post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
             let what = format!("{backend}: ?{query} with {} bytes", body.len());
@@ -379,12 +374,7 @@ fn an_api_key_is_enforced_on_every_address_and_needed_off_loopback() {
 
 #[test]
 fn slow_clients_hold_only_their_own_connection() {
-    let image = common::random_image(33, 21, 255, 9);
-    let body = png(&image);
-    let want = expected(
-        &image,
-        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
-    );
+    let (body, want) = edge_case(33, 21, 9);
     let Some(server) = Server::start("cpu", &["--read-timeout", "5", "--workers", "1"]) else {
         unreachable!()
     };
@@ -405,17 +395,7 @@ fn slow_clients_hold_only_their_own_connection() {
         }
     });
     // A body that stops half-way.
-    let mut stalled = connect(&server);
-    stalled
-        .write_all(
-            format!(
-                "POST /v1/filter?edge=true HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-    stalled.write_all(&body[..body.len() / 2]).unwrap();
+    let stalled = half_sent(&server, &body);
     let stalled_at = Instant::now();
 
     // Meanwhile, with one worker, others are served at once and correctly.
@@ -447,12 +427,7 @@ fn slow_clients_hold_only_their_own_connection() {
 #[test]
 fn a_burst_beyond_the_queue_gets_503_and_the_served_stay_correct() {
     // Large enough that one worker is still busy when the burst's last requests arrive.
-    let image = common::random_image(1500, 1201, 255, 21);
-    let body = png(&image);
-    let want = expected(
-        &image,
-        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
-    );
+    let (body, want) = edge_case(1500, 1201, 21);
     for backend in BACKENDS {
         if let Some(server) = Server::start(backend, &["--workers", "1", "--queue", "1"]) {
             burst(&server, &body, &want);
@@ -578,7 +553,8 @@ fn health_readiness_and_metrics() {
     }
 }
 
-/// Sends a request's headers and half its body; the rest is sent by `finish`.
+/// Sends an edge request's headers and half its body, and waits a moment: the request is then
+/// in flight, and the caller sends the rest, or not.
 fn half_sent(server: &Server, body: &[u8]) -> TcpStream {
     let mut stream = connect(server);
     stream
@@ -598,12 +574,7 @@ fn half_sent(server: &Server, body: &[u8]) -> TcpStream {
 
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
-    let image = common::random_image(45, 29, 255, 13);
-    let body = png(&image);
-    let want = expected(
-        &image,
-        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
-    );
+    let (body, want) = edge_case(45, 29, 13);
     for backend in BACKENDS {
         let Some(mut server) = Server::start(backend, &["--shutdown-grace", "20"]) else {
             continue;
