@@ -73,6 +73,8 @@ pub(super) struct Failure {
     retry_after: Option<u32>,
     /// Why it was refused before filtering, for `gpuconv_rejections_total`.
     rejection: Option<&'static str>,
+    /// Refused before its body was read: the connection is not kept for another request.
+    close: bool,
 }
 
 impl Failure {
@@ -82,6 +84,7 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             rejection: None,
+            close: false,
         }
     }
 
@@ -108,8 +111,15 @@ impl Failure {
             | Error::OverBudget { .. }
             | Error::FileOverBudget { .. }
             | Error::DecoderOverBudget { .. }
-            | Error::TooLargeForDevice { .. }
-            | Error::Write { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Error::TooLargeForDevice { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            // The only output that can refuse an image: PBM, for one not black and white. The
+            // path in the error is made up; the reason is the client's.
+            Error::Write { reason, .. } => {
+                return Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("cannot encode the answer: {reason}"),
+                );
+            }
             Error::OutOfMemory { .. } | Error::Gpu(_) | Error::Readback(_) => {
                 return Self::refused(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -135,6 +145,9 @@ impl IntoResponse for Failure {
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -285,10 +298,11 @@ async fn serve_filter(
     let (request, ticket) = match admit(state, headers, query, record) {
         Ok(admitted) => admitted,
         Err(failure) => {
-            if failure.status != StatusCode::PAYLOAD_TOO_LARGE {
-                linger(body, max_body, state.config.read_timeout);
-            }
-            return Err(failure);
+            linger(body, max_body, state.config.read_timeout);
+            return Err(Failure {
+                close: true,
+                ..failure
+            });
         }
     };
     let bytes = read_body(body, max_body, state.config.read_timeout).await?;
@@ -372,9 +386,10 @@ fn admit(
 }
 
 /// Reads and drops the body of a request refused before its body was read, at most `max`
-/// bytes for at most `timeout`, so that the client, still sending, reads the refusal rather
-/// than a reset connection (what web servers call a lingering close). Nothing is kept.
+/// bytes for at most `timeout` (and 5 s), so that the client, still sending, reads the refusal
+/// rather than a reset connection (what web servers call a lingering close). Nothing is kept.
 fn linger(body: Body, max: u64, timeout: Duration) {
+    let timeout = timeout.min(Duration::from_secs(5));
     tokio::spawn(async move {
         let mut body = body;
         let mut read = 0u64;
@@ -406,9 +421,11 @@ fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Failure> {
     let Some(key) = &state.config.api_key else {
         return Ok(());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    // The scheme's name is case-insensitive (RFC 9110); the key is not.
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| {
+        let v = v.as_bytes();
+        (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+    });
     // Constant time whatever the key's first wrong byte; only its length can be timed.
     let matches =
         given.is_some_and(|given| bool::from(subtle::ConstantTimeEq::ct_eq(given, key.as_bytes())));
@@ -503,7 +520,8 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(Shared(state): Shared<Arc<State>>) -> Response {
-    let backend = state.engine.description();
+    // Only the kind: the adapter's name is for /metrics, behind the key.
+    let backend = state.engine.backend();
     if state.draining.load(Ordering::SeqCst) {
         Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,

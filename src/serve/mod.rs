@@ -33,7 +33,9 @@
 //! waits for one of [`Config::workers`] slots, and is decoded, filtered and encoded on a
 //! blocking thread, never on the async runtime's. The engine is shared: one filter runs at a
 //! time, while other slots decode and encode. Memory is bounded by `workers + queue` bodies of
-//! at most [`Config::max_body_bytes`], and by each slot's share of the memory budget.
+//! at most [`Config::max_body_bytes`], by each slot's share of the memory budget, and by the
+//! answers being sent: a client that stops reading its answer is disconnected after
+//! [`Config::read_timeout`].
 
 mod admission;
 mod api;
@@ -58,7 +60,7 @@ pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
 
 /// How the service is limited. Every limit has a default fit for a service exposed to
 /// clients it does not trust.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// The largest request body, in bytes; beyond: 413, without reading it when the
     /// `Content-Length` says so.
@@ -74,9 +76,13 @@ pub struct Config {
     pub queue: usize,
     /// The longest a request may take from its headers to its response; beyond: 503.
     pub request_timeout: Duration,
-    /// The longest a client may take to send a request's headers (the connection is closed)
-    /// or its body (408).
+    /// The longest a client may take to send a request's headers (the connection is closed),
+    /// to send its body (408), or to take in a part of the answer (the connection is closed).
+    /// The header and answer parts are [`Service::serve`]'s; a router mounted in another server
+    /// gets that server's.
     pub read_timeout: Duration,
+    /// The most connections open at once; more wait to be accepted.
+    pub max_connections: usize,
     /// The longest [`Service::serve`] waits for requests in flight once asked to stop.
     pub shutdown_grace: Duration,
     /// The key every `/v1/` and `/metrics` request must carry as `Authorization: Bearer KEY`
@@ -98,9 +104,29 @@ impl Default for Config {
             request_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 1024,
             api_key: None,
             log_requests: true,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_pixels", &self.max_pixels)
+            .field("max_memory", &self.max_memory)
+            .field("workers", &self.workers)
+            .field("queue", &self.queue)
+            .field("request_timeout", &self.request_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_connections", &self.max_connections)
+            // Never in a log.
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("log_requests", &self.log_requests)
+            .finish()
     }
 }
 
@@ -135,13 +161,20 @@ struct State {
 
 impl Service {
     /// Opens an engine with `open` and makes a service of it. `open` is called again to
-    /// re-create the engine when its GPU device is lost.
+    /// re-create the engine when its GPU device is lost. An empty API key is refused.
     pub fn new<F>(open: F, config: Config) -> Result<Self>
     where
         F: Fn() -> Result<Engine> + Send + Sync + 'static,
     {
+        if config.api_key.as_deref().is_some_and(str::is_empty) {
+            return Err(crate::Error::InvalidResource {
+                what: "API key",
+                problem: "it is empty: give a key, or None for no key".to_owned(),
+            });
+        }
         let config = Config {
             workers: config.workers.max(1),
+            max_connections: config.max_connections.max(1),
             ..config
         };
         let engine = warm::WarmEngine::open(Box::new(open))?;

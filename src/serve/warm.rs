@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use crate::{Engine, Error, Result};
+use crate::{Engine, Result};
 
 /// Opens an engine: at start and after a device loss.
 pub(super) type Opener = Box<dyn Fn() -> Result<Engine> + Send + Sync>;
@@ -64,28 +64,35 @@ impl WarmEngine {
         self.lost.load(Ordering::SeqCst)
     }
 
-    /// Runs `work` on the engine, one caller at a time. A GPU error also counts as a lost
-    /// device: the engine is re-created rather than trusted again.
+    /// Runs `work` on the engine, one caller at a time. An engine that panics is re-created
+    /// rather than trusted again.
     pub(super) fn with<T>(
         self: &Arc<Self>,
         work: impl FnOnce(&mut Engine) -> Result<T>,
     ) -> std::result::Result<Result<T>, Unavailable> {
+        let unavailable =
+            || Unavailable("the GPU device was lost and is being re-created".to_owned());
+        // Checked before waiting for the lock, which a re-creation holds for its whole length.
+        if self.is_lost() {
+            return Err(unavailable());
+        }
         let mut slot = self.lock();
         let engine = match slot.as_mut() {
             Some(engine) if !self.is_lost() => engine,
-            _ => {
-                return Err(Unavailable(
-                    "the GPU device was lost and is being re-created".to_owned(),
-                ));
-            }
+            _ => return Err(unavailable()),
         };
-        let result = work(engine);
-        if let Err(error @ (Error::Gpu(_) | Error::Readback(_))) = &result {
-            let why = error.to_string();
-            drop(slot);
-            self.lose(why);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(engine))) {
+            Ok(result) => Ok(result),
+            Err(_) => {
+                // A bug, and the engine may be left half-way: it is not trusted again.
+                drop(slot);
+                self.lose("it panicked while filtering".to_owned());
+                Err(Unavailable(
+                    "the engine failed while filtering (a bug: please report it) and is being re-created"
+                        .to_owned(),
+                ))
+            }
         }
-        Ok(result)
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Engine>> {
@@ -118,7 +125,7 @@ impl WarmEngine {
         if self.lost.swap(true, Ordering::SeqCst) {
             return;
         }
-        eprintln!("gpuconv serve: the GPU device was lost ({why}); re-creating it");
+        eprintln!("gpuconv serve: the engine is lost ({why}); re-creating it");
         let warm = Arc::downgrade(self);
         std::thread::spawn(move || recreate(warm));
     }
@@ -152,13 +159,15 @@ fn recreate(warm: Weak<WarmEngine>) {
         };
         {
             let mut slot = engine.lock();
-            // The old engine goes first: a device may not be openable twice.
+            // The old engine goes first, its device with it: a device may not be openable twice.
             engine.generation.fetch_add(1, Ordering::SeqCst);
+            lock(&engine.device).take();
             slot.take();
             match (engine.open)() {
                 Ok(opened) => {
-                    engine.install(opened, &mut slot);
+                    // Cleared before the new device is watched, so that its own loss counts.
                     engine.lost.store(false, Ordering::SeqCst);
+                    engine.install(opened, &mut slot);
                     eprintln!("gpuconv serve: engine re-created: {}", engine.description());
                     return;
                 }

@@ -101,6 +101,22 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once `done` says it holds what the caller waits for (at most 20 s).
+    pub fn wait_for_log(&self, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if done(&log) {
+                return log;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the log never got there:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends `signal` (SIGTERM: 15, SIGINT: 2) to the server.
     pub fn signal(&self, signal: i32) {
         let status = Command::new("kill")

@@ -88,10 +88,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
     pub request_timeout: std::time::Duration,
 
-    /// Seconds a client may take to send its headers (the connection is closed) or its body
-    /// (408).
+    /// Seconds a client may take to send its headers (the connection is closed), its body
+    /// (408), or to take in a part of the answer (the connection is closed).
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
     pub read_timeout: std::time::Duration,
+
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 
     /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
@@ -107,7 +111,7 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     match text.trim().trim_end_matches('s').parse::<f64>() {
         Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(s)),
         _ => Err(format!(
-            "'{text}' is not a number of seconds from 0 to 86400"
+            "'{text}' is not a number of seconds above 0 and at most 86400"
         )),
     }
 }

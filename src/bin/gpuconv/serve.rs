@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use gpuconv::Engine;
 use gpuconv::serve::{Config, Service};
+use gpuconv::{BackendChoice, Engine};
 
 use crate::args::ServeArgs;
 use crate::usage;
@@ -32,18 +32,25 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         read_timeout: args.read_timeout,
         shutdown_grace: args.shutdown_grace,
+        max_connections: args.max_connections as usize,
         api_key,
         log_requests: !args.quiet,
     };
     let grace = config.shutdown_grace;
 
     // The first engine is opened here, to say on one line when `auto` fell back to the CPU;
-    // the service opens the next ones itself, after a lost device.
-    let choice = args.backend.into();
-    let first = Mutex::new(Some(crate::open_engine(choice)?));
+    // the service opens the next ones itself, after a lost device, of the same kind: a GPU
+    // service does not become a CPU one behind its operators' backs.
+    let first = crate::open_engine(args.backend.into())?;
+    let again = if first.is_gpu() {
+        BackendChoice::Gpu
+    } else {
+        BackendChoice::Cpu
+    };
+    let first = Mutex::new(Some(first));
     let open = move || match first.lock().ok().and_then(|mut first| first.take()) {
         Some(engine) => Ok(engine),
-        None => Engine::new(choice),
+        None => Engine::new(again),
     };
     let service = Service::new(open, config)?;
 
@@ -125,39 +132,62 @@ fn resolve(bind: &str) -> Result<SocketAddr> {
 
 /// Completes at the first SIGTERM or Ctrl-C; a second one ends the process at once.
 async fn stop_signal(grace: Duration) {
-    let first = next_signal().await;
+    // Listened to from the start, once: a second signal that came between two listeners
+    // would be lost.
+    let mut signals = Signals::new();
+    let first = signals.next().await;
     eprintln!(
         "gpuconv serve: {}: stopping; requests in flight have {:.0} s to finish (a second signal stops at once)",
         signal_name(first),
         grace.as_secs_f64()
     );
-    tokio::spawn(async {
-        let second = next_signal().await;
+    tokio::spawn(async move {
+        let second = signals.next().await;
         eprintln!("gpuconv serve: {}: stopped at once", signal_name(second));
         std::process::exit(128 + second);
     });
 }
 
+/// SIGTERM and SIGINT (Ctrl-C), as a stream.
 #[cfg(unix)]
-async fn next_signal() -> i32 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, the process ends by the signals' default action.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => libc::SIGTERM,
-        _ = interrupt.recv() => libc::SIGINT,
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Without handlers, the process ends by the signals' default action.
+        Self(
+            signal(SignalKind::terminate())
+                .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
+                .ok(),
+        )
+    }
+
+    async fn next(&mut self) -> i32 {
+        let Some((terminate, interrupt)) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = terminate.recv() => libc::SIGTERM,
+            _ = interrupt.recv() => libc::SIGINT,
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn next_signal() -> i32 {
-    let _ = tokio::signal::ctrl_c().await;
-    2
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> Self {
+        Self
+    }
+
+    async fn next(&mut self) -> i32 {
+        let _ = tokio::signal::ctrl_c().await;
+        2
+    }
 }
 
 fn signal_name(signal: i32) -> &'static str {
