@@ -172,10 +172,22 @@ fn every_error_has_its_status_and_one_json_line() {
     let tiny = png(&common::random_image(2, 2, 255, 4));
     let mut corrupt = image.clone();
     corrupt.truncate(60);
+    let big = png(&GrayImage::from_fn(300, 300, |x, y| {
+        image::Luma([(x ^ y) as u8])
+    }));
     for backend in BACKENDS {
         let Some(server) = Server::start(
             backend,
-            &["--max-pixels", "100000", "--max-body-bytes", "64K"],
+            &[
+                "--max-pixels",
+                "100000",
+                "--max-body-bytes",
+                "64K",
+                "--max-memory",
+                "128K",
+                "--workers",
+                "2",
+            ],
         ) else {
             continue;
         };
@@ -216,6 +228,13 @@ fn every_error_has_its_status_and_one_json_line() {
                 "larger than the limit of 64.0 KiB",
             ),
             ("edge=true&format=pbm", image.clone(), 422, "PBM"),
+            // 90 000 pixels: under --max-pixels, over a worker's 64 KiB share of the memory.
+            (
+                "edge=true",
+                big.clone(),
+                422,
+                "more than the memory budget of 64.0 KiB",
+            ),
         ]);
         for (query, body, status, says) in cases {
             let reply = post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
@@ -224,7 +243,7 @@ fn every_error_has_its_status_and_one_json_line() {
                 reply.status,
                 status,
                 "{what}: {:?}",
-                String::from_utf8_lossy(&reply.body)
+                String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)])
             );
             assert_eq!(reply.header("content-type"), "application/json", "{what}");
             let error = reply.error();
