@@ -118,7 +118,9 @@ def serve(folder: Path) -> None:
     print("## The service under load\n")
     print(f"`bench/serve.sh` on {data['machine']} ({data['cpus']} cores): `hey` posts a {data['image']}")
     print("to the lesson's edge filter, on loopback,")
-    print("at 1, 8 and 32 concurrent clients (keep-alive), after a warm-up; `gpuconv serve` with its")
+    rounds = data["results"][0].get("rounds", 1)
+    print(f"at 1, 8 and 32 concurrent clients (keep-alive), after a warm-up, {rounds} rounds with the services")
+    print("taking turns, medians over the rounds (the range of requests/s in brackets); `gpuconv serve` with its")
     print("defaults (a worker per core) against `bench/serve_opencv.py`, a minimal Python service doing the")
     print("same job with OpenCV (ThreadingHTTPServer, `imdecode`, two `filter2D`, `convertScaleAbs`, `add`,")
     print("`imencode` at PNG compression 1). Both answers hold the same pixels; every request was a 200.")
@@ -130,7 +132,8 @@ def serve(folder: Path) -> None:
     for r in rows:
         mine = ours.get(r["concurrency"])
         ratio = "" if r["service"].startswith("gpuconv") or not mine else f"{mine['rps'] / r['rps']:.1f}x"
-        print(f"| {r['service']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} "
+        spread = f" ({r['rps_range'][0]:.0f}-{r['rps_range'][1]:.0f})" if "rps_range" in r else ""
+        print(f"| {r['service']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f}{spread} | {r['p50_ms']:.1f} "
               f"| {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {ratio} |")
     if not any("gpu backend" in r["service"] for r in rows):
         print("\nThe GPU backend is not in this table: this machine has none (`BACKEND=\"cpu gpu\" bash")

@@ -2,10 +2,10 @@
 # `gpuconv serve` under load: one-megapixel PNGs posted by `hey` at concurrency 1, 8 and 32, on
 # loopback only, each run bounded in count (REQUESTS, at least 20 per client) and time (120 s);
 # the same load on bench/serve_opencv.py, a minimal Python service doing the same job with
-# OpenCV. Both answers are first checked to hold the same pixels.
+# OpenCV. Both answers are first checked to hold the same pixels. REPEAT rounds (3), medians.
 #
-#   bash bench/serve.sh                 # CPU backend; writes target/bench/serve.json
-#   BACKEND=gpu bash bench/serve.sh     # the GPU backend too (on a machine with a GPU)
+#   bash bench/serve.sh                         # CPU backend; writes target/bench/serve.json
+#   BACKEND="cpu gpu" bash bench/serve.sh       # the GPU backend too (on a machine with a GPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${GPUCONV_BIN:-target/release/gpuconv}")
@@ -76,30 +76,52 @@ for other in answers[1:]:
 print(f"answers agree ({len(answers)} services, 998x998 edge images)")
 PY
 
-results=()
-for name in "${names[@]}"; do
+# REPEAT rounds, the services taking turns within each, so that a noisy spell of a shared
+# machine falls on all of them; each figure is the median over the rounds.
+rounds=${REPEAT:-3}
+rm -f "$work"/hey-*.txt
+for round in $(seq "$rounds"); do
     for concurrency in 1 8 32; do
-        count=$(( requests > 20 * concurrency ? requests : 20 * concurrency ))
-        # hey gives each client n / c requests.
-        count=$(( count / concurrency * concurrency ))
-        # Warm-up: connections, caches, the engine's buffers.
-        timeout 120 hey -n $((2 * concurrency)) -c "$concurrency" -m POST -T image/png \
-            -D "$work/photo.png" "${urls[$name]}" >/dev/null
-        report="$work/hey-$(echo "$name-$concurrency" | tr -c 'a-zA-Z0-9\n' '-').txt"
-        timeout 120 hey -n "$count" -c "$concurrency" -t 60 -m POST -T image/png \
-            -D "$work/photo.png" "${urls[$name]}" > "$report"
-        rps=$(awk '/Requests\/sec:/ {print $2}' "$report")
-        p50=$(awk '/ 50% in/ {print $3 * 1000}' "$report")
-        p90=$(awk '/ 90% in/ {print $3 * 1000}' "$report")
-        p99=$(awk '/ 99% in/ {print $3 * 1000}' "$report")
-        ok=$(awk '/\[200\]/ {print $2}' "$report")
-        [ "${ok:-0}" -eq "$count" ] || { echo "$name at $concurrency: $ok of $count answered 200" >&2; cat "$report" >&2; exit 1; }
-        printf '%-40s c=%-3s %5d requests %8.1f req/s  p50 %7.1f ms  p90 %7.1f ms  p99 %7.1f ms\n' \
-            "$name" "$concurrency" "$count" "$rps" "$p50" "$p90" "$p99"
-        results+=("{\"service\": \"$name\", \"concurrency\": $concurrency, \"requests\": $count, \"rps\": $rps, \"p50_ms\": $p50, \"p90_ms\": $p90, \"p99_ms\": $p99}")
+        for index in "${!names[@]}"; do
+            name=${names[$index]}
+            count=$(( requests > 20 * concurrency ? requests : 20 * concurrency ))
+            # hey gives each client n / c requests.
+            count=$(( count / concurrency * concurrency ))
+            # Warm-up: connections, caches, the engine's buffers.
+            timeout 120 hey -n $((2 * concurrency)) -c "$concurrency" -m POST -T image/png \
+                -D "$work/photo.png" "${urls[$name]}" >/dev/null
+            report="$work/hey-$index-$concurrency-$round.txt"
+            timeout 120 hey -n "$count" -c "$concurrency" -t 60 -m POST -T image/png \
+                -D "$work/photo.png" "${urls[$name]}" > "$report"
+            ok=$(awk '/\[200\]/ {print $2}' "$report")
+            [ "${ok:-0}" -eq "$count" ] || { echo "$name at $concurrency: $ok of $count answered 200" >&2; cat "$report" >&2; exit 1; }
+            printf '%-40s c=%-3s round %s: %s\n' "$name" "$concurrency" "$round" "$(awk '/Requests\/sec:/ {print $2 " req/s"}' "$report")"
+        done
     done
 done
-printf '{"machine": "%s", "cpus": %s, "image": "1000x1000 PNG, %s bytes", "results": [%s]}\n' \
-    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" "$(stat -c %s "$work/photo.png")" \
-    "$(IFS=,; echo "${results[*]}")" > "$out/serve.json"
+printf '%s\n' "${names[@]}" > "$work/names.txt"
+"$python" - "$work" "$out/serve.json" "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" <<'PY'
+import json, pathlib, re, statistics, sys
+work, out, machine, cpus = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+names = work.joinpath("names.txt").read_text().splitlines()
+results = []
+for index, name in enumerate(names):
+    for concurrency in (1, 8, 32):
+        runs = []
+        for report in sorted(work.glob(f"hey-{index}-{concurrency}-*.txt")):
+            text = report.read_text()
+            latency = {p: float(re.search(rf" {p}% in ([0-9.]+) secs", text).group(1)) * 1000 for p in (50, 90, 99)}
+            runs.append({"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1)),
+                         "requests": int(re.search(r"\[200\]\s+(\d+) responses", text).group(1)), **latency})
+        median = lambda key: statistics.median(r[key] for r in runs)
+        row = {"service": name, "concurrency": concurrency, "requests": runs[0]["requests"], "rounds": len(runs),
+               "rps": median("rps"), "p50_ms": median(50), "p90_ms": median(90), "p99_ms": median(99),
+               "rps_range": [min(r["rps"] for r in runs), max(r["rps"] for r in runs)]}
+        results.append(row)
+        print(f"{name:40} c={concurrency:<3} {row['requests']:5d} requests x {len(runs)}: median {row['rps']:7.1f} req/s "
+              f"(range {row['rps_range'][0]:.1f}-{row['rps_range'][1]:.1f})  p50 {row['p50_ms']:7.1f} ms  "
+              f"p90 {row['p90_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms")
+image = f"1000x1000 PNG, {work.joinpath('photo.png').stat().st_size} bytes"
+json.dump({"machine": machine, "cpus": cpus, "image": image, "results": results}, open(out, "w"), indent=1)
+PY
 echo "wrote $out/serve.json"
