@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 
 use super::State;
 use super::request::{self, FilterRequest};
+use super::warm::Unavailable;
 use crate::{Border, Error};
 
 pub(super) fn router(state: Arc<State>) -> Router {
@@ -480,8 +481,18 @@ fn filter_image(
     let started = Instant::now();
     let output = engine
         .with(|engine| engine.run(&image, &request.operation))
-        .map_err(|unavailable| {
-            Failure::refused(StatusCode::SERVICE_UNAVAILABLE, "gpu_lost", unavailable.0)
+        .map_err(|unavailable| match unavailable {
+            Unavailable::Lost => Failure::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "gpu_lost",
+                "the GPU device was lost and is being re-created",
+            ),
+            // Not a 503: the same input would likely fail again, and re-create the engine
+            // again for everyone.
+            Unavailable::Panicked => Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while filtering this image (a bug: please report it)",
+            ),
         })?
         .map_err(Failure::from_error)?;
     let filter_time = started.elapsed();

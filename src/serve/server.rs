@@ -57,10 +57,21 @@ pub(super) async fn serve(
                     });
                 }
                 Err(error) => {
-                    // Out of file descriptors, most likely: wait for connections to close
-                    // rather than spin.
-                    eprintln!("gpuconv serve: cannot accept a connection: {error}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    use std::io::ErrorKind;
+                    // A connection that failed on its own is no reason to stop accepting.
+                    let this_connection = matches!(
+                        error.kind(),
+                        ErrorKind::ConnectionAborted
+                            | ErrorKind::ConnectionReset
+                            | ErrorKind::PermissionDenied
+                            | ErrorKind::Interrupted
+                    );
+                    if !this_connection {
+                        // Out of file descriptors or memory, most likely: wait for
+                        // connections to close rather than spin.
+                        eprintln!("gpuconv serve: cannot accept a connection: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             },
             () = &mut shutdown => break,

@@ -23,9 +23,15 @@ pub(super) struct WarmEngine {
     device: Mutex<Option<wgpu::Device>>,
 }
 
-/// Why the engine cannot take work now.
+/// Why the engine did not take the work.
 #[derive(Debug)]
-pub(super) struct Unavailable(pub String);
+pub(super) enum Unavailable {
+    /// Lost and being re-created: worth trying again shortly.
+    Lost,
+    /// It panicked on this work (a bug); it is being re-created, but the same input may well
+    /// panic again.
+    Panicked,
+}
 
 impl WarmEngine {
     pub(super) fn open(open: Opener) -> Result<Arc<Self>> {
@@ -40,10 +46,12 @@ impl WarmEngine {
             device: Mutex::new(None),
         });
         warm.install(engine, &mut warm.lock());
-        if warm.is_gpu.load(Ordering::SeqCst) {
-            let watched = Arc::downgrade(&warm);
-            std::thread::spawn(move || watch(watched));
-        }
+        // Idle for a CPU engine, which has no device, but ready for a GPU one opened later.
+        let watched = Arc::downgrade(&warm);
+        std::thread::Builder::new()
+            .name("gpuconv-device-watch".to_owned())
+            .spawn(move || watch(watched))
+            .map_err(|e| crate::Error::Gpu(format!("cannot start the device watcher: {e}")))?;
         Ok(warm)
     }
 
@@ -70,27 +78,23 @@ impl WarmEngine {
         self: &Arc<Self>,
         work: impl FnOnce(&mut Engine) -> Result<T>,
     ) -> std::result::Result<Result<T>, Unavailable> {
-        let unavailable =
-            || Unavailable("the GPU device was lost and is being re-created".to_owned());
         // Checked before waiting for the lock, which a re-creation holds for its whole length.
         if self.is_lost() {
-            return Err(unavailable());
+            return Err(Unavailable::Lost);
         }
         let mut slot = self.lock();
         let engine = match slot.as_mut() {
             Some(engine) if !self.is_lost() => engine,
-            _ => return Err(unavailable()),
+            _ => return Err(Unavailable::Lost),
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(engine))) {
             Ok(result) => Ok(result),
             Err(_) => {
-                // A bug, and the engine may be left half-way: it is not trusted again.
-                drop(slot);
+                // A bug, and the engine may be left half-way: it is not trusted again, not
+                // even by the worker waiting for this lock.
                 self.lose("it panicked while filtering".to_owned());
-                Err(Unavailable(
-                    "the engine failed while filtering (a bug: please report it) and is being re-created"
-                        .to_owned(),
-                ))
+                drop(slot);
+                Err(Unavailable::Panicked)
             }
         }
     }
@@ -127,7 +131,16 @@ impl WarmEngine {
         }
         eprintln!("gpuconv serve: the engine is lost ({why}); re-creating it");
         let warm = Arc::downgrade(self);
-        std::thread::spawn(move || recreate(warm));
+        if let Err(error) = std::thread::Builder::new()
+            .name("gpuconv-recreate".to_owned())
+            .spawn(move || recreate(warm))
+        {
+            // Nothing would re-create it: keep the engine rather than refuse work forever.
+            eprintln!(
+                "gpuconv serve: cannot start a thread to re-create the engine ({error}); keeping it"
+            );
+            self.lost.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -163,7 +176,12 @@ fn recreate(warm: Weak<WarmEngine>) {
             engine.generation.fetch_add(1, Ordering::SeqCst);
             lock(&engine.device).take();
             slot.take();
-            match (engine.open)() {
+            // Driver code may panic; that is one more failed attempt, not the end of trying.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (engine.open)()))
+                .unwrap_or_else(|_| {
+                    Err(crate::Error::Gpu("opening the engine panicked".to_owned()))
+                });
+            match opened {
                 Ok(opened) => {
                     // Cleared before the new device is watched, so that its own loss counts.
                     engine.lost.store(false, Ordering::SeqCst);

@@ -97,9 +97,14 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 
 /// The key from GPUCONV_API_KEY or --api-key-file (not both), when there is one.
 fn api_key(args: &ServeArgs) -> Result<Option<String>> {
-    let from_env = std::env::var("GPUCONV_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
+    let from_env = match std::env::var("GPUCONV_API_KEY") {
+        Ok(key) => Some(key).filter(|k| !k.is_empty()),
+        Err(std::env::VarError::NotPresent) => None,
+        // Never read as "no key": that would serve without one.
+        Err(std::env::VarError::NotUnicode(_)) => bail!(usage(
+            "GPUCONV_API_KEY is not valid text: the API key must be printable ASCII"
+        )),
+    };
     let key = match (&args.api_key_file, from_env) {
         (Some(_), Some(_)) => bail!(usage(
             "the API key is set twice: use GPUCONV_API_KEY or --api-key-file, not both"
