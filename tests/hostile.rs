@@ -619,12 +619,22 @@ fn a_signal_while_writing_leaves_no_partial_file_and_ends_as_the_signal_would() 
         if ignored {
             command = format!("trap '' HUP; {command}");
         }
-        let mut child = Command::new("sh")
-            .args(["-c", &command])
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &command])
             .current_dir(scratch.dir.path())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::null());
+        // The signals' default actions, whatever this test inherited: a shell starts background
+        // jobs with SIGINT ignored, and gpuconv rightly keeps a signal ignored at start-up.
+        // SAFETY: between fork and exec, only async-signal-safe calls (signal) are made.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut sh, || {
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = sh.spawn().unwrap();
         let names = |folder: &Path| -> Vec<String> {
             std::fs::read_dir(folder)
                 .map(|entries| {

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         args::Command::Stream(args) => stream::run(args),
         args::Command::Serve(args) => serve::run(args),
     };
+    end_as_signalled_if_a_signal_came();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<Reported>() => ExitCode::FAILURE,
@@ -155,19 +156,54 @@ fn remove_partial_files_on_signals() {
     let handled = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
         .filter(|&s| !ignored(s));
+    let handled: Vec<i32> = handled.collect();
+    // Set inside the signal handler itself, so that a run finishing before the thread below
+    // is scheduled still ends as the signal would (see `end_as_signalled_if_a_signal_came`).
+    for &signal in &handled {
+        let _ =
+            signal_hook::flag::register_usize(signal, pending_signal().clone(), signal as usize);
+    }
     let Ok(mut signals) = signal_hook::iterator::Signals::new(handled) else {
         return;
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            gpuconv::io::remove_partial_outputs();
-            filter::remove_unfilled_folders();
-            // Raises the signal again with its default action, which ends the process.
-            let _ = signal_hook::low_level::emulate_default_handler(signal);
-            std::process::exit(128 + signal);
+            end_as_signalled(signal);
         }
     });
 }
+
+/// The signal received, or 0.
+#[cfg(unix)]
+fn pending_signal() -> &'static std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    static PENDING: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicUsize>> =
+        std::sync::OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+/// Deletes partial outputs and unfilled folders, then ends the process by `signal`'s default
+/// action.
+#[cfg(unix)]
+fn end_as_signalled(signal: i32) -> ! {
+    gpuconv::io::remove_partial_outputs();
+    filter::remove_unfilled_folders();
+    // Raises the signal again with its default action, which ends the process.
+    let _ = signal_hook::low_level::emulate_default_handler(signal);
+    std::process::exit(128 + signal);
+}
+
+/// A signal that arrived while the run was ending, before the thread that handles signals got
+/// to it, still ends the process as the signal would: the caller asked to stop.
+#[cfg(unix)]
+fn end_as_signalled_if_a_signal_came() {
+    let signal = pending_signal().load(std::sync::atomic::Ordering::SeqCst);
+    if signal != 0 {
+        end_as_signalled(signal as i32);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_as_signalled_if_a_signal_came() {}
 
 /// Whether `signal`'s disposition is "ignore".
 #[cfg(unix)]
