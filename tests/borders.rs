@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{assert_same_output, on_every_backend, random_image};
+use common::{
+    assert_same_output, on_every_backend, random_image, raw_outputs, reference_outputs, streamed,
+};
 use gpuconv::kernel::NAMED_KERNELS;
-use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
 use gpuconv::{Border, Kernel, Operation, reference};
 use image::GrayImage;
 
@@ -128,29 +129,10 @@ fn borders_hold_in_gpu_strips_and_in_streamed_bands() {
                 &format!("{border:?} in strips"),
             );
         }
-        let expected: Vec<Vec<u8>> = expected
-            .combined
-            .into_iter()
-            .chain(expected.responses)
-            .map(GrayImage::into_raw)
-            .collect();
+        let expected = raw_outputs(expected);
         on_every_backend(|backend, engine| {
             for band_rows in [1, 2, 5, 64] {
-                let mut collected: Vec<CollectRows> =
-                    (0..3).map(|_| CollectRows::default()).collect();
-                let sinks: Vec<Box<dyn RowSink + '_>> = collected
-                    .iter_mut()
-                    .map(|c| Box::new(c) as Box<dyn RowSink + '_>)
-                    .collect();
-                filter_rows(
-                    engine,
-                    &mut ImageRows::new(&image),
-                    &operation,
-                    sinks,
-                    Some(band_rows),
-                )
-                .unwrap();
-                let streamed: Vec<Vec<u8>> = collected.iter().map(|c| c.rows().to_vec()).collect();
+                let streamed = streamed(engine, &image, &operation, Some(band_rows));
                 assert_eq!(
                     streamed, expected,
                     "{backend}, {border:?}, bands of {band_rows}"
@@ -165,22 +147,10 @@ fn borders_hold_in_gpu_strips_and_in_streamed_bands() {
             let operation = Operation::responses(vec![top_left()])
                 .unwrap()
                 .with_border(border);
-            let mut collected = CollectRows::default();
             let mut engine = gpuconv::Engine::from(gpuconv::CpuBackend::new());
-            let sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut collected)];
-            filter_rows(
-                &mut engine,
-                &mut ImageRows::new(&image),
-                &operation,
-                sinks,
-                Some(1),
-            )
-            .unwrap();
             assert_eq!(
-                collected.rows(),
-                reference::run(&image, &operation).responses[0]
-                    .as_raw()
-                    .as_slice(),
+                streamed(&mut engine, &image, &operation, Some(1)),
+                reference_outputs(&image, &operation),
                 "{border:?} {width}×{height}"
             );
         }

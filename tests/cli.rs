@@ -839,10 +839,7 @@ fn bench_startup_times_fresh_processes_per_backend() {
 fn standard_input_and_output_carry_one_image_and_nothing_else() {
     let scratch = Scratch::new();
     let image = random_image(57, 33, 255, 41);
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    let png = common::png(&image);
     let edge = {
         let v = reference::convolve(&image, &Kernel::vertical_lines());
         let h = reference::convolve(&image, &Kernel::horizontal_lines());
@@ -1216,9 +1213,7 @@ fn standard_input_in_a_batch_is_read_once_with_the_whole_budget() {
     let scratch = Scratch::new();
     let (a, b) = (random_image(23, 19, 255, 70), random_image(17, 29, 255, 71));
     scratch.write_image("a.png", &a);
-    let mut png = Vec::new();
-    b.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    let png = common::png(&b);
     scratch
         .gpuconv()
         .args([

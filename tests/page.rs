@@ -6,7 +6,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::Server;
+use common::reference_image;
+use common::server::{Server, agent};
 use gpuconv::{Border, Combine, Kernel, Operation};
 use image::GrayImage;
 use serde_json::{Value, json};
@@ -58,15 +59,10 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
         let mut browser = Self {
             driver,
             session: format!("http://127.0.0.1:{port}/session"),
-            agent,
+            agent: agent(),
         };
         let start = Instant::now();
         while browser
@@ -216,14 +212,6 @@ impl Drop for Browser {
     }
 }
 
-fn reference(image: &GrayImage, operation: Operation) -> GrayImage {
-    let output = gpuconv::reference::run(image, &operation);
-    output
-        .combined
-        .or_else(|| output.responses.into_iter().next())
-        .unwrap()
-}
-
 #[test]
 fn the_page_uploads_filters_and_shows_the_reference_bits() {
     let Some(browser) = Browser::start() else {
@@ -261,7 +249,7 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     let edge = Operation::new(lines(), Combine::Edge, false).unwrap();
     common::assert_same(
         &browser.result(),
-        &reference(&image, edge.with_border(Border::Replicate)),
+        &reference_image(&image, &edge.with_border(Border::Replicate)),
         "edge, replicate",
     );
     let width = browser.script("return document.getElementById('result').naturalWidth");
@@ -275,9 +263,9 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     assert!(status.contains("59x41"), "{status}");
     common::assert_same(
         &browser.result(),
-        &reference(
+        &reference_image(
             &image,
-            Operation::responses(vec![Kernel::horizontal_lines()]).unwrap(),
+            &Operation::responses(vec![Kernel::horizontal_lines()]).unwrap(),
         ),
         "horizontal",
     );
@@ -293,9 +281,9 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     let grid = Kernel::parse("0,1,0;1,-4,1;0,1,0", "grid").unwrap();
     common::assert_same(
         &browser.result(),
-        &reference(
+        &reference_image(
             &image,
-            Operation::responses(vec![grid])
+            &Operation::responses(vec![grid])
                 .unwrap()
                 .with_border(Border::Reflect),
         ),
@@ -314,9 +302,9 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     browser.run();
     common::assert_same(
         &browser.result(),
-        &reference(
+        &reference_image(
             &image,
-            Operation::new(lines(), Combine::Threshold(250), false).unwrap(),
+            &Operation::new(lines(), Combine::Threshold(250), false).unwrap(),
         ),
         "threshold 250",
     );

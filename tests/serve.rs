@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::server::{Server, get, png, post};
+use common::server::{Server, get, post};
+use common::{png, reference_image};
 use gpuconv::{Border, Combine, Kernel, Operation};
 use image::GrayImage;
 
@@ -16,16 +17,7 @@ const BACKENDS: [&str; 2] = ["cpu", "gpu"];
 fn edge_case(width: u32, height: u32, seed: u64) -> (Vec<u8>, GrayImage) {
     let image = common::random_image(width, height, 255, seed);
     let edge = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
-    (png(&image), expected(&image, &edge))
-}
-
-/// What the reference computes for a query's operation.
-fn expected(image: &GrayImage, operation: &Operation) -> GrayImage {
-    let output = gpuconv::reference::run(image, operation);
-    output
-        .combined
-        .or_else(|| output.responses.into_iter().next())
-        .unwrap()
+    (png(&image), reference_image(&image, &edge))
 }
 
 #[test]
@@ -80,7 +72,7 @@ fn every_operation_and_border_gives_the_reference_bits_on_both_backends() {
                 let url = server.url(&format!("/v1/filter?{query}&border={}", border.name()));
                 let reply = post(&url, &body, &[]);
                 let what = format!("{backend}: {query}, border {}", border.name());
-                let want = expected(&image, &operation.clone().with_border(border));
+                let want = reference_image(&image, &operation.clone().with_border(border));
                 common::assert_same(&reply.image(), &want, &what);
                 assert_eq!(reply.header("content-type"), "image/png", "{what}");
                 assert_eq!(reply.header("x-gpuconv-backend"), backend, "{what}");
@@ -119,7 +111,7 @@ fn the_lessons_example_and_output_formats() {
             [[4, 3, 4], [2, 4, 3], [2, 3, 4]],
             "{backend}"
         );
-        let want = expected(
+        let want = reference_image(
             &photo,
             &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
         );

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::server::{get, png, post};
+use common::png;
+use common::server::{get, post};
 use gpuconv::serve::{Config, Service};
 use gpuconv::{BackendChoice, Engine, Kernel, Operation};
 
@@ -89,12 +90,10 @@ fn a_lost_gpu_device_is_reported_by_readyz_and_re_created() {
     };
     let (base, _stop) = serve(&service);
     let image = common::random_image(37, 23, 255, 17);
-    let want = gpuconv::reference::run(
+    let want = common::reference_image(
         &image,
         &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
-    )
-    .combined
-    .unwrap();
+    );
     let filter = format!("{base}/v1/filter?edge=true");
     let readyz = format!("{base}/readyz");
     common::assert_same(&post(&filter, &png(&image), &[]).image(), &want, "before");

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cpu, on_every_backend, random_image};
+use common::{cpu, on_every_backend, random_image, raw_outputs, streamed};
 use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
 use gpuconv::{CpuBackend, Engine, Kernel, Operation, io};
 use image::{DynamicImage, GrayImage};
@@ -25,39 +25,9 @@ fn operations() -> Vec<Operation> {
     ]
 }
 
-/// Streams `image` through `engine` in bands of `band_rows`, collecting every output.
-fn stream(
-    engine: &mut Engine,
-    image: &GrayImage,
-    operation: &Operation,
-    band_rows: Option<u32>,
-) -> Vec<Vec<u8>> {
-    let mut collected: Vec<CollectRows> = (0..operation.output_count())
-        .map(|_| CollectRows::default())
-        .collect();
-    let sinks: Vec<Box<dyn RowSink + '_>> = collected
-        .iter_mut()
-        .map(|c| Box::new(c) as Box<dyn RowSink + '_>)
-        .collect();
-    filter_rows(
-        engine,
-        &mut ImageRows::new(image),
-        operation,
-        sinks,
-        band_rows,
-    )
-    .unwrap();
-    collected.into_iter().map(|c| c.rows().to_vec()).collect()
-}
-
+/// Every output of the whole-image path, as raw pixels.
 fn whole(image: &GrayImage, operation: &Operation) -> Vec<Vec<u8>> {
-    let output = cpu(image, operation);
-    output
-        .combined
-        .into_iter()
-        .chain(output.responses)
-        .map(GrayImage::into_raw)
-        .collect()
+    raw_outputs(cpu(image, operation))
 }
 
 #[test]
@@ -69,7 +39,7 @@ fn bands_of_every_height_give_the_whole_images_bits_on_both_backends() {
                 let expected = whole(&image, &operation);
                 for band_rows in [Some(1), Some(2), Some(3), Some(7), Some(64), None] {
                     assert_eq!(
-                        stream(engine, &image, &operation, band_rows),
+                        streamed(engine, &image, &operation, band_rows),
                         expected,
                         "{name}, {width}×{height}, bands of {band_rows:?}, {operation:?}"
                     );
@@ -448,7 +418,7 @@ fn hostile_streams_are_refused_like_whole_images() {
     let small = random_image(5, 4, 255, 3);
     let mut engine = Engine::from(CpuBackend::new());
     assert_eq!(
-        stream(&mut engine, &small, &operation, Some(u32::MAX)),
+        streamed(&mut engine, &small, &operation, Some(u32::MAX)),
         whole(&small, &operation)
     );
 }

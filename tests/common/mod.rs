@@ -73,6 +73,66 @@ pub fn on_every_backend(mut body: impl FnMut(&str, &mut Engine)) {
     }
 }
 
+/// `operation`'s outputs from the reference loop, combined image first, as raw pixels.
+pub fn reference_outputs(image: &GrayImage, operation: &Operation) -> Vec<Vec<u8>> {
+    raw_outputs(gpuconv::reference::run(image, operation))
+}
+
+/// The one image an operation of one output makes, by the reference loop.
+pub fn reference_image(image: &GrayImage, operation: &Operation) -> GrayImage {
+    let output = gpuconv::reference::run(image, operation);
+    output
+        .combined
+        .or_else(|| output.responses.into_iter().next())
+        .expect("an operation makes at least one image")
+}
+
+/// An output's images, combined image first, as raw pixels.
+pub fn raw_outputs(output: FilterOutput) -> Vec<Vec<u8>> {
+    output
+        .combined
+        .into_iter()
+        .chain(output.responses)
+        .map(GrayImage::into_raw)
+        .collect()
+}
+
+/// Streams `image` through `engine` with `filter_rows`, in bands of `band_rows` (the engine's
+/// choice when `None`), collecting every output's rows.
+pub fn streamed(
+    engine: &mut Engine,
+    image: &GrayImage,
+    operation: &Operation,
+    band_rows: Option<u32>,
+) -> Vec<Vec<u8>> {
+    use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
+    let mut collected: Vec<CollectRows> = (0..operation.output_count())
+        .map(|_| CollectRows::default())
+        .collect();
+    let sinks: Vec<Box<dyn RowSink + '_>> = collected
+        .iter_mut()
+        .map(|c| Box::new(c) as Box<dyn RowSink + '_>)
+        .collect();
+    filter_rows(
+        engine,
+        &mut ImageRows::new(image),
+        operation,
+        sinks,
+        band_rows,
+    )
+    .unwrap();
+    collected.into_iter().map(|c| c.rows().to_vec()).collect()
+}
+
+/// `image` as PNG bytes.
+pub fn png(image: &GrayImage) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("PNG encodes");
+    bytes.into_inner()
+}
+
 /// Runs `operation` on the CPU backend.
 pub fn cpu(image: &GrayImage, operation: &Operation) -> FilterOutput {
     CpuBackend::new()

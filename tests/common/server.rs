@@ -188,7 +188,8 @@ impl Reply {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// A client that returns every status as a response, with a minute for each request.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -238,13 +239,4 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
         request = request.header(*name, *value);
     }
     reply(request.call())
-}
-
-/// `image` as PNG bytes.
-pub fn png(image: &GrayImage) -> Vec<u8> {
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    image
-        .write_to(&mut bytes, image::ImageFormat::Png)
-        .expect("PNG encodes");
-    bytes.into_inner()
 }
