@@ -78,20 +78,21 @@ impl SourceLayout {
         }
     }
 
-    /// A `width × height` image at the start of a buffer, each row starting on a word, which
-    /// lets the shader fetch whole words of pixels.
-    pub fn word_aligned_rows(width: u32, height: u32) -> Self {
+    /// A `width × height` image at the start of a buffer, each row starting on a 16-byte
+    /// boundary, which lets the shader fetch 16 pixels (one `vec4<u32>`) at a time.
+    pub fn vector_aligned_rows(width: u32, height: u32) -> Self {
         Self {
-            bytes_per_row: width.next_multiple_of(4),
+            bytes_per_row: width.next_multiple_of(VECTOR_BYTES),
             ..Self::packed(width, height)
         }
     }
 }
 
 impl TargetLayout {
-    /// Output images of `out_width × out_height` in a buffer, each row starting on a word.
-    pub fn word_aligned_rows(out_width: u32, out_height: u32) -> Self {
-        let bytes_per_row = out_width.next_multiple_of(4);
+    /// Output images of `out_width × out_height` in a buffer, each row starting on a 16-byte
+    /// boundary, which lets the shader store 16 pixels (one `vec4<u32>`) at a time.
+    pub fn vector_aligned_rows(out_width: u32, out_height: u32) -> Self {
+        let bytes_per_row = out_width.next_multiple_of(VECTOR_BYTES);
         Self {
             bytes_per_row,
             offset: 0,
@@ -104,8 +105,19 @@ impl TargetLayout {
 /// The most output rows one GPU invocation computes.
 pub const MAX_ROWS_PER_INVOCATION: u32 = 8;
 
+/// `COLUMNS` in the shader: neighbouring output pixels each GPU invocation computes in a row,
+/// four packed words.
+pub const COLUMNS_PER_INVOCATION: u32 = 16;
+
+/// Bytes of the shader's widest load and store, one `vec4<u32>`: 16 pixels.
+pub const VECTOR_BYTES: u32 = 16;
+
 /// Must match `struct Params` in `shaders/conv3x3.wgsl` field for field: twenty `u32`s (80
-/// bytes, so the `vec4<f32>` rows that follow start 16-byte aligned as uniform layout requires).
+/// bytes, so the `vec4` rows that follow start 16-byte aligned as uniform layout requires).
+///
+/// The shader reads only the sizes, strides, threshold and weights from here: the shape of the
+/// work (`kernel_count` to `border`) is compiled into its pipeline as overridable constants
+/// (`Variant` in `gpu/pipeline.rs`, derived from these fields), while the CPU twin reads it here.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 pub struct Conv3x3Params {
@@ -127,14 +139,15 @@ pub struct Conv3x3Params {
     pub out_offset: u32,
     /// Bytes from one output image to the next.
     pub bytes_per_image: u32,
-    /// Invocations per output row: each computes four neighbouring pixels, `ceil(out_width / 4)`.
-    pub words_per_row: u32,
+    /// Invocations per output row: each computes [`COLUMNS_PER_INVOCATION`] neighbouring
+    /// pixels, `ceil(out_width / 16)`.
+    pub groups_per_row: u32,
+    /// The threshold for `MODE_THRESHOLD`.
+    pub threshold: u32,
     /// How many kernels are applied.
     pub kernel_count: u32,
     /// `MODE_RESPONSES`, `MODE_EDGE` or `MODE_THRESHOLD`.
     pub mode: u32,
-    /// The threshold for `MODE_THRESHOLD`.
-    pub threshold: u32,
     /// Non-zero when responses are written after a combined image.
     pub write_responses: u32,
     /// Bit k set: kernel k has whole-number weights and is summed exactly in `i32`.
@@ -153,6 +166,9 @@ pub struct Conv3x3Params {
     pub _padding: [u32; 1],
     /// Kernel k's tap t (row-major) is `weights[k * 3 + t / 4][t % 4]`.
     pub weights: [[f32; 4]; 3 * MAX_KERNELS],
+    /// The same taps as `i32` for the integer kernels (zero for the others), so that the
+    /// shader converts none per pixel.
+    pub integer_weights: [[i32; 4]; 3 * MAX_KERNELS],
 }
 
 impl Conv3x3Params {
@@ -164,10 +180,14 @@ impl Conv3x3Params {
             _ => (source.width, source.height),
         };
         let mut weights = [[0f32; 4]; 3 * MAX_KERNELS];
+        let mut integer_weights = [[0i32; 4]; 3 * MAX_KERNELS];
         let mut integer_mask = 0;
         for (k, kernel) in operation.kernels().iter().enumerate() {
             for (tap, &w) in kernel.weights().iter().enumerate() {
                 weights[k * 3 + tap / 4][tap % 4] = w;
+                if kernel.is_integer() {
+                    integer_weights[k * 3 + tap / 4][tap % 4] = w as i32;
+                }
             }
             integer_mask |= u32::from(kernel.is_integer()) << k;
         }
@@ -186,7 +206,7 @@ impl Conv3x3Params {
             out_bytes_per_row: target.bytes_per_row,
             out_offset: target.offset,
             bytes_per_image: target.bytes_per_image,
-            words_per_row: out_width.div_ceil(4),
+            groups_per_row: out_width.div_ceil(COLUMNS_PER_INVOCATION),
             kernel_count: operation.kernels().len() as u32,
             mode,
             threshold,
@@ -205,6 +225,7 @@ impl Conv3x3Params {
             },
             _padding: [0; 1],
             weights,
+            integer_weights,
         }
     }
 
@@ -236,9 +257,10 @@ impl Conv3x3Params {
         }
     }
 
-    /// Invocations the shader needs: one per four output pixels of `rows_per_invocation` rows.
+    /// Invocations the shader needs: one per [`COLUMNS_PER_INVOCATION`] output pixels of
+    /// `rows_per_invocation` rows.
     pub fn invocations(&self) -> u32 {
-        self.words_per_row * self.out_height.div_ceil(self.rows_per_invocation)
+        self.groups_per_row * self.out_height.div_ceil(self.rows_per_invocation)
     }
 
     /// Bytes of the bound input range the shader reads: up to the last pixel of the last row,

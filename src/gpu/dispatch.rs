@@ -4,9 +4,9 @@
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::params::Conv3x3Params;
+use crate::params::{Conv3x3Params, VECTOR_BYTES};
 
-use super::pipeline::{Conv3x3Pipeline, WORKGROUP_SIZE};
+use super::pipeline::{Conv3x3Pipeline, Variant, WORKGROUP_SIZE};
 use super::resources::Binding;
 
 /// One filtering pass over fixed resources, ready to record: built by
@@ -17,6 +17,7 @@ pub struct FilterPass {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
+    variant: Variant,
 }
 
 impl FilterPass {
@@ -34,11 +35,18 @@ impl FilterPass {
             contents: bytemuck::bytes_of(params),
             usage: wgpu::BufferUsages::UNIFORM,
         });
+        let variant = Variant::of(params, source.size());
         Ok(Self {
-            pipeline: pipeline.pipeline.clone(),
+            pipeline: pipeline.get(device, &variant),
             bind_group: bind_group(device, pipeline, &uniform, source, target),
             grid,
+            variant,
         })
+    }
+
+    /// The shape this pass's pipeline was compiled for.
+    pub fn variant(&self) -> &Variant {
+        &self.variant
     }
 
     /// Records the pass into `encoder`. Nothing is submitted, polled or read back: the caller
@@ -76,12 +84,12 @@ pub(crate) fn dispatch_grid(limits: &wgpu::Limits, params: &Conv3x3Params) -> Re
 
 /// The bind group of one pass: `uniform` holds its [`Conv3x3Params`]; every binding the source
 /// and target leave unused gets the pipeline's placeholder.
-pub(crate) fn bind_group(
+pub(crate) fn bind_group<'a>(
     device: &wgpu::Device,
-    pipeline: &Conv3x3Pipeline,
+    pipeline: &'a Conv3x3Pipeline,
     uniform: &wgpu::Buffer,
-    source: &Binding,
-    target: &Binding,
+    source: &'a Binding,
+    target: &'a Binding,
 ) -> wgpu::BindGroup {
     let buffer_binding = |buffer, offset, size| {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -90,64 +98,67 @@ pub(crate) fn bind_group(
             size: wgpu::BufferSize::new(size),
         })
     };
-    let (input, input_texture) = match source {
+    // The same range again as `vec4<u32>`s: whole 16-byte groups only (the shader reads and
+    // writes that view only where `Variant::of` found them inside the range), or the
+    // placeholder when not even one fits.
+    let vector_binding = |buffer, offset, size: u64, placeholder: &'a wgpu::Buffer| {
+        let groups = size / u64::from(VECTOR_BYTES) * u64::from(VECTOR_BYTES);
+        if groups == 0 {
+            placeholder.as_entire_binding()
+        } else {
+            buffer_binding(buffer, offset, groups)
+        }
+    };
+    let (input, input4, input_texture) = match source {
         Binding::Buffer {
             buffer,
             offset,
             size,
         } => (
             buffer_binding(buffer, *offset, *size),
+            vector_binding(buffer, *offset, *size, &pipeline.placeholder_input),
             &pipeline.placeholder_texture,
         ),
-        Binding::Texture(view) => (pipeline.placeholder_input.as_entire_binding(), view),
+        Binding::Texture(view) => (
+            pipeline.placeholder_input.as_entire_binding(),
+            pipeline.placeholder_input.as_entire_binding(),
+            view,
+        ),
     };
-    let (output, rgba8, r32uint) = match target {
+    let (output, output4, rgba8, r32uint) = match target {
         Binding::Buffer {
             buffer,
             offset,
             size,
         } => (
             buffer_binding(buffer, *offset, *size),
+            vector_binding(buffer, *offset, *size, &pipeline.placeholder_output),
             &pipeline.placeholder_rgba8,
             &pipeline.placeholder_r32uint,
         ),
         Binding::Texture(view) => {
             let output = pipeline.placeholder_output.as_entire_binding();
+            let output4 = pipeline.placeholder_output.as_entire_binding();
             if view.texture().format() == wgpu::TextureFormat::R32Uint {
-                (output, &pipeline.placeholder_rgba8, view)
+                (output, output4, &pipeline.placeholder_rgba8, view)
             } else {
-                (output, view, &pipeline.placeholder_r32uint)
+                (output, output4, view, &pipeline.placeholder_r32uint)
             }
         }
     };
+    let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
     device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("gpuconv::conv3x3::bind_group"),
         layout: &pipeline.bind_group_layout,
         entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: input,
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: output,
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: wgpu::BindingResource::TextureView(input_texture),
-            },
-            wgpu::BindGroupEntry {
-                binding: 4,
-                resource: wgpu::BindingResource::TextureView(rgba8),
-            },
-            wgpu::BindGroupEntry {
-                binding: 5,
-                resource: wgpu::BindingResource::TextureView(r32uint),
-            },
+            entry(0, uniform.as_entire_binding()),
+            entry(1, input),
+            entry(2, output),
+            entry(3, wgpu::BindingResource::TextureView(input_texture)),
+            entry(4, wgpu::BindingResource::TextureView(rgba8)),
+            entry(5, wgpu::BindingResource::TextureView(r32uint)),
+            entry(6, input4),
+            entry(7, output4),
         ],
     })
 }

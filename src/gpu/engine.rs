@@ -91,7 +91,7 @@ impl GpuEngine {
     /// An engine on the caller's device and queue, without blocking.
     ///
     /// gpuconv needs what every WebGPU device has by default
-    /// (`wgpu::Limits::downlevel_defaults()` is enough): compute shaders, 2 storage buffers and
+    /// (`wgpu::Limits::downlevel_defaults()` is enough): compute shaders, 4 storage buffers and
     /// 2 storage textures per shader stage, workgroups of 64 invocations. It uses
     /// `Features::TIMESTAMP_QUERY` for [`run_timed`](Self::run_timed)'s kernel time only when the
     /// device was created with it. Larger `max_storage_buffer_binding_size` and `max_buffer_size`
@@ -102,7 +102,7 @@ impl GpuEngine {
             (
                 "max_storage_buffers_per_shader_stage",
                 limits.max_storage_buffers_per_shader_stage,
-                2,
+                4,
             ),
             (
                 "max_storage_textures_per_shader_stage",
@@ -292,6 +292,14 @@ impl GpuEngine {
     /// Output rows each shader invocation computes.
     pub fn rows_per_invocation(&self) -> u32 {
         self.core.rows_per_invocation
+    }
+
+    /// How many specialized pipelines this engine has compiled: one per shape of pass (kernel
+    /// count, integer or fractional kernels, combination, border, source and target and their
+    /// alignment, rows per invocation) run or prepared so far. None are compiled before the
+    /// first pass needs one, so opening an engine costs the same however many shapes exist.
+    pub fn compiled_pipelines(&self) -> usize {
+        self.core.pipeline.compiled()
     }
 
     /// The cap [`set_max_strip_rows`](Self::set_max_strip_rows) set, if any.

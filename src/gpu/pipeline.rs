@@ -1,27 +1,128 @@
-//! The compute pipeline and its placeholder resources, built once per device.
+//! The shader module, its bind group layout and placeholder resources, built once per device;
+//! and the pipelines specialized per [`Variant`], compiled from that module when first needed
+//! and kept.
 
+use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::sync::Mutex;
 
-use crate::params::Conv3x3Params;
+use crate::params::{
+    BORDER_VALID, Conv3x3Params, MODE_RESPONSES, SOURCE_BUFFER, TARGET_BUFFER, VECTOR_BYTES,
+};
 
 /// The WGSL source of the 3×3 convolution shader.
 pub const CONV3X3_WGSL: &str = include_str!("../../shaders/conv3x3.wgsl");
 
-/// `WORKGROUP_SIZE` in the shader: invocations per workgroup, four output pixels each.
+/// `WORKGROUP_SIZE` in the shader: invocations per workgroup.
 pub const WORKGROUP_SIZE: u32 = 64;
 
-/// The shader's bind group layout and pipeline, and the placeholders bound where a pass has no
-/// resource of that kind (a texture source leaves the input buffer unused, and so on).
+/// The shape of one pass, compiled into its own pipeline through the shader's overridable
+/// constants: everything the shader would otherwise decide per pixel at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// `KERNEL_COUNT`: 1 to 8.
+    pub kernel_count: u32,
+    /// `INTEGER_MASK`: bit k set when kernel k is summed in integers.
+    pub integer_mask: u32,
+    /// `MODE`: one of the `MODE_*` constants.
+    pub mode: u32,
+    /// `WRITE_RESPONSES`.
+    pub write_responses: bool,
+    /// `BORDER`: one of the `BORDER_*` constants.
+    pub border: u32,
+    /// `SOURCE_KIND`: one of the `SOURCE_*` constants.
+    pub source_kind: u32,
+    /// `SOURCE_ALIGN`: 16, 4 or 1.
+    pub source_align: u32,
+    /// `TARGET_KIND`: one of the `TARGET_*` constants.
+    pub target_kind: u32,
+    /// `TARGET_ALIGN`: 16 or 4.
+    pub target_align: u32,
+    /// `ROWS`: output rows per invocation.
+    pub rows: u32,
+}
+
+impl Variant {
+    /// The variant for `params`, whose buffer source (if any) is bound over `source_bytes`
+    /// bytes: the widest loads and stores the layouts allow, and nothing that cannot change the
+    /// code (a target's alignment when it is a texture, say) left to tell two variants apart.
+    pub fn of(params: &Conv3x3Params, source_bytes: u64) -> Self {
+        let buffer_source = params.source_kind == SOURCE_BUFFER;
+        // Windows past the edges, and textures, are read pixel by pixel whatever the alignment.
+        let source_align = if !buffer_source || params.border != BORDER_VALID {
+            1
+        } else {
+            let aligned = |to: u32| params.in_offset % to == 0 && params.in_bytes_per_row % to == 0;
+            // A 16-byte read of the last row's last group must stay inside the bound range.
+            let last_group_end = u64::from(params.in_offset)
+                + u64::from(params.in_bytes_per_row) * u64::from(params.in_height - 1)
+                + u64::from(params.in_width.next_multiple_of(VECTOR_BYTES));
+            if aligned(VECTOR_BYTES) && last_group_end <= source_bytes {
+                VECTOR_BYTES
+            } else if aligned(4) {
+                4
+            } else {
+                1
+            }
+        };
+        let images = params.output_count();
+        let target_align = if params.target_kind == TARGET_BUFFER
+            && params.out_offset % VECTOR_BYTES == 0
+            && params.out_bytes_per_row % VECTOR_BYTES == 0
+            && (images == 1 || params.bytes_per_image % VECTOR_BYTES == 0)
+        {
+            VECTOR_BYTES
+        } else {
+            4
+        };
+        Self {
+            kernel_count: params.kernel_count,
+            integer_mask: params.integer_mask & ((1 << params.kernel_count) - 1),
+            mode: params.mode,
+            write_responses: params.mode != MODE_RESPONSES && params.write_responses != 0,
+            border: params.border,
+            source_kind: params.source_kind,
+            source_align,
+            target_kind: params.target_kind,
+            target_align,
+            rows: params.rows_per_invocation,
+        }
+    }
+
+    /// The shader's overridable constants for this variant, by name.
+    pub fn constants(&self) -> [(&'static str, f64); 10] {
+        [
+            ("KERNEL_COUNT", f64::from(self.kernel_count)),
+            ("INTEGER_MASK", f64::from(self.integer_mask)),
+            ("MODE", f64::from(self.mode)),
+            ("WRITE_RESPONSES", f64::from(u8::from(self.write_responses))),
+            ("BORDER", f64::from(self.border)),
+            ("SOURCE_KIND", f64::from(self.source_kind)),
+            ("SOURCE_ALIGN", f64::from(self.source_align)),
+            ("TARGET_KIND", f64::from(self.target_kind)),
+            ("TARGET_ALIGN", f64::from(self.target_align)),
+            ("ROWS", f64::from(self.rows)),
+        ]
+    }
+}
+
+/// The shader module, its bind group layout, the pipelines compiled from it so far, and the
+/// placeholders bound where a pass has no resource of that kind (a texture source leaves the
+/// input buffer unused, and so on).
 #[derive(Debug)]
 pub struct Conv3x3Pipeline {
-    /// Layout of `@group(0)`: params, input buffer, output buffer, input texture, and the two
-    /// storage texture arrays.
+    /// Layout of `@group(0)`: params, input buffer, output buffer, input texture, the two
+    /// storage texture arrays, and the input and output buffers again as `vec4<u32>` arrays.
     pub bind_group_layout: wgpu::BindGroupLayout,
-    /// The `main` entry point.
-    pub pipeline: wgpu::ComputePipeline,
-    /// Bound as `input` when the source is a texture.
+    layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+    /// The driver's own cache of compiled pipelines, where the device has one (Vulkan).
+    cache: Option<wgpu::PipelineCache>,
+    /// Compiled when first asked for, then shared by every pass of that shape.
+    pipelines: Mutex<HashMap<Variant, wgpu::ComputePipeline>>,
+    /// Bound as `input` and `input4` when the source is a texture.
     pub placeholder_input: wgpu::Buffer,
-    /// Bound as `output` when the target is a texture.
+    /// Bound as `output` and `output4` when the target is a texture.
     pub placeholder_output: wgpu::Buffer,
     /// Bound as `input_texture` when the source is a buffer.
     pub placeholder_texture: wgpu::TextureView,
@@ -32,20 +133,33 @@ pub struct Conv3x3Pipeline {
 }
 
 impl Conv3x3Pipeline {
-    /// Compiles the shader and builds the pipeline on `device`.
+    /// Compiles the shader module and builds the layouts on `device`; no pipeline yet, so that
+    /// start-up pays for none it does not use.
     pub fn new(device: &wgpu::Device) -> Self {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("gpuconv::conv3x3::shader"),
-            source: wgpu::ShaderSource::Wgsl(CONV3X3_WGSL.into()),
-        });
+        // SAFETY: bounds checks stay on (a pass never reads or writes outside its bindings);
+        // only the guard Naga adds against infinite loops is left out, because it hides the
+        // shader's short loops (at most 8 kernels, 8 rows, 4 pixels) from the driver's
+        // unrolling, and every loop in this shader has a bound it reaches.
+        let module = unsafe {
+            device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some("gpuconv::conv3x3::shader"),
+                    source: wgpu::ShaderSource::Wgsl(CONV3X3_WGSL.into()),
+                },
+                wgpu::ShaderRuntimeChecks {
+                    force_loop_bounding: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                },
+            )
+        };
         let compute = wgpu::ShaderStages::COMPUTE;
-        let storage_buffer = |binding, read_only| wgpu::BindGroupLayoutEntry {
+        let storage_buffer = |binding, read_only, min_size| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: compute,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage { read_only },
                 has_dynamic_offset: false,
-                min_binding_size: NonZeroU64::new(4),
+                min_binding_size: NonZeroU64::new(min_size),
             },
             count: None,
         };
@@ -72,8 +186,8 @@ impl Conv3x3Pipeline {
                     },
                     count: None,
                 },
-                storage_buffer(1, true),
-                storage_buffer(2, false),
+                storage_buffer(1, true, 4),
+                storage_buffer(2, false, 4),
                 wgpu::BindGroupLayoutEntry {
                     binding: 3,
                     visibility: compute,
@@ -86,6 +200,8 @@ impl Conv3x3Pipeline {
                 },
                 storage_texture(4, wgpu::TextureFormat::Rgba8Unorm),
                 storage_texture(5, wgpu::TextureFormat::R32Uint),
+                storage_buffer(6, true, u64::from(VECTOR_BYTES)),
+                storage_buffer(7, false, u64::from(VECTOR_BYTES)),
             ],
         });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -93,19 +209,24 @@ impl Conv3x3Pipeline {
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("gpuconv::conv3x3::pipeline"),
-            layout: Some(&layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let cache = device
+            .features()
+            .contains(wgpu::Features::PIPELINE_CACHE)
+            .then(|| {
+                // SAFETY: no data is passed in, so there is nothing to validate.
+                unsafe {
+                    device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                        label: Some("gpuconv::conv3x3::pipeline_cache"),
+                        data: None,
+                        fallback: true,
+                    })
+                }
+            });
 
         let buffer = |label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size: 4,
+                size: u64::from(VECTOR_BYTES),
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             })
@@ -134,7 +255,10 @@ impl Conv3x3Pipeline {
         use wgpu::{TextureFormat as F, TextureUsages as U, TextureViewDimension as D};
         Self {
             bind_group_layout,
-            pipeline,
+            layout,
+            module,
+            cache,
+            pipelines: Mutex::default(),
             placeholder_input: buffer("gpuconv::conv3x3::placeholder_input"),
             placeholder_output: buffer("gpuconv::conv3x3::placeholder_output"),
             placeholder_texture: texture(
@@ -156,5 +280,40 @@ impl Conv3x3Pipeline {
                 D::D2Array,
             ),
         }
+    }
+}
+
+impl Conv3x3Pipeline {
+    /// The pipeline for `variant`, compiled on first use. Compilation errors are validation
+    /// errors on the device, for the caller's error scope to catch.
+    pub fn get(&self, device: &wgpu::Device, variant: &Variant) -> wgpu::ComputePipeline {
+        let mut pipelines = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pipelines
+            .entry(*variant)
+            .or_insert_with(|| {
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("gpuconv::conv3x3::pipeline"),
+                    layout: Some(&self.layout),
+                    module: &self.module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &variant.constants(),
+                        ..Default::default()
+                    },
+                    cache: self.cache.as_ref(),
+                })
+            })
+            .clone()
+    }
+
+    /// How many pipelines have been compiled so far.
+    pub fn compiled(&self) -> usize {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 }

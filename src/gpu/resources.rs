@@ -68,6 +68,16 @@ pub(crate) enum Binding {
     Texture(wgpu::TextureView),
 }
 
+impl Binding {
+    /// Bytes of the bound buffer range; 0 for a texture.
+    pub fn size(&self) -> u64 {
+        match self {
+            Binding::Buffer { size, .. } => *size,
+            Binding::Texture(_) => 0,
+        }
+    }
+}
+
 fn invalid(what: &'static str, problem: impl Into<String>) -> Error {
     Error::InvalidResource {
         what,

@@ -14,11 +14,12 @@ use image::GrayImage;
 
 use crate::error::{Error, Result};
 use crate::operation::{FilterOutput, Operation, output_planes, output_size};
-use crate::params::{Conv3x3Params, SourceLayout, TargetLayout};
+use crate::params::{Conv3x3Params, SourceLayout, TargetLayout, VECTOR_BYTES};
 use crate::timings::{Timings, add};
 
 use super::dispatch::{bind_group, dispatch_grid, record};
 use super::engine::GpuCore;
+use super::pipeline::Variant;
 use super::resources::Binding;
 use super::timer::PassTimer;
 use super::transfers::{Waiter, read_mapped, unpack_rows_into, write_mapped, write_rows};
@@ -63,8 +64,8 @@ impl StripPlan {
         let (out_width, out_height) = output_size(width, height)?;
         let params = Conv3x3Params::new(
             operation,
-            SourceLayout::word_aligned_rows(width, rows + 2),
-            TargetLayout::word_aligned_rows(out_width, rows),
+            SourceLayout::vector_aligned_rows(width, rows + 2),
+            TargetLayout::vector_aligned_rows(out_width, rows),
         )
         .with_rows_per_invocation(rows_per_invocation);
         Ok(Self {
@@ -164,6 +165,19 @@ impl Strips {
             self.waiter = Some(Waiter::new(&gpu.device)?);
         }
 
+        // Every slot's input buffer holds at least the plan's input in whole 16-byte groups.
+        let source_bytes = plan
+            .params
+            .input_bytes()
+            .next_multiple_of(u64::from(VECTOR_BYTES));
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = gpu
+            .pipeline
+            .get(&gpu.device, &Variant::of(&plan.params, source_bytes));
+        if let Some(error) = scope.pop().await {
+            return Err(Error::Gpu(error.to_string()));
+        }
+
         let mut timings = Timings::default();
         let mut in_flight = VecDeque::with_capacity(slots);
         for index in 0..plan.count() {
@@ -178,7 +192,16 @@ impl Strips {
                 &image.as_raw()[row_start(first_row)..row_start(first_row + params.out_height + 2)];
             let start = timed.then(Instant::now);
             let strip = self
-                .submit(gpu, index % slots, pixels, &plan, params, first_row, timed)
+                .submit(
+                    gpu,
+                    &pipeline,
+                    index % slots,
+                    pixels,
+                    &plan,
+                    params,
+                    first_row,
+                    timed,
+                )
                 .await?;
             add(&mut timings.upload, start.map(|s| s.elapsed()));
             in_flight.push_back(strip);
@@ -229,6 +252,7 @@ impl Strips {
     async fn submit(
         &mut self,
         gpu: &GpuCore,
+        pipeline: &wgpu::ComputePipeline,
         slot: usize,
         pixels: &[u8],
         plan: &StripPlan,
@@ -284,7 +308,7 @@ impl Strips {
         encoder.copy_buffer_to_buffer(&buffers.upload, 0, &buffers.input, 0, input_bytes);
         record(
             &mut encoder,
-            &gpu.pipeline.pipeline,
+            pipeline,
             bind_group,
             grid,
             timer.map(PassTimer::writes),
@@ -447,9 +471,9 @@ struct StripBuffers {
     /// and copied into `input` at the start of each submission. Reused, so its pages are
     /// already the process's when the next strip is written.
     upload: wgpu::Buffer,
-    /// Input pixels, rows starting on words.
+    /// Input pixels, rows starting on 16-byte boundaries.
     input: wgpu::Buffer,
-    /// Output images, rows word-aligned.
+    /// Output images, rows starting on 16-byte boundaries.
     output: wgpu::Buffer,
     /// Where output images are copied to be mapped and read.
     staging: wgpu::Buffer,
@@ -457,8 +481,10 @@ struct StripBuffers {
 
 impl StripBuffers {
     /// Buffers for images needing at most `input_bytes` in and `output_bytes` out (both
-    /// multiples of 4); `upload` comes mapped.
+    /// multiples of 4); `upload` comes mapped. The input is rounded up to whole 16-byte
+    /// groups so that the shader reads every row, the last included, 16 pixels at a time.
     fn new(device: &wgpu::Device, input_bytes: u64, output_bytes: u64) -> Self {
+        let input_bytes = input_bytes.next_multiple_of(u64::from(VECTOR_BYTES));
         let buffer = |label, size, usage, mapped_at_creation| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -508,8 +534,8 @@ impl StripBuffers {
 /// Bytes of one input row and one output row in the engine's own buffers, from the layouts
 /// strips are uploaded and read back with.
 fn row_bytes(width: u32) -> (u64, u64) {
-    let input = SourceLayout::word_aligned_rows(width, 1).bytes_per_row;
-    let output = TargetLayout::word_aligned_rows(width - 2, 1).bytes_per_row;
+    let input = SourceLayout::vector_aligned_rows(width, 1).bytes_per_row;
+    let output = TargetLayout::vector_aligned_rows(width - 2, 1).bytes_per_row;
     (u64::from(input), u64::from(output))
 }
 
@@ -587,7 +613,8 @@ mod tests {
         );
         assert_eq!(
             strip_rows(3000, 100_000, 1, 1 << 20),
-            Some((1 << 20) / 3000 - 2)
+            // Input rows are padded to 16 bytes: 3008.
+            Some((1 << 20) / 3008 - 2)
         );
         assert_eq!(strip_rows(30_000, 1, 1, 1 << 16), None);
     }
