@@ -1,7 +1,8 @@
 //! The GPU backend: wgpu compute with the shader in `shaders/conv3x3.wgsl`.
 //!
 //! Split by concern: [`device`] finds an adapter and opens a device; `engine.rs` is
-//! [`GpuEngine`], built once on it; `pipeline.rs` compiles the shader once per device;
+//! [`GpuEngine`], built once on it; `pipeline.rs` compiles the shader module once per device
+//! and a pipeline per [`Variant`] (the shape of a pass) when first needed;
 //! `resources.rs` checks the caller's buffers and textures; `dispatch.rs` builds bind groups and
 //! records passes; `strips.rs` schedules an image from the CPU through the engine's own buffers
 //! in strips; `transfers.rs` moves pixels in and out of mapped buffers; `timer.rs` reads the
@@ -33,8 +34,9 @@ mod strips;
 mod timer;
 mod transfers;
 
-pub use crate::params::MAX_ROWS_PER_INVOCATION;
+pub use crate::params::{COLUMNS_PER_INVOCATION, MAX_ROWS_PER_INVOCATION, VECTOR_BYTES};
 pub use dispatch::FilterPass;
 pub use engine::{DEFAULT_ROWS_PER_INVOCATION, GpuEngine};
+pub use pipeline::Variant;
 pub use resources::{GpuSource, GpuTarget};
 pub use strips::{STRIP_BYTES, STRIPS_IN_FLIGHT};
