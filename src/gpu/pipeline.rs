@@ -52,7 +52,9 @@ impl Variant {
         let source_align = if !buffer_source || params.border != BORDER_VALID {
             1
         } else {
-            let aligned = |to: u32| params.in_offset % to == 0 && params.in_bytes_per_row % to == 0;
+            let aligned = |to: u32| {
+                params.in_offset.is_multiple_of(to) && params.in_bytes_per_row.is_multiple_of(to)
+            };
             // A 16-byte read of the last row's last group must stay inside the bound range.
             let last_group_end = u64::from(params.in_offset)
                 + u64::from(params.in_bytes_per_row) * u64::from(params.in_height - 1)
@@ -67,9 +69,9 @@ impl Variant {
         };
         let images = params.output_count();
         let target_align = if params.target_kind == TARGET_BUFFER
-            && params.out_offset % VECTOR_BYTES == 0
-            && params.out_bytes_per_row % VECTOR_BYTES == 0
-            && (images == 1 || params.bytes_per_image % VECTOR_BYTES == 0)
+            && params.out_offset.is_multiple_of(VECTOR_BYTES)
+            && params.out_bytes_per_row.is_multiple_of(VECTOR_BYTES)
+            && (images == 1 || params.bytes_per_image.is_multiple_of(VECTOR_BYTES))
         {
             VECTOR_BYTES
         } else {
