@@ -74,30 +74,28 @@ fn pair_feasible(i: usize, a: usize, j: usize, b: usize) -> bool {
 }
 
 fn pairs(case: &Case) -> Vec<(usize, usize, usize, usize)> {
-    let mut pairs = Vec::new();
-    for i in 0..AXES.len() {
-        for j in i + 1..AXES.len() {
-            pairs.push((i, case[i], j, case[j]));
-        }
-    }
-    pairs
+    (0..case.len())
+        .flat_map(|i| (i + 1..case.len()).map(move |j| (i, case[i], j, case[j])))
+        .collect()
+}
+
+/// Every pair of values on two axes that some feasible case has, as `(axis, value, axis, value)`.
+fn feasible_pairs() -> HashSet<(usize, usize, usize, usize)> {
+    let axes = AXES.iter().enumerate();
+    axes.clone()
+        .flat_map(|(i, &values_i)| {
+            axes.clone().skip(i + 1).flat_map(move |(j, &values_j)| {
+                (0..values_i).flat_map(move |a| (0..values_j).map(move |b| (i, a, j, b)))
+            })
+        })
+        .filter(|&(i, a, j, b)| pair_feasible(i, a, j, b))
+        .collect()
 }
 
 /// A pairwise covering set of feasible cases: each step takes, of a few hundred random
 /// feasible candidates, the one covering the most pairs not yet covered.
 fn covering_cases() -> Vec<Case> {
-    let mut uncovered = HashSet::new();
-    for i in 0..AXES.len() {
-        for j in i + 1..AXES.len() {
-            for a in 0..AXES[i] {
-                for b in 0..AXES[j] {
-                    if pair_feasible(i, a, j, b) {
-                        uncovered.insert((i, a, j, b));
-                    }
-                }
-            }
-        }
-    }
+    let mut uncovered = feasible_pairs();
     let mut state = 0x5eed_u64;
     let mut next = move |n: usize| {
         state ^= state << 13;
@@ -445,16 +443,8 @@ fn the_covering_set_covers_every_feasible_pair() {
     let cases = covering_cases();
     assert!(cases.iter().all(feasible));
     let covered: HashSet<_> = cases.iter().flat_map(pairs).collect();
-    for i in 0..AXES.len() {
-        for j in i + 1..AXES.len() {
-            for a in 0..AXES[i] {
-                for b in 0..AXES[j] {
-                    if pair_feasible(i, a, j, b) {
-                        assert!(covered.contains(&(i, a, j, b)), "pair {i}={a}, {j}={b}");
-                    }
-                }
-            }
-        }
+    for (i, a, j, b) in feasible_pairs() {
+        assert!(covered.contains(&(i, a, j, b)), "pair {i}={a}, {j}={b}");
     }
     // Every value of every axis, and the 8 × 8 pairs of kernel count and rows at least.
     assert!(cases.len() >= KERNEL_COUNTS * ROWS);
