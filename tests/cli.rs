@@ -773,13 +773,31 @@ fn bench_times_each_stage_and_checks_the_backends_agree() {
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(scratch.path("bench.json")).unwrap()).unwrap();
     let backends = if backend == "both" { 2 } else { 1 };
-    assert_eq!(rows.len(), 2 * 2 * backends, "sizes × ops × backends");
-    for row in &rows {
+    let (host, resident): (Vec<_>, Vec<_>) = rows.iter().partition(|row| row["path"] == "host");
+    assert_eq!(host.len(), 2 * 2 * backends, "sizes × ops × backends");
+    for row in &host {
         assert_eq!(row["check"], "ok", "{row}");
         assert!(row["compute_ms"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["mpx_per_s"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["total_ms"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["copy_gb_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    // On the GPU, each size and operation also runs over buffers and textures already on the
+    // device, read back and checked: buffer→buffer, RGBA and sRGB textures in, storage
+    // textures out.
+    let paths = if backend == "both" { 5 } else { 0 };
+    assert_eq!(
+        resident.len(),
+        2 * 2 * paths,
+        "sizes × ops × resident paths"
+    );
+    for row in &resident {
+        assert_eq!(row["check"], "ok", "{row}");
+        // Lavapipe's timestamps may be equal: the kernel time must be there, not positive.
+        let kernel_ms = row["kernel_ms"].as_f64().unwrap();
+        if kernel_ms > 0.0 {
+            assert!(row["vs_cpu"].as_f64().unwrap() > 0.0, "{row}");
+        }
     }
 }
 

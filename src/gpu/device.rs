@@ -83,9 +83,14 @@ fn backend_detail() -> String {
 }
 
 /// Opens a device on `adapter` with everything gpuconv can use: the adapter's own limits (so
-/// large images fit) and `TIMESTAMP_QUERY` when the adapter has it (for kernel timings).
+/// large images fit), `TIMESTAMP_QUERY` and `TIMESTAMP_QUERY_INSIDE_ENCODERS` when the adapter
+/// has them (for kernel timings and the [`yardstick`](super::yardstick)'s copies), and
+/// `PIPELINE_CACHE` when it has one (Vulkan), for the engine's specialized pipelines.
 pub async fn request_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
-    let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+    let required_features = adapter.features()
+        & (wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::PIPELINE_CACHE);
     adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("gpuconv::device"),

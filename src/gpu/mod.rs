@@ -6,7 +6,8 @@
 //! `resources.rs` checks the caller's buffers and textures; `dispatch.rs` builds bind groups and
 //! records passes; `strips.rs` schedules an image from the CPU through the engine's own buffers
 //! in strips; `transfers.rs` moves pixels in and out of mapped buffers; `timer.rs` reads the
-//! kernel's timestamps.
+//! kernel's timestamps; [`yardstick`] times a copy kernel, `copy_buffer_to_buffer` and passes
+//! over resources already on the device, to measure the kernel against.
 //!
 //! Embedding in an app that already has a device:
 //!
@@ -33,6 +34,7 @@ mod resources;
 mod strips;
 mod timer;
 mod transfers;
+pub mod yardstick;
 
 pub use crate::params::{COLUMNS_PER_INVOCATION, MAX_ROWS_PER_INVOCATION, VECTOR_BYTES};
 pub use dispatch::FilterPass;

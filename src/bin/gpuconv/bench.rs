@@ -4,6 +4,7 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use gpuconv::gpu::yardstick;
 use gpuconv::{CpuBackend, Engine, FilterOutput, GpuEngine, Kernel, Operation, Timings};
 use image::{GrayImage, ImageFormat};
 
@@ -16,12 +17,18 @@ struct Row {
     height: u32,
     op: String,
     backend: String,
+    /// `host` for an image from host memory and back; `resident SOURCE→TARGET` for a pass over
+    /// buffers or textures already on the GPU (kernel time only).
+    path: String,
     /// Median stage times in milliseconds (decode and encode: PNG in memory, measured once).
     stages: Vec<(&'static str, Option<f64>)>,
     mpx_per_s: Option<f64>,
     gb_per_s: Option<f64>,
-    /// The same backend's copy bandwidth on a buffer the input's size: bytes read plus written.
+    /// The same backend's copy bandwidth on a buffer the input's size: bytes read plus written
+    /// (on the GPU, the WGSL copy kernel's, from timestamps).
     copy_gb_per_s: Option<f64>,
+    /// How many times faster than the CPU backend's compute on the same image and operation.
+    vs_cpu: Option<f64>,
     /// `ok` when every output equals the CPU backend's bit for bit, else what differs.
     check: String,
     error: Option<String>,
@@ -134,7 +141,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let copy_bytes = (u64::from(width) * u64::from(height)).max(16 << 20);
         let copies: Vec<Option<f64>> = backends
             .iter()
-            .map(|(_, engine)| copy_gb_per_s(engine, copy_bytes))
+            .map(|(name, engine)| copy_gb_per_s(name, engine, copy_bytes, args.repeat))
             .collect();
         for (op, operation) in split_ops(&args.ops).into_iter().zip(&operations) {
             let outputs = operation.output_count() as u64;
@@ -186,6 +193,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             ),
                             gb_per_s: Some(bytes as f64 / busy.as_secs_f64() / 1e9),
                             copy_gb_per_s,
+                            vs_cpu: None,
+                            path: "host".to_owned(),
                             check,
                             error: None,
                         }
@@ -199,12 +208,40 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         mpx_per_s: None,
                         gb_per_s: None,
                         copy_gb_per_s,
+                        vs_cpu: None,
+                        path: "host".to_owned(),
                         check,
                         error: Some(format!("{error:#}")),
                     },
                 };
                 print_row(&row);
+                let cpu_compute = (row.backend.starts_with("cpu") && row.error.is_none())
+                    .then(|| row.stages.iter().find(|(name, _)| *name == "compute"))
+                    .flatten()
+                    .and_then(|(_, ms)| *ms);
                 rows.push(row);
+                if let Some(gpu) = engine.gpu() {
+                    let cpu_ms = cpu_compute.or(rows
+                        .iter()
+                        .rev()
+                        .find(|r| r.backend.starts_with("cpu") && r.op == op && r.width == width)
+                        .and_then(|r| r.stages.iter().find(|(n, _)| *n == "compute"))
+                        .and_then(|(_, ms)| *ms));
+                    for row in resident_rows(
+                        gpu,
+                        name,
+                        &image,
+                        operation,
+                        &op,
+                        &expected,
+                        args.repeat,
+                        copy_gb_per_s,
+                        cpu_ms,
+                    ) {
+                        print_row(&row);
+                        rows.push(row);
+                    }
+                }
             }
         }
     }
@@ -425,11 +462,53 @@ fn measure(
 }
 
 /// The backend's copy bandwidth in GB/s (bytes read plus bytes written), on a buffer of `bytes`
-/// (`None` when it could not be measured):
-/// a GPU-to-GPU buffer copy on the GPU, a copy between two vectors on all threads on the CPU.
-fn copy_gb_per_s(engine: &Engine, bytes: u64) -> Option<f64> {
+/// (`None` when it could not be measured): on the GPU the WGSL copy kernel's, from timestamps
+/// (the wall clock's when the device has none); on the CPU a copy between two vectors on all
+/// threads. On the GPU it also prints the three copy figures beside the card's rated bandwidth.
+fn copy_gb_per_s(name: &str, engine: &Engine, bytes: u64, repeat: u32) -> Option<f64> {
+    let gb_per_s = |time: Duration, bytes: u64| {
+        let gb = 2.0 * bytes as f64 / time.as_secs_f64() / 1e9;
+        gb.is_finite().then_some(gb)
+    };
+    let repeat = repeat.max(3);
     let time = match engine.gpu() {
-        Some(gpu) => time_device_copy(gpu, bytes)?,
+        Some(gpu) => {
+            let kernel = yardstick::copy_kernel(gpu, bytes, repeat);
+            let buffer = yardstick::copy_buffer(gpu, bytes, repeat);
+            let wall = time_device_copy(gpu, bytes);
+            let show =
+                |figure: Option<f64>| figure.map_or("-".to_owned(), |g| format!("{g:.0} GB/s"));
+            let kernel_gb = kernel
+                .as_ref()
+                .ok()
+                .copied()
+                .flatten()
+                .and_then(|t| gb_per_s(t, bytes & !15));
+            let buffer_gb = buffer
+                .as_ref()
+                .ok()
+                .copied()
+                .flatten()
+                .and_then(|t| gb_per_s(t, bytes & !3));
+            let wall_gb = wall.and_then(|t| gb_per_s(t, bytes & !3));
+            let rated = rated_bandwidth(&gpu.adapter_info().name)
+                .map_or("not in gpuconv's table".to_owned(), |tb| {
+                    format!("{tb} TB/s")
+                });
+            println!(
+                "# {name}: memory rated {rated}; copying {} MiB, read + written: copy kernel {}, \
+                 copy_buffer_to_buffer {} (timestamps), {} (wall clock){}",
+                bytes >> 20,
+                show(kernel_gb),
+                show(buffer_gb),
+                show(wall_gb),
+                match (&kernel, &buffer) {
+                    (Err(e), _) | (_, Err(e)) => format!("; failed: {e}"),
+                    _ => String::new(),
+                }
+            );
+            return kernel_gb.or(wall_gb);
+        }
         None => {
             use rayon::prelude::*;
             let source = vec![1u8; bytes as usize];
@@ -451,8 +530,374 @@ fn copy_gb_per_s(engine: &Engine, bytes: u64) -> Option<f64> {
             times[times.len() / 2]
         }
     };
-    let gb_per_s = 2.0 * (bytes & !3) as f64 / time.as_secs_f64() / 1e9;
-    gb_per_s.is_finite().then_some(gb_per_s)
+    gb_per_s(time, bytes)
+}
+
+/// The memory bandwidth a card's maker rates it at, in TB/s, for the cards gpuconv has been
+/// measured on or is likely to meet; `None` for others.
+fn rated_bandwidth(adapter: &str) -> Option<f64> {
+    let name = adapter.to_lowercase();
+    [
+        ("h200", 4.8),
+        ("h100 nvl", 3.9),
+        ("h100 pcie", 2.0),
+        ("h100", 3.35),
+        ("a100-sxm4-80gb", 2.04),
+        ("a100", 1.56),
+        ("l40s", 0.864),
+        ("rtx 4090", 1.008),
+    ]
+    .into_iter()
+    .find(|(key, _)| name.contains(key))
+    .map(|(_, tb)| tb)
+}
+
+/// The stage columns, in order.
+const STAGES: [&str; 8] = [
+    "decode", "upload", "compute", "kernel", "readback", "encode", "total", "into",
+];
+
+/// Where the pixels of a resident pass live.
+#[derive(Clone, Copy)]
+enum Resident {
+    Buffer,
+    Texture(wgpu::TextureFormat),
+}
+
+impl Resident {
+    fn name(self) -> &'static str {
+        match self {
+            Resident::Buffer => "buffer",
+            Resident::Texture(wgpu::TextureFormat::Rgba8Unorm) => "rgba8",
+            Resident::Texture(wgpu::TextureFormat::Rgba8UnormSrgb) => "srgb8",
+            Resident::Texture(wgpu::TextureFormat::R32Uint) => "r32uint",
+            Resident::Texture(_) => "texture",
+        }
+    }
+
+    /// Bytes one pixel takes there.
+    fn pixel_bytes(self) -> u64 {
+        match self {
+            Resident::Buffer => 1,
+            Resident::Texture(_) => 4,
+        }
+    }
+}
+
+/// The GPU-resident paths `bench` times: buffers to buffers, RGBA and sRGB textures to buffers,
+/// buffers to storage textures.
+const RESIDENT_PATHS: [(Resident, Resident); 5] = [
+    (Resident::Buffer, Resident::Buffer),
+    (
+        Resident::Texture(wgpu::TextureFormat::Rgba8Unorm),
+        Resident::Buffer,
+    ),
+    (
+        Resident::Texture(wgpu::TextureFormat::Rgba8UnormSrgb),
+        Resident::Buffer,
+    ),
+    (
+        Resident::Buffer,
+        Resident::Texture(wgpu::TextureFormat::R32Uint),
+    ),
+    (
+        Resident::Buffer,
+        Resident::Texture(wgpu::TextureFormat::Rgba8Unorm),
+    ),
+];
+
+/// One row per resident path: the image put on the GPU once, the pass prepared once
+/// (`GpuEngine::prepare`) and timed on the GPU (`yardstick::pass`), its outputs read back and
+/// checked against `expected`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one measurement's full description"
+)]
+fn resident_rows(
+    gpu: &GpuEngine,
+    backend: &str,
+    image: &GrayImage,
+    operation: &Operation,
+    op: &str,
+    expected: &FilterOutput,
+    repeat: u32,
+    copy_gb_per_s: Option<f64>,
+    cpu_ms: Option<f64>,
+) -> Vec<Row> {
+    let (width, height) = image.dimensions();
+    RESIDENT_PATHS
+        .iter()
+        .map(|&(source, target)| {
+            let path = format!("resident {}→{}", source.name(), target.name());
+            let row = |check: String, kernel: Option<Duration>, error: Option<String>| {
+                let (ow, oh) = operation.output_size(width, height).unwrap_or((0, 0));
+                let bytes = u64::from(width) * u64::from(height) * source.pixel_bytes()
+                    + u64::from(ow)
+                        * u64::from(oh)
+                        * u64::from(operation.output_count())
+                        * target.pixel_bytes();
+                // A zero interval (a software renderer's timestamps) gives no rates.
+                let kernel = kernel.filter(|k| !k.is_zero());
+                let ms = kernel.map(|k| k.as_secs_f64() * 1e3);
+                Row {
+                    width,
+                    height,
+                    op: op.to_owned(),
+                    backend: format!("{} {path}", backend.split(" (").next().unwrap_or(backend)),
+                    path: path.clone(),
+                    // The host path's columns, only the kernel's filled.
+                    stages: STAGES
+                        .iter()
+                        .map(|&stage| (stage, if stage == "kernel" { ms } else { None }))
+                        .collect(),
+                    mpx_per_s: kernel
+                        .map(|k| f64::from(width) * f64::from(height) / k.as_secs_f64() / 1e6),
+                    gb_per_s: kernel.map(|k| bytes as f64 / k.as_secs_f64() / 1e9),
+                    copy_gb_per_s,
+                    vs_cpu: cpu_ms.zip(ms).map(|(cpu, gpu)| cpu / gpu),
+                    check,
+                    error,
+                }
+            };
+            match resident_run(gpu, image, operation, source, target, repeat) {
+                Ok((kernel, outputs)) => {
+                    let check = compare_planes(&outputs, expected);
+                    row(check, kernel, None)
+                }
+                Err(error) => row(String::new(), None, Some(format!("{path}: {error:#}"))),
+            }
+        })
+        .collect()
+}
+
+/// Puts `image` on the GPU as `source`, prepares the pass into a `target`, times it and reads
+/// the output images back.
+fn resident_run(
+    gpu: &GpuEngine,
+    image: &GrayImage,
+    operation: &Operation,
+    source: Resident,
+    target: Resident,
+    repeat: u32,
+) -> Result<(Option<Duration>, Vec<Vec<u8>>)> {
+    let device = gpu.device();
+    let (width, height) = image.dimensions();
+    let (out_width, out_height) = operation.output_size(width, height)?;
+    let images = operation.output_count();
+    let max_side = device.limits().max_texture_dimension_2d;
+    let texture = |format, w: u32, h: u32, layers, usage| -> Result<wgpu::Texture> {
+        if w.max(h) > max_side {
+            bail!("{w}x{h} is larger than the device's textures ({max_side})");
+        }
+        Ok(device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("gpuconv::bench::resident"),
+            size: wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: layers,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage,
+            view_formats: &[],
+        }))
+    };
+    let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let stride = width.next_multiple_of(gpuconv::gpu::VECTOR_BYTES);
+    let source_buffer;
+    let source_texture;
+    let gpu_source = match source {
+        Resident::Buffer => {
+            source_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpuconv::bench::source"),
+                size: u64::from(stride) * u64::from(height),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            for (y, row) in image.as_raw().chunks(width as usize).enumerate() {
+                let mut padded = row.to_vec();
+                padded.resize(stride as usize, 0);
+                gpu.queue()
+                    .write_buffer(&source_buffer, y as u64 * u64::from(stride), &padded);
+            }
+            gpuconv::GpuSource::Buffer {
+                buffer: &source_buffer,
+                offset: 0,
+                bytes_per_row: stride,
+                width,
+                height,
+            }
+        }
+        Resident::Texture(format) => {
+            source_texture = texture(
+                format,
+                width,
+                height,
+                1,
+                wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            )?;
+            // Gray in r, g and b: its luma is the gray value itself, so the expected outputs
+            // are the gray image's. Written a band of rows at a time.
+            for (band, rows) in image.as_raw().chunks(width as usize * 256).enumerate() {
+                let texels: Vec<u8> = rows.iter().flat_map(|&p| [p, p, p, 255]).collect();
+                let band_rows = (rows.len() / width as usize) as u32;
+                gpu.queue().write_texture(
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &source_texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: band as u32 * 256,
+                            z: 0,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    &texels,
+                    wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(width * 4),
+                        rows_per_image: None,
+                    },
+                    wgpu::Extent3d {
+                        width,
+                        height: band_rows,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            }
+            gpuconv::GpuSource::Texture(&source_texture)
+        }
+    };
+    let out_stride = out_width.next_multiple_of(gpuconv::gpu::VECTOR_BYTES);
+    let image_bytes = u64::from(out_stride) * u64::from(out_height);
+    let target_buffer;
+    let target_texture;
+    let gpu_target = match target {
+        Resident::Buffer => {
+            target_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpuconv::bench::target"),
+                size: image_bytes * u64::from(images),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            gpuconv::GpuTarget::Buffer {
+                buffer: &target_buffer,
+                offset: 0,
+                bytes_per_row: out_stride,
+                bytes_per_image: image_bytes,
+            }
+        }
+        Resident::Texture(format) => {
+            target_texture = texture(
+                format,
+                out_width,
+                out_height,
+                images,
+                wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC,
+            )?;
+            gpuconv::GpuTarget::Texture(&target_texture)
+        }
+    };
+    if let Some(error) = pollster::block_on(scope.pop()) {
+        bail!("allocating: {error}");
+    }
+    let pass = gpu.prepare(operation, gpu_source, gpu_target)?;
+    let kernel = yardstick::pass(gpu, &pass, repeat.max(3))?;
+    // Read back: each output image's rows, byte 0 of each texel for textures (the gray value in
+    // r, or the value in r32uint's low byte).
+    let texel_bytes = target.pixel_bytes() as u32;
+    let row_bytes = (out_width * texel_bytes).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    let readback = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("gpuconv::bench::readback"),
+        size: u64::from(row_bytes) * u64::from(out_height) * u64::from(images),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    match gpu_target {
+        gpuconv::GpuTarget::Buffer { buffer, .. } => {
+            encoder.copy_buffer_to_buffer(buffer, 0, &readback, 0, image_bytes * u64::from(images));
+        }
+        gpuconv::GpuTarget::Texture(texture) => {
+            for layer in 0..images {
+                encoder.copy_texture_to_buffer(
+                    wgpu::TexelCopyTextureInfo {
+                        texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: 0,
+                            z: layer,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &readback,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: u64::from(layer) * u64::from(row_bytes) * u64::from(out_height),
+                            bytes_per_row: Some(row_bytes),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::Extent3d {
+                        width: out_width,
+                        height: out_height,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            }
+        }
+    }
+    gpu.queue().submit([encoder.finish()]);
+    readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+    device.poll(wgpu::PollType::wait_indefinitely())?;
+    let stride = match target {
+        Resident::Buffer => out_stride,
+        Resident::Texture(_) => row_bytes,
+    } as usize;
+    let outputs = {
+        let mapped = readback.slice(..).get_mapped_range()?;
+        let plane_bytes = stride * out_height as usize;
+        (0..images as usize)
+            .map(|i| {
+                mapped[i * plane_bytes..(i + 1) * plane_bytes]
+                    .chunks(stride)
+                    .flat_map(|row| {
+                        row[..(out_width * texel_bytes) as usize]
+                            .iter()
+                            .step_by(texel_bytes as usize)
+                            .copied()
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    readback.unmap();
+    Ok((kernel, outputs))
+}
+
+/// [`compare`] for raw output planes, in [`FilterOutput`] order.
+fn compare_planes(planes: &[Vec<u8>], expected: &FilterOutput) -> String {
+    let expected: Vec<&GrayImage> = expected
+        .combined
+        .iter()
+        .chain(&expected.responses)
+        .collect();
+    if planes.len() != expected.len() {
+        return format!("{} images, expected {}", planes.len(), expected.len());
+    }
+    let differing: usize = planes
+        .iter()
+        .zip(&expected)
+        .map(|(a, e)| a.iter().zip(e.as_raw()).filter(|(p, q)| p != q).count())
+        .sum();
+    if differing == 0 {
+        "ok".to_owned()
+    } else {
+        format!("{differing} pixels differ from the CPU")
+    }
 }
 
 /// `ok` when `output` equals `expected` image for image, bit for bit; else how many pixels differ.
@@ -527,8 +972,11 @@ fn print_row(row: &Row) {
         .map_or("-".to_owned(), |(gb, copy)| {
             format!("{:.0}%", 100.0 * gb / copy)
         });
+    let vs_cpu = row
+        .vs_cpu
+        .map_or(String::new(), |x| format!("  {x:.1}× the CPU's compute"));
     println!(
-        "{size:>13} {:>5} {:<32} {} {:>8} {:>7} {:>7} {percent:>6}  {}",
+        "{size:>13} {:>5} {:<32} {} {:>8} {:>7} {:>7} {percent:>6}  {}{vs_cpu}",
         row.op,
         row.backend,
         stages.join(" "),
@@ -551,6 +999,8 @@ fn to_json(rows: &[Row]) -> String {
                 "mpx_per_s": row.mpx_per_s,
                 "gb_per_s": row.gb_per_s,
                 "copy_gb_per_s": row.copy_gb_per_s,
+                "vs_cpu": row.vs_cpu,
+                "path": row.path,
                 "check": row.check,
                 "error": row.error,
             });
