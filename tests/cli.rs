@@ -793,11 +793,17 @@ fn bench_times_each_stage_and_checks_the_backends_agree() {
     );
     for row in &resident {
         assert_eq!(row["check"], "ok", "{row}");
-        // Lavapipe's timestamps may be equal: the kernel time must be there, not positive.
-        let kernel_ms = row["kernel_ms"].as_f64().unwrap();
-        if kernel_ms > 0.0 {
-            assert!(row["vs_cpu"].as_f64().unwrap() > 0.0, "{row}");
-        }
+    }
+    // Lavapipe's timestamps can be equal around a tiny pass, which gives no time; those that
+    // gave one give its ratio to the CPU too.
+    let timed: Vec<_> = resident
+        .iter()
+        .filter(|row| row["kernel_ms"].is_number())
+        .collect();
+    assert!(timed.len() >= resident.len() / 2, "{resident:?}");
+    for row in timed {
+        assert!(row["kernel_ms"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["vs_cpu"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
 
