@@ -2,6 +2,7 @@
 
 use image::GrayImage;
 
+use crate::auto::{self, Workload};
 use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::{GpuEngine, device};
@@ -56,6 +57,26 @@ impl Engine {
         Ok(Self {
             backend,
             fallback_reason: None,
+        })
+    }
+
+    /// An engine for `workload` on the chosen backend. With [`BackendChoice::Auto`], the
+    /// estimate in [`auto`](crate::auto) decides first, before any GPU is looked for: when the
+    /// CPU is expected to win (or `GPUCONV_AUTO_MIN_MPX` says so), the engine is the CPU's and
+    /// [`fallback_reason`](Self::fallback_reason) says why; otherwise it is
+    /// [`new`](Self::new)`(Auto)`. An unreadable `GPUCONV_AUTO_MIN_MPX` is an error.
+    pub fn for_workload(choice: BackendChoice, workload: &Workload) -> Result<Self> {
+        if choice != BackendChoice::Auto {
+            return Self::new(choice);
+        }
+        let threads = rayon::current_num_threads();
+        let decision = workload.decide(threads, auto::min_megapixels_from_env()?);
+        if decision.gpu {
+            return Self::new(choice);
+        }
+        Ok(Self {
+            backend: Backend::Cpu(CpuBackend::new()),
+            fallback_reason: Some(decision.reason),
         })
     }
 

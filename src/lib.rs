@@ -59,6 +59,7 @@
 //! one warm engine behind a bounded queue, as an axum router to mount or a server to run.
 #![deny(missing_docs)]
 
+pub mod auto;
 mod border;
 mod cpu;
 mod engine;
@@ -76,6 +77,7 @@ pub mod serve;
 pub mod stream;
 mod timings;
 
+pub use auto::Workload;
 pub use cpu::CpuBackend;
 pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};

@@ -622,6 +622,57 @@ fn assert_usage_error(scratch: &Scratch, args: &[&str], expected: &str) {
 }
 
 #[test]
+fn auto_weighs_the_job_before_looking_for_a_gpu_and_says_why_it_chose_the_cpu() {
+    let scratch = Scratch::new();
+    let image = random_image(41, 23, 255, 12);
+    scratch.write_image("in.png", &image);
+    let expected = reference::convolve(&image, &Kernel::vertical_lines());
+    let run = |env: &[(&str, &str)]| {
+        let mut command = scratch.gpuconv();
+        command.args(["filter", "in.png", "-k", "vertical", "-o", "out.png"]);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    // One small image: opening any GPU costs more than it could save, whatever the machine
+    // has; the estimate is given, and what overrides it.
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("one 943-px image in host memory, 1 kernel:"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("estimated at"), "{stderr}");
+    assert!(lines[0].contains("--backend gpu"), "{stderr}");
+    assert!(lines[0].ends_with("; using the CPU backend"), "{stderr}");
+    assert_same(
+        &load(&scratch.path("out.png")),
+        &expected,
+        "auto on the CPU",
+    );
+    // A threshold replaces the estimate.
+    let (code, stderr) = run(&[("GPUCONV_AUTO_MIN_MPX", "5")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("below the threshold of 5 Mpx in GPUCONV_AUTO_MIN_MPX"),
+        "{stderr}"
+    );
+    // An unreadable one is an error naming it, and nothing is written.
+    std::fs::remove_file(scratch.path("out.png")).unwrap();
+    assert_fails_cleanly(
+        &scratch,
+        &["filter", "in.png", "-k", "vertical", "-o", "out.png"],
+        &[("GPUCONV_AUTO_MIN_MPX", "lots")],
+        "GPUCONV_AUTO_MIN_MPX='lots' is not a number",
+    );
+}
+
+#[test]
 fn backend_gpu_without_an_adapter_says_so_and_how_to_get_one() {
     let scratch = Scratch::new();
     scratch.write_image("good.png", &random_image(20, 20, 255, 8));

@@ -32,7 +32,15 @@ const EXAMPLE: [[u8; 5]; 5] = [
 ];
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let mut engine = crate::open_engine(args.backend.into())?;
+    // A handful of small pictures, the largest about 0.3 Mpx.
+    let workload = gpuconv::Workload {
+        pixels: 600 * 500,
+        kernels: 2,
+        outputs: 2,
+        images: Some(6),
+        on_gpu: false,
+    };
+    let mut engine = crate::open_engine(args.backend.into(), &workload)?;
     println!("backend: {}\n", engine.describe());
 
     let example = GrayImage::from_raw(5, 5, EXAMPLE.concat()).expect("5×5");

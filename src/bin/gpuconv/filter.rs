@@ -59,7 +59,10 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     };
     // Opened once the first input is decoded, so that a bad input is reported alone, without
     // the CPU-fallback notice before it; then shared by every input.
-    let engine = SharedEngine::default();
+    let engine = SharedEngine {
+        slot: Mutex::default(),
+        images: plan.jobs.len() as u64,
+    };
     let progress = Progress::files(plan.jobs.len(), args.quiet);
     let result = if plan.jobs.len() == 1 {
         filter_one(&engine, args, &limits, &operation, &plan.jobs[0], true)
@@ -500,8 +503,9 @@ fn filter_one(
     if may_stream && !standard_input && job.outputs.iter().all(|path| io::writes_rows(path)) {
         let rows = io::open_rows(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
         if let Some(rows) = rows {
+            let images = engine.images;
             let mut engine = lock(engine);
-            return stream_one(&mut engine, args, operation, job, rows);
+            return stream_one(&mut engine, images, args, operation, job, rows);
         }
     }
     let start = Instant::now();
@@ -517,7 +521,7 @@ fn filter_one(
     // The engine is held for the filter only: in a batch, other inputs decode and encode
     // meanwhile.
     let mut guard = lock(engine);
-    let engine = opened(&mut guard, args)?;
+    let engine = opened(&mut guard, engine.images, args, operation, pixels)?;
     // Timed only when asked: a timed GPU run writes timestamps and reads them back.
     let run = if args.timings {
         engine.run_timed(&image, operation)
@@ -556,10 +560,15 @@ fn filter_one(
 
 /// The engine every input of a run shares, opened on first use; held by one input's filter at
 /// a time.
-type SharedEngine = Mutex<Option<Engine>>;
+struct SharedEngine {
+    slot: Mutex<Option<Engine>>,
+    /// How many inputs the run filters, for `auto` to weigh.
+    images: u64,
+}
 
 fn lock(engine: &SharedEngine) -> std::sync::MutexGuard<'_, Option<Engine>> {
     engine
+        .slot
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -604,14 +613,28 @@ fn write_standard_output(image: &image::GrayImage, extension: &str) -> Result<()
 }
 
 /// The engine, opened on first use: after the first input is read, so that a bad input is
-/// reported alone, without the CPU-fallback notice before it.
+/// reported alone, without the CPU-fallback notice before it, and so that `auto` weighs the
+/// job by that input's size (and the batch's count).
 fn opened<'a>(
     engine: &'a mut Option<Engine>,
+    images: u64,
     args: &FilterArgs,
+    operation: &Operation,
+    pixels: u64,
 ) -> std::result::Result<&'a mut Engine, Failure> {
     match engine {
         Some(engine) => Ok(engine),
-        None => Ok(engine.insert(crate::open_engine(args.backend.into()).map_err(Failure::Run)?)),
+        None => {
+            let workload = gpuconv::Workload {
+                pixels,
+                kernels: operation.kernels().len() as u32,
+                outputs: operation.output_count(),
+                images: Some(images),
+                on_gpu: false,
+            };
+            let opened = crate::open_engine(args.backend.into(), &workload);
+            Ok(engine.insert(opened.map_err(Failure::Run)?))
+        }
     }
 }
 
@@ -619,13 +642,14 @@ fn opened<'a>(
 /// bands in memory, whatever the image's height; reading, filtering and writing overlap.
 fn stream_one(
     engine: &mut Option<Engine>,
+    images: u64,
     args: &FilterArgs,
     operation: &Operation,
     job: &Job,
     mut rows: Box<dyn gpuconv::stream::RowSource>,
 ) -> std::result::Result<u64, Failure> {
-    let engine = opened(engine, args)?;
     let pixels = u64::from(rows.width()) * u64::from(rows.height());
+    let engine = opened(engine, images, args, operation, pixels)?;
     let filtering = || format!("filtering '{}'", job.input.display());
     let (width, height) = operation
         .output_size(rows.width(), rows.height())

@@ -130,13 +130,18 @@ pub fn hint(error: &anyhow::Error) -> &'static str {
     }
 }
 
-/// Opens the engine, saying on one line when `auto` fell back to the CPU.
-fn open_engine(choice: BackendChoice) -> anyhow::Result<Engine> {
-    let engine = Engine::new(choice)?;
+/// Opens the engine for `workload`, saying on one line when `auto` chose or fell back to the
+/// CPU, and why.
+fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> anyhow::Result<Engine> {
+    let engine = Engine::for_workload(choice, workload)?;
     if let Some(reason) = engine.fallback_reason() {
-        // The library's reason names no flag; the one that overrides a software renderer is ours.
+        // The library's reason names no flag; the ones that override it are ours.
         let hint = if reason.contains("software renderer") {
             " (--backend gpu uses it anyway)"
+        } else if reason.contains(gpuconv::auto::MIN_MPX_VARIABLE) {
+            " (--backend gpu for a GPU)"
+        } else if reason.contains("estimated") {
+            " (--backend gpu for a GPU)"
         } else {
             ""
         };

@@ -41,7 +41,15 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // The first engine is opened here, to say on one line when `auto` fell back to the CPU;
     // the service opens the next ones itself, after a lost device, of the same kind: a GPU
     // service does not become a CPU one behind its operators' backs.
-    let first = crate::open_engine(args.backend.into())?;
+    // A service keeps its engine open; a 1-Mpx request stands for the ones to come.
+    let workload = gpuconv::Workload {
+        pixels: 1 << 20,
+        kernels: 2,
+        outputs: 1,
+        images: None,
+        on_gpu: false,
+    };
+    let first = crate::open_engine(args.backend.into(), &workload)?;
     let again = if first.is_gpu() {
         BackendChoice::Gpu
     } else {

@@ -1,0 +1,239 @@
+//! What [`BackendChoice::Auto`](crate::BackendChoice::Auto) weighs: whether a GPU pays for
+//! itself on a given job, from the job alone and before any GPU is opened.
+//!
+//! A 3×3 filter on bytes is bound by memory. For an image in host memory the GPU path moves
+//! every input byte over the bus and every output byte back, and a process opens the GPU once
+//! (finding the adapter, opening the device: 160 ms measured on an NVIDIA H200 machine), while
+//! the CPU backend filters in the host's own memory on every core. So the estimate is:
+//!
+//! - CPU: `pixels × (CPU_NS_PER_PIXEL + CPU_NS_PER_PIXEL_KERNEL × kernels) / threads` per image;
+//! - GPU: `GPU_NS_PER_CALL + bytes in and out × GPU_NS_PER_HOST_BYTE` per image, plus
+//!   `GPU_OPEN_NS` once when the engine is opened for this job alone (one file, or a batch of a
+//!   known count); a stream or a service keeps its engine open, so it counts nothing for that.
+//!
+//! The constants were measured with `scripts/gpu-bench.sh` on one NVIDIA H200 with 16 host cores
+//! (BENCHMARKS.md, `bench/results/gpu-h200*.txt`). There the CPU backend wins every file and
+//! every video frame, and `auto` says so and picks it; only an engine kept open (a service) on
+//! the largest edge images goes to the GPU. The GPU earns its place where the data already lives
+//! on it ([`Workload::on_gpu`], the passes of [`GpuEngine::prepare`](crate::GpuEngine::prepare))
+//! and on hosts with few cores. `GPUCONV_AUTO_MIN_MPX` replaces the estimate with a plain
+//! threshold: the GPU for images of at least that many megapixels (`0`: always, when there is
+//! one), the CPU below.
+
+/// The environment variable that replaces the estimate with a threshold in megapixels.
+pub const MIN_MPX_VARIABLE: &str = "GPUCONV_AUTO_MIN_MPX";
+
+/// CPU time per pixel on one thread that every operation pays (reading, clamping, writing), in
+/// nanoseconds: from the H200 machine's 16 threads, the vertical-lines filter at 0.94 ns and the
+/// edge image at 1.36 ns per pixel and thread.
+pub const CPU_NS_PER_PIXEL: f64 = 0.52;
+/// CPU time per pixel, thread and kernel, in nanoseconds (same measurement).
+pub const CPU_NS_PER_PIXEL_KERNEL: f64 = 0.42;
+/// GPU time per byte copied between host memory and the GPU, in nanoseconds: 256-Mpx images in
+/// and out in 19.5 ms (`run_into`, the kernel hidden behind the copies).
+pub const GPU_NS_PER_HOST_BYTE: f64 = 0.037;
+/// GPU time per call that does not depend on its size (submission, waiting, mapping), in
+/// nanoseconds: a 1-Mpx image took 0.48 ms.
+pub const GPU_NS_PER_CALL: f64 = 400_000.0;
+/// Opening the GPU: finding the adapter (78 ms) and opening the device (83 ms), in nanoseconds.
+pub const GPU_OPEN_NS: f64 = 160e6;
+
+/// What a job asks of a backend.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Workload {
+    /// Pixels of one input image (a typical one for a batch or a stream).
+    pub pixels: u64,
+    /// Kernels one pass applies.
+    pub kernels: u32,
+    /// Images one pass writes.
+    pub outputs: u32,
+    /// Images the engine filters before it is dropped: 1 for one file, the count for a batch,
+    /// `None` for a stream of frames or a service, whose engine stays open.
+    pub images: Option<u64>,
+    /// Whether the pixels already live on the GPU (the caller's buffers or textures), so that
+    /// no byte crosses the bus.
+    pub on_gpu: bool,
+}
+
+/// Which backend a [`Workload`] should run on, and why, in words for a person.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Whether a GPU pays for itself.
+    pub gpu: bool,
+    /// Why, with the estimates or the threshold behind it.
+    pub reason: String,
+}
+
+impl Workload {
+    /// The estimated CPU time of the whole job, in nanoseconds, on `threads` threads.
+    pub fn cpu_ns(&self, threads: usize) -> f64 {
+        let per_image = self.pixels as f64
+            * (CPU_NS_PER_PIXEL + CPU_NS_PER_PIXEL_KERNEL * f64::from(self.kernels))
+            / threads.max(1) as f64;
+        per_image * self.images.unwrap_or(1) as f64
+    }
+
+    /// The estimated GPU time of the whole job, in nanoseconds, opening included when the
+    /// engine is opened for this job alone.
+    pub fn gpu_ns(&self) -> f64 {
+        let bytes = if self.on_gpu {
+            0
+        } else {
+            self.pixels * (1 + u64::from(self.outputs))
+        };
+        let per_image = GPU_NS_PER_CALL + bytes as f64 * GPU_NS_PER_HOST_BYTE;
+        match self.images {
+            Some(images) => GPU_OPEN_NS + per_image * images as f64,
+            None => per_image,
+        }
+    }
+
+    /// Whether this job should run on a GPU, by the estimate, or by `min_megapixels` when it is
+    /// given. Data already on the GPU stays there.
+    pub fn decide(&self, threads: usize, min_megapixels: Option<f64>) -> Decision {
+        let megapixels = self.pixels as f64 / 1e6;
+        if self.on_gpu {
+            return Decision {
+                gpu: true,
+                reason: "the pixels already live on the GPU".to_owned(),
+            };
+        }
+        if let Some(min) = min_megapixels {
+            let gpu = megapixels >= min;
+            return Decision {
+                gpu,
+                reason: format!(
+                    "{megapixels:.1}-Mpx images are {} the threshold of {min} Mpx in {MIN_MPX_VARIABLE}",
+                    if gpu { "at or above" } else { "below" }
+                ),
+            };
+        }
+        let (cpu, gpu) = (self.cpu_ns(threads), self.gpu_ns());
+        let size = if self.pixels < 100_000 {
+            format!("{}-px", self.pixels)
+        } else {
+            format!("{megapixels:.1}-Mpx")
+        };
+        let job = match self.images {
+            Some(1) => format!("one {size} image"),
+            Some(n) => format!("{n} {size} images"),
+            None => format!("each {size} image"),
+        };
+        let opening = if self.images.is_some() {
+            " with its start-up"
+        } else {
+            ""
+        };
+        Decision {
+            gpu: gpu < cpu,
+            reason: format!(
+                "{job} in host memory, {} kernel{}: the CPU ({threads} threads) is estimated at \
+                 {}, a GPU at {}{opening}",
+                self.kernels,
+                if self.kernels == 1 { "" } else { "s" },
+                milliseconds(cpu),
+                milliseconds(gpu)
+            ),
+        }
+    }
+}
+
+fn milliseconds(ns: f64) -> String {
+    let ms = ns / 1e6;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// `GPUCONV_AUTO_MIN_MPX`, when it is set to something: a number of megapixels (`0` for any
+/// image), or an error naming the variable and the value.
+pub fn min_megapixels_from_env() -> crate::Result<Option<f64>> {
+    let Ok(value) = std::env::var(MIN_MPX_VARIABLE) else {
+        return Ok(None);
+    };
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    match value.trim().parse::<f64>() {
+        Ok(min) if min >= 0.0 && min.is_finite() => Ok(Some(min)),
+        _ => Err(crate::Error::InvalidOperation(format!(
+            "{MIN_MPX_VARIABLE}='{value}' is not a number of megapixels (0 or more)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two kernels make an edge image; any other count writes a response per kernel.
+    fn workload(pixels: u64, kernels: u32, images: Option<u64>) -> Workload {
+        Workload {
+            pixels,
+            kernels,
+            outputs: if kernels == 2 { 1 } else { kernels },
+            images,
+            on_gpu: false,
+        }
+    }
+
+    #[test]
+    fn the_estimates_reproduce_the_measurements_they_come_from() {
+        // 256 Mpx on the H200 machine's 16 threads: 15.8 ms vertical, 22.8 ms edge on the CPU.
+        let pixels = 16384 * 16384;
+        let vertical = workload(pixels, 1, Some(1)).cpu_ns(16) / 1e6;
+        let edge = workload(pixels, 2, Some(1)).cpu_ns(16) / 1e6;
+        assert!((vertical - 15.8).abs() < 0.5, "{vertical}");
+        assert!((edge - 22.8).abs() < 0.5, "{edge}");
+        // run_into: 19.5 ms for 256 Mpx in and out, without opening the device.
+        let gpu = workload(pixels, 1, None).gpu_ns() / 1e6;
+        assert!((gpu - 19.5).abs() < 1.0, "{gpu}");
+    }
+
+    #[test]
+    fn sixteen_cores_beat_the_gpu_on_every_file_and_on_video_frames() {
+        for pixels in [1 << 18, 1 << 20, 1 << 24, 1 << 28, 1 << 30] {
+            for kernels in 1..=8 {
+                for images in [Some(1), Some(1000)] {
+                    let decision = workload(pixels, kernels, images).decide(16, None);
+                    assert!(
+                        !decision.gpu,
+                        "{pixels} px, {kernels} kernels: {decision:?}"
+                    );
+                }
+            }
+        }
+        for kernels in 1..=8 {
+            assert!(!workload(1920 * 1080, kernels, None).decide(16, None).gpu);
+        }
+        // Where the engine stays open, the GPU's copies catch up with 16 cores only on the
+        // largest edge images (the measurement: 21.8 ms against 22.8 ms at 256 Mpx).
+        assert!(workload(1 << 30, 2, None).decide(16, None).gpu);
+    }
+
+    #[test]
+    fn few_cores_hand_large_or_long_lived_work_to_the_gpu() {
+        // A 2-core host: one small image is not worth opening a GPU; a stream of 1080p edge
+        // frames, and one gigapixel image, are.
+        assert!(!workload(512 * 512, 2, Some(1)).decide(2, None).gpu);
+        assert!(workload(1920 * 1080, 2, None).decide(2, None).gpu);
+        assert!(workload(1 << 30, 2, Some(1)).decide(2, None).gpu);
+    }
+
+    #[test]
+    fn data_on_the_gpu_stays_there_and_a_threshold_replaces_the_estimate() {
+        let on_gpu = Workload {
+            on_gpu: true,
+            ..workload(64, 1, Some(1))
+        };
+        assert!(on_gpu.decide(64, None).gpu);
+        let small = workload(999_999, 1, Some(1));
+        assert!(!small.decide(1, Some(1.0)).gpu);
+        assert!(workload(1_000_000, 1, Some(1)).decide(64, Some(1.0)).gpu);
+        assert!(small.decide(64, Some(0.0)).gpu);
+        let reason = small.decide(1, Some(1.0)).reason;
+        assert!(reason.contains("GPUCONV_AUTO_MIN_MPX"), "{reason}");
+    }
+}
