@@ -35,6 +35,13 @@ pub struct Engine {
 enum Backend {
     Gpu(Box<GpuEngine>),
     Cpu(CpuBackend),
+    /// Both, each image going where [`auto`](crate::auto) estimates it runs faster with the
+    /// engine kept open: a service's requests.
+    Routed {
+        gpu: Box<GpuEngine>,
+        cpu: CpuBackend,
+        min_megapixels: Option<f64>,
+    },
 }
 
 impl Engine {
@@ -80,6 +87,62 @@ impl Engine {
         })
     }
 
+    /// An engine that keeps `gpu` open beside the CPU backend and sends each image to whichever
+    /// [`auto`](crate::auto) estimates faster for it, the GPU's start-up already paid: what a
+    /// long-lived service wants when both are there. An unreadable `GPUCONV_AUTO_MIN_MPX` is an
+    /// error.
+    pub fn routed(gpu: GpuEngine) -> Result<Self> {
+        Ok(Self {
+            backend: Backend::Routed {
+                gpu: Box::new(gpu),
+                cpu: CpuBackend::new(),
+                min_megapixels: auto::min_megapixels_from_env()?,
+            },
+            fallback_reason: None,
+        })
+    }
+
+    /// This engine [routed](Self::routed) when it runs on the GPU alone; as it is otherwise.
+    pub fn into_routed(self) -> Result<Self> {
+        match self.backend {
+            Backend::Gpu(gpu) => Self::routed(*gpu),
+            backend => Ok(Self { backend, ..self }),
+        }
+    }
+
+    /// `"gpu"` or `"cpu"`: where [`run`](Self::run) would filter a `width × height` image with
+    /// `operation`.
+    pub fn backend_for(&self, width: u32, height: u32, operation: &Operation) -> &'static str {
+        let on_gpu = match &self.backend {
+            Backend::Gpu(_) => true,
+            Backend::Cpu(_) => false,
+            Backend::Routed { min_megapixels, .. } => {
+                let workload = Workload {
+                    pixels: u64::from(width) * u64::from(height),
+                    kernels: operation.kernels().len() as u32,
+                    outputs: operation.output_count(),
+                    images: None,
+                    on_gpu: false,
+                };
+                workload
+                    .decide(rayon::current_num_threads(), *min_megapixels)
+                    .gpu
+            }
+        };
+        if on_gpu { "gpu" } else { "cpu" }
+    }
+
+    /// The backend `image` goes to: the GPU engine, or `None` for the CPU's.
+    fn route(&mut self, image: &GrayImage, operation: &Operation) -> Route<'_> {
+        let gpu = self.backend_for(image.width(), image.height(), operation) == "gpu";
+        match &mut self.backend {
+            Backend::Gpu(engine) => Route::Gpu(engine),
+            Backend::Cpu(cpu) => Route::Cpu(cpu),
+            Backend::Routed { gpu: engine, .. } if gpu => Route::Gpu(engine),
+            Backend::Routed { cpu, .. } => Route::Cpu(cpu),
+        }
+    }
+
     /// An engine on a GPU engine built by the caller (for example with
     /// [`GpuEngine::from_device`]).
     pub fn from_gpu(gpu: GpuEngine) -> Self {
@@ -96,12 +159,17 @@ impl Engine {
 
     /// A one-line description of the backend, such as `gpu (llvmpipe, Vulkan)` or `cpu (2 threads)`.
     pub fn describe(&self) -> String {
+        let cpu = || format!("cpu ({} threads)", rayon::current_num_threads());
+        let gpu = |gpu: &GpuEngine| {
+            let info = gpu.adapter_info();
+            format!("gpu ({}, {:?})", info.name, info.backend)
+        };
         match &self.backend {
-            Backend::Gpu(gpu) => {
-                let info = gpu.adapter_info();
-                format!("gpu ({}, {:?})", info.name, info.backend)
+            Backend::Gpu(engine) => gpu(engine),
+            Backend::Cpu(_) => cpu(),
+            Backend::Routed { gpu: engine, .. } => {
+                format!("{} or {}, by image", gpu(engine), cpu())
             }
-            Backend::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
         }
     }
 
@@ -121,7 +189,7 @@ impl Engine {
     /// The GPU engine, when this engine runs on the GPU: its device, queue and adapter.
     pub fn gpu(&self) -> Option<&GpuEngine> {
         match &self.backend {
-            Backend::Gpu(gpu) => Some(gpu),
+            Backend::Gpu(gpu) | Backend::Routed { gpu, .. } => Some(gpu),
             Backend::Cpu(_) => None,
         }
     }
@@ -130,21 +198,27 @@ impl Engine {
     /// [strip cap](GpuEngine::set_max_strip_rows), say.
     pub fn gpu_mut(&mut self) -> Option<&mut GpuEngine> {
         match &mut self.backend {
-            Backend::Gpu(gpu) => Some(gpu),
+            Backend::Gpu(gpu) | Backend::Routed { gpu, .. } => Some(gpu),
             Backend::Cpu(_) => None,
         }
     }
 
-    /// Whether this engine runs on the GPU.
+    /// Whether this engine has a GPU open (on its own, or [routed](Self::routed) beside the CPU).
     pub fn is_gpu(&self) -> bool {
-        matches!(self.backend, Backend::Gpu(_))
+        !matches!(self.backend, Backend::Cpu(_))
+    }
+
+    /// Whether this engine sends each image to the GPU or the CPU by its size
+    /// ([`routed`](Self::routed)).
+    pub fn is_routed(&self) -> bool {
+        matches!(self.backend, Backend::Routed { .. })
     }
 
     /// Applies `operation` to `image`.
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
-        match &mut self.backend {
-            Backend::Gpu(gpu) => gpu.run(image, operation),
-            Backend::Cpu(cpu) => cpu.run(image, operation),
+        match self.route(image, operation) {
+            Route::Gpu(gpu) => gpu.run(image, operation),
+            Route::Cpu(cpu) => cpu.run(image, operation),
         }
     }
 
@@ -158,9 +232,9 @@ impl Engine {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
-        match &mut self.backend {
-            Backend::Gpu(gpu) => gpu.run_into(image, operation, outputs),
-            Backend::Cpu(cpu) => cpu.run_into(image, operation, outputs),
+        match self.route(image, operation) {
+            Route::Gpu(gpu) => gpu.run_into(image, operation, outputs),
+            Route::Cpu(cpu) => cpu.run_into(image, operation, outputs),
         }
     }
 
@@ -170,11 +244,17 @@ impl Engine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<(FilterOutput, Timings)> {
-        match &mut self.backend {
-            Backend::Gpu(gpu) => gpu.run_timed(image, operation),
-            Backend::Cpu(cpu) => cpu.run_timed(image, operation),
+        match self.route(image, operation) {
+            Route::Gpu(gpu) => gpu.run_timed(image, operation),
+            Route::Cpu(cpu) => cpu.run_timed(image, operation),
         }
     }
+}
+
+/// Where one image is filtered.
+enum Route<'a> {
+    Gpu(&'a mut GpuEngine),
+    Cpu(&'a mut CpuBackend),
 }
 
 /// The GPU engine [`BackendChoice::Auto`] uses, or why there is none.

@@ -5,7 +5,7 @@ mod common;
 
 use common::app::App;
 use common::{assert_same_output, random_image};
-use gpuconv::{Error, GpuEngine, Kernel, Operation, reference};
+use gpuconv::{Engine, Error, GpuEngine, Kernel, Operation, reference};
 
 fn edge_with_responses() -> Operation {
     Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses()
@@ -13,12 +13,14 @@ fn edge_with_responses() -> Operation {
 
 #[test]
 fn dispatch_spills_into_a_second_dimension_past_the_workgroup_limit() {
-    let Some(app) = App::with_adapter_limits(|l| l.max_compute_workgroups_per_dimension = 16)
+    let Some(app) = App::with_adapter_limits(|l| l.max_compute_workgroups_per_dimension = 4)
     else {
         return;
     };
     let mut engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
-    // 301×203 gives 299·201/4 = 15025 words: 235 workgroups of 64, so 15 rows of 16.
+    // 301×203 gives ceil(299 / 16) = 19 invocations per row and ceil(201 / 4) = 51 rows of
+    // them: 969 invocations, 16 workgroups of 64, so 4 rows of 4.
+    assert_eq!(engine.rows_per_invocation(), 4);
     let image = random_image(301, 203, 255, 7);
     let operation = edge_with_responses();
     assert_same_output(
@@ -246,6 +248,47 @@ fn strips_larger_than_one_copy_task_are_copied_in_and_out_exactly_on_many_thread
             &engine.run(&image, &operation).unwrap(),
             &expected,
             &format!("strips of {strip_rows:?}"),
+        );
+    }
+}
+
+#[test]
+fn a_routed_engine_sends_small_images_to_the_cpu_and_large_ones_to_the_gpu_exactly() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut engine = Engine::routed(GpuEngine::new().unwrap()).unwrap();
+    assert!(engine.is_routed() && engine.is_gpu());
+    assert!(engine.describe().ends_with("by image"), "{}", engine.describe());
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    // A 1080p edge image goes to the GPU on up to 2 × 1.36 / 0.55 ≈ 5 threads by the estimate
+    // (gpuconv::auto); a tiny one never does.
+    let threads = rayon::current_num_threads();
+    let sizes = [(33, 17), (1921, 1081)];
+    for (width, height) in sizes {
+        let image = random_image(width, height, 255, u64::from(width));
+        let workload = gpuconv::Workload {
+            pixels: u64::from(width) * u64::from(height),
+            kernels: 2,
+            outputs: 1,
+            images: None,
+            on_gpu: false,
+        };
+        let expected = if workload.decide(threads, None).gpu {
+            "gpu"
+        } else {
+            "cpu"
+        };
+        assert_eq!(engine.backend_for(width, height, &operation), expected);
+        if width == 33 {
+            assert_eq!(expected, "cpu");
+        } else if threads <= 4 {
+            assert_eq!(expected, "gpu", "{threads} threads");
+        }
+        assert_same_output(
+            &engine.run(&image, &operation).unwrap(),
+            &reference::run(&image, &operation),
+            &format!("{width}×{height} on the {expected}"),
         );
     }
 }

@@ -479,8 +479,14 @@ fn filter_image(
     let image = crate::io::decode_gray(bytes, Path::new("request body"), limits)
         .map_err(Failure::from_error)?;
     let started = Instant::now();
-    let output = engine
-        .with(|engine| engine.run(&image, &request.operation))
+    let (backend, output) = engine
+        .with(|engine| {
+            // A routed engine sends each image where it runs faster; say which.
+            let backend = engine.backend_for(image.width(), image.height(), &request.operation);
+            engine
+                .run(&image, &request.operation)
+                .map(|output| (backend, output))
+        })
         .map_err(|unavailable| match unavailable {
             Unavailable::Lost => Failure::refused(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -507,7 +513,7 @@ fn filter_image(
         width: output.width(),
         height: output.height(),
         content_type: request.content_type,
-        backend: engine.backend(),
+        backend,
         filter_time,
     })
 }

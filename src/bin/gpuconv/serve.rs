@@ -40,16 +40,35 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 
     // The first engine is opened here, to say on one line when `auto` fell back to the CPU;
     // the service opens the next ones itself, after a lost device, of the same kind: a GPU
-    // service does not become a CPU one behind its operators' backs.
-    // A service keeps its engine open; a 1-Mpx request stands for the ones to come.
-    let workload = gpuconv::Workload {
-        pixels: 1 << 20,
-        kernels: 2,
-        outputs: 1,
-        images: None,
-        on_gpu: false,
+    // service does not become a CPU one behind its operators' backs. With `auto` and a GPU,
+    // the service keeps it open beside the CPU and sends each request where it runs faster.
+    let choice: BackendChoice = args.backend.into();
+    let first = if choice == BackendChoice::Auto {
+        let engine = crate::open_engine(
+            choice,
+            &gpuconv::Workload {
+                // Whether any request could win on the GPU: the largest one allowed.
+                pixels: args.max_pixels,
+                kernels: 2,
+                outputs: 1,
+                images: None,
+                on_gpu: false,
+            },
+        )?;
+        engine.into_routed()?
+    } else {
+        crate::open_engine(
+            choice,
+            &gpuconv::Workload {
+                pixels: 1 << 20,
+                kernels: 2,
+                outputs: 1,
+                images: None,
+                on_gpu: false,
+            },
+        )?
     };
-    let first = crate::open_engine(args.backend.into(), &workload)?;
+    let routed = first.is_routed();
     let again = if first.is_gpu() {
         BackendChoice::Gpu
     } else {
@@ -58,6 +77,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let first = Mutex::new(Some(first));
     let open = move || match first.lock().ok().and_then(|mut first| first.take()) {
         Some(engine) => Ok(engine),
+        None if routed => Engine::routed(gpuconv::GpuEngine::new()?),
         None => Engine::new(again),
     };
     let service = Service::new(open, config)?;
