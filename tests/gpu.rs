@@ -13,8 +13,7 @@ fn edge_with_responses() -> Operation {
 
 #[test]
 fn dispatch_spills_into_a_second_dimension_past_the_workgroup_limit() {
-    let Some(app) = App::with_adapter_limits(|l| l.max_compute_workgroups_per_dimension = 4)
-    else {
+    let Some(app) = App::with_adapter_limits(|l| l.max_compute_workgroups_per_dimension = 4) else {
         return;
     };
     let mut engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
@@ -259,7 +258,11 @@ fn a_routed_engine_sends_small_images_to_the_cpu_and_large_ones_to_the_gpu_exact
     }
     let mut engine = Engine::routed(GpuEngine::new().unwrap()).unwrap();
     assert!(engine.is_routed() && engine.is_gpu());
-    assert!(engine.describe().ends_with("by image"), "{}", engine.describe());
+    assert!(
+        engine.describe().ends_with("by image"),
+        "{}",
+        engine.describe()
+    );
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
     // A 1080p edge image goes to the GPU on up to 2 × 1.36 / 0.55 ≈ 5 threads by the estimate
     // (gpuconv::auto); a tiny one never does.

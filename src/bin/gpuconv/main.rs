@@ -138,9 +138,7 @@ fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> anyhow::R
         // The library's reason names no flag; the ones that override it are ours.
         let hint = if reason.contains("software renderer") {
             " (--backend gpu uses it anyway)"
-        } else if reason.contains(gpuconv::auto::MIN_MPX_VARIABLE) {
-            " (--backend gpu for a GPU)"
-        } else if reason.contains("estimated") {
+        } else if reason.contains(gpuconv::auto::MIN_MPX_VARIABLE) || reason.contains("estimated") {
             " (--backend gpu for a GPU)"
         } else {
             ""
