@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""The whole gpuconv CLI on one large PNG, per backend: wall time, the stages it reports with
---timings, the share of the wall time spent outside decoding and encoding, and peak resident
-memory against input + output. Checks that every backend wrote the same pixels and that they
-equal a numpy reference. Needs numpy and Pillow (scripts/bench-peers.sh's venv has them).
+"""The whole gpuconv CLI on one large PNG (or PGM), per backend: wall time (the median of
+--repeat runs), the stages it reports with --timings, the share of the wall time spent outside
+decoding and encoding, and peak resident memory against input + output. Checks that every
+backend wrote the same pixels and that they equal a numpy reference. Needs numpy and Pillow
+(scripts/bench-peers.sh's venv has them).
 
     python bench/cli_large.py --bin target/release/gpuconv --size 32768x32768 --out target/bench
+    python bench/cli_large.py --format pgm --repeat 3   # PGM to PGM: no codec sets the pace
 """
 
 import argparse
@@ -77,16 +79,26 @@ def main() -> None:
     parser.add_argument("--size", default="32768x32768", help="WIDTHxHEIGHT")
     parser.add_argument("--backends", default="cpu,gpu")
     parser.add_argument("--out", default="target/bench", type=Path)
+    parser.add_argument("--format", default="png", choices=["png", "pgm"])
+    parser.add_argument("--repeat", default=1, type=int, help="runs per backend; the median is reported")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
-    source = args.out / f"large-{width}x{height}.png"
-    Image.fromarray(synthetic(height, width)).save(source, compress_level=1)
+    source = args.out / f"large-{width}x{height}.{args.format}"
+    if args.format == "png":
+        Image.fromarray(synthetic(height, width)).save(source, compress_level=1)
+    else:
+        with open(source, "wb") as f:
+            f.write(f"P5\n{width} {height}\n255\n".encode())
+            f.write(synthetic(height, width).tobytes())
     runs = []
     outputs = []
     for backend in args.backends.split(","):
-        target = args.out / f"large-{width}x{height}-edge-{backend}.png"
-        runs.append(run(args.bin, source, target, backend))
+        target = args.out / f"large-{width}x{height}-edge-{backend}.{args.format}"
+        tries = sorted((run(args.bin, source, target, backend) for _ in range(args.repeat)), key=lambda r: r["wall_s"])
+        median = dict(tries[len(tries) // 2])
+        median["wall_s_all"] = [r["wall_s"] for r in tries]
+        runs.append(median)
         outputs.append(target)
         print(json.dumps(runs[-1]), flush=True)
     same_bytes = all(o.read_bytes() == outputs[0].read_bytes() for o in outputs[1:])
@@ -101,7 +113,8 @@ def main() -> None:
     result = {
         "width": width,
         "height": height,
-        "input_png_mib": source.stat().st_size / 2**20,
+        "format": args.format,
+        "input_file_mib": source.stat().st_size / 2**20,
         "image_mib": width * height / 2**20,
         "output_mib": (width - 2) * (height - 2) / 2**20,
         "backends_agree": same_bytes,

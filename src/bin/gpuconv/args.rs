@@ -367,7 +367,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     pub input: Option<PathBuf>,
 
-    /// Operations: `edge`, or kernels by name or rows (`1,2,1;2,4,2;1,2,1`), comma-separated.
+    /// Operations: `edge`, or kernels by name or rows (`1,2,1;2,4,2;1,2,1`), comma-separated;
+    /// kernels joined by `+` run in one pass, each response written (`vertical+horizontal+x`).
     #[arg(long, default_value = "vertical,edge")]
     pub ops: String,
 
@@ -402,6 +403,11 @@ pub struct BenchArgs {
     /// choose the shader's layout by measurement.
     #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..=8))]
     pub rows_per_invocation: Option<u32>,
+
+    /// Time only images from host memory and back, not also the passes over buffers and
+    /// textures already on the GPU.
+    #[arg(long)]
+    pub no_resident: bool,
 
     /// Time start-up instead: from process start to the first result written, running
     /// `gpuconv filter` on a small PNG as a fresh process per run, per backend (and `auto`).

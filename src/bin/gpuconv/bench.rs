@@ -220,7 +220,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     .flatten()
                     .and_then(|(_, ms)| *ms);
                 rows.push(row);
-                if let Some(gpu) = engine.gpu() {
+                if let Some(gpu) = engine.gpu().filter(|_| !args.no_resident) {
                     let cpu_ms = cpu_compute.or(rows
                         .iter()
                         .rev()
@@ -384,14 +384,20 @@ fn startup(args: &BenchArgs) -> Result<()> {
 }
 
 fn operation(op: &str) -> Result<Operation> {
-    Ok(match op {
-        "edge" => Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
-        name => {
-            Operation::responses(vec![Kernel::parse(name, name).with_context(|| {
-                format!("--ops: '{name}' is neither 'edge' nor a kernel")
-            })?])?
-        }
-    })
+    if op == "edge" {
+        return Ok(Operation::edge(
+            Kernel::vertical_lines(),
+            Kernel::horizontal_lines(),
+        ));
+    }
+    let kernels = op
+        .split('+')
+        .map(|name| {
+            Kernel::parse(name, name)
+                .with_context(|| format!("--ops: '{name}' is neither 'edge' nor a kernel"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Operation::responses(kernels)?)
 }
 
 /// `WxH,WxH,...`: each at least 3×3, the smallest image a 3×3 kernel has an output for.
