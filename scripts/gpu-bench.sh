@@ -61,8 +61,8 @@ step "1-2. yardstick, host and GPU-resident paths, both backends"
 step "3. output rows per invocation"
 for rows in 1 2 4 8; do
     "$bin" bench --backend gpu --sizes "${ROWS_SIZE:-16384x16384}" --ops vertical,edge \
-        --repeat "$repeat" --rows-per-invocation "$rows" --json "$out/gpu-rows-$rows.json" \
-        | tee -a "$log"
+        --repeat "$repeat" --rows-per-invocation "$rows" --no-resident \
+        --json "$out/gpu-rows-$rows.json" | tee -a "$log"
 done
 
 step "4. start-up"
@@ -84,11 +84,23 @@ if [ -n "${VARIANTS_BIN:-}" ]; then
     "$VARIANTS_BIN" --test-threads 1 2>&1 | tee -a "$log" || failed=1
 fi
 
+# Named as bench/results/ keeps them: gpu-<card>-<date>.*
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 \
+    | tr 'A-Z' 'a-z' | sed 's/nvidia //; s/[^a-z0-9]\+/-/g; s/-$//')
+tag="gpu-${card:-unknown}-$(date +%F)"
+for file in "$log" "$out/gpu-bench.json" "$out/startup.json" "$out/large/cli-large.json" \
+    "$out/frames/stream-fps.json"; do
+    [ -f "$file" ] || continue
+    name=$(basename "$file")
+    case $name in
+        gpu-bench.txt) cp "$file" "$work/$tag.txt" ;;
+        gpu-bench.json) cp "$file" "$work/$tag.json" ;;
+        *) cp "$file" "$work/$tag-$name" ;;
+    esac
+done
 if [ -n "${OUT:-}" ]; then
-    cp "$log" "$out/gpu-bench.json" "$out/startup.json" "$OUT/"
-    [ -f "$out/large/cli-large.json" ] && cp "$out/large/cli-large.json" "$OUT/"
-    [ -f "$out/frames/stream-fps.json" ] && cp "$out/frames/stream-fps.json" "$OUT/"
-    tar -C "$work" -czf "$OUT/gpu-bench-results.tar.gz" --exclude='*.pgm' --exclude='*.gray' .
+    cp "$work/$tag"* "$OUT/"
+    tar -C "$work" -czf "$OUT/$tag-all.tar.gz" --exclude='*.pgm' --exclude='*.gray' .
 fi
 if grep -E ' (gpu|cpu)[ (]' "$log" | grep -E '^ +[0-9]+x[0-9]+' | grep -vqE ' ok( |$)'; then
     echo "gpu-bench: some outputs differ from the CPU backend or failed (see above)" >&2

@@ -41,8 +41,9 @@ override SOURCE_KIND: u32 = 0u;
 override SOURCE_ALIGN: u32 = 1u;
 // Where results go: one of the TARGET_* constants.
 override TARGET_KIND: u32 = 0u;
-// What a buffer target's offset, row stride and image stride are multiples of: 16 (whole groups
-// of 16 pixels stored as one `vec4<u32>`) or 4 (a word at a time).
+// What a buffer target's offset, row stride and image stride are multiples of: 16 (written
+// through `output4` only, 16 pixels a store, and the bound range reaches the 16-byte group
+// holding the last pixel) or 4 (through `output` only, a word at a time).
 override TARGET_ALIGN: u32 = 4u;
 // Output rows each invocation computes, one below the other, sharing the input rows they
 // overlap: 1 to 8 (a tuning choice; the results are the same).
@@ -105,8 +106,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// The source and target buffers are each bound twice, as words and as groups of four words:
-// the same bytes, read or written at the width their alignment allows.
+// The source buffer is bound twice, as words and as groups of four words: the same bytes, read
+// at the width their alignment allows. The target is bound as one or the other (a placeholder
+// takes the other binding), since two writable views of the same bytes may not be bound at once.
 @group(0) @binding(1) var<storage, read> input: array<u32>;
 @group(0) @binding(2) var<storage, read_write> output: array<u32>;
 @group(0) @binding(3) var input_texture: texture_2d<f32>;
@@ -338,8 +340,17 @@ fn store_pixels(plane: u32, x0: u32, y: u32, lanes: u32, packed: vec4<u32>) {
     let left = vec4(lanes, lanes - min(lanes, 4u), lanes - min(lanes, 8u), lanes - min(lanes, 12u));
     if TARGET_KIND == TARGET_BUFFER {
         let byte = params.out_offset + plane * params.bytes_per_image + y * params.out_bytes_per_row + x0;
-        if TARGET_ALIGN == 16u && lanes == COLUMNS {
-            output4[byte / 16u] = packed;
+        if TARGET_ALIGN == 16u {
+            let group = byte / 16u;
+            if lanes == COLUMNS {
+                output4[group] = packed;
+                return;
+            }
+            // The row's last group: this invocation owns all 16 bytes (rows start on 16 bytes),
+            // and the bytes past the image belong to the caller, so they are kept.
+            let keep = select(vec4(0xffffffffu) << (min(left, vec4(3u)) * 8u), vec4(0u),
+                left >= vec4(4u));
+            output4[group] = (output4[group] & keep) | (packed & ~keep);
             return;
         }
         store_word(byte, left.x, packed.x);

@@ -28,7 +28,20 @@ pub enum BackendChoice {
 #[derive(Debug)]
 pub struct Engine {
     backend: Backend,
-    fallback_reason: Option<String>,
+    fallback: Option<(Fallback, String)>,
+}
+
+/// Why [`BackendChoice::Auto`] chose the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// The estimate in [`auto`](crate::auto) expects the CPU to be faster on this job.
+    Estimate,
+    /// `GPUCONV_AUTO_MIN_MPX` puts this job's images below its threshold.
+    Threshold,
+    /// The only GPU found is a software renderer, slower than the CPU backend.
+    SoftwareRenderer,
+    /// No GPU could be found or opened.
+    NoGpu,
 }
 
 #[derive(Debug)]
@@ -53,17 +66,17 @@ impl Engine {
             BackendChoice::Gpu => Backend::Gpu(Box::new(GpuEngine::new()?)),
             BackendChoice::Auto => match pollster::block_on(auto_gpu()) {
                 Ok(gpu) => Backend::Gpu(Box::new(gpu)),
-                Err(reason) => {
+                Err(fallback) => {
                     return Ok(Self {
                         backend: Backend::Cpu(CpuBackend::new()),
-                        fallback_reason: Some(reason),
+                        fallback: Some(fallback),
                     });
                 }
             },
         };
         Ok(Self {
             backend,
-            fallback_reason: None,
+            fallback: None,
         })
     }
 
@@ -77,13 +90,18 @@ impl Engine {
             return Self::new(choice);
         }
         let threads = rayon::current_num_threads();
-        let decision = workload.decide(threads, auto::min_megapixels_from_env()?);
+        let threshold = auto::min_megapixels_from_env()?;
+        let decision = workload.decide(threads, threshold);
         if decision.gpu {
             return Self::new(choice);
         }
+        let kind = match threshold {
+            Some(_) => Fallback::Threshold,
+            None => Fallback::Estimate,
+        };
         Ok(Self {
             backend: Backend::Cpu(CpuBackend::new()),
-            fallback_reason: Some(decision.reason),
+            fallback: Some((kind, decision.reason)),
         })
     }
 
@@ -98,7 +116,7 @@ impl Engine {
                 cpu: CpuBackend::new(),
                 min_megapixels: auto::min_megapixels_from_env()?,
             },
-            fallback_reason: None,
+            fallback: None,
         })
     }
 
@@ -148,13 +166,18 @@ impl Engine {
     pub fn from_gpu(gpu: GpuEngine) -> Self {
         Self {
             backend: Backend::Gpu(Box::new(gpu)),
-            fallback_reason: None,
+            fallback: None,
         }
     }
 
-    /// Why [`BackendChoice::Auto`] fell back to the CPU, if it did.
+    /// Why [`BackendChoice::Auto`] chose the CPU, in words for a person, if it did.
     pub fn fallback_reason(&self) -> Option<&str> {
-        self.fallback_reason.as_deref()
+        self.fallback.as_ref().map(|(_, reason)| reason.as_str())
+    }
+
+    /// Why [`BackendChoice::Auto`] chose the CPU, if it did.
+    pub fn fallback(&self) -> Option<Fallback> {
+        self.fallback.as_ref().map(|(kind, _)| *kind)
     }
 
     /// A one-line description of the backend, such as `gpu (llvmpipe, Vulkan)` or `cpu (2 threads)`.
@@ -258,7 +281,7 @@ enum Route<'a> {
 }
 
 /// The GPU engine [`BackendChoice::Auto`] uses, or why there is none.
-async fn auto_gpu() -> Result<GpuEngine, String> {
+async fn auto_gpu() -> Result<GpuEngine, (Fallback, String)> {
     let instance = device::instance_from_env();
     let adapter = device::select_adapter(&instance)
         .await
@@ -269,20 +292,21 @@ async fn auto_gpu() -> Result<GpuEngine, String> {
                  mesa-vulkan-drivers)"
             ),
             other => other.to_string(),
-        })?;
+        })
+        .map_err(|reason| (Fallback::NoGpu, reason))?;
     if let Some(reason) = Engine::auto_rejects(&adapter.get_info()) {
-        return Err(reason);
+        return Err((Fallback::SoftwareRenderer, reason));
     }
     GpuEngine::from_adapter(&adapter)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| (Fallback::NoGpu, e.to_string()))
 }
 
 impl From<CpuBackend> for Engine {
     fn from(cpu: CpuBackend) -> Self {
         Self {
             backend: Backend::Cpu(cpu),
-            fallback_reason: None,
+            fallback: None,
         }
     }
 }

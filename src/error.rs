@@ -19,6 +19,17 @@ pub enum Error {
     #[error("invalid operation: {0}")]
     InvalidOperation(String),
 
+    /// A setting read from the environment that cannot be understood.
+    #[error("{name}='{value}' is not {expected}")]
+    InvalidSetting {
+        /// The environment variable.
+        name: &'static str,
+        /// What it was set to.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+
     /// The image is smaller than the 3×3 kernel, so a 'valid' convolution has no output pixel.
     #[error("image is {width}×{height}, smaller than the 3×3 kernel (at least 3×3 is needed)")]
     ImageTooSmall {

@@ -51,10 +51,11 @@
 //!
 //! # Layout
 //!
-//! [`Engine`] picks a backend at start-up: [`GpuEngine`] (device, queue, pipeline and reusable
+//! [`Engine`] picks a backend at start-up: [`GpuEngine`] (device, queue, pipelines and reusable
 //! buffers; also built from an application's own device with [`GpuEngine::from_device`]) or
 //! [`CpuBackend`]. The shader, `shaders/conv3x3.wgsl`, and its CPU twin, `src/cpu/conv3x3.rs`,
-//! share the uniform block in `src/params.rs`. [`reference`](mod@reference) is the plain loop the tests trust.
+//! share the uniform block in `src/params.rs`. [`auto`] weighs a job before a GPU is opened.
+//! [`reference`](mod@reference) is the plain loop the tests trust.
 //! With the cargo feature `serve`, [`serve`](mod@serve) is the HTTP service behind `gpuconv serve`:
 //! one warm engine behind a bounded queue, as an axum router to mount or a server to run.
 #![deny(missing_docs)]
@@ -79,7 +80,7 @@ mod timings;
 
 pub use auto::Workload;
 pub use cpu::CpuBackend;
-pub use engine::{BackendChoice, Engine};
+pub use engine::{BackendChoice, Engine, Fallback};
 pub use error::{Error, Result};
 pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;

@@ -243,7 +243,13 @@ const UNTOUCHED: u8 = 0x5a;
 
 /// Runs one case on `image` and compares every output image with the reference; a buffer
 /// target's bytes outside the images must keep their sentinel.
-fn check(app: &App, engine: &mut GpuEngine, case: &Case, image: &GrayImage, seed: u64) {
+fn check(
+    app: &App,
+    engine: &mut GpuEngine,
+    case: &Case,
+    image: &GrayImage,
+    seed: u64,
+) -> gpuconv::gpu::Variant {
     let [_, _, source_kind, target_kind, ..] = *case;
     let operation = operation(case, seed);
     let what = format!("case {case:?} on {}×{}", image.width(), image.height());
@@ -268,7 +274,7 @@ fn check(app: &App, engine: &mut GpuEngine, case: &Case, image: &GrayImage, seed
         },
         Source::Texture(texture) => GpuSource::Texture(texture),
     };
-    let actual: Vec<Vec<u8>> = if target_kind < 2 {
+    let (variant, actual): (gpuconv::gpu::Variant, Vec<Vec<u8>>) = if target_kind < 2 {
         let (offset, bytes_per_row) = if target_kind == 0 {
             (16, out_width.next_multiple_of(16) + 16)
         } else {
@@ -312,7 +318,7 @@ fn check(app: &App, engine: &mut GpuEngine, case: &Case, image: &GrayImage, seed
             written.iter().all(|&b| b == UNTOUCHED),
             "{what}: bytes outside the output images were written"
         );
-        outputs
+        (*pass.variant(), outputs)
     } else {
         let format = if target_kind == 2 {
             wgpu::TextureFormat::Rgba8Unorm
@@ -331,7 +337,7 @@ fn check(app: &App, engine: &mut GpuEngine, case: &Case, image: &GrayImage, seed
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         check_variant(pass.variant(), case, &what);
         app.submit(&pass);
-        (0..images)
+        let outputs = (0..images)
             .map(|layer| {
                 app.read_texture(&target, layer)
                     .into_iter()
@@ -349,7 +355,8 @@ fn check(app: &App, engine: &mut GpuEngine, case: &Case, image: &GrayImage, seed
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        (*pass.variant(), outputs)
     };
     assert_eq!(actual.len(), expected.len(), "{what}: number of images");
     for (i, (actual, expected)) in actual.iter().zip(&expected).enumerate() {
@@ -357,6 +364,7 @@ fn check(app: &App, engine: &mut GpuEngine, case: &Case, image: &GrayImage, seed
         let expected = GrayImage::from_raw(out_width, out_height, expected.clone()).unwrap();
         common::assert_same(&actual, &expected, &format!("{what}, image {i}"));
     }
+    variant
 }
 
 /// The pass was compiled for the case's shape: the alignment the layout allows, the rows asked
@@ -413,6 +421,7 @@ fn every_value_and_every_pair_of_values_across_the_shaders_variants_is_exact() {
     // rows than it computes.
     let widths = [1, 3, 5, 15, 17, 19, 31, 33, 35, 47, 49];
     let heights = [1, 3, 5, 7, 9, 11, 13, 19, 23];
+    let mut variants = HashSet::new();
     for (n, case) in cases.iter().enumerate() {
         let smallest = if case[1] == 0 { 3 } else { 1 };
         for k in 0..2 {
@@ -423,13 +432,13 @@ fn every_value_and_every_pair_of_values_across_the_shaders_variants_is_exact() {
             let (width, height) = (pick(&widths, 0), pick(&heights, 3));
             let seed = (n * 2 + k) as u64;
             let image = random_image(width, height, 255, seed);
-            check(&app, &mut engine, case, &image, seed);
+            variants.insert(check(&app, &mut engine, case, &image, seed));
         }
     }
-    let shapes: HashSet<_> = cases.iter().collect();
-    assert!(
-        engine.compiled_pipelines() <= shapes.len(),
-        "one pipeline per shape, reused"
+    assert_eq!(
+        engine.compiled_pipelines(),
+        variants.len(),
+        "one pipeline per shape, compiled once and reused"
     );
     eprintln!(
         "{} cases, {} pipelines",
@@ -448,4 +457,139 @@ fn the_covering_set_covers_every_feasible_pair() {
     }
     // Every value of every axis, and the 8 × 8 pairs of kernel count and rows at least.
     assert!(cases.len() >= KERNEL_COUNTS * ROWS);
+}
+
+/// Reads `images` output images of `out_width × out_height` from a target buffer's bytes.
+fn planes(written: &[u8], layout: (usize, usize, usize), size: (u32, u32), images: u32) -> Vec<u8> {
+    let (offset, bytes_per_row, bytes_per_image) = layout;
+    let (width, height) = (size.0 as usize, size.1 as usize);
+    (0..images as usize)
+        .flat_map(|i| (0..height).map(move |y| offset + i * bytes_per_image + y * bytes_per_row))
+        .flat_map(|start| written[start..start + width].to_vec())
+        .collect()
+}
+
+#[test]
+fn ranges_short_of_a_whole_last_group_are_read_and_written_a_word_at_a_time() {
+    let Some(app) = App::new() else {
+        return;
+    };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    // Rows on 16 bytes, but each buffer ends at the word holding its last pixel: a 16-byte read
+    // or write of the last group would leave the buffer, so both fall back to words.
+    let (width, height) = (21, 9);
+    let image = random_image(width, height, 255, 5);
+    let stride = width.next_multiple_of(16);
+    let mut bytes = vec![0u8; (stride * (height - 1) + width.next_multiple_of(4)) as usize];
+    for (y, row) in image.as_raw().chunks(width as usize).enumerate() {
+        bytes[y * stride as usize..][..width as usize].copy_from_slice(row);
+    }
+    let source = app.buffer_with(&bytes, wgpu::BufferUsages::STORAGE);
+    let operation =
+        Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()).with_responses();
+    let (out_width, out_height) = (width - 2, height - 2);
+    let out_stride = out_width.next_multiple_of(16);
+    let image_bytes = out_stride * out_height;
+    let last_row_end =
+        image_bytes * 2 + out_stride * (out_height - 1) + out_width.next_multiple_of(4);
+    let target = app.buffer_with(
+        &vec![UNTOUCHED; last_row_end as usize],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let pass = engine
+        .prepare(
+            &operation,
+            GpuSource::Buffer {
+                buffer: &source,
+                offset: 0,
+                bytes_per_row: stride,
+                width,
+                height,
+            },
+            GpuTarget::Buffer {
+                buffer: &target,
+                offset: 0,
+                bytes_per_row: out_stride,
+                bytes_per_image: u64::from(image_bytes),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (pass.variant().source_align, pass.variant().target_align),
+        (4, 4)
+    );
+    app.submit(&pass);
+    let written = app.read_buffer(&target);
+    let expected = common::raw_outputs(reference::run(&image, &operation)).concat();
+    let layout = (0, out_stride as usize, image_bytes as usize);
+    assert_eq!(
+        planes(&written, layout, (out_width, out_height), 3),
+        expected
+    );
+}
+
+#[test]
+fn fractional_weights_that_round_stay_within_one_of_the_reference_in_every_layout() {
+    let Some(app) = App::new() else {
+        return;
+    };
+    let engine = GpuEngine::from_device(&app.device, &app.queue).unwrap();
+    // Weights no binary fraction holds exactly: the shader's f32 sums may round differently
+    // from the reference's (a fused multiply-add, say), by at most one in the result.
+    let kernel = Kernel::new(
+        "thirds",
+        [0.1, -0.3, 1.0 / 3.0, 0.7, 0.05, -0.45, 0.2, 0.9, -1.1],
+    )
+    .unwrap();
+    assert!(!kernel.is_integer());
+    let operation = Operation::responses(vec![kernel]).unwrap();
+    let (width, height) = (37, 11);
+    let image = random_image(width, height, 255, 77);
+    let expected = reference::run(&image, &operation).responses.remove(0);
+    for source_kind in 0..3 {
+        let Source::Buffer {
+            buffer,
+            offset,
+            bytes_per_row,
+        } = source(&app, source_kind, &image)
+        else {
+            unreachable!("kinds 0 to 2 are buffers")
+        };
+        for (target_offset, out_stride) in [(0u64, 48u32), (4, 40)] {
+            let size = target_offset + u64::from(out_stride * (height - 2)) + 16;
+            let target = app.buffer_with(
+                &vec![UNTOUCHED; size as usize],
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            );
+            let pass = engine
+                .prepare(
+                    &operation,
+                    GpuSource::Buffer {
+                        buffer: &buffer,
+                        offset,
+                        bytes_per_row,
+                        width,
+                        height,
+                    },
+                    GpuTarget::Buffer {
+                        buffer: &target,
+                        offset: target_offset,
+                        bytes_per_row: out_stride,
+                        bytes_per_image: 0,
+                    },
+                )
+                .unwrap();
+            app.submit(&pass);
+            let written = app.read_buffer(&target);
+            let layout = (target_offset as usize, out_stride as usize, 0);
+            let actual = planes(&written, layout, (width - 2, height - 2), 1);
+            for (i, (&a, &e)) in actual.iter().zip(expected.as_raw()).enumerate() {
+                assert!(
+                    a.abs_diff(e) <= 1,
+                    "source {source_kind}, target offset {target_offset}: pixel {i} is {a}, the \
+                     reference {e}"
+                );
+            }
+        }
+    }
 }

@@ -35,10 +35,17 @@ impl FilterPass {
             contents: bytemuck::bytes_of(params),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let variant = Variant::of(params, source.size());
+        let variant = Variant::of(params, source.size(), target.size());
         Ok(Self {
-            pipeline: pipeline.get(device, &variant),
-            bind_group: bind_group(device, pipeline, &uniform, source, target),
+            pipeline: pipeline.get(device, &variant)?,
+            bind_group: bind_group(
+                device,
+                pipeline,
+                &uniform,
+                source,
+                target,
+                variant.target_align == VECTOR_BYTES,
+            ),
             grid,
             variant,
         })
@@ -83,13 +90,15 @@ pub(crate) fn dispatch_grid(limits: &wgpu::Limits, params: &Conv3x3Params) -> Re
 }
 
 /// The bind group of one pass: `uniform` holds its [`Conv3x3Params`]; every binding the source
-/// and target leave unused gets the pipeline's placeholder.
+/// and target leave unused gets the pipeline's placeholder. A buffer target is bound as
+/// `output4` when `vector_target` (the variant's `TARGET_ALIGN` is 16), else as `output`.
 pub(crate) fn bind_group<'a>(
     device: &wgpu::Device,
     pipeline: &'a Conv3x3Pipeline,
     uniform: &wgpu::Buffer,
     source: &'a Binding,
     target: &'a Binding,
+    vector_target: bool,
 ) -> wgpu::BindGroup {
     let buffer_binding = |buffer, offset, size| {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -98,9 +107,9 @@ pub(crate) fn bind_group<'a>(
             size: wgpu::BufferSize::new(size),
         })
     };
-    // The same range again as `vec4<u32>`s: whole 16-byte groups only (the shader reads and
-    // writes that view only where `Variant::of` found them inside the range), or the
-    // placeholder when not even one fits.
+    // A range as `vec4<u32>`s: whole 16-byte groups only (the shader reads and writes that
+    // view only where `Variant::of` found them inside the range), or the placeholder when not
+    // even one fits.
     let vector_binding = |buffer, offset, size: u64, placeholder: &'a wgpu::Buffer| {
         let groups = size / u64::from(VECTOR_BYTES) * u64::from(VECTOR_BYTES);
         if groups == 0 {
@@ -130,15 +139,25 @@ pub(crate) fn bind_group<'a>(
             buffer,
             offset,
             size,
+        } if vector_target => (
+            pipeline.placeholder_output.as_entire_binding(),
+            vector_binding(buffer, *offset, *size, &pipeline.placeholder_output4),
+            &pipeline.placeholder_rgba8,
+            &pipeline.placeholder_r32uint,
+        ),
+        Binding::Buffer {
+            buffer,
+            offset,
+            size,
         } => (
             buffer_binding(buffer, *offset, *size),
-            vector_binding(buffer, *offset, *size, &pipeline.placeholder_output),
+            pipeline.placeholder_output4.as_entire_binding(),
             &pipeline.placeholder_rgba8,
             &pipeline.placeholder_r32uint,
         ),
         Binding::Texture(view) => {
             let output = pipeline.placeholder_output.as_entire_binding();
-            let output4 = pipeline.placeholder_output.as_entire_binding();
+            let output4 = pipeline.placeholder_output4.as_entire_binding();
             if view.texture().format() == wgpu::TextureFormat::R32Uint {
                 (output, output4, &pipeline.placeholder_rgba8, view)
             } else {

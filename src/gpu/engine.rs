@@ -24,12 +24,12 @@ use super::strips::Strips;
 /// alike), and at 16384×16384 8 rows were slower than 4.
 pub const DEFAULT_ROWS_PER_INVOCATION: u32 = 4;
 
-/// A long-lived GPU engine: device, queue, pipeline and reusable buffers.
+/// A long-lived GPU engine: device, queue, pipelines and reusable buffers.
 ///
 /// Two ways to use it: [`run`](Self::run) takes an image from the CPU and brings the results
 /// back (what the command line does), and [`prepare`](Self::prepare) builds a [`FilterPass`]
 /// over buffers or textures that already live on the GPU, which the caller records into its own
-/// encoder. Both use the same pipeline, built once.
+/// encoder. Both use the same pipelines: one per shape of pass, compiled when first needed.
 #[derive(Debug)]
 pub struct GpuEngine {
     core: GpuCore,
@@ -37,7 +37,7 @@ pub struct GpuEngine {
     strips: Strips,
 }
 
-/// What every pass needs: the device, its queue and the pipeline built on it.
+/// What every pass needs: the device, its queue and the pipelines built on it.
 #[derive(Debug)]
 pub(crate) struct GpuCore {
     pub device: wgpu::Device,

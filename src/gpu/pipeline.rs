@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Mutex;
 
+use crate::error::{Error, Result};
 use crate::params::{
     BORDER_VALID, Conv3x3Params, MODE_RESPONSES, SOURCE_BUFFER, TARGET_BUFFER, VECTOR_BYTES,
 };
@@ -43,10 +44,11 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// The variant for `params`, whose buffer source (if any) is bound over `source_bytes`
-    /// bytes: the widest loads and stores the layouts allow, and nothing that cannot change the
-    /// code (a target's alignment when it is a texture, say) left to tell two variants apart.
-    pub fn of(params: &Conv3x3Params, source_bytes: u64) -> Self {
+    /// The variant for `params`, whose buffer source and target (if any) are bound over
+    /// `source_bytes` and `target_bytes`: the widest loads and stores the layouts allow, and
+    /// nothing that cannot change the code (a target's alignment when it is a texture, say)
+    /// left to tell two variants apart.
+    pub(crate) fn of(params: &Conv3x3Params, source_bytes: u64, target_bytes: u64) -> Self {
         let buffer_source = params.source_kind == SOURCE_BUFFER;
         // Windows past the edges, and textures, are read pixel by pixel whatever the alignment.
         let source_align = if !buffer_source || params.border != BORDER_VALID {
@@ -68,10 +70,16 @@ impl Variant {
             }
         };
         let images = params.output_count();
+        // The last image's last row's last 16-byte group must be inside the bound range too.
+        let last_target_group_end = u64::from(params.out_offset)
+            + u64::from(params.bytes_per_image) * u64::from(images - 1)
+            + u64::from(params.out_bytes_per_row) * u64::from(params.out_height - 1)
+            + u64::from(params.out_width.next_multiple_of(VECTOR_BYTES));
         let target_align = if params.target_kind == TARGET_BUFFER
             && params.out_offset.is_multiple_of(VECTOR_BYTES)
             && params.out_bytes_per_row.is_multiple_of(VECTOR_BYTES)
             && (images == 1 || params.bytes_per_image.is_multiple_of(VECTOR_BYTES))
+            && last_target_group_end <= target_bytes
         {
             VECTOR_BYTES
         } else {
@@ -124,8 +132,11 @@ pub struct Conv3x3Pipeline {
     pipelines: Mutex<HashMap<Variant, wgpu::ComputePipeline>>,
     /// Bound as `input` and `input4` when the source is a texture.
     pub placeholder_input: wgpu::Buffer,
-    /// Bound as `output` and `output4` when the target is a texture.
+    /// Bound as `output` when the target is a texture or is written through `output4`.
     pub placeholder_output: wgpu::Buffer,
+    /// Bound as `output4` when the target is a texture or is written through `output`: a
+    /// buffer of its own, since two writable bindings of one buffer may not be bound at once.
+    pub placeholder_output4: wgpu::Buffer,
     /// Bound as `input_texture` when the source is a buffer.
     pub placeholder_texture: wgpu::TextureView,
     /// Bound as `output_rgba8` when the target is not an `Rgba8Unorm` texture.
@@ -263,6 +274,7 @@ impl Conv3x3Pipeline {
             pipelines: Mutex::default(),
             placeholder_input: buffer("gpuconv::conv3x3::placeholder_input"),
             placeholder_output: buffer("gpuconv::conv3x3::placeholder_output"),
+            placeholder_output4: buffer("gpuconv::conv3x3::placeholder_output4"),
             placeholder_texture: texture(
                 "gpuconv::conv3x3::placeholder_texture",
                 F::R8Unorm,
@@ -286,29 +298,47 @@ impl Conv3x3Pipeline {
 }
 
 impl Conv3x3Pipeline {
-    /// The pipeline for `variant`, compiled on first use. Compilation errors are validation
-    /// errors on the device, for the caller's error scope to catch.
-    pub fn get(&self, device: &wgpu::Device, variant: &Variant) -> wgpu::ComputePipeline {
+    /// The pipeline for `variant`, compiled on first use and kept; an error (and nothing kept)
+    /// when the device reports one while compiling it, so a failed compilation is retried the
+    /// next time rather than handed out.
+    pub fn get(&self, device: &wgpu::Device, variant: &Variant) -> Result<wgpu::ComputePipeline> {
         let mut pipelines = self
             .pipelines
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pipelines
-            .entry(*variant)
-            .or_insert_with(|| {
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("gpuconv::conv3x3::pipeline"),
-                    layout: Some(&self.layout),
-                    module: &self.module,
-                    entry_point: Some("main"),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &variant.constants(),
-                        ..Default::default()
-                    },
-                    cache: self.cache.as_ref(),
-                })
-            })
-            .clone()
+        if let Some(pipeline) = pipelines.get(variant) {
+            return Ok(pipeline.clone());
+        }
+        // On the web the scopes cannot be waited for here; errors reach the device's handler.
+        #[cfg(not(target_arch = "wasm32"))]
+        let scopes = [
+            wgpu::ErrorFilter::Validation,
+            wgpu::ErrorFilter::Internal,
+            wgpu::ErrorFilter::OutOfMemory,
+        ]
+        .map(|filter| device.push_error_scope(filter));
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("gpuconv::conv3x3::pipeline"),
+            layout: Some(&self.layout),
+            module: &self.module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &variant.constants(),
+                ..Default::default()
+            },
+            cache: self.cache.as_ref(),
+        });
+        // Scopes pop innermost first.
+        #[cfg(not(target_arch = "wasm32"))]
+        for scope in scopes.into_iter().rev() {
+            if let Some(error) = pollster::block_on(scope.pop()) {
+                return Err(Error::Gpu(format!(
+                    "compiling the pipeline for {variant:?}: {error}"
+                )));
+            }
+        }
+        pipelines.insert(*variant, pipeline.clone());
+        Ok(pipeline)
     }
 
     /// How many pipelines have been compiled so far.
@@ -317,5 +347,17 @@ impl Conv3x3Pipeline {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shaders_workgroup_size_is_the_one_dispatches_are_counted_in() {
+        let declared = format!("const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;");
+        assert!(CONV3X3_WGSL.contains(&declared));
+        assert!(super::super::yardstick::COPY_WGSL.contains(&declared));
     }
 }

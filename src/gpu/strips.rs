@@ -165,18 +165,21 @@ impl Strips {
             self.waiter = Some(Waiter::new(&gpu.device)?);
         }
 
-        // Every slot's input buffer holds at least the plan's input in whole 16-byte groups.
-        let source_bytes = plan
-            .params
-            .input_bytes()
-            .next_multiple_of(u64::from(VECTOR_BYTES));
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = gpu
-            .pipeline
-            .get(&gpu.device, &Variant::of(&plan.params, source_bytes));
-        if let Some(error) = scope.pop().await {
-            return Err(Error::Gpu(error.to_string()));
+        // Every slot's buffers hold at least the plan's input and output in whole 16-byte
+        // groups, so its rows are read and written 16 pixels at a time, as the slots' bind
+        // groups assume.
+        let whole_groups = |bytes: u64| bytes.next_multiple_of(u64::from(VECTOR_BYTES));
+        let variant = Variant::of(
+            &plan.params,
+            whole_groups(plan.params.input_bytes()),
+            whole_groups(plan.params.output_bytes()),
+        );
+        if variant.source_align != VECTOR_BYTES || variant.target_align != VECTOR_BYTES {
+            return Err(Error::Gpu(format!(
+                "internal: a strip's layout is not 16-byte aligned ({variant:?})"
+            )));
         }
+        let pipeline = gpu.pipeline.get(&gpu.device, &variant)?;
 
         let mut timings = Timings::default();
         let mut in_flight = VecDeque::with_capacity(slots);
@@ -453,6 +456,7 @@ impl StripSlot {
             &uniform,
             &whole(&buffers.input),
             &whole(&buffers.output),
+            true,
         );
         Self {
             buffers,
@@ -481,10 +485,11 @@ struct StripBuffers {
 
 impl StripBuffers {
     /// Buffers for images needing at most `input_bytes` in and `output_bytes` out (both
-    /// multiples of 4); `upload` comes mapped. The input is rounded up to whole 16-byte
-    /// groups so that the shader reads every row, the last included, 16 pixels at a time.
+    /// multiples of 4); `upload` comes mapped. Both are rounded up to whole 16-byte groups so
+    /// that the shader reads and writes every row, the last included, 16 pixels at a time.
     fn new(device: &wgpu::Device, input_bytes: u64, output_bytes: u64) -> Self {
         let input_bytes = input_bytes.next_multiple_of(u64::from(VECTOR_BYTES));
+        let output_bytes = output_bytes.next_multiple_of(u64::from(VECTOR_BYTES));
         let buffer = |label, size, usage, mapped_at_creation| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),

@@ -104,6 +104,7 @@ fn buffer_pair(
     bytes: u64,
     usage: wgpu::BufferUsages,
 ) -> Result<[wgpu::Buffer; 2]> {
+    let validation = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
     let scope = gpu
         .device()
         .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -119,7 +120,8 @@ fn buffer_pair(
         make("gpuconv::yardstick::source"),
         make("gpuconv::yardstick::destination"),
     ];
-    if let Some(error) = pollster::block_on(scope.pop()) {
+    let out_of_memory = pollster::block_on(scope.pop());
+    if let Some(error) = out_of_memory.or(pollster::block_on(validation.pop())) {
         return Err(Error::Gpu(format!("allocating 2 × {bytes} bytes: {error}")));
     }
     // Written once so that no copy below pays for wgpu's first-use zeroing.
@@ -140,7 +142,15 @@ pub fn copy_kernel(gpu: &GpuEngine, bytes: u64, repeat: u32) -> Result<Option<Du
         return Ok(None);
     }
     let device = gpu.device();
+    let limit = device.limits().max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Err(Error::Gpu(format!(
+            "copying {bytes} bytes in one binding: the device binds at most {limit}"
+        )));
+    }
     let [source, destination] = buffer_pair(gpu, bytes, wgpu::BufferUsages::STORAGE)?;
+    // Whatever goes wrong below is this measurement's error, not the engine's next run's.
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("gpuconv::yardstick::copy"),
         source: wgpu::ShaderSource::Wgsl(COPY_WGSL.into()),
@@ -172,6 +182,9 @@ pub fn copy_kernel(gpu: &GpuEngine, bytes: u64, repeat: u32) -> Result<Option<Du
         .map_err(|_| Error::Gpu(format!("{bytes} bytes are too many to copy in one pass")))?;
     let grid = workgroup_grid(invocations, limits.max_compute_workgroups_per_dimension);
     let stopwatch = Stopwatch::new(device, repeat.max(1));
+    if let Some(error) = pollster::block_on(scope.pop()) {
+        return Err(Error::Gpu(error.to_string()));
+    }
     let mut encoder = device.create_command_encoder(&Default::default());
     for run in 0..=stopwatch.count {
         // The first pass warms up and is not timed.
@@ -195,6 +208,12 @@ pub fn copy_buffer(gpu: &GpuEngine, bytes: u64, repeat: u32) -> Result<Option<Du
     let needed = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
     if !has(gpu, needed) || bytes == 0 {
         return Ok(None);
+    }
+    if bytes > gpu.device().limits().max_buffer_size {
+        return Err(Error::Gpu(format!(
+            "copying {bytes} bytes: the device's buffers hold at most {}",
+            gpu.device().limits().max_buffer_size
+        )));
     }
     let [source, destination] = buffer_pair(gpu, bytes, wgpu::BufferUsages::empty())?;
     let stopwatch = Stopwatch::new(gpu.device(), repeat.max(1));

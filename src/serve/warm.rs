@@ -19,6 +19,8 @@ pub(super) struct WarmEngine {
     generation: AtomicU64,
     description: Mutex<String>,
     is_gpu: AtomicBool,
+    /// A GPU kept beside the CPU, each request sent to one or the other (`Engine::routed`).
+    is_routed: AtomicBool,
     /// The current engine's device, polled by the watcher thread.
     device: Mutex<Option<wgpu::Device>>,
 }
@@ -39,6 +41,7 @@ impl WarmEngine {
         let warm = Arc::new(Self {
             description: Mutex::new(engine.describe()),
             is_gpu: AtomicBool::new(engine.is_gpu()),
+            is_routed: AtomicBool::new(engine.is_routed()),
             slot: Mutex::new(None),
             open,
             lost: AtomicBool::new(false),
@@ -59,9 +62,12 @@ impl WarmEngine {
         lock(&self.description).clone()
     }
 
-    /// `"gpu"` or `"cpu"`.
+    /// `"gpu"`, `"cpu"`, or `"gpu+cpu"` for a GPU kept beside the CPU, each request sent to one
+    /// or the other.
     pub(super) fn backend(&self) -> &'static str {
-        if self.is_gpu.load(Ordering::SeqCst) {
+        if self.is_routed.load(Ordering::SeqCst) {
+            "gpu+cpu"
+        } else if self.is_gpu.load(Ordering::SeqCst) {
             "gpu"
         } else {
             "cpu"
@@ -120,6 +126,7 @@ impl WarmEngine {
         }
         *lock(&self.description) = engine.describe();
         self.is_gpu.store(engine.is_gpu(), Ordering::SeqCst);
+        self.is_routed.store(engine.is_routed(), Ordering::SeqCst);
         *slot = Some(engine);
     }
 

@@ -137,11 +137,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let decoded = image::load_from_memory_with_format(&png, ImageFormat::Png)?;
         let decode = start.elapsed();
         drop(decoded);
-        // At least 16 MiB: smaller copies finish within the clock's noise.
-        let copy_bytes = (u64::from(width) * u64::from(height)).max(16 << 20);
+        // The image's own bytes: GPU timestamps time even a small copy. The CPU's wall clock
+        // needs at least 16 MiB to rise above its noise.
+        let pixels = u64::from(width) * u64::from(height);
         let copies: Vec<Option<f64>> = backends
             .iter()
-            .map(|(name, engine)| copy_gb_per_s(name, engine, copy_bytes, args.repeat))
+            .map(|(name, engine)| {
+                let bytes = if engine.is_gpu() {
+                    pixels
+                } else {
+                    pixels.max(16 << 20)
+                };
+                copy_gb_per_s(name, engine, bytes, args.repeat)
+            })
             .collect();
         for (op, operation) in split_ops(&args.ops).into_iter().zip(&operations) {
             let outputs = operation.output_count() as u64;
@@ -612,6 +620,12 @@ const RESIDENT_PATHS: [(Resident, Resident); 5] = [
     ),
 ];
 
+/// A resident pass's kernel time (when the device has timestamps) and its output images.
+type ResidentRun = (Option<Duration>, Vec<Vec<u8>>);
+
+/// The largest resident target `bench` allocates (and reads back); larger ones are skipped.
+const RESIDENT_MAX_BYTES: u64 = 2 << 30;
+
 /// One row per resident path: the image put on the GPU once, the pass prepared once
 /// (`GpuEngine::prepare`) and timed on the GPU (`yardstick::pass`), its outputs read back and
 /// checked against `expected`.
@@ -633,7 +647,7 @@ fn resident_rows(
     let (width, height) = image.dimensions();
     RESIDENT_PATHS
         .iter()
-        .map(|&(source, target)| {
+        .filter_map(|&(source, target)| {
             let path = format!("resident {}→{}", source.name(), target.name());
             let row = |check: String, kernel: Option<Duration>, error: Option<String>| {
                 let (ow, oh) = operation.output_size(width, height).unwrap_or((0, 0));
@@ -666,18 +680,25 @@ fn resident_rows(
                 }
             };
             match resident_run(gpu, image, operation, source, target, repeat) {
-                Ok((kernel, outputs)) => {
+                Ok(Some((kernel, outputs))) => {
                     let check = compare_planes(&outputs, expected);
-                    row(check, kernel, None)
+                    Some(row(check, kernel, None))
                 }
-                Err(error) => row(String::new(), None, Some(format!("{path}: {error:#}"))),
+                Ok(None) => {
+                    println!(
+                        "# {op} {width}x{height} {path}: skipped, its target would be over {} GiB",
+                        RESIDENT_MAX_BYTES >> 30
+                    );
+                    None
+                }
+                Err(error) => Some(row(String::new(), None, Some(format!("{path}: {error:#}")))),
             }
         })
         .collect()
 }
 
 /// Puts `image` on the GPU as `source`, prepares the pass into a `target`, times it and reads
-/// the output images back.
+/// the output images back; `None` when the target would be over [`RESIDENT_MAX_BYTES`].
 fn resident_run(
     gpu: &GpuEngine,
     image: &GrayImage,
@@ -685,12 +706,19 @@ fn resident_run(
     source: Resident,
     target: Resident,
     repeat: u32,
-) -> Result<(Option<Duration>, Vec<Vec<u8>>)> {
+) -> Result<Option<ResidentRun>> {
     let device = gpu.device();
     let (width, height) = image.dimensions();
     let (out_width, out_height) = operation.output_size(width, height)?;
     let images = operation.output_count();
     let max_side = device.limits().max_texture_dimension_2d;
+    // Four bytes a texel: a 256-Mpx texture target with eight layers would hold 8 GiB, and as
+    // much again to read it back.
+    let target_bytes =
+        u64::from(out_width) * u64::from(out_height) * u64::from(images) * target.pixel_bytes();
+    if target_bytes > RESIDENT_MAX_BYTES {
+        return Ok(None);
+    }
     let texture = |format, w: u32, h: u32, layers, usage| -> Result<wgpu::Texture> {
         if w.max(h) > max_side {
             bail!("{w}x{h} is larger than the device's textures ({max_side})");
@@ -815,6 +843,9 @@ fn resident_run(
     // r, or the value in r32uint's low byte).
     let texel_bytes = target.pixel_bytes() as u32;
     let row_bytes = (out_width * texel_bytes).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    // Errors here are this measurement's, not the next run's of the engine.
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("gpuconv::bench::readback"),
         size: u64::from(row_bytes) * u64::from(out_height) * u64::from(images),
@@ -857,6 +888,10 @@ fn resident_run(
         }
     }
     gpu.queue().submit([encoder.finish()]);
+    let out_of_memory = pollster::block_on(scope.pop());
+    if let Some(error) = out_of_memory.or(pollster::block_on(validation.pop())) {
+        bail!("reading the outputs back: {error}");
+    }
     readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
     device.poll(wgpu::PollType::wait_indefinitely())?;
     let stride = match target {
@@ -881,7 +916,7 @@ fn resident_run(
             .collect()
     };
     readback.unmap();
-    Ok((kernel, outputs))
+    Ok(Some((kernel, outputs)))
 }
 
 /// [`compare`] for raw output planes, in [`FilterOutput`] order.

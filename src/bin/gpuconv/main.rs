@@ -136,12 +136,12 @@ fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> anyhow::R
     let engine = Engine::for_workload(choice, workload)?;
     if let Some(reason) = engine.fallback_reason() {
         // The library's reason names no flag; the ones that override it are ours.
-        let hint = if reason.contains("software renderer") {
-            " (--backend gpu uses it anyway)"
-        } else if reason.contains(gpuconv::auto::MIN_MPX_VARIABLE) || reason.contains("estimated") {
-            " (--backend gpu for a GPU)"
-        } else {
-            ""
+        let hint = match engine.fallback() {
+            Some(gpuconv::Fallback::SoftwareRenderer) => " (--backend gpu uses it anyway)",
+            Some(gpuconv::Fallback::Estimate | gpuconv::Fallback::Threshold) => {
+                " (--backend gpu for a GPU)"
+            }
+            _ => "",
         };
         eprintln!("gpuconv: {reason}{hint}; using the CPU backend");
     }

@@ -43,30 +43,20 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // service does not become a CPU one behind its operators' backs. With `auto` and a GPU,
     // the service keeps it open beside the CPU and sends each request where it runs faster.
     let choice: BackendChoice = args.backend.into();
+    // Whether any request could run faster on a GPU: the largest one allowed, the engine kept
+    // open. `auto` then keeps the GPU beside the CPU and sends each request where it wins.
+    let largest_request = gpuconv::Workload {
+        pixels: args.max_pixels,
+        kernels: 2,
+        outputs: 1,
+        images: None,
+        on_gpu: false,
+    };
+    let first = crate::open_engine(choice, &largest_request)?;
     let first = if choice == BackendChoice::Auto {
-        let engine = crate::open_engine(
-            choice,
-            &gpuconv::Workload {
-                // Whether any request could win on the GPU: the largest one allowed.
-                pixels: args.max_pixels,
-                kernels: 2,
-                outputs: 1,
-                images: None,
-                on_gpu: false,
-            },
-        )?;
-        engine.into_routed()?
+        first.into_routed()?
     } else {
-        crate::open_engine(
-            choice,
-            &gpuconv::Workload {
-                pixels: 1 << 20,
-                kernels: 2,
-                outputs: 1,
-                images: None,
-                on_gpu: false,
-            },
-        )?
+        first
     };
     let routed = first.is_routed();
     let again = if first.is_gpu() {
