@@ -9,7 +9,7 @@ use image::GrayImage;
 use crate::error::Result;
 use crate::memory::zeroed_bytes;
 use crate::operation::{Border, Operation};
-use crate::stream::RowSource;
+use crate::rows::RowSource;
 
 /// `image` and `operation` as the 'valid' filter takes them: unchanged for [`Border::Valid`],
 /// else the image widened by one pixel on every side and the operation made 'valid'.

@@ -154,8 +154,8 @@ pub enum Error {
         "cannot read image '{}': its {width}×{height} pixels ({what}) need about {} to decode and \
          filter, more than the memory budget of {}",
         path.display(),
-        crate::memory::format_bytes(*needed),
-        crate::memory::format_bytes(*budget)
+        crate::units::format_bytes(*needed),
+        crate::units::format_bytes(*budget)
     )]
     OverBudget {
         /// The input path.
@@ -177,8 +177,8 @@ pub enum Error {
         "cannot read image '{}': the file is {}, and its decoder holds it in memory twice, more \
          than the memory budget of {}",
         path.display(),
-        crate::memory::format_bytes(*bytes),
-        crate::memory::format_bytes(*budget)
+        crate::units::format_bytes(*bytes),
+        crate::units::format_bytes(*budget)
     )]
     FileOverBudget {
         /// The input path.
@@ -193,7 +193,7 @@ pub enum Error {
     #[error(
         "cannot read image '{}': its decoder asked for more memory than the budget of {}",
         path.display(),
-        crate::memory::format_bytes(*budget)
+        crate::units::format_bytes(*budget)
     )]
     DecoderOverBudget {
         /// The input path.
@@ -205,7 +205,7 @@ pub enum Error {
     /// The system refused an allocation.
     #[error(
         "out of memory: {what} needs {}, which the system refused",
-        crate::memory::format_bytes(*bytes)
+        crate::units::format_bytes(*bytes)
     )]
     OutOfMemory {
         /// What the memory was for, naming the input when there is one.

@@ -73,10 +73,12 @@ mod memory;
 mod operation;
 mod params;
 pub mod reference;
+mod rows;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod stream;
 mod timings;
+mod units;
 
 pub use auto::Workload;
 pub use cpu::CpuBackend;

@@ -149,21 +149,6 @@ fn advise_huge_pages(pointer: *mut u8, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn advise_huge_pages(_pointer: *mut u8, _len: usize) {}
 
-/// `bytes` for people: `512 B`, `3.0 MiB`, `34.4 GiB`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// Parses a count that must be at least 1, saying so for negative numbers too (a plain `u64`
 /// parser calls `-1` an "invalid digit").
 pub fn parse_positive_count(text: &str) -> std::result::Result<u64, String> {
@@ -222,13 +207,6 @@ mod tests {
         for bad in ["", "-1", "0", "1.2.3", "12X", "G", "nan"] {
             assert!(parse_bytes(bad).is_err(), "{bad:?} was accepted");
         }
-    }
-
-    #[test]
-    fn sizes_print_in_binary_units() {
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(3 * MIB), "3.0 MiB");
-        assert_eq!(format_bytes(34_358_689_800), "32.0 GiB");
     }
 
     #[test]

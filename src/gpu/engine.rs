@@ -11,6 +11,7 @@ use crate::operation::{FilterOutput, Operation, check_outputs};
 use crate::params::Conv3x3Params;
 use crate::timings::Timings;
 
+use super::context::GpuCore;
 use super::device;
 use super::dispatch::FilterPass;
 use super::pipeline::{self, Conv3x3Pipeline};
@@ -35,19 +36,6 @@ pub struct GpuEngine {
     core: GpuCore,
     /// [`run`](Self::run)'s strip scheduler: its buffers, made on the first call and reused.
     strips: Strips,
-}
-
-/// What every pass needs: the device, its queue and the pipelines built on it.
-#[derive(Debug)]
-pub(crate) struct GpuCore {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pub adapter_info: wgpu::AdapterInfo,
-    pub pipeline: Conv3x3Pipeline,
-    /// Output rows each invocation computes, in every pass this engine prepares or runs.
-    pub rows_per_invocation: u32,
-    /// The first error wgpu reported outside any error scope, on devices gpuconv created.
-    uncaptured: Option<Arc<Mutex<Option<String>>>>,
 }
 
 impl GpuEngine {
@@ -305,19 +293,5 @@ impl GpuEngine {
     /// The cap [`set_max_strip_rows`](Self::set_max_strip_rows) set, if any.
     pub fn max_strip_rows(&self) -> Option<u32> {
         self.strips.max_rows
-    }
-}
-
-impl GpuCore {
-    /// Returns, once, an error wgpu reported outside any error scope since the last call.
-    pub fn take_uncaptured_error(&self) -> Result<()> {
-        let Some(uncaptured) = &self.uncaptured else {
-            return Ok(());
-        };
-        let error = uncaptured
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        error.map_or(Ok(()), |error| Err(Error::Gpu(error)))
     }
 }

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod context;
 pub mod device;
 mod dispatch;
 mod engine;

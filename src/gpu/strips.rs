@@ -17,8 +17,8 @@ use crate::operation::{FilterOutput, Operation, output_planes, output_size};
 use crate::params::{Conv3x3Params, SourceLayout, TargetLayout, VECTOR_BYTES};
 use crate::timings::{Timings, add};
 
+use super::context::GpuCore;
 use super::dispatch::{bind_group, dispatch_grid, record};
-use super::engine::GpuCore;
 use super::pipeline::Variant;
 use super::resources::Binding;
 use super::timer::PassTimer;

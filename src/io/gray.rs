@@ -99,6 +99,17 @@ fn convert<const N: usize>(samples: &mut [u8], gray: impl Fn(&[u8; N]) -> u8) ->
     pixels
 }
 
+/// Big-endian samples (as PNG and PNM store them) made native, then gray into `row`.
+pub(super) fn to_gray_row(line: &mut [u8], color: ColorType, row: &mut [u8]) {
+    if color.bytes_per_pixel() / color.channel_count() == 2 && cfg!(target_endian = "little") {
+        for sample in line.chunks_exact_mut(2) {
+            sample.swap(0, 1);
+        }
+    }
+    let pixels = gray_row(line, color).expect("a layout with a gray rule");
+    row.copy_from_slice(&line[..pixels]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

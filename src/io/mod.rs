@@ -9,7 +9,8 @@ mod rows;
 mod sinks;
 mod write;
 
-pub use crate::memory::{default_memory_budget, format_bytes, parse_bytes, parse_positive_count};
+pub use crate::memory::{default_memory_budget, parse_bytes, parse_positive_count};
+pub use crate::units::format_bytes;
 pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
 pub use read::{
     DEFAULT_MAX_PIXELS, ReadLimits, decode_gray, load_gray, load_gray_with, quiet_decoder_panics,

@@ -9,11 +9,12 @@ use std::path::PathBuf;
 
 use image::{ColorType, ImageError};
 
+use super::gray::to_gray_row;
 use super::read::Input;
-use super::rows::{check_stream, to_gray_row};
+use super::read::check_stream;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
-use crate::stream::RowSource;
+use crate::rows::RowSource;
 
 const HEADER_BYTES: usize = 14;
 /// The most pixels the `qoi` crate decodes (its `QOI_PIXELS_MAX`).

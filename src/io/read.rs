@@ -492,3 +492,36 @@ fn decode_float_tiff<R: BufRead + Seek>(
             detail: "its float samples do not fill the image".to_owned(),
         })
 }
+
+/// The header checks of whole images (pixel limit, file length), then the memory budget
+/// against what streaming holds: the decoder's `line_bytes` of row buffers and a few bands of
+/// three rows or more, for the input and each output.
+pub(super) fn check_stream(
+    input: &Input,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    line_bytes: usize,
+) -> Result<()> {
+    let decoded =
+        (u64::from(width) * u64::from(height)).saturating_mul(u64::from(color.bytes_per_pixel()));
+    input.check_header(width, height, (color, decoded))?;
+    let row = u64::from(width);
+    let band = (crate::rows::band_bytes(width, height) as u64).max(3 * row);
+    // Reader: the decoded line and the decoder's current and previous raw rows; bands: one
+    // being read, one queued, the window; each output: one queued, one being written.
+    let needed = (line_bytes as u64)
+        .saturating_mul(3)
+        .saturating_add(band.saturating_mul(3 + 2 * input.limits.output_images));
+    if needed > input.limits.max_memory {
+        return Err(Error::OverBudget {
+            path: input.path.to_owned(),
+            width,
+            height,
+            what: format!("{color:?}, streamed in bands"),
+            needed,
+            budget: input.limits.max_memory,
+        });
+    }
+    Ok(())
+}

@@ -8,12 +8,12 @@ use std::path::Path;
 
 use image::{ColorType, ImageError, ImageFormat};
 
-use super::gray::gray_row;
+use super::gray::{gray_row, to_gray_row};
 use super::qoi::QoiRows;
-use super::read::{Input, ReadLimits, guarded, open_input, read_head};
+use super::read::{Input, ReadLimits, check_stream, guarded, open_input, read_head};
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
-use crate::stream::RowSource;
+use crate::rows::RowSource;
 
 /// The rows of the image in `path`, when its format can be read a row at a time (PNG that is
 /// not interlaced; binary PGM, PPM and PAM with a maxval of 255 or 65535; TIFF in strips of
@@ -135,51 +135,6 @@ impl RowSource for PngRows {
         }
         Ok(())
     }
-}
-
-/// The header checks of whole images (pixel limit, file length), then the memory budget
-/// against what streaming holds: the decoder's `line_bytes` of row buffers and a few bands of
-/// three rows or more, for the input and each output.
-pub(super) fn check_stream(
-    input: &Input,
-    width: u32,
-    height: u32,
-    color: ColorType,
-    line_bytes: usize,
-) -> Result<()> {
-    let decoded =
-        (u64::from(width) * u64::from(height)).saturating_mul(u64::from(color.bytes_per_pixel()));
-    input.check_header(width, height, (color, decoded))?;
-    let row = u64::from(width);
-    let image = row * u64::from(height);
-    let band = (image / 8).clamp(256 << 10, 8 << 20).max(3 * row);
-    // Reader: the decoded line and the decoder's current and previous raw rows; bands: one
-    // being read, one queued, the window; each output: one queued, one being written.
-    let needed = (line_bytes as u64)
-        .saturating_mul(3)
-        .saturating_add(band.saturating_mul(3 + 2 * input.limits.output_images));
-    if needed > input.limits.max_memory {
-        return Err(Error::OverBudget {
-            path: input.path.to_owned(),
-            width,
-            height,
-            what: format!("{color:?}, streamed in bands"),
-            needed,
-            budget: input.limits.max_memory,
-        });
-    }
-    Ok(())
-}
-
-/// Big-endian samples (as PNG and PNM store them) made native, then gray into `row`.
-pub(super) fn to_gray_row(line: &mut [u8], color: ColorType, row: &mut [u8]) {
-    if color.bytes_per_pixel() / color.channel_count() == 2 && cfg!(target_endian = "little") {
-        for sample in line.chunks_exact_mut(2) {
-            sample.swap(0, 1);
-        }
-    }
-    let pixels = gray_row(line, color).expect("a layout with a gray rule");
-    row.copy_from_slice(&line[..pixels]);
 }
 
 fn png_error(input: &Input, error: png::DecodingError) -> Error {

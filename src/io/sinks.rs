@@ -12,7 +12,7 @@ use image::ImageFormat;
 
 use super::write::{PNG_CHUNK_BYTES, PartialFile, extension, output_format, png_encoder};
 use crate::error::{Error, Result};
-use crate::stream::RowSink;
+use crate::rows::RowSink;
 
 /// Whether [`create_row_sink`] writes `path` a band at a time: PNG, PGM, PNM and TIFF outputs.
 pub fn writes_rows(path: &Path) -> bool {

@@ -155,7 +155,7 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
     if is_bitmap_path(path) && image.as_raw().iter().any(|&v| v != 0 && v != 255) {
         return Err(write_error(
             "a .pbm file holds only black and white, and this image has other values \
-             (write .pgm, or make a binary image with --threshold)"
+             (write .pgm, or make the image binary with a threshold)"
                 .to_owned(),
         ));
     }

@@ -411,7 +411,7 @@ fn body_too_large(max_body: u64) -> Failure {
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
         format!(
-            "the request body is larger than the limit of {} (--max-body-bytes)",
+            "the request body is larger than this server's limit of {}",
             crate::io::format_bytes(max_body)
         ),
     )
