@@ -19,6 +19,17 @@ pub enum Error {
     #[error("invalid operation: {0}")]
     InvalidOperation(String),
 
+    /// An operation asked for in words names no kernel and no combination.
+    #[error("no kernel given: name a kernel, or ask for the edge or threshold image")]
+    NoKernel,
+
+    /// An operation asked for in words keeps responses beside a combined image it does not
+    /// make.
+    #[error(
+        "responses are kept beside an edge or threshold image; without one, every kernel's response is the output anyway"
+    )]
+    ResponsesWithoutCombine,
+
     /// A setting read from the environment that cannot be understood.
     #[error("{name}='{value}' is not {expected}")]
     InvalidSetting {

@@ -56,8 +56,35 @@ impl Border {
         Some(mapped.clamp(0, len - 1) as u32)
     }
 
-    /// The border's name as the command line writes it: `valid`, `zero`, `replicate`,
-    /// `reflect`.
+    /// Every border, in the order they are listed to users.
+    pub const ALL: [Border; 4] = [
+        Border::Valid,
+        Border::Zero,
+        Border::Replicate,
+        Border::Reflect,
+    ];
+
+    /// What the border does, in one line for a person (a command line's help, say).
+    pub fn summary(self) -> &'static str {
+        match self {
+            Border::Valid => {
+                "Only windows inside the image: the output is two pixels smaller each way (the lesson's)"
+            }
+            Border::Zero => {
+                "Zeros beyond the edges (Keras padding='same'): the output is the image's size"
+            }
+            Border::Replicate => {
+                "The nearest edge pixel (OpenCV BORDER_REPLICATE): the output is the image's size"
+            }
+            Border::Reflect => {
+                "The mirror without repeating the edge (OpenCV's default BORDER_REFLECT_101, numpy \
+                 pad mode 'reflect'): the output is the image's size"
+            }
+        }
+    }
+
+    /// The border's name as the command line and the service write it: `valid`, `zero`,
+    /// `replicate`, `reflect`.
     pub fn name(self) -> &'static str {
         match self {
             Border::Valid => "valid",
@@ -65,6 +92,24 @@ impl Border {
             Border::Replicate => "replicate",
             Border::Reflect => "reflect",
         }
+    }
+}
+
+impl std::str::FromStr for Border {
+    type Err = Error;
+
+    /// A border by its [`name`](Border::name).
+    fn from_str(name: &str) -> Result<Self> {
+        Border::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Border::ALL.iter().map(|b| b.name()).collect();
+                Error::InvalidOperation(format!(
+                    "border '{name}' is not one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -134,6 +179,35 @@ impl Operation {
             keep_responses: keep_responses || combine == Combine::None,
             border: Border::Valid,
         })
+    }
+
+    /// The operation a person asked for in words, as the command line's flags and the service's
+    /// query give it: kernels as [`Kernel::parse`] reads them (an unnamed one is called
+    /// `kernel1`, `kernel2`, ... by its place), how to combine them, whether to keep each
+    /// response beside a combined image, and the border. No kernels with a combination means
+    /// the lesson's two line filters. [`Error::NoKernel`] and [`Error::ResponsesWithoutCombine`]
+    /// say what is missing or extra, for each front end to word with its own names.
+    pub fn from_words<S: AsRef<str>>(
+        kernels: &[S],
+        combine: Combine,
+        keep_responses: bool,
+        border: Border,
+    ) -> Result<Self> {
+        let mut parsed = kernels
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| Kernel::parse(spec.as_ref(), &format!("kernel{}", i + 1)))
+            .collect::<Result<Vec<_>>>()?;
+        if parsed.is_empty() {
+            if combine == Combine::None {
+                return Err(Error::NoKernel);
+            }
+            parsed = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
+        }
+        if keep_responses && combine == Combine::None {
+            return Err(Error::ResponsesWithoutCombine);
+        }
+        Ok(Self::new(parsed, combine, keep_responses)?.with_border(border))
     }
 
     /// Also return each kernel's response alongside the combined image.
@@ -275,5 +349,50 @@ impl FilterOutput {
             combined,
             responses: images.collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_border_reads_back_from_its_name_and_nothing_else_does() {
+        for border in Border::ALL {
+            assert_eq!(border.name().parse::<Border>().unwrap(), border);
+        }
+        let error = "mirror".parse::<Border>().unwrap_err().to_string();
+        assert!(error.contains("valid, zero, replicate, reflect"), "{error}");
+    }
+
+    #[test]
+    fn an_operation_in_words_is_the_one_built_by_hand() {
+        let edge = Operation::from_words::<&str>(&[], Combine::Edge, false, Border::Reflect);
+        assert_eq!(
+            edge.unwrap(),
+            Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines())
+                .with_border(Border::Reflect)
+        );
+        let two = Operation::from_words(
+            &["x", "1,0,0;0,0,0;0,0,-1"],
+            Combine::None,
+            false,
+            Border::Valid,
+        )
+        .unwrap();
+        let names: Vec<&str> = two.kernels().iter().map(Kernel::name).collect();
+        assert_eq!(names, ["x", "kernel2"]);
+        assert!(matches!(
+            Operation::from_words::<&str>(&[], Combine::None, false, Border::Valid),
+            Err(Error::NoKernel)
+        ));
+        assert!(matches!(
+            Operation::from_words(&["x"], Combine::None, true, Border::Valid),
+            Err(Error::ResponsesWithoutCombine)
+        ));
+        assert!(matches!(
+            Operation::from_words(&["1,2"], Combine::None, false, Border::Valid),
+            Err(Error::InvalidKernel { .. })
+        ));
     }
 }

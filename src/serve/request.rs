@@ -42,17 +42,10 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                 }
             },
             "border" => {
-                border = match &*value {
-                    "valid" => Border::Valid,
-                    "zero" => Border::Zero,
-                    "replicate" => Border::Replicate,
-                    "reflect" => Border::Reflect,
-                    other => {
-                        return Err(format!(
-                            "border={other}: the borders are valid, zero, replicate and reflect"
-                        ));
-                    }
-                }
+                border = value.parse::<Border>().map_err(|_| {
+                    let names: Vec<&str> = Border::ALL.iter().map(|b| b.name()).collect();
+                    format!("border={value}: the borders are {}", names.join(", "))
+                })?;
             }
             "format" => format = value.trim_start_matches('.').to_ascii_lowercase(),
             other => {
@@ -70,24 +63,14 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         (true, None) => Combine::Edge,
         (false, None) => Combine::None,
     };
-    let mut parsed = kernels
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
-        .collect::<crate::Result<Vec<_>>>()
-        .map_err(|e| e.to_string())?;
-    if parsed.is_empty() {
-        if combine == Combine::None {
-            return Err(
+    let operation =
+        Operation::from_words(&kernels, combine, false, border).map_err(|e| match e {
+            crate::Error::NoKernel => {
                 "no kernel given: add kernel=NAME (for example kernel=vertical), or edge=true"
-                    .to_owned(),
-            );
-        }
-        parsed = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
-    }
-    let operation = Operation::new(parsed, combine, false)
-        .map_err(|e| e.to_string())?
-        .with_border(border);
+                    .to_owned()
+            }
+            other => other.to_string(),
+        })?;
     let outputs = operation.output_count();
     if outputs != 1 {
         return Err(format!(

@@ -181,28 +181,19 @@ impl From<BackendArg> for gpuconv::BackendChoice {
     }
 }
 
-/// `--border`: what the windows see beyond the image's edges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BorderArg {
-    /// Only windows inside the image: the output is two pixels smaller each way (the lesson's).
-    Valid,
-    /// Zeros beyond the edges (Keras padding='same'): the output is the image's size.
-    Zero,
-    /// The nearest edge pixel (OpenCV BORDER_REPLICATE): the output is the image's size.
-    Replicate,
-    /// The mirror without repeating the edge (OpenCV's default BORDER_REFLECT_101, numpy
-    /// pad mode 'reflect'): the output is the image's size.
-    Reflect,
-}
+/// `--border`: the library's [`gpuconv::Border`], its names and help taken from there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BorderArg(pub gpuconv::Border);
 
-impl From<BorderArg> for gpuconv::Border {
-    fn from(arg: BorderArg) -> Self {
-        match arg {
-            BorderArg::Valid => Self::Valid,
-            BorderArg::Zero => Self::Zero,
-            BorderArg::Replicate => Self::Replicate,
-            BorderArg::Reflect => Self::Reflect,
-        }
+impl clap::ValueEnum for BorderArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static VARIANTS: std::sync::LazyLock<Vec<BorderArg>> =
+            std::sync::LazyLock::new(|| gpuconv::Border::ALL.map(BorderArg).to_vec());
+        &VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.summary()))
     }
 }
 
@@ -286,7 +277,7 @@ pub struct OperationArgs {
     pub threshold: Option<u16>,
 
     /// What the 3×3 windows see beyond the image's edges.
-    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
+    #[arg(long, value_enum, default_value_t = BorderArg(gpuconv::Border::Valid))]
     pub border: BorderArg,
 }
 
@@ -352,7 +343,7 @@ fn kernels_help() -> String {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// What the 3×3 windows see beyond the image's edges, for every operation timed.
-    #[arg(long, value_enum, default_value_t = BorderArg::Valid)]
+    #[arg(long, value_enum, default_value_t = BorderArg(gpuconv::Border::Valid))]
     pub border: BorderArg,
 
     /// Image sizes, WIDTHxHEIGHT, comma-separated.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use gpuconv::gpu::yardstick;
-use gpuconv::{CpuBackend, Engine, FilterOutput, GpuEngine, Kernel, Operation, Timings};
+use gpuconv::{CpuBackend, Engine, FilterOutput, GpuEngine, Operation, Timings};
 use image::{GrayImage, ImageFormat};
 
 use crate::args::BenchArgs;
@@ -40,7 +40,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let operations = split_ops(&args.ops)
         .iter()
-        .map(|op| Ok(operation(op)?.with_border(args.border.into())))
+        .map(|op| Ok(operation(op)?.with_border(args.border.0)))
         .collect::<Result<Vec<_>>>()?;
     let most_outputs = operations
         .iter()
@@ -392,20 +392,12 @@ fn startup(args: &BenchArgs) -> Result<()> {
 }
 
 fn operation(op: &str) -> Result<Operation> {
-    if op == "edge" {
-        return Ok(Operation::edge(
-            Kernel::vertical_lines(),
-            Kernel::horizontal_lines(),
-        ));
-    }
-    let kernels = op
-        .split('+')
-        .map(|name| {
-            Kernel::parse(name, name)
-                .with_context(|| format!("--ops: '{name}' is neither 'edge' nor a kernel"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Operation::responses(kernels)?)
+    let (kernels, combine): (Vec<&str>, _) = match op {
+        "edge" => (Vec::new(), gpuconv::Combine::Edge),
+        kernels => (kernels.split('+').collect(), gpuconv::Combine::None),
+    };
+    Operation::from_words(&kernels, combine, false, gpuconv::Border::Valid)
+        .with_context(|| format!("--ops: '{op}' is neither 'edge' nor kernels"))
 }
 
 /// `WxH,WxH,...`: each at least 3×3, the smallest image a 3×3 kernel has an output for.

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gpuconv::{Combine, Engine, FilterOutput, Kernel, Operation, Timings, io};
+use gpuconv::{Combine, Engine, FilterOutput, Operation, Timings, io};
 
 use crate::args::{FilterArgs, OperationArgs};
 use crate::progress::{CountingSink, Progress};
@@ -257,36 +257,25 @@ fn operation(args: &FilterArgs) -> Result<Operation> {
     build_operation(&args.operation, args.responses)
 }
 
-/// The operation that `-k`, `--edge`, `--threshold`, `--border` and `--responses` ask for.
+/// The operation that `-k`, `--edge`, `--threshold`, `--border` and `--responses` ask for, in
+/// the library's words and the command line's messages.
 pub fn build_operation(chosen: &OperationArgs, responses: bool) -> Result<Operation> {
     let combine = match (chosen.edge, chosen.threshold) {
         (_, Some(t)) => Combine::Threshold(t),
         (true, None) => Combine::Edge,
         (false, None) => Combine::None,
     };
-    let mut kernels = chosen
-        .kernels
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| Kernel::parse(spec, &format!("kernel{}", i + 1)))
-        .collect::<gpuconv::Result<Vec<_>>>()
-        .map_err(usage)?;
-    if kernels.is_empty() {
-        if combine == Combine::None {
-            bail!(usage(
-                "no kernel given: add -k KERNEL (for example -k vertical), or --edge"
-            ));
-        }
-        kernels = vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
-    }
-    if responses && combine == Combine::None {
-        bail!(usage(
-            "--responses only makes sense with --edge or --threshold (every kernel's response is written anyway)"
-        ));
-    }
-    Ok(Operation::new(kernels, combine, responses)
-        .map_err(usage)?
-        .with_border(chosen.border.into()))
+    Operation::from_words(&chosen.kernels, combine, responses, chosen.border.0).map_err(
+        |error| match error {
+            gpuconv::Error::NoKernel => {
+                usage("no kernel given: add -k KERNEL (for example -k vertical), or --edge")
+            }
+            gpuconv::Error::ResponsesWithoutCombine => usage(
+                "--responses only makes sense with --edge or --threshold (every kernel's response is written anyway)",
+            ),
+            other => usage(other),
+        },
+    )
 }
 
 /// The inputs on the command line, then those `--from-list` names, in order. Standard input
