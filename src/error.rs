@@ -282,3 +282,90 @@ pub enum Error {
 
 /// `Result` with gpuconv's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What an [`Error`] says about the work around it: the one place errors are sorted, for the
+/// command line (a batch goes on or stops), the service (a 4xx or a 503) and apps alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// This input, its output or the operation asked for is at fault (unreadable, corrupt,
+    /// cut short, too small, an unknown format, a kernel that makes no sense, an output that
+    /// cannot be written): other inputs can go on.
+    Input,
+    /// This input is genuine but over a limit (pixels, the memory budget, the device's sizes,
+    /// the memory free right now): other inputs can go on, and a higher limit may let it
+    /// through.
+    Limit,
+    /// Nothing can be filtered as things stand (no GPU, a GPU or device error, a bad setting,
+    /// the frames' stream itself failing): a batch stops, a service is not ready.
+    RunWide,
+}
+
+impl Error {
+    /// Which [`ErrorKind`] this error is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidKernel { .. }
+            | Error::InvalidOperation(_)
+            | Error::NoKernel
+            | Error::ResponsesWithoutCombine
+            | Error::ImageTooSmall { .. }
+            | Error::InvalidResource { .. }
+            | Error::Decode { .. }
+            | Error::Truncated { .. }
+            | Error::Corrupt { .. }
+            | Error::UnknownFormat { .. }
+            | Error::Write { .. }
+            | Error::Frames(_)
+            | Error::ShortFrame { .. }
+            | Error::UnsupportedOutputFormat { .. } => ErrorKind::Input,
+            Error::TooManyPixels { .. }
+            | Error::TooLargeForDevice { .. }
+            | Error::OverBudget { .. }
+            | Error::FileOverBudget { .. }
+            | Error::DecoderOverBudget { .. }
+            | Error::OutOfMemory { .. } => ErrorKind::Limit,
+            Error::NoAdapter { .. }
+            | Error::RequestDevice { .. }
+            | Error::DeviceUnsuitable(_)
+            | Error::Gpu(_)
+            | Error::Readback(_)
+            | Error::InvalidSetting { .. }
+            | Error::FrameIo { .. } => ErrorKind::RunWide,
+        }
+    }
+
+    /// Whether this input failed only for want of memory budget: it may pass alone with the
+    /// whole budget (a batch worker holds a share of it).
+    pub fn is_over_budget(&self) -> bool {
+        matches!(
+            self,
+            Error::OverBudget { .. }
+                | Error::FileOverBudget { .. }
+                | Error::DecoderOverBudget { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_sort_into_the_inputs_fault_a_limit_or_the_whole_run() {
+        let path = || PathBuf::from("in.png");
+        assert_eq!(Error::NoKernel.kind(), ErrorKind::Input);
+        let corrupt = Error::Corrupt {
+            path: path(),
+            detail: String::new(),
+        };
+        assert_eq!(corrupt.kind(), ErrorKind::Input);
+        let over = Error::FileOverBudget {
+            path: path(),
+            bytes: 10,
+            budget: 1,
+        };
+        assert_eq!(over.kind(), ErrorKind::Limit);
+        assert!(over.is_over_budget() && !corrupt.is_over_budget());
+        assert_eq!(Error::Gpu("lost".into()).kind(), ErrorKind::RunWide);
+    }
+}

@@ -83,7 +83,7 @@ mod units;
 pub use auto::Workload;
 pub use cpu::CpuBackend;
 pub use engine::{BackendChoice, Engine, Fallback};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;
 pub use operation::{Border, Combine, FilterOutput, MAX_KERNELS, Operation, output_size};

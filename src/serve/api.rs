@@ -98,37 +98,32 @@ impl Failure {
         }
     }
 
-    /// How a library error reads to a client: the input's fault (4xx), or the server's state.
+    /// How a library error reads to a client: the input's fault (4xx), or the server's state
+    /// (503), by its [`ErrorKind`](crate::ErrorKind), with the status that says most.
     fn from_error(error: Error) -> Self {
-        let status = match &error {
-            Error::UnknownFormat { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Decode { .. }
-            | Error::Truncated { .. }
-            | Error::Corrupt { .. }
-            | Error::InvalidKernel { .. }
-            | Error::InvalidOperation(_) => StatusCode::BAD_REQUEST,
-            Error::ImageTooSmall { .. }
-            | Error::TooManyPixels { .. }
-            | Error::OverBudget { .. }
-            | Error::FileOverBudget { .. }
-            | Error::DecoderOverBudget { .. }
-            | Error::TooLargeForDevice { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        use crate::ErrorKind;
+        let status = match (error.kind(), &error) {
+            (ErrorKind::Input, Error::UnknownFormat { .. }) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             // The only output that can refuse an image: PBM, for one not black and white. The
             // path in the error is made up; the reason is the client's.
-            Error::Write { reason, .. } => {
+            (ErrorKind::Input, Error::Write { reason, .. }) => {
                 return Self::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!("cannot encode the answer: {reason}"),
                 );
             }
-            Error::OutOfMemory { .. } | Error::Gpu(_) | Error::Readback(_) => {
+            // Well-formed, but no 3×3 window fits: the client's image, not its syntax.
+            (ErrorKind::Input, Error::ImageTooSmall { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            (ErrorKind::Input, _) => StatusCode::BAD_REQUEST,
+            // Memory refused right now is the server's state, worth trying again.
+            (ErrorKind::Limit, Error::OutOfMemory { .. }) | (ErrorKind::RunWide, _) => {
                 return Self::refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "resources",
                     error.to_string(),
                 );
             }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            (ErrorKind::Limit, _) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, error.to_string())
     }

@@ -195,14 +195,9 @@ fn over_share(outcome: &std::result::Result<u64, Failure>) -> bool {
     let Err(Failure::Input(error)) = outcome else {
         return false;
     };
-    matches!(
-        error.downcast_ref::<gpuconv::Error>(),
-        Some(
-            gpuconv::Error::OverBudget { .. }
-                | gpuconv::Error::FileOverBudget { .. }
-                | gpuconv::Error::DecoderOverBudget { .. }
-        )
-    )
+    error
+        .downcast_ref::<gpuconv::Error>()
+        .is_some_and(gpuconv::Error::is_over_budget)
 }
 
 /// Why an input was not filtered.
@@ -212,6 +207,20 @@ enum Failure {
     Input(anyhow::Error),
     /// Nothing can be filtered (no GPU where one was asked for): the run stops.
     Run(anyhow::Error),
+}
+
+impl Failure {
+    /// A library error from filtering, with what was being done: the run stops for a run-wide
+    /// one (a GPU lost mid-batch, say), else this input alone failed.
+    fn of(error: gpuconv::Error, doing: String) -> Self {
+        let run_wide = error.kind() == gpuconv::ErrorKind::RunWide;
+        let error = anyhow::Error::from(error).context(doing);
+        if run_wide {
+            Failure::Run(error)
+        } else {
+            Failure::Input(error)
+        }
+    }
 }
 
 /// The folders this run created for its outputs, outermost first, so that a run that fills
@@ -521,9 +530,8 @@ fn filter_one(
     };
     let described = engine.describe();
     drop(guard);
-    let (output, mut timings) = run
-        .with_context(|| format!("filtering '{}'", shown(&job.input)))
-        .map_err(input_failure)?;
+    let (output, mut timings) =
+        run.map_err(|error| Failure::of(error, format!("filtering '{}'", shown(&job.input))))?;
     drop(image);
     timings.decode = Some(decode);
 
@@ -683,12 +691,11 @@ fn stream_one(
                 | gpuconv::Error::Decode { .. }
                 | gpuconv::Error::Write { .. }
         );
-        let error = anyhow::Error::from(error);
-        Failure::Input(if named {
-            error
+        if named {
+            Failure::Input(error.into())
         } else {
-            error.context(filtering())
-        })
+            Failure::of(error, filtering())
+        }
     })?;
     if args.timings {
         eprintln!(
