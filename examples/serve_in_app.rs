@@ -32,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // With connect info: a service without an API key answers only loopback clients, and
+        // it must see who the client is to know.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;

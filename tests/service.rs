@@ -145,3 +145,53 @@ fn a_draining_service_refuses_new_work_and_says_so() {
     // Still alive: only readiness changes.
     assert_eq!(get(&format!("{base}/healthz"), &[]).status, 200);
 }
+
+#[test]
+fn without_a_key_the_service_answers_loopback_clients_only_however_it_is_served() {
+    let service = Service::new(|| Ok(Engine::new(BackendChoice::Cpu)?), quiet()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // Its own server refuses to listen beyond loopback without a key (binding sends nothing).
+        let open = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let refused = service.serve(open, async {}).await.unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            refused.to_string().contains("without an API key"),
+            "{refused}"
+        );
+    });
+    // Mounted in an app's own server, its routes need to know the peer: without connect info
+    // they refuse, with it they answer a loopback client.
+    for connect_info in [false, true] {
+        let (address_tx, address_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new().nest("/conv", service.router());
+        let server = runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            address_tx.send(listener.local_addr().unwrap()).unwrap();
+            let stop = async {
+                let _ = stopped.await;
+            };
+            if connect_info {
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            } else {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        });
+        let address = address_rx.recv().unwrap();
+        let reply = get(&format!("http://{address}/conv/readyz"), &[]);
+        if connect_info {
+            assert_eq!(reply.status, 200, "{}", reply.error());
+        } else {
+            assert_eq!(reply.status, 403);
+            assert!(reply.error().contains("no API key"), "{}", reply.error());
+        }
+        drop(stop);
+        runtime.block_on(server).unwrap().unwrap();
+    }
+}

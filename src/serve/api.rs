@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State as Shared};
+use axum::extract::{ConnectInfo, RawQuery, Request, State as Shared};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
@@ -46,7 +47,46 @@ pub(super) fn router(state: Arc<State>) -> Router {
                 "method not allowed: filter with POST /v1/filter, the image as the body",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            loopback_unless_key,
+        ))
         .with_state(state)
+}
+
+/// A service without an API key answers clients on this machine only, whoever serves its
+/// routes: a request whose peer is not a loopback address, or whose server does not say who
+/// the peer is (axum's `ConnectInfo<SocketAddr>`), gets 403.
+async fn loopback_unless_key(
+    Shared(state): Shared<Arc<State>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.config.api_key.is_none() {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        if !peer.is_some_and(is_loopback) {
+            state.metrics.rejected("not_loopback");
+            return Failure::new(
+                StatusCode::FORBIDDEN,
+                "this service has no API key, so it answers clients on its own machine only",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether `ip` is this machine's, an IPv4 loopback address written as IPv6 included.
+pub(super) fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+    }
 }
 
 /// The page at `/`, with the kernels this build knows.

@@ -211,7 +211,9 @@ impl Service {
     }
 
     /// The service's routes, to serve with [`serve`](Self::serve) or to mount in an
-    /// application's own axum router.
+    /// application's own axum router. Without an API key they answer clients on this machine
+    /// only, and must be told who the client is: serve the application with axum's
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, or every request gets 403.
     pub fn router(&self) -> axum::Router {
         api::router(self.state.clone())
     }
@@ -229,7 +231,8 @@ impl Service {
 
     /// Serves HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting, drains,
     /// and waits up to [`Config::shutdown_grace`] for the connections still open. Returns
-    /// whether they all finished in time.
+    /// whether they all finished in time. Without an API key, a listener on anything but a
+    /// loopback address is refused at once (`ErrorKind::InvalidInput`).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,

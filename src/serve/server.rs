@@ -21,8 +21,17 @@ pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<bool> {
-    let router = service.router();
     let config = service.config();
+    let local = listener.local_addr()?;
+    if config.api_key.is_none() && !super::api::is_loopback(local.ip()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to serve on {local} without an API key: any address but loopback needs one"
+            ),
+        ));
+    }
+    let router = service.router();
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client that sends its headers a byte at a time holds its own connection only, and only
     // for this long; hyper then closes it.
@@ -40,14 +49,17 @@ pub(super) async fn serve(
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     // A client that stops reading its answer is let go after this long.
                     let mut stream = TimeoutStream::new(stream);
                     stream.set_write_timeout(Some(config.read_timeout));
                     let connection = http.serve_connection(
                         TokioIo::new(Box::pin(stream)),
-                        TowerToHyperService::new(router.clone()),
+                        // Who the peer is, for the routes that answer loopback clients only.
+                        TowerToHyperService::new(
+                            router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                        ),
                     );
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
