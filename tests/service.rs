@@ -148,7 +148,7 @@ fn a_draining_service_refuses_new_work_and_says_so() {
 
 #[test]
 fn without_a_key_the_service_answers_loopback_clients_only_however_it_is_served() {
-    let service = Service::new(|| Ok(Engine::new(BackendChoice::Cpu)?), quiet()).unwrap();
+    let service = Service::new(|| Engine::new(BackendChoice::Cpu), quiet()).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // Its own server refuses to listen beyond loopback without a key (binding sends nothing).
