@@ -61,6 +61,7 @@
 #![deny(missing_docs)]
 
 pub mod auto;
+pub mod batch;
 mod border;
 mod cpu;
 mod engine;

@@ -92,11 +92,12 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     Ok(())
 }
 
-/// Filters a batch: several inputs at once, one per worker thread, so that decoding and encoding
-/// (most of the time for small images) use every core while the shared engine filters one
-/// image at a time. Each worker decodes within its share of the memory budget; an input too
-/// large for that share, and standard input (which can be read once), is filtered after the
-/// others, alone, with the whole budget (and streamed when its formats allow). Messages come out in input order (deferred inputs' last).
+/// Filters a batch with the library's scheduler ([`gpuconv::batch`]): several inputs at once,
+/// one per worker thread, so that decoding and encoding (most of the time for small images) use
+/// every core while the shared engine filters one image at a time. Each worker decodes within
+/// its share of the memory budget; an input too large for that share, and standard input
+/// (which can be read once), is filtered after the others, alone, with the whole budget (and
+/// streamed when its formats allow). Messages come out in input order (deferred inputs' last).
 /// Returns how many inputs failed; a run-wide failure (no GPU) stops the batch.
 fn batch(
     engine: &SharedEngine,
@@ -106,23 +107,24 @@ fn batch(
     jobs: &[Job],
     progress: &Progress,
 ) -> Result<usize> {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-    let workers = rayon::current_num_threads().clamp(1, jobs.len());
-    let share = io::ReadLimits {
-        max_memory: limits.max_memory / workers as u64,
-        ..*limits
-    };
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let plan = gpuconv::batch::Batch::new(jobs.len(), limits.max_memory);
     let mut failures = 0;
-    let mut deferred = Vec::new();
-    let mut report = |outcome: std::result::Result<u64, Failure>| -> Result<()> {
-        match outcome {
+    gpuconv::batch::run(
+        &plan,
+        jobs,
+        |job| is_standard(&job.input),
+        |job, share| {
+            let limits = io::ReadLimits {
+                max_memory: share.max_memory,
+                ..*limits
+            };
+            filter_one(engine, args, &limits, operation, job, share.alone)
+        },
+        |_, outcome| match outcome {
             Ok(pixels) => progress.file_done(pixels),
-            // A batch goes on: every good input is written, every bad one named.
-            Err(Failure::Input(error)) => {
+            // A batch goes on: every good input is written, every bad one named. (A run-wide
+            // failure is never reported: it ends the batch below.)
+            Err(Failure::Input(error) | Failure::Run(error)) => {
                 progress.eprintln(&format!(
                     "gpuconv: error: {}{}",
                     crate::one_line(&error),
@@ -131,73 +133,29 @@ fn batch(
                 failures += 1;
                 progress.file_done(0);
             }
-            Err(Failure::Run(error)) => return Err(error),
-        }
-        Ok(())
-    };
-    let run_wide = std::thread::scope(|scope| -> Result<()> {
-        let (done, finished) = std::sync::mpsc::channel();
-        for _ in 0..workers {
-            let done = done.clone();
-            let (next, stop, share) = (&next, &stop, &share);
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(index) else { break };
-                    // Standard input can be read once, so it is read with the whole budget,
-                    // after the others, like an input too large for a share.
-                    let outcome = (!is_standard(&job.input))
-                        .then(|| filter_one(engine, args, share, operation, job, false));
-                    if matches!(outcome, Some(Err(Failure::Run(_)))) {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    if done.send((index, outcome)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done);
-        // Reported in input order as they complete: a slow input holds back the lines after it.
-        let mut waiting = BTreeMap::new();
-        let mut next_report = 0;
-        for (index, outcome) in finished {
-            waiting.insert(index, outcome);
-            while let Some(outcome) = waiting.remove(&next_report) {
-                match outcome {
-                    Some(outcome) if !over_share(&outcome) => report(outcome)?,
-                    _ => deferred.push(next_report),
-                }
-                next_report += 1;
-            }
-        }
-        Ok(())
-    });
-    if let Err(error) = run_wide {
-        stop.store(true, Ordering::Relaxed);
-        return Err(error);
-    }
-    for index in deferred {
-        report(filter_one(
-            engine,
-            args,
-            limits,
-            operation,
-            &jobs[index],
-            true,
-        ))?;
-    }
+        },
+    )
+    .map_err(|(Failure::Input(error) | Failure::Run(error))| error)?;
     Ok(failures)
 }
 
-/// Whether an input failed only for want of a worker's share of the memory budget.
-fn over_share(outcome: &std::result::Result<u64, Failure>) -> bool {
-    let Err(Failure::Input(error)) = outcome else {
-        return false;
-    };
-    error
-        .downcast_ref::<gpuconv::Error>()
-        .is_some_and(gpuconv::Error::is_over_budget)
+impl gpuconv::batch::BatchError for Failure {
+    fn kind(&self) -> gpuconv::ErrorKind {
+        match self {
+            Failure::Run(_) => gpuconv::ErrorKind::RunWide,
+            Failure::Input(_) => gpuconv::ErrorKind::Input,
+        }
+    }
+
+    /// Only an input's failure for want of a worker's share of the memory budget.
+    fn is_over_budget(&self) -> bool {
+        let Failure::Input(error) = self else {
+            return false;
+        };
+        error
+            .downcast_ref::<gpuconv::Error>()
+            .is_some_and(gpuconv::Error::is_over_budget)
+    }
 }
 
 /// Why an input was not filtered.

@@ -1,0 +1,294 @@
+//! Many inputs at once: a worker per core, each within its share of the memory budget, results
+//! reported in input order, inputs too large for a share filtered afterwards, alone, with the
+//! whole budget, and the batch stopped by a run-wide failure. What the command line's
+//! `gpuconv filter` does with several inputs, for any app that filters a folder.
+//!
+//! The work itself is the caller's closure (decode, filter with a shared [`Engine`](crate::Engine),
+//! encode), so the batch knows nothing of files or formats; it only needs to know, of a
+//! failure, its [`ErrorKind`] and whether more memory would have let it through
+//! ([`BatchError`]).
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::sync::Mutex;
+//! use gpuconv::batch::{self, Batch};
+//! use gpuconv::{BackendChoice, Engine, Kernel, Operation};
+//!
+//! # fn main() -> gpuconv::Result<()> {
+//! let inputs = vec!["a.png", "b.png", "c.png"];
+//! let engine = Mutex::new(Engine::new(BackendChoice::Auto)?);
+//! let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+//! let plan = Batch::new(inputs.len(), gpuconv::io::default_memory_budget());
+//! batch::run(&plan, &inputs, |_| false, |input, share| {
+//!     let image = gpuconv::io::load_gray_with(Path::new(input), &share.read_limits(1))?;
+//!     let edges = engine.lock().unwrap().run(&image, &operation)?;
+//!     let output = format!("{input}.edge.png");
+//!     gpuconv::io::save_gray(&edges.combined.expect("an edge image"), Path::new(&output))
+//! }, |input, outcome| {
+//!     if let Err(error) = outcome {
+//!         eprintln!("{input}: {error}");
+//!     }
+//! })?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::error::{Error, ErrorKind};
+
+/// What a batch must know of a failed input.
+pub trait BatchError {
+    /// Whose fault it is: a [`ErrorKind::RunWide`] failure stops the batch.
+    fn kind(&self) -> ErrorKind;
+    /// Whether the input failed only for want of memory budget, so that it is tried again
+    /// after the others, alone, with the whole budget.
+    fn is_over_budget(&self) -> bool;
+}
+
+impl BatchError for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
+    }
+
+    fn is_over_budget(&self) -> bool {
+        Error::is_over_budget(self)
+    }
+}
+
+/// How a batch spreads its inputs: how many at once, and the memory budget they share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Inputs filtered at once, each on a thread of its own: by default one per core, never
+    /// more than there are inputs.
+    pub workers: usize,
+    /// The memory budget of the whole batch, in bytes: each worker takes an equal share.
+    pub max_memory: u64,
+}
+
+impl Batch {
+    /// A batch of `inputs` inputs within `max_memory` bytes, one worker per core (rayon's
+    /// threads).
+    pub fn new(inputs: usize, max_memory: u64) -> Self {
+        Self {
+            workers: rayon::current_num_threads().clamp(1, inputs.max(1)),
+            max_memory,
+        }
+    }
+}
+
+/// What one input may take while it is filtered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// Bytes this input may take.
+    pub max_memory: u64,
+    /// Whether this input runs alone, after the others, with the whole budget.
+    pub alone: bool,
+}
+
+impl Share {
+    /// [`ReadLimits`](crate::io::ReadLimits) for this share, with the default pixel limit and
+    /// `output_images` output images counted.
+    pub fn read_limits(&self, output_images: u64) -> crate::io::ReadLimits {
+        crate::io::ReadLimits {
+            max_memory: self.max_memory,
+            output_images,
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs `work` on every input, several at once as `plan` says, and hands each outcome to
+/// `report` in input order (those deferred, last, in input order too). An input `alone` says
+/// must run by itself (standard input, which can be read once, say), and one that fails
+/// [over budget](BatchError::is_over_budget) within a worker's share, run after the others,
+/// one at a time, with the whole budget. A [run-wide](ErrorKind::RunWide) failure stops the
+/// batch: inputs not yet started are not, and the failure is returned instead of reported.
+pub fn run<J, T, E>(
+    plan: &Batch,
+    inputs: &[J],
+    alone: impl Fn(&J) -> bool + Sync,
+    work: impl Fn(&J, Share) -> Result<T, E> + Sync,
+    mut report: impl FnMut(&J, Result<T, E>),
+) -> Result<(), E>
+where
+    J: Sync,
+    T: Send,
+    E: BatchError + Send,
+{
+    let workers = plan.workers.clamp(1, inputs.len().max(1));
+    let share = Share {
+        max_memory: plan.max_memory / workers as u64,
+        alone: false,
+    };
+    let whole = Share {
+        max_memory: plan.max_memory,
+        alone: true,
+    };
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut deferred = Vec::new();
+    let mut run_wide = None;
+    std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let done = done.clone();
+            let (next, stop, work, alone) = (&next, &stop, &work, &alone);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = inputs.get(index) else {
+                        break;
+                    };
+                    let outcome = (!alone(input)).then(|| work(input, share));
+                    if matches!(&outcome, Some(Err(e)) if e.kind() == ErrorKind::RunWide) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if done.send((index, outcome)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        // Reported in input order as they complete: a slow input holds back those after it.
+        let mut waiting = BTreeMap::new();
+        let mut next_report = 0;
+        for (index, outcome) in finished {
+            waiting.insert(index, outcome);
+            while let Some(outcome) = waiting.remove(&next_report) {
+                match outcome {
+                    _ if run_wide.is_some() => {}
+                    Some(Err(error)) if error.kind() == ErrorKind::RunWide => {
+                        stop.store(true, Ordering::Relaxed);
+                        run_wide = Some(error);
+                    }
+                    Some(Err(error)) if error.is_over_budget() => deferred.push(next_report),
+                    Some(outcome) => report(&inputs[next_report], outcome),
+                    None => deferred.push(next_report),
+                }
+                next_report += 1;
+            }
+        }
+    });
+    if let Some(error) = run_wide {
+        return Err(error);
+    }
+    for index in deferred {
+        match work(&inputs[index], whole) {
+            Err(error) if error.kind() == ErrorKind::RunWide => return Err(error),
+            outcome => report(&inputs[index], outcome),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn over_budget() -> Error {
+        Error::FileOverBudget {
+            path: PathBuf::from("big"),
+            bytes: 10,
+            budget: 1,
+        }
+    }
+
+    #[test]
+    fn outcomes_come_in_input_order_with_over_budget_and_alone_inputs_last() {
+        let inputs: Vec<u32> = (0..40).collect();
+        let plan = Batch {
+            workers: 4,
+            max_memory: 400,
+        };
+        let shares = Mutex::new(Vec::new());
+        let mut reported = Vec::new();
+        run(
+            &plan,
+            &inputs,
+            |&i| i == 7,
+            |&i, share| {
+                shares.lock().unwrap().push((i, share));
+                // Later inputs finish first, so order comes from the batch, not the workers.
+                std::thread::sleep(std::time::Duration::from_micros(u64::from(40 - i) * 50));
+                match i {
+                    3 if !share.alone => Err(over_budget()),
+                    5 => Err(Error::NoKernel),
+                    _ => Ok(i * 10),
+                }
+            },
+            |&i, outcome| reported.push((i, outcome.map_err(|e| e.kind()))),
+        )
+        .unwrap();
+        let order: Vec<u32> = reported.iter().map(|(i, _)| *i).collect();
+        let mut expected: Vec<u32> = (0..40).filter(|&i| i != 3 && i != 7).collect();
+        expected.extend([3, 7]);
+        assert_eq!(order, expected);
+        assert_eq!(reported[4], (5, Err(ErrorKind::Input)));
+        assert_eq!(reported[38], (3, Ok(30)));
+        let shares = shares.into_inner().unwrap();
+        assert!(
+            shares
+                .iter()
+                .any(|&(i, s)| i == 3 && s.max_memory == 100 && !s.alone)
+        );
+        assert!(shares.contains(&(
+            3,
+            Share {
+                max_memory: 400,
+                alone: true
+            }
+        )));
+        assert!(shares.contains(&(
+            7,
+            Share {
+                max_memory: 400,
+                alone: true
+            }
+        )));
+        assert_eq!(
+            shares.iter().filter(|(i, _)| *i == 7).count(),
+            1,
+            "alone runs once"
+        );
+    }
+
+    #[test]
+    fn a_run_wide_failure_stops_the_batch_and_is_returned() {
+        let inputs: Vec<u32> = (0..1000).collect();
+        let plan = Batch {
+            workers: 2,
+            max_memory: 100,
+        };
+        let started = AtomicUsize::new(0);
+        let mut reported = Vec::new();
+        let result = run(
+            &plan,
+            &inputs,
+            |_| false,
+            |&i, _| {
+                started.fetch_add(1, Ordering::Relaxed);
+                if i == 10 {
+                    Err(Error::Gpu("lost".into()))
+                } else {
+                    Ok(i)
+                }
+            },
+            |&i, _| reported.push(i),
+        );
+        assert!(matches!(result, Err(Error::Gpu(_))));
+        assert_eq!(
+            reported,
+            (0..10).collect::<Vec<_>>(),
+            "the inputs before it, in order"
+        );
+        assert!(
+            started.load(Ordering::Relaxed) < 1000,
+            "the rest never started"
+        );
+    }
+}
