@@ -673,6 +673,51 @@ fn auto_weighs_the_job_before_looking_for_a_gpu_and_says_why_it_chose_the_cpu() 
 }
 
 #[test]
+fn a_gpu_run_saves_its_pipeline_cache_and_the_next_one_starts_from_it() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let image = random_image(37, 29, 255, 21);
+    scratch.write_image("in.png", &image);
+    let cache = scratch.path("cache");
+    let expected = reference::convolve(&image, &Kernel::vertical_lines());
+    for run in 0..2 {
+        let output = scratch
+            .gpuconv()
+            .args([
+                "filter",
+                "in.png",
+                "-k",
+                "vertical",
+                "-o",
+                "out.png",
+                "--backend",
+                "gpu",
+            ])
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_same(
+            &load(&scratch.path("out.png")),
+            &expected,
+            &format!("run {run}"),
+        );
+        let saved: Vec<_> = std::fs::read_dir(cache.join("gpuconv")).unwrap().collect();
+        assert_eq!(saved.len(), 1, "one cache file for the one adapter");
+        let saved = saved[0].as_ref().unwrap();
+        assert!(
+            saved
+                .file_name()
+                .to_string_lossy()
+                .starts_with("wgpu_pipeline_cache_")
+        );
+        assert!(saved.metadata().unwrap().len() > 0);
+    }
+}
+
+#[test]
 fn backend_gpu_without_an_adapter_says_so_and_how_to_get_one() {
     let scratch = Scratch::new();
     scratch.write_image("good.png", &random_image(20, 20, 255, 8));

@@ -295,3 +295,27 @@ fn a_routed_engine_sends_small_images_to_the_cpu_and_large_ones_to_the_gpu_exact
         );
     }
 }
+
+#[test]
+fn an_engine_started_from_another_engines_pipeline_cache_gives_the_same_bits() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let operation = edge_with_responses();
+    let image = random_image(45, 31, 255, 3);
+    let mut first = GpuEngine::new().unwrap();
+    first.run(&image, &operation).unwrap();
+    // Vulkan devices opened by gpuconv have a pipeline cache; other backends none.
+    let Some(data) = first.pipeline_cache_data() else {
+        assert_ne!(first.adapter_info().backend, wgpu::Backend::Vulkan);
+        return;
+    };
+    let mut second = GpuEngine::new().unwrap();
+    // SAFETY: the data comes from pipeline_cache_data of an engine on the same adapter.
+    unsafe { second.load_pipeline_cache(&data) };
+    assert_same_output(
+        &second.run(&image, &operation).unwrap(),
+        &reference::run(&image, &operation),
+        "from a loaded cache",
+    );
+}

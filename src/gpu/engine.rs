@@ -290,6 +290,29 @@ impl GpuEngine {
         self.core.pipeline.compiled()
     }
 
+    /// What the driver's pipeline cache holds, to save (under
+    /// `wgpu::util::pipeline_cache_key` of [`adapter_info`](Self::adapter_info), written whole
+    /// and renamed into place) and [load](Self::load_pipeline_cache) in a later process, so that
+    /// it compiles its pipelines faster; `None` where the device has no pipeline cache (only
+    /// Vulkan has one, and only on devices opened with `Features::PIPELINE_CACHE`, as
+    /// [`new`](Self::new) opens them).
+    pub fn pipeline_cache_data(&self) -> Option<Vec<u8>> {
+        self.core.pipeline.cache_data()
+    }
+
+    /// Compiles this engine's pipelines from now on with a pipeline cache made from `data`.
+    /// Call it before the first pass; it does nothing where the device has no pipeline cache.
+    ///
+    /// # Safety
+    ///
+    /// `data` must have come from [`pipeline_cache_data`](Self::pipeline_cache_data) of an
+    /// engine on an adapter with the same `wgpu::util::pipeline_cache_key` (wgpu checks the
+    /// key and the data's header, and starts an empty cache when they do not match).
+    pub unsafe fn load_pipeline_cache(&self, data: &[u8]) {
+        // SAFETY: the caller's promise above.
+        unsafe { self.core.pipeline.load_cache(&self.core.device, data) }
+    }
+
     /// The cap [`set_max_strip_rows`](Self::set_max_strip_rows) set, if any.
     pub fn max_strip_rows(&self) -> Option<u32> {
         self.strips.max_rows

@@ -126,8 +126,9 @@ pub struct Conv3x3Pipeline {
     pub bind_group_layout: wgpu::BindGroupLayout,
     layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
-    /// The driver's own cache of compiled pipelines, where the device has one (Vulkan).
-    cache: Option<wgpu::PipelineCache>,
+    /// The driver's own cache of compiled pipelines, where the device has one (Vulkan);
+    /// replaced by one made from saved data with [`load_cache`](Self::load_cache).
+    cache: Mutex<Option<wgpu::PipelineCache>>,
     /// Compiled when first asked for, then shared by every pass of that shape.
     pipelines: Mutex<HashMap<Variant, wgpu::ComputePipeline>>,
     /// Bound as `input` and `input4` when the source is a texture.
@@ -270,7 +271,7 @@ impl Conv3x3Pipeline {
             bind_group_layout,
             layout,
             module,
-            cache,
+            cache: Mutex::new(cache),
             pipelines: Mutex::default(),
             placeholder_input: buffer("gpuconv::conv3x3::placeholder_input"),
             placeholder_output: buffer("gpuconv::conv3x3::placeholder_output"),
@@ -317,6 +318,11 @@ impl Conv3x3Pipeline {
             wgpu::ErrorFilter::OutOfMemory,
         ]
         .map(|filter| device.push_error_scope(filter));
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("gpuconv::conv3x3::pipeline"),
             layout: Some(&self.layout),
@@ -326,7 +332,7 @@ impl Conv3x3Pipeline {
                 constants: &variant.constants(),
                 ..Default::default()
             },
-            cache: self.cache.as_ref(),
+            cache: cache.as_ref(),
         });
         // Scopes pop innermost first.
         #[cfg(not(target_arch = "wasm32"))]
@@ -339,6 +345,43 @@ impl Conv3x3Pipeline {
         }
         pipelines.insert(*variant, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// What the driver's pipeline cache holds now, to save and [load](Self::load_cache) in a
+    /// later process; `None` where the device has no pipeline cache.
+    pub fn cache_data(&self) -> Option<Vec<u8>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .and_then(wgpu::PipelineCache::get_data)
+    }
+
+    /// Compiles the pipelines from now on with a cache made from `data`; does nothing where
+    /// the device has no pipeline cache.
+    ///
+    /// # Safety
+    ///
+    /// `data` must have come from [`cache_data`](Self::cache_data) (wgpu's
+    /// `PipelineCache::get_data`); wgpu uses it only for an adapter with the same
+    /// `wgpu::util::pipeline_cache_key`, and falls back to an empty cache when its header does
+    /// not match.
+    pub unsafe fn load_cache(&self, device: &wgpu::Device, data: &[u8]) {
+        if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            return;
+        }
+        // SAFETY: the caller's promise above.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("gpuconv::conv3x3::pipeline_cache"),
+                data: Some(data),
+                fallback: true,
+            })
+        };
+        *self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
     }
 
     /// How many pipelines have been compiled so far.

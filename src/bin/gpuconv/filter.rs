@@ -73,6 +73,9 @@ pub fn run(args: &FilterArgs) -> Result<()> {
         batch(&engine, args, &limits, &operation, &plan.jobs, &progress)
     };
     progress.finish();
+    if let Some(engine) = lock(&engine).as_ref() {
+        crate::save_pipeline_cache(engine);
+    }
     let failures = result.as_ref().copied().unwrap_or(0);
     remove_unfilled_folders();
     result?;

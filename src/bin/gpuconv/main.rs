@@ -131,9 +131,17 @@ pub fn hint(error: &anyhow::Error) -> &'static str {
 }
 
 /// Opens the engine for `workload`, saying on one line when `auto` chose or fell back to the
-/// CPU, and why.
+/// CPU, and why. A GPU engine starts from the pipeline cache an earlier run saved.
 fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> anyhow::Result<Engine> {
     let engine = Engine::for_workload(choice, workload)?;
+    if let Some(gpu) = engine.gpu() {
+        if let Some(data) = pipeline_cache_path(gpu).and_then(|path| std::fs::read(path).ok()) {
+            // SAFETY: the file is only ever written by `save_pipeline_cache`, whole (renamed
+            // into place), from `pipeline_cache_data`, under the adapter's own cache key; wgpu
+            // checks that key and the data's header before using it.
+            unsafe { gpu.load_pipeline_cache(&data) };
+        }
+    }
     if let Some(reason) = engine.fallback_reason() {
         // The library's reason names no flag; the ones that override it are ours.
         let hint = match engine.fallback() {
@@ -146,6 +154,35 @@ fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> anyhow::R
         eprintln!("gpuconv: {reason}{hint}; using the CPU backend");
     }
     Ok(engine)
+}
+
+/// Where the pipeline cache of `gpu`'s adapter is kept between runs:
+/// `$XDG_CACHE_HOME/gpuconv/` (or `~/.cache/gpuconv/`), named by wgpu's key for the adapter;
+/// `None` where its backend has no pipeline cache.
+fn pipeline_cache_path(gpu: &gpuconv::GpuEngine) -> Option<std::path::PathBuf> {
+    let key = wgpu::util::pipeline_cache_key(gpu.adapter_info())?;
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cache"))
+        })?;
+    Some(base.join("gpuconv").join(key))
+}
+
+/// Saves what the GPU engine's pipeline cache holds, for the next run to start from: best
+/// effort, silently, written whole and renamed into place so a reader never sees half of it.
+fn save_pipeline_cache(engine: &Engine) {
+    let Some(gpu) = engine.gpu() else { return };
+    let (Some(path), Some(data)) = (pipeline_cache_path(gpu), gpu.pipeline_cache_data()) else {
+        return;
+    };
+    let Some(folder) = path.parent() else { return };
+    let _ = std::fs::create_dir_all(folder).and_then(|()| {
+        let mut file = tempfile::NamedTempFile::new_in(folder)?;
+        std::io::Write::write_all(&mut file, &data)?;
+        file.persist(&path).map(drop).map_err(|e| e.error)
+    });
 }
 
 /// On Ctrl-C, SIGTERM or SIGHUP: deletes the output files being written and the output folders

@@ -36,6 +36,7 @@ pub fn run(args: &StreamArgs) -> Result<()> {
         &operation,
         &options,
     );
+    crate::save_pipeline_cache(&engine);
     match result {
         // The reader downstream stopped (`| head`): nothing to say, as other tools say nothing.
         Err(gpuconv::Error::FrameIo { source, .. })
