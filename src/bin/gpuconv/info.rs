@@ -32,7 +32,11 @@ pub fn run() -> Result<()> {
             let info = adapter.get_info();
             println!("--backend gpu:  {} ({:?})", info.name, info.backend);
             match Engine::auto_rejects(&info) {
-                None => println!("--backend auto: {} ({:?})", info.name, info.backend),
+                None => println!(
+                    "--backend auto: {} ({:?}) for the jobs where it is expected to beat the CPU \
+                     backend ({threads} threads), the CPU backend for the others",
+                    info.name, info.backend
+                ),
                 Some(_) => println!(
                     "--backend auto: the CPU backend, {threads} threads ('{}' is a software renderer)",
                     info.name
