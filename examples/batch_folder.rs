@@ -38,9 +38,10 @@ fn main() -> anyhow::Result<()> {
     println!("backend: {}", engine.lock().unwrap().describe());
 
     let plan = Batch::new(inputs.len(), gpuconv::io::default_memory_budget());
+    // `{stem}-edge.png`, as the command line names it.
     let output_of = |path: &Path| -> PathBuf {
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        Path::new(&output).join(format!("{stem}-edge.png"))
+        batch::output_paths(Path::new(&output), &stem, &operation, "png").remove(0)
     };
     let (mut written, mut failed, mut differing) = (0, 0, 0);
     batch::run(

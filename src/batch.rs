@@ -183,6 +183,22 @@ where
     Ok(())
 }
 
+/// Where the output images of the input named `stem` go in `folder`: `{stem}-{name}.{extension}`
+/// for each of the operation's [`output_names`](crate::Operation::output_names) (an edge image
+/// of `scan.png` as PNG: `scan-edge.png`), in [`FilterOutput`](crate::FilterOutput) order.
+pub fn output_paths(
+    folder: &std::path::Path,
+    stem: &str,
+    operation: &crate::Operation,
+    extension: &str,
+) -> Vec<std::path::PathBuf> {
+    operation
+        .output_names()
+        .iter()
+        .map(|name| folder.join(format!("{stem}-{name}.{extension}")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -255,6 +271,21 @@ mod tests {
             1,
             "alone runs once"
         );
+    }
+
+    #[test]
+    fn outputs_are_named_by_the_input_and_each_image() {
+        use crate::{Combine, Kernel, Operation};
+        let operation = Operation::new(
+            vec![Kernel::vertical_lines(), Kernel::horizontal_lines()],
+            Combine::Threshold(200),
+            true,
+        )
+        .unwrap();
+        let paths = output_paths(std::path::Path::new("out"), "scan", &operation, "png");
+        let expected = ["threshold200", "vertical", "horizontal"]
+            .map(|name| PathBuf::from(format!("out/scan-{name}.png")));
+        assert_eq!(paths, expected);
     }
 
     #[test]

@@ -252,6 +252,24 @@ impl Operation {
         self.keep_responses
     }
 
+    /// A name for each image one call writes, in [`FilterOutput`] order: `edge` or
+    /// `threshold{T}` for the combined image, then each kept response's kernel name. What
+    /// [`output_paths`](crate::batch::output_paths) names files by.
+    pub fn output_names(&self) -> Vec<String> {
+        let combined = match self.combine {
+            Combine::None => None,
+            Combine::Edge => Some("edge".to_owned()),
+            Combine::Threshold(t) => Some(format!("threshold{t}")),
+        };
+        let responses = self
+            .keep_responses
+            .then(|| self.kernels.iter().map(|k| k.name().to_owned()));
+        combined
+            .into_iter()
+            .chain(responses.into_iter().flatten())
+            .collect()
+    }
+
     /// How many images one call writes: the combined one, if any, then one per kernel if
     /// responses are kept. A GPU target needs room for this many (images in a buffer, array
     /// layers in a texture).

@@ -289,18 +289,7 @@ fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
 
 /// Where every output goes: `-o` is the file when one input gives one image, else a folder.
 fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<Plan> {
-    let combined_name = match operation.combine() {
-        Combine::None => None,
-        Combine::Edge => Some("edge".to_owned()),
-        Combine::Threshold(t) => Some(format!("threshold{t}")),
-    };
-    let response_names = operation
-        .keeps_responses()
-        .then(|| operation.kernels().iter().map(|k| k.name().to_owned()));
-    let names: Vec<String> = combined_name
-        .into_iter()
-        .chain(response_names.into_iter().flatten())
-        .collect();
+    let names = operation.output_names();
     let output = &args.output;
     if is_standard(output) {
         let count = inputs.len() * names.len();
@@ -377,10 +366,7 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
                 .file_stem()
                 .map_or_else(|| "image".into(), |s| s.to_string_lossy())
         };
-        let outputs: Vec<PathBuf> = names
-            .iter()
-            .map(|name| output.join(format!("{stem}-{name}.{extension}")))
-            .collect();
+        let outputs = gpuconv::batch::output_paths(output, &stem, operation, extension);
         for path in &outputs {
             if !seen.insert(path.clone()) {
                 bail!(usage(format!(
