@@ -18,8 +18,9 @@ use rayon::prelude::*;
 use crate::params::{Conv3x3Params, MODE_EDGE, MODE_RESPONSES};
 
 /// Input bytes one rayon task reads, roughly: big enough to amortise scheduling, small enough
-/// that a band's three input rows and its accumulators stay in L2 cache.
-const BAND_BYTES: usize = 256 * 1024;
+/// that a task's three input rows and its accumulators stay in L2 cache. (A "band" is the
+/// stream's much larger piece of rows; these are the pieces rayon spreads over the cores.)
+const TASK_BYTES: usize = 256 * 1024;
 
 /// `load_pixel` in the shader: input row `y` from column `x`, as a slice of `len` pixels.
 fn load_row<'a>(params: &Conv3x3Params, input: &'a [u8], x: u32, y: u32, len: usize) -> &'a [u8] {
@@ -270,7 +271,7 @@ fn combine(params: &Conv3x3Params, vertical: &[u8], horizontal: &[u8], out: &mut
     }
 }
 
-/// Scratch rows for one band of output rows.
+/// Scratch rows for one task's output rows.
 struct Scratch {
     integer_sums: Vec<i32>,
     float_sums: Vec<f32>,
@@ -301,37 +302,37 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
     let kernel_count = params.kernel_count as usize;
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = usize::from(combined);
-    let band_rows = (BAND_BYTES / params.in_width as usize).clamp(1, 256);
+    let task_rows = (TASK_BYTES / params.in_width as usize).clamp(1, 256);
     let integer_taps: Vec<Option<IntegerTaps>> = (0..kernel_count)
         .map(|k| params.is_integer(k).then(|| IntegerTaps::new(params, k)))
         .collect();
 
-    // Split every plane into the same bands of rows, then regroup so each task owns one band of
+    // Split every plane into the same pieces of rows, then regroup so each task owns one piece of
     // each plane.
-    let mut bands: Vec<Vec<&mut [u8]>> = Vec::new();
+    let mut tasks: Vec<Vec<&mut [u8]>> = Vec::new();
     for plane in planes.iter_mut() {
         for (b, chunk) in plane
-            .chunks_mut(band_rows * stride)
-            .take(height.div_ceil(band_rows))
+            .chunks_mut(task_rows * stride)
+            .take(height.div_ceil(task_rows))
             .enumerate()
         {
-            if bands.len() <= b {
-                bands.push(Vec::with_capacity(params.output_count() as usize));
+            if tasks.len() <= b {
+                tasks.push(Vec::with_capacity(params.output_count() as usize));
             }
-            bands[b].push(chunk);
+            tasks[b].push(chunk);
         }
     }
 
-    bands.into_par_iter().enumerate().for_each_init(
+    tasks.into_par_iter().enumerate().for_each_init(
         || Scratch {
             integer_sums: vec![0; width],
             float_sums: vec![0.0; width],
             responses: vec![vec![0; width]; kernel_count],
         },
-        |scratch, (band, mut outputs)| {
-            let rows_in_band = band_rows.min(height - band * band_rows);
-            for row in 0..rows_in_band {
-                let y = (band * band_rows + row) as u32;
+        |scratch, (task, mut outputs)| {
+            let rows_in_task = task_rows.min(height - task * task_rows);
+            for row in 0..rows_in_task {
+                let y = (task * task_rows + row) as u32;
                 let span = row * stride..row * stride + width;
                 for k in 0..kernel_count {
                     // Write straight into the response plane when there is one.

@@ -1,5 +1,5 @@
 //! How many requests the service holds: `workers` filtering at once and `queue` more waiting,
-//! whether for their bodies or for a slot. Anything beyond is refused at once, never queued.
+//! whether for their bodies or for a worker. Anything beyond is refused at once, never queued.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +10,7 @@ pub(super) struct Admission {
     capacity: usize,
     workers: usize,
     admitted: Arc<AtomicUsize>,
-    slots: Arc<Semaphore>,
+    workers_free: Arc<Semaphore>,
 }
 
 /// A request's place in the service, from admission until its work ends (moved into the
@@ -31,7 +31,7 @@ impl Admission {
             capacity: workers + queue,
             workers,
             admitted: Arc::new(AtomicUsize::new(0)),
-            slots: Arc::new(Semaphore::new(workers)),
+            workers_free: Arc::new(Semaphore::new(workers)),
         }
     }
 
@@ -44,21 +44,21 @@ impl Admission {
         (before < self.capacity).then_some(ticket)
     }
 
-    /// Waits for a worker slot.
-    pub(super) async fn slot(&self) -> OwnedSemaphorePermit {
-        self.slots
+    /// Waits for a worker.
+    pub(super) async fn worker(&self) -> OwnedSemaphorePermit {
+        self.workers_free
             .clone()
             .acquire_owned()
             .await
-            .expect("the slots' semaphore is never closed")
+            .expect("the workers' semaphore is never closed")
     }
 
     /// Requests filtering now.
     pub(super) fn in_flight(&self) -> usize {
-        self.workers - self.slots.available_permits()
+        self.workers - self.workers_free.available_permits()
     }
 
-    /// Requests admitted and waiting: for their bodies or for a slot.
+    /// Requests admitted and waiting: for their bodies or for a worker.
     pub(super) fn waiting(&self) -> usize {
         self.admitted
             .load(Ordering::SeqCst)

@@ -350,16 +350,16 @@ async fn serve_filter(
         ));
     }
     let waiting = Instant::now();
-    let slot = state.admission.slot().await;
+    let worker = state.admission.worker().await;
     record.queue_time = Some(waiting.elapsed());
 
     let engine = state.engine.clone();
     let limits = state
         .config
-        .slot_limits(1 + u64::from(request.operation.border() != Border::Valid));
+        .worker_limits(1 + u64::from(request.operation.border() != Border::Valid));
     let work = tokio::task::spawn_blocking(move || {
         // Held until the work ends, even if the client is gone by then.
-        let _places = (ticket, slot);
+        let _places = (ticket, worker);
         filter_image(&engine, &bytes, request, &limits)
     });
     match work.await {

@@ -30,10 +30,10 @@
 //!
 //! A request is admitted or refused at once (503 and `Retry-After` when `workers + queue`
 //! requests are already admitted); it then reads its body within [`Config::read_timeout`],
-//! waits for one of [`Config::workers`] slots, and is decoded, filtered and encoded on a
+//! waits for one of [`Config::workers`] workers, and is decoded, filtered and encoded on a
 //! blocking thread, never on the async runtime's. The engine is shared: one filter runs at a
-//! time, while other slots decode and encode. Memory is bounded by `workers + queue` bodies of
-//! at most [`Config::max_body_bytes`], by each slot's share of the memory budget, and by the
+//! time, while other workers decode and encode. Memory is bounded by `workers + queue` bodies of
+//! at most [`Config::max_body_bytes`], by each worker's share of the memory budget, and by the
 //! answers being sent: a client that stops reading its answer is disconnected after
 //! [`Config::read_timeout`].
 
@@ -67,12 +67,12 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// The most pixels an image may have (checked from its header, before decoding: 422).
     pub max_pixels: u64,
-    /// The memory all slots may take together for decoding and outputs; each slot gets an equal
+    /// The memory all workers may take together for decoding and outputs; each gets an equal
     /// share (an image over it: 422).
     pub max_memory: u64,
     /// How many images are decoded, filtered and encoded at once.
     pub workers: usize,
-    /// How many more requests may wait, reading their bodies or for a slot; beyond: 503.
+    /// How many more requests may wait, reading their bodies or for a worker; beyond: 503.
     pub queue: usize,
     /// The longest a request may take from its headers to its response; beyond: 503.
     pub request_timeout: Duration,
@@ -131,8 +131,8 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// What one slot may take to read an image and make `output_images` outputs from it.
-    fn slot_limits(&self, output_images: u64) -> ReadLimits {
+    /// What one worker may take to read an image and make `output_images` outputs from it.
+    fn worker_limits(&self, output_images: u64) -> ReadLimits {
         ReadLimits {
             max_pixels: self.max_pixels,
             max_memory: self.max_memory / self.workers.max(1) as u64,

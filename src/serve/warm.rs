@@ -11,7 +11,7 @@ pub(super) type Opener = Box<dyn Fn() -> Result<Engine> + Send + Sync>;
 
 pub(super) struct WarmEngine {
     /// `None` while a lost engine is being re-created.
-    slot: Mutex<Option<Engine>>,
+    current: Mutex<Option<Engine>>,
     open: Opener,
     lost: AtomicBool,
     /// Which engine is current: a lost-device callback from an engine already replaced (wgpu
@@ -42,7 +42,7 @@ impl WarmEngine {
             description: Mutex::new(engine.describe()),
             is_gpu: AtomicBool::new(engine.is_gpu()),
             is_routed: AtomicBool::new(engine.is_routed()),
-            slot: Mutex::new(None),
+            current: Mutex::new(None),
             open,
             lost: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -88,8 +88,8 @@ impl WarmEngine {
         if self.is_lost() {
             return Err(Unavailable::Lost);
         }
-        let mut slot = self.lock();
-        let engine = match slot.as_mut() {
+        let mut current = self.lock();
+        let engine = match current.as_mut() {
             Some(engine) if !self.is_lost() => engine,
             _ => return Err(Unavailable::Lost),
         };
@@ -99,18 +99,18 @@ impl WarmEngine {
                 // A bug, and the engine may be left half-way: it is not trusted again, not
                 // even by the worker waiting for this lock.
                 self.lose("it panicked while filtering".to_owned());
-                drop(slot);
+                drop(current);
                 Err(Unavailable::Panicked)
             }
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Engine>> {
-        lock(&self.slot)
+        lock(&self.current)
     }
 
     /// Makes `engine` the current one and watches its device.
-    fn install(self: &Arc<Self>, engine: Engine, slot: &mut Option<Engine>) {
+    fn install(self: &Arc<Self>, engine: Engine, current: &mut Option<Engine>) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         *lock(&self.device) = engine.gpu().map(|gpu| gpu.device().clone());
         if let Some(gpu) = engine.gpu() {
@@ -127,7 +127,7 @@ impl WarmEngine {
         *lock(&self.description) = engine.describe();
         self.is_gpu.store(engine.is_gpu(), Ordering::SeqCst);
         self.is_routed.store(engine.is_routed(), Ordering::SeqCst);
-        *slot = Some(engine);
+        *current = Some(engine);
     }
 
     /// Marks the engine lost and re-creates it on a thread of its own. wgpu may call this from
@@ -178,11 +178,11 @@ fn recreate(warm: Weak<WarmEngine>) {
             return;
         };
         {
-            let mut slot = engine.lock();
+            let mut current = engine.lock();
             // The old engine goes first, its device with it: a device may not be openable twice.
             engine.generation.fetch_add(1, Ordering::SeqCst);
             lock(&engine.device).take();
-            slot.take();
+            current.take();
             // Driver code may panic; that is one more failed attempt, not the end of trying.
             let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (engine.open)()))
                 .unwrap_or_else(|_| {
@@ -192,7 +192,7 @@ fn recreate(warm: Weak<WarmEngine>) {
                 Ok(opened) => {
                     // Cleared before the new device is watched, so that its own loss counts.
                     engine.lost.store(false, Ordering::SeqCst);
-                    engine.install(opened, &mut slot);
+                    engine.install(opened, &mut current);
                     eprintln!("gpuconv serve: engine re-created: {}", engine.description());
                     return;
                 }
