@@ -27,13 +27,7 @@ fn main() -> anyhow::Result<()> {
 
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
     // One engine for the batch, chosen for it: many small images rarely pay for a GPU.
-    let workload = Workload {
-        pixels: 1 << 20,
-        kernels: 2,
-        outputs: 1,
-        images: Some(inputs.len() as u64),
-        on_gpu: false,
-    };
+    let workload = Workload::new(&operation, 1 << 20, Some(inputs.len() as u64));
     let engine = Mutex::new(Engine::for_workload(BackendChoice::Auto, &workload)?);
     println!("backend: {}", engine.lock().unwrap().describe());
 

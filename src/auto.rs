@@ -65,6 +65,18 @@ pub struct Decision {
 }
 
 impl Workload {
+    /// The job of applying `operation` to images of `pixels` pixels in host memory: `images` of
+    /// them for an engine opened for this job alone, `None` for one kept open.
+    pub fn new(operation: &crate::Operation, pixels: u64, images: Option<u64>) -> Self {
+        Self {
+            pixels,
+            kernels: operation.kernels().len() as u32,
+            outputs: operation.output_count(),
+            images,
+            on_gpu: false,
+        }
+    }
+
     /// The estimated CPU time of the whole job, in nanoseconds, on `threads` threads.
     pub fn cpu_ns(&self, threads: usize) -> f64 {
         let per_image = self.pixels as f64
@@ -89,17 +101,29 @@ impl Workload {
     }
 
     /// Whether this job should run on a GPU, by the estimate, or by `min_megapixels` when it is
-    /// given. Data already on the GPU stays there.
+    /// given. Data already on the GPU stays there. [`decide`](Self::decide) says the same with
+    /// the reason in words; this is for a choice made per image, where words are not wanted.
+    pub fn prefers_gpu(&self, threads: usize, min_megapixels: Option<f64>) -> bool {
+        if self.on_gpu {
+            return true;
+        }
+        match min_megapixels {
+            Some(min) => self.pixels as f64 / 1e6 >= min,
+            None => self.gpu_ns() < self.cpu_ns(threads),
+        }
+    }
+
+    /// [`prefers_gpu`](Self::prefers_gpu), and why, in words for a person.
     pub fn decide(&self, threads: usize, min_megapixels: Option<f64>) -> Decision {
+        let gpu = self.prefers_gpu(threads, min_megapixels);
         let megapixels = self.pixels as f64 / 1e6;
         if self.on_gpu {
             return Decision {
-                gpu: true,
+                gpu,
                 reason: "the pixels already live on the GPU".to_owned(),
             };
         }
         if let Some(min) = min_megapixels {
-            let gpu = megapixels >= min;
             return Decision {
                 gpu,
                 reason: format!(
@@ -108,7 +132,6 @@ impl Workload {
                 ),
             };
         }
-        let (cpu, gpu) = (self.cpu_ns(threads), self.gpu_ns());
         let size = if self.pixels < 100_000 {
             format!("{}-px", self.pixels)
         } else {
@@ -125,14 +148,14 @@ impl Workload {
             ""
         };
         Decision {
-            gpu: gpu < cpu,
+            gpu,
             reason: format!(
                 "{job} in host memory, {} kernel{}: the CPU ({threads} threads) is estimated at \
                  {}, a GPU at {}{opening}",
                 self.kernels,
                 if self.kernels == 1 { "" } else { "s" },
-                milliseconds(cpu),
-                milliseconds(gpu)
+                milliseconds(self.cpu_ns(threads)),
+                milliseconds(self.gpu_ns())
             ),
         }
     }

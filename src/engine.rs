@@ -131,28 +131,30 @@ impl Engine {
     /// `"gpu"` or `"cpu"`: where [`run`](Self::run) would filter a `width × height` image with
     /// `operation`.
     pub fn backend_for(&self, width: u32, height: u32, operation: &Operation) -> &'static str {
-        let on_gpu = match &self.backend {
+        if self.goes_to_gpu(width, height, operation) {
+            "gpu"
+        } else {
+            "cpu"
+        }
+    }
+
+    /// Whether [`run`](Self::run) would filter a `width × height` image with `operation` on
+    /// the GPU.
+    fn goes_to_gpu(&self, width: u32, height: u32, operation: &Operation) -> bool {
+        match &self.backend {
             Backend::Gpu(_) => true,
             Backend::Cpu(_) => false,
             Backend::Routed { min_megapixels, .. } => {
-                let workload = Workload {
-                    pixels: u64::from(width) * u64::from(height),
-                    kernels: operation.kernels().len() as u32,
-                    outputs: operation.output_count(),
-                    images: None,
-                    on_gpu: false,
-                };
-                workload
-                    .decide(rayon::current_num_threads(), *min_megapixels)
-                    .gpu
+                let pixels = u64::from(width) * u64::from(height);
+                Workload::new(operation, pixels, None)
+                    .prefers_gpu(rayon::current_num_threads(), *min_megapixels)
             }
-        };
-        if on_gpu { "gpu" } else { "cpu" }
+        }
     }
 
-    /// The backend `image` goes to: the GPU engine, or `None` for the CPU's.
+    /// The backend `image` goes to.
     fn route(&mut self, image: &GrayImage, operation: &Operation) -> Route<'_> {
-        let gpu = self.backend_for(image.width(), image.height(), operation) == "gpu";
+        let gpu = self.goes_to_gpu(image.width(), image.height(), operation);
         match &mut self.backend {
             Backend::Gpu(engine) => Route::Gpu(engine),
             Backend::Cpu(cpu) => Route::Cpu(cpu),

@@ -270,13 +270,8 @@ fn a_routed_engine_sends_small_images_to_the_cpu_and_large_ones_to_the_gpu_exact
     let sizes = [(33, 17), (1921, 1081)];
     for (width, height) in sizes {
         let image = random_image(width, height, 255, u64::from(width));
-        let workload = gpuconv::Workload {
-            pixels: u64::from(width) * u64::from(height),
-            kernels: 2,
-            outputs: 1,
-            images: None,
-            on_gpu: false,
-        };
+        let pixels = u64::from(width) * u64::from(height);
+        let workload = gpuconv::Workload::new(&operation, pixels, None);
         let expected = if workload.decide(threads, None).gpu {
             "gpu"
         } else {

@@ -223,18 +223,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     },
                 };
                 print_row(&row);
-                let cpu_compute = (row.backend.starts_with("cpu") && row.error.is_none())
-                    .then(|| row.stages.iter().find(|(name, _)| *name == "compute"))
-                    .flatten()
-                    .and_then(|(_, ms)| *ms);
                 rows.push(row);
                 if let Some(gpu) = engine.gpu().filter(|_| !args.no_resident) {
-                    let cpu_ms = cpu_compute.or(rows
+                    // The CPU backend's row of this image and operation, timed just before.
+                    let cpu_ms = rows
                         .iter()
                         .rev()
-                        .find(|r| r.backend.starts_with("cpu") && r.op == op && r.width == width)
+                        .find(|r| {
+                            r.backend.starts_with("cpu")
+                                && (r.op.as_str(), r.width, r.height)
+                                    == (op.as_str(), width, height)
+                        })
                         .and_then(|r| r.stages.iter().find(|(n, _)| *n == "compute"))
-                        .and_then(|(_, ms)| *ms));
+                        .and_then(|(_, ms)| *ms);
                     for row in resident_rows(
                         gpu,
                         name,

@@ -569,13 +569,7 @@ fn opened<'a>(
     match engine {
         Some(engine) => Ok(engine),
         None => {
-            let workload = gpuconv::Workload {
-                pixels,
-                kernels: operation.kernels().len() as u32,
-                outputs: operation.output_count(),
-                images: Some(images),
-                on_gpu: false,
-            };
+            let workload = gpuconv::Workload::new(operation, pixels, Some(images));
             let opened = crate::open_engine(args.backend.into(), &workload);
             Ok(engine.insert(opened.map_err(Failure::Run)?))
         }

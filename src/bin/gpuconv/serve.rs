@@ -44,7 +44,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // the service keeps it open beside the CPU and sends each request where it runs faster.
     let choice: BackendChoice = args.backend.into();
     // Whether any request could run faster on a GPU: the largest one allowed, the engine kept
-    // open. `auto` then keeps the GPU beside the CPU and sends each request where it wins.
+    // open.
     let largest_request = gpuconv::Workload {
         pixels: args.max_pixels,
         kernels: 2,

@@ -17,13 +17,8 @@ pub fn run(args: &StreamArgs) -> Result<()> {
     // Frames keep coming: the engine stays open. Without --size the frames are Y4M, whose
     // header is read later; a 1080p frame stands for them.
     let (width, height) = args.size.unwrap_or((1920, 1080));
-    let workload = gpuconv::Workload {
-        pixels: u64::from(width) * u64::from(height),
-        kernels: operation.kernels().len() as u32,
-        outputs: 1,
-        images: None,
-        on_gpu: false,
-    };
+    let pixels = u64::from(width) * u64::from(height);
+    let workload = gpuconv::Workload::new(&operation, pixels, None);
     let mut engine = crate::open_engine(args.backend.into(), &workload)?;
     let options = FrameOptions {
         size: args.size,
