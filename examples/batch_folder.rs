@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use gpuconv::batch::{self, Batch};
+use gpuconv::pipeline::batch::{self, Batch};
 use gpuconv::{BackendChoice, CpuBackend, Engine, Kernel, Operation, Workload};
 
 fn main() -> anyhow::Result<()> {

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use gpuconv::stream::{RowSource, filter_rows};
+use gpuconv::pipeline::{RowSource, filter_rows};
 use gpuconv::{BackendChoice, Engine, Kernel, Operation, Result, io, output_size, reference};
 
 /// Rows computed on demand: shading, stripes and a little noise.

@@ -61,23 +61,22 @@
 #![deny(missing_docs)]
 
 pub mod auto;
-pub mod batch;
 mod border;
 mod cpu;
 mod engine;
 mod error;
-pub mod frames;
 pub mod gpu;
 pub mod io;
 pub mod kernel;
 mod memory;
 mod operation;
 mod params;
+pub mod pipeline;
 pub mod reference;
 mod rows;
 #[cfg(feature = "serve")]
 pub mod serve;
-pub mod stream;
+mod stages;
 mod timings;
 mod units;
 

@@ -254,7 +254,7 @@ impl Operation {
 
     /// A name for each image one call writes, in [`FilterOutput`] order: `edge` or
     /// `threshold{T}` for the combined image, then each kept response's kernel name. What
-    /// [`output_paths`](crate::batch::output_paths) names files by.
+    /// [`output_paths`](crate::pipeline::batch::output_paths) names files by.
     pub fn output_names(&self) -> Vec<String> {
         let combined = match self.combine {
             Combine::None => None,

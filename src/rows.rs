@@ -1,6 +1,6 @@
 //! Rows in and rows out: the two traits everything that streams an image speaks, and their
 //! in-memory forms. A core type, below the backends, the borders and the I/O that all use them
-//! ([`stream`](crate::stream) re-exports them where users look for them).
+//! ([`stream`](crate::pipeline::bands) re-exports them where users look for them).
 
 use image::GrayImage;
 
@@ -13,7 +13,7 @@ use crate::error::Result;
 pub const DEFAULT_BAND_BYTES: usize = 8 << 20;
 
 /// Input bytes per band for an image of `width` × `height` streamed with the default bands:
-/// what [`filter_rows`](crate::stream::filter_rows) reads at a time, and what a reader's
+/// what [`filter_rows`](crate::pipeline::bands::filter_rows) reads at a time, and what a reader's
 /// memory check counts.
 pub fn band_bytes(width: u32, height: u32) -> usize {
     let image_bytes = width as usize * height as usize;

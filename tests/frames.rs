@@ -7,7 +7,7 @@ mod common;
 use std::io::Cursor;
 
 use common::{on_every_backend, random_image};
-use gpuconv::frames::{FrameOptions, filter_frames};
+use gpuconv::pipeline::frames::{FrameOptions, filter_frames};
 use gpuconv::{Error, Kernel, Operation, reference};
 use image::GrayImage;
 

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{cpu, on_every_backend, random_image, raw_outputs, streamed};
-use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
+use gpuconv::pipeline::{CollectRows, ImageRows, RowSink, filter_rows};
 use gpuconv::{CpuBackend, Engine, Kernel, Operation, io};
 use image::{DynamicImage, GrayImage};
 

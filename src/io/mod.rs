@@ -15,7 +15,7 @@ pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
 pub use read::{
     DEFAULT_MAX_PIXELS, ReadLimits, decode_gray, load_gray, load_gray_with, quiet_decoder_panics,
 };
-pub use rows::open_rows;
+pub use rows::{open_rows, open_rows_in};
 pub use sinks::{create_row_sink, writes_rows};
 pub use write::{
     check_output_folder, encode_gray, is_bitmap_path, output_format, remove_partial_outputs,

@@ -3,8 +3,7 @@
 //! between calls. It follows the crate's decoder (which the whole-image path uses through the
 //! `image` crate) case for case, so both paths give the same pixels.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 use std::path::PathBuf;
 
 use image::{ColorType, ImageError};
@@ -12,6 +11,7 @@ use image::{ColorType, ImageError};
 use super::gray::to_gray_row;
 use super::read::Input;
 use super::read::check_stream;
+use super::rows::Reader;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::rows::RowSource;
@@ -25,9 +25,9 @@ const OP_RGBA: u8 = 0xff;
 const PADDING: [u8; 8] = [0, 0, 0, 0, 0, 0, 0, 1];
 
 /// The rows of a QOI image, RGB or RGBA.
-pub(super) struct QoiRows {
+pub(super) struct QoiRows<R: Reader> {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: R,
     width: u32,
     height: u32,
     color: ColorType,
@@ -42,9 +42,9 @@ pub(super) struct QoiRows {
     rows_read: u32,
 }
 
-impl QoiRows {
+impl<R: Reader> QoiRows<R> {
     /// `None` for a header the whole-image path should judge (and word its error for).
-    pub(super) fn open(input: &Input, mut reader: BufReader<File>) -> Result<Option<Self>> {
+    pub(super) fn open(input: &Input, mut reader: R) -> Result<Option<Self>> {
         let head = input.head;
         if head.len() < HEADER_BYTES || &head[..4] != b"qoif" {
             return Ok(None);
@@ -156,7 +156,7 @@ impl QoiRows {
     }
 }
 
-impl RowSource for QoiRows {
+impl<R: Reader> RowSource for QoiRows<R> {
     fn width(&self) -> u32 {
         self.width
     }

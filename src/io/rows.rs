@@ -1,9 +1,8 @@
-//! Files as rows, for [`filter_rows`](crate::stream::filter_rows): PNG (not interlaced), binary
+//! Files as rows, for [`filter_rows`](crate::pipeline::bands::filter_rows): PNG (not interlaced), binary
 //! PNM and QOI (`qoi.rs`) read a row at a time and TIFF a strip at a time, made gray by the same rules as
 //! whole images. Other formats are read whole; `sinks.rs` writes rows.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::path::Path;
 
 use image::{ColorType, ImageError, ImageFormat};
@@ -23,7 +22,35 @@ use crate::rows::RowSource;
 /// against what streaming holds: the decoder's row buffers and a few bands.
 pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowSource>>> {
     let (file, file_bytes) = open_input(path)?;
-    let mut reader = BufReader::new(file);
+    open_reader(path, BufReader::new(file), file_bytes, limits)
+}
+
+/// [`open_rows`] on a file's bytes already in memory (an HTTP request's body, say), which the
+/// rows then read from, decoding as they go: the image is never whole in memory. `name` is
+/// used in messages.
+pub fn open_rows_in<B>(
+    bytes: B,
+    name: &Path,
+    limits: &ReadLimits,
+) -> Result<Option<Box<dyn RowSource>>>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    let length = bytes.as_ref().len() as u64;
+    open_reader(name, Cursor::new(bytes), length, limits)
+}
+
+/// What the row readers read from: a buffered file, or bytes in memory.
+pub(super) trait Reader: BufRead + Seek + Send + 'static {}
+
+impl<R: BufRead + Seek + Send + 'static> Reader for R {}
+
+fn open_reader<R: Reader>(
+    path: &Path,
+    mut reader: R,
+    file_bytes: u64,
+    limits: &ReadLimits,
+) -> Result<Option<Box<dyn RowSource>>> {
     let head = read_head(path, &mut reader)?;
     let format = match image::guess_format(&head) {
         Ok(
@@ -49,9 +76,9 @@ pub fn open_rows(path: &Path, limits: &ReadLimits) -> Result<Option<Box<dyn RowS
 
 /// The rows of a PNG, through the same transformation the `image` crate asks for (palettes and
 /// low bit depths expanded to 8 bits, 16 bits kept).
-struct PngRows {
+struct PngRows<R: Reader> {
     path: std::path::PathBuf,
-    reader: png::Reader<BufReader<File>>,
+    reader: png::Reader<R>,
     width: u32,
     height: u32,
     color: ColorType,
@@ -59,8 +86,8 @@ struct PngRows {
     rows_read: u32,
 }
 
-impl PngRows {
-    fn open(input: &Input, reader: BufReader<File>) -> Result<Option<Self>> {
+impl<R: Reader> PngRows<R> {
+    fn open(input: &Input, reader: R) -> Result<Option<Self>> {
         let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
         let mut decoder = png::Decoder::new_with_limits(reader, png::Limits { bytes: budget });
         decoder.set_transformations(png::Transformations::EXPAND);
@@ -97,7 +124,7 @@ impl PngRows {
     }
 }
 
-impl RowSource for PngRows {
+impl<R: Reader> RowSource for PngRows<R> {
     fn width(&self) -> u32 {
         self.width
     }
@@ -166,9 +193,9 @@ fn png_row_error(path: &Path, error: png::DecodingError) -> Error {
 /// The rows of a TIFF stored in strips, a strip at a time: 8- or 16-bit gray, gray + alpha, RGB
 /// or RGBA, samples interleaved, through the same `tiff` crate calls the `image` crate makes (so
 /// compression, predictors and WhiteIsZero come out the same).
-struct TiffRows {
+struct TiffRows<R: Reader> {
     path: std::path::PathBuf,
-    decoder: tiff::decoder::Decoder<BufReader<File>>,
+    decoder: tiff::decoder::Decoder<R>,
     width: u32,
     height: u32,
     color: ColorType,
@@ -178,8 +205,8 @@ struct TiffRows {
     handed_out: usize,
 }
 
-impl TiffRows {
-    fn open(input: &Input, reader: BufReader<File>) -> Result<Option<Self>> {
+impl<R: Reader> TiffRows<R> {
+    fn open(input: &Input, reader: R) -> Result<Option<Self>> {
         use tiff::ColorType as Tiff;
         use tiff::decoder::{ChunkType, Decoder, Limits};
         use tiff::tags::Tag;
@@ -277,7 +304,7 @@ impl TiffRows {
     }
 }
 
-impl RowSource for TiffRows {
+impl<R: Reader> RowSource for TiffRows<R> {
     fn width(&self) -> u32 {
         self.width
     }
@@ -303,17 +330,17 @@ impl RowSource for TiffRows {
 }
 
 /// The rows of a binary PGM (P5), PPM (P6) or PAM (P7) whose maxval is 255 or 65535.
-struct PnmRows {
+struct PnmRows<R: Reader> {
     path: std::path::PathBuf,
-    reader: BufReader<File>,
+    reader: R,
     width: u32,
     height: u32,
     color: ColorType,
     line: Vec<u8>,
 }
 
-impl PnmRows {
-    fn open(input: &Input, mut reader: BufReader<File>) -> Result<Option<Self>> {
+impl<R: Reader> PnmRows<R> {
+    fn open(input: &Input, mut reader: R) -> Result<Option<Self>> {
         let Some((header_bytes, width, height, color)) = pnm_header(input.head) else {
             return Ok(None);
         };
@@ -337,7 +364,7 @@ impl PnmRows {
     }
 }
 
-impl RowSource for PnmRows {
+impl<R: Reader> RowSource for PnmRows<R> {
     fn width(&self) -> u32 {
         self.width
     }

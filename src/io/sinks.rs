@@ -1,10 +1,9 @@
-//! Outputs written a band at a time, for [`filter_rows`](crate::stream::filter_rows): PNG with
+//! Outputs written a band at a time, for [`filter_rows`](crate::pipeline::bands::filter_rows): PNG with
 //! its IDAT chunks, PGM, and TIFF in strips. Each file appears only when its sink is finished.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -13,6 +12,7 @@ use image::ImageFormat;
 use super::write::{PNG_CHUNK_BYTES, PartialFile, extension, output_format, png_encoder};
 use crate::error::{Error, Result};
 use crate::rows::RowSink;
+use crate::stages::{Loader, Unloader, belt};
 
 /// Whether [`create_row_sink`] writes `path` a band at a time: PNG, PGM, PNM and TIFF outputs.
 pub fn writes_rows(path: &Path) -> bool {
@@ -193,9 +193,9 @@ impl RowSink for PgmSink {
 /// TIFF rows in strips, uncompressed, as the whole-image path writes them (the same strip
 /// height), and BigTIFF when the pixels reach 4 GiB, which classic TIFF's offsets cannot. The
 /// `tiff` crate's strip encoder borrows its file, so it lives on a thread of its own that takes
-/// bands from a one-deep queue and cuts them into strips.
+/// bands from a [`belt`] of two buffers and cuts them into strips.
 struct TiffSink {
-    bands: Option<SyncSender<Vec<u8>>>,
+    bands: Option<Loader>,
     encoder: Option<JoinHandle<Result<()>>>,
     /// The first write error the file met, which the buffer's last flush (as the encoder is
     /// dropped) would otherwise lose.
@@ -216,7 +216,7 @@ impl TiffSink {
             file,
             failed: Arc::clone(&failed),
         };
-        let (bands, receiver) = sync_channel::<Vec<u8>>(1);
+        let (bands, receiver) = belt(vec![Vec::new(); 2]);
         let owned_path = path.to_owned();
         let encoder = std::thread::Builder::new()
             .name("gpuconv-tiff".into())
@@ -271,12 +271,12 @@ fn encode_strips<W: Write + Seek, K: tiff::encoder::TiffKind>(
     mut encoder: tiff::encoder::TiffEncoder<W, K>,
     width: u32,
     height: u32,
-    bands: &Receiver<Vec<u8>>,
+    bands: &Unloader,
 ) -> tiff::TiffResult<()> {
     let mut image = encoder.new_image::<tiff::encoder::colortype::Gray8>(width, height)?;
     let mut strip = Vec::new();
-    for band in bands {
-        let mut band = band.as_slice();
+    while let Some(buffer) = bands.next() {
+        let mut band = buffer.as_slice();
         while !band.is_empty() {
             let wanted = usize::try_from(image.next_strip_sample_count())?;
             if wanted == 0 {
@@ -294,6 +294,7 @@ fn encode_strips<W: Write + Seek, K: tiff::encoder::TiffKind>(
                 strip.clear();
             }
         }
+        bands.give_back(buffer);
         if image.next_strip_sample_count() == 0 {
             image.finish()?;
             return Ok(());
@@ -308,12 +309,13 @@ fn encode_strips<W: Write + Seek, K: tiff::encoder::TiffKind>(
 
 impl RowSink for TiffSink {
     fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        let sent = self
-            .bands
-            .as_ref()
-            .expect("not finished")
-            .send(rows.to_vec());
-        if sent.is_err() {
+        let bands = self.bands.as_ref().expect("not finished");
+        let sent = bands.empty().is_some_and(|mut buffer| {
+            buffer.clear();
+            buffer.extend_from_slice(rows);
+            bands.send(buffer)
+        });
+        if !sent {
             // The encoder stopped on an error: that error is the one to report.
             return Err(self.join().err().unwrap_or_else(|| Error::Write {
                 path: self.path.clone(),

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 
 use super::State;
 use super::request::{self, FilterRequest};
-use super::warm::Unavailable;
+use crate::pipeline::{SharedEngine, Unavailable};
 use crate::{Border, Error};
 
 pub(super) fn router(state: Arc<State>) -> Router {
@@ -506,7 +506,7 @@ async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, Fai
 
 /// Decodes, filters and encodes one image: on a blocking thread.
 fn filter_image(
-    engine: &Arc<super::warm::WarmEngine>,
+    engine: &Arc<SharedEngine>,
     bytes: &[u8],
     request: FilterRequest,
     limits: &crate::io::ReadLimits,
@@ -514,8 +514,13 @@ fn filter_image(
     let image = crate::io::decode_gray(bytes, Path::new("request body"), limits)
         .map_err(Failure::from_error)?;
     let started = Instant::now();
+    let workload = crate::Workload::new(
+        &request.operation,
+        u64::from(image.width()) * u64::from(image.height()),
+        None,
+    );
     let (backend, output) = engine
-        .with(|engine| {
+        .run(&workload, |engine| {
             // A routed engine sends each image where it runs faster; say which.
             let backend = engine.backend_for(image.width(), image.height(), &request.operation);
             engine

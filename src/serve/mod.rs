@@ -42,13 +42,13 @@ mod api;
 mod metrics;
 mod request;
 mod server;
-mod warm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::io::ReadLimits;
+use crate::pipeline::SharedEngine;
 use crate::{Engine, Result};
 
 /// The largest request body [`Config::default`] accepts: 64 MiB, room for a 50-megapixel photo.
@@ -151,12 +151,34 @@ pub struct Service {
 /// What every request handler shares.
 struct State {
     config: Config,
-    engine: Arc<warm::WarmEngine>,
+    engine: Arc<SharedEngine>,
     admission: admission::Admission,
     metrics: metrics::Metrics,
     draining: AtomicBool,
     request_ids: AtomicU64,
     id_prefix: String,
+}
+
+/// The largest request a service with `config` takes, for an engine that weighs its work.
+fn largest_request(config: &Config) -> crate::Workload {
+    crate::Workload {
+        pixels: config.max_pixels,
+        kernels: 2,
+        outputs: 1,
+        images: None,
+        on_gpu: false,
+    }
+}
+
+/// Refuses an empty API key before any engine is opened.
+fn check_key(config: &Config) -> Result<()> {
+    if config.api_key.as_deref().is_some_and(str::is_empty) {
+        return Err(crate::Error::InvalidResource {
+            what: "API key",
+            problem: "it is empty: give a key, or None for no key".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl Service {
@@ -166,19 +188,25 @@ impl Service {
     where
         F: Fn() -> Result<Engine> + Send + Sync + 'static,
     {
-        if config.api_key.as_deref().is_some_and(str::is_empty) {
-            return Err(crate::Error::InvalidResource {
-                what: "API key",
-                problem: "it is empty: give a key, or None for no key".to_owned(),
-            });
-        }
+        check_key(&config)?;
+        let engine = SharedEngine::open(largest_request(&config), move |_| open())?;
+        Self::with_engine(engine, config)
+    }
+
+    /// A service filtering with `engine`, which an application may share with its own work (a
+    /// [`batch`](crate::pipeline::batch), say): one engine, one GPU device, for both.
+    /// The engine is opened first if no image has opened it yet. An empty API key is refused.
+    pub fn with_engine(engine: Arc<SharedEngine>, config: Config) -> Result<Self> {
+        check_key(&config)?;
+        engine
+            .run(&largest_request(&config), |_| Ok(()))
+            .map_err(|unavailable| unavailable.into_error())??;
         let config = Config {
             workers: config.workers.max(1),
             max_connections: config.max_connections.max(1),
             ..config
         };
-        let engine = warm::WarmEngine::open(Box::new(open))?;
-        let metrics = metrics::Metrics::new(&engine.description());
+        let metrics = metrics::Metrics::new(&engine.description().unwrap_or_default());
         // Request ids unique across restarts and instances: the process and its start time.
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -202,7 +230,7 @@ impl Service {
 
     /// The backend that filters, as [`Engine::describe`] says it.
     pub fn backend(&self) -> String {
-        self.state.engine.description()
+        self.state.engine.description().unwrap_or_default()
     }
 
     /// The limits in force.

@@ -105,7 +105,7 @@ pub fn streamed(
     operation: &Operation,
     band_rows: Option<u32>,
 ) -> Vec<Vec<u8>> {
-    use gpuconv::stream::{CollectRows, ImageRows, RowSink, filter_rows};
+    use gpuconv::pipeline::{CollectRows, ImageRows, RowSink, filter_rows};
     let mut collected: Vec<CollectRows> = (0..operation.output_count())
         .map(|_| CollectRows::default())
         .collect();

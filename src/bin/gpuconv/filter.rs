@@ -95,7 +95,7 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     Ok(())
 }
 
-/// Filters a batch with the library's scheduler ([`gpuconv::batch`]): several inputs at once,
+/// Filters a batch with the library's scheduler ([`gpuconv::pipeline::batch`]): several inputs at once,
 /// one per worker thread, so that decoding and encoding (most of the time for small images) use
 /// every core while the shared engine filters one image at a time. Each worker decodes within
 /// its share of the memory budget; an input too large for that share, and standard input
@@ -110,9 +110,9 @@ fn batch(
     jobs: &[Job],
     progress: &Progress,
 ) -> Result<usize> {
-    let plan = gpuconv::batch::Batch::new(jobs.len(), limits.max_memory);
+    let plan = gpuconv::pipeline::batch::Batch::new(jobs.len(), limits.max_memory);
     let mut failures = 0;
-    gpuconv::batch::run(
+    gpuconv::pipeline::batch::run(
         &plan,
         jobs,
         |job| is_standard(&job.input),
@@ -142,7 +142,7 @@ fn batch(
     Ok(failures)
 }
 
-impl gpuconv::batch::BatchError for Failure {
+impl gpuconv::pipeline::batch::BatchError for Failure {
     fn kind(&self) -> gpuconv::ErrorKind {
         match self {
             Failure::Run(_) => gpuconv::ErrorKind::RunWide,
@@ -366,7 +366,7 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
                 .file_stem()
                 .map_or_else(|| "image".into(), |s| s.to_string_lossy())
         };
-        let outputs = gpuconv::batch::output_paths(output, &stem, operation, extension);
+        let outputs = gpuconv::pipeline::batch::output_paths(output, &stem, operation, extension);
         for path in &outputs {
             if !seen.insert(path.clone()) {
                 bail!(usage(format!(
@@ -584,7 +584,7 @@ fn stream_one(
     args: &FilterArgs,
     operation: &Operation,
     job: &Job,
-    mut rows: Box<dyn gpuconv::stream::RowSource>,
+    mut rows: Box<dyn gpuconv::pipeline::RowSource>,
 ) -> std::result::Result<u64, Failure> {
     let pixels = u64::from(rows.width()) * u64::from(rows.height());
     let engine = opened(engine, images, args, operation, pixels)?;
@@ -603,10 +603,10 @@ fn stream_one(
         .map_err(|e| Failure::Input(e.into()))?;
     // One image alone gets a bar of its rows when it is large; a batch has its bar of files.
     let progress = Progress::rows(width, height, args.quiet);
-    let sinks: Vec<Box<dyn gpuconv::stream::RowSink + '_>> = sinks
+    let sinks: Vec<Box<dyn gpuconv::pipeline::RowSink + '_>> = sinks
         .into_iter()
         .enumerate()
-        .map(|(i, sink)| -> Box<dyn gpuconv::stream::RowSink + '_> {
+        .map(|(i, sink)| -> Box<dyn gpuconv::pipeline::RowSink + '_> {
             if i == 0 {
                 Box::new(CountingSink {
                     inner: sink,
@@ -619,9 +619,9 @@ fn stream_one(
         })
         .collect();
     let stream = if args.timings {
-        gpuconv::stream::filter_rows_timed
+        gpuconv::pipeline::bands::filter_rows_timed
     } else {
-        gpuconv::stream::filter_rows
+        gpuconv::pipeline::bands::filter_rows
     };
     let timings = stream(engine, rows.as_mut(), operation, sinks, None).map_err(|error| {
         // Reading and writing errors name their file already; the filter's do not.

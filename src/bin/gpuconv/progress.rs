@@ -113,12 +113,12 @@ impl Drop for Progress {
 
 /// A row sink that moves a bar as rows are written.
 pub struct CountingSink<'a> {
-    pub inner: Box<dyn gpuconv::stream::RowSink>,
+    pub inner: Box<dyn gpuconv::pipeline::RowSink>,
     pub progress: &'a Progress,
     pub width: usize,
 }
 
-impl gpuconv::stream::RowSink for CountingSink<'_> {
+impl gpuconv::pipeline::RowSink for CountingSink<'_> {
     fn write_rows(&mut self, rows: &[u8]) -> gpuconv::Result<()> {
         self.inner.write_rows(rows)?;
         self.progress.rows_done((rows.len() / self.width) as u64);

@@ -2,7 +2,7 @@
 //! the library's (`gpuconv::frames`).
 
 use anyhow::{Result, bail};
-use gpuconv::frames::{FrameOptions, filter_frames};
+use gpuconv::pipeline::frames::{FrameOptions, filter_frames};
 
 use crate::args::{PartialArg, StreamArgs};
 use crate::usage;

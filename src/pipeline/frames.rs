@@ -3,14 +3,14 @@
 //! -pix_fmt gray` writes it. Each frame is filtered as an image of its own, in order, and written
 //! the same way it came (Y4M with the output's size in its header).
 //!
-//! Reading, filtering and writing run at once on three threads, frames passing between them in
-//! a few buffers that go round and round; the engine filters into the same output buffer kind
+//! Reading, filtering and writing run at once on three threads (the stage runner every pipeline
+//! shares), frames passing between them in a few buffers that go round and round; the engine filters into the same output buffer kind
 //! every time ([`Engine::run_into`]), so on the GPU the frame's buffers are reused and the
 //! pipeline built once: throughput is that of the slowest stage.
 //!
 //! ```no_run
 //! # fn main() -> gpuconv::Result<()> {
-//! use gpuconv::frames::{FrameOptions, filter_frames};
+//! use gpuconv::pipeline::frames::{FrameOptions, filter_frames};
 //! use gpuconv::{BackendChoice, Engine, Kernel, Operation};
 //!
 //! let mut engine = Engine::new(BackendChoice::Auto)?;
@@ -28,7 +28,6 @@
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use image::GrayImage;
 
@@ -118,75 +117,67 @@ pub fn filter_frames<R: Read + Send, W: Write + Send>(
     let out_bytes = out_width as usize * out_height as usize;
     let y4m = matches!(container, Container::Y4m { .. });
 
-    std::thread::scope(|scope| {
-        // Buffers go round: reader -> filter -> writer -> back to reader and filter.
-        let (frames_in, frames) = sync_channel::<Vec<u8>>(FRAMES_IN_FLIGHT);
-        let (empty_in, empties) = sync_channel::<Vec<u8>>(FRAMES_IN_FLIGHT + 1);
-        let (results_in, results) = sync_channel::<Vec<u8>>(FRAMES_IN_FLIGHT);
-        let (spent_in, spent) = sync_channel::<Vec<u8>>(FRAMES_IN_FLIGHT + 1);
-        for _ in 0..=FRAMES_IN_FLIGHT {
-            // Allocated fallibly: a frame size the machine cannot hold is an error, not an abort.
-            empty_in
-                .send(zeroed_bytes(frame_bytes, "a frame buffer")?)
-                .expect("room for every buffer");
-            spent_in
-                .send(zeroed_bytes(out_bytes, "a filtered frame buffer")?)
-                .expect("room for every buffer");
-        }
-        let reader = scope.spawn(move || {
-            read_frames(
-                input,
-                &container_kind(y4m),
-                frame_bytes,
-                &empties,
-                &frames_in,
-            )
-        });
-        let header = match &container {
-            Container::Y4m { parameters } => Some(y4m_header(out_width, out_height, parameters)),
-            Container::Raw => None,
-        };
-        let writer = scope.spawn(move || write_frames(output, header, &results, &spent_in));
+    // Buffers go round: one frame being read, one queued, one being filtered; the same for the
+    // filtered frames. Allocated fallibly: a frame size the machine cannot hold is an error.
+    let buffers = |bytes: usize, what: &str| -> Result<Vec<Vec<u8>>> {
+        (0..=FRAMES_IN_FLIGHT)
+            .map(|_| zeroed_bytes(bytes, what))
+            .collect()
+    };
+    let inputs = buffers(frame_bytes, "a frame buffer")?;
+    let outputs = vec![buffers(out_bytes, "a filtered frame buffer")?];
 
-        let mut count = 0;
-        let filtered = (|| -> Result<()> {
-            for frame in &frames {
-                let image = GrayImage::from_raw(width, height, frame).expect("whole frames");
-                let Ok(mut out) = spent.recv() else {
-                    // The writer stopped on an error of its own, which is collected below.
-                    return Ok(());
-                };
-                engine.run_into(&image, operation, &mut [&mut out[..]])?;
-                count += 1;
-                // The frame's buffer goes back to the reader; a closed queue means it stopped.
-                let _ = empty_in.send(image.into_raw());
-                if results_in.send(out).is_err() {
-                    return Ok(());
-                }
+    let kind = container_kind(y4m);
+    let mut input = input;
+    let mut leftover = 0;
+    let mut read = |frame: &mut Vec<u8>| -> Result<bool> {
+        match read_frame(&mut input, &kind, frame)? {
+            Frame::Whole => Ok(true),
+            Frame::End { leftover: left } => {
+                leftover = left;
+                Ok(false)
             }
-            Ok(())
-        })();
-        drop(results_in);
-        drop(frames);
-        drop(empty_in);
-        let read = reader.join().expect("the frame reader panicked");
-        let written = writer.join().expect("the frame writer panicked");
-        filtered?;
-        written?;
-        let leftover = read?;
-        if leftover > 0 && !options.drop_partial {
-            return Err(Error::ShortFrame {
-                frames: count,
-                leftover,
-                frame_bytes,
-            });
         }
-        Ok(FrameSummary {
+    };
+    let mut count = 0;
+    let mut filter = |frame: Vec<u8>, filtered: &mut [Vec<u8>]| -> Result<Vec<u8>> {
+        let image = GrayImage::from_raw(width, height, frame).expect("whole frames");
+        engine.run_into(&image, operation, &mut [&mut filtered[0][..]])?;
+        count += 1;
+        Ok(image.into_raw())
+    };
+    let writing = |source| Error::FrameIo {
+        what: "writing the frames",
+        source,
+    };
+    let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
+    if let Container::Y4m { parameters } = &container {
+        output
+            .write_all(&y4m_header(out_width, out_height, parameters))
+            .map_err(writing)?;
+    }
+    let mut write = |frame: &[u8]| -> Result<()> {
+        if y4m {
+            output.write_all(b"FRAME\n").map_err(writing)?;
+        }
+        output.write_all(frame).map_err(writing)?;
+        // Written frames go out at once, so a pipeline downstream sees them without delay.
+        output.flush().map_err(writing)
+    };
+    crate::stages::run(inputs, outputs, &mut read, &mut filter, vec![&mut write])?;
+    output.flush().map_err(writing)?;
+    if leftover > 0 && !options.drop_partial {
+        return Err(Error::ShortFrame {
             frames: count,
-            size: (width, height),
-            y4m,
-            dropped_bytes: leftover,
-        })
+            leftover,
+            frame_bytes,
+        });
+    }
+    Ok(FrameSummary {
+        frames: count,
+        size: (width, height),
+        y4m,
+        dropped_bytes: leftover,
     })
 }
 
@@ -280,41 +271,37 @@ fn read_line(input: &mut impl BufRead) -> Result<Option<Vec<u8>>> {
     Ok(Some(line))
 }
 
-/// The reader's thread: fills empty buffers with frames and passes them on. Returns the bytes
-/// of an incomplete last frame, a Y4M FRAME line included (0 when the stream ended between
-/// frames).
-fn read_frames(
-    mut input: impl BufRead,
-    kind: &Kind,
-    frame_bytes: usize,
-    empties: &Receiver<Vec<u8>>,
-    frames: &SyncSender<Vec<u8>>,
-) -> Result<usize> {
-    for mut frame in empties {
-        let mut frame_line = 0;
-        if let Kind::Y4m = kind {
-            match read_line(&mut input)? {
-                None => return Ok(0),
-                Some(line) if line.starts_with(b"FRAME") => frame_line = line.len() + 1,
-                Some(line) => {
-                    return Err(Error::Frames(format!(
-                        "expected a Y4M FRAME line, found '{}'",
-                        String::from_utf8_lossy(&line[..line.len().min(40)])
-                    )));
-                }
+/// What [`read_frame`] found.
+enum Frame {
+    /// A whole frame, in the buffer.
+    Whole,
+    /// The end of the stream, after `leftover` bytes of an incomplete frame, a Y4M FRAME line
+    /// included (0 when the stream ended between frames).
+    End { leftover: usize },
+}
+
+/// Reads the next frame (its Y4M FRAME line first) into `frame`, which is already its size.
+fn read_frame(input: &mut impl BufRead, kind: &Kind, frame: &mut [u8]) -> Result<Frame> {
+    let mut frame_line = 0;
+    if let Kind::Y4m = kind {
+        match read_line(input)? {
+            None => return Ok(Frame::End { leftover: 0 }),
+            Some(line) if line.starts_with(b"FRAME") => frame_line = line.len() + 1,
+            Some(line) => {
+                return Err(Error::Frames(format!(
+                    "expected a Y4M FRAME line, found '{}'",
+                    String::from_utf8_lossy(&line[..line.len().min(40)])
+                )));
             }
         }
-        frame.resize(frame_bytes, 0);
-        let filled = fill(&mut input, &mut frame)?;
-        if filled < frame_bytes {
-            // What came of the unfinished frame, its Y4M FRAME line included.
-            return Ok(filled + frame_line);
-        }
-        if frames.send(frame).is_err() {
-            return Ok(0);
-        }
     }
-    Ok(0)
+    let filled = fill(input, frame)?;
+    if filled < frame.len() {
+        return Ok(Frame::End {
+            leftover: filled + frame_line,
+        });
+    }
+    Ok(Frame::Whole)
 }
 
 /// Reads until `buffer` is full or the stream ends; how many bytes came.
@@ -345,32 +332,4 @@ fn y4m_header(width: u32, height: u32, parameters: &[String]) -> Vec<u8> {
     }
     header.push('\n');
     header.into_bytes()
-}
-
-/// The writer's thread: the header, then each filtered frame in order, each buffer handed back.
-fn write_frames<W: Write>(
-    output: W,
-    header: Option<Vec<u8>>,
-    results: &Receiver<Vec<u8>>,
-    spent: &SyncSender<Vec<u8>>,
-) -> Result<()> {
-    let writing = |source| Error::FrameIo {
-        what: "writing the frames",
-        source,
-    };
-    let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
-    let y4m = header.is_some();
-    if let Some(header) = header {
-        output.write_all(&header).map_err(writing)?;
-    }
-    for frame in results {
-        if y4m {
-            output.write_all(b"FRAME\n").map_err(writing)?;
-        }
-        output.write_all(&frame).map_err(writing)?;
-        // Written frames go out at once, so a pipeline downstream sees them without delay.
-        output.flush().map_err(writing)?;
-        let _ = spent.send(frame);
-    }
-    output.flush().map_err(writing)
 }

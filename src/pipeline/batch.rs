@@ -11,7 +11,7 @@
 //! ```no_run
 //! use std::path::Path;
 //! use std::sync::Mutex;
-//! use gpuconv::batch::{self, Batch};
+//! use gpuconv::pipeline::batch::{self, Batch};
 //! use gpuconv::{BackendChoice, Engine, Kernel, Operation};
 //!
 //! # fn main() -> gpuconv::Result<()> {
