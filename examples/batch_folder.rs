@@ -1,16 +1,18 @@
-//! Every image of a folder to its edge image, several at once, with gpuconv's batch scheduler:
-//! a worker per core within its share of a memory budget, one engine shared, a bad file
-//! reported and the others written, lines in input order.
+//! Every image of a folder to its edge image, several at once, with gpuconv's batch pipeline:
+//! a worker per core within its share of a memory budget, each image read and written band by
+//! band when its format allows, one engine shared, a bad file reported and the others written,
+//! lines in input order.
 //!
 //! cargo run --example batch_folder -- img target/batch-folder
 //!
-//! Each output is checked against the CPU backend: the example fails if any differs.
+//! Each output is read back and checked against the CPU backend: the example fails if any
+//! differs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use gpuconv::pipeline::batch::{self, Batch};
-use gpuconv::{BackendChoice, CpuBackend, Engine, Kernel, Operation, Workload};
+use gpuconv::pipeline::{Destination, Settings, SharedEngine, Source};
+use gpuconv::{BackendChoice, CpuBackend, Engine, Kernel, Operation};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -26,44 +28,63 @@ fn main() -> anyhow::Result<()> {
     inputs.sort();
 
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
-    // One engine for the batch, chosen for it: many small images rarely pay for a GPU.
-    let workload = Workload::new(&operation, 1 << 20, Some(inputs.len() as u64));
-    let engine = Mutex::new(Engine::for_workload(BackendChoice::Auto, &workload)?);
-    println!("backend: {}", engine.lock().unwrap().describe());
-
-    let plan = Batch::new(inputs.len(), gpuconv::io::default_memory_budget());
+    // One engine for the batch, opened by its first image and chosen for the whole batch: many
+    // small images rarely pay for a GPU.
+    let engine =
+        SharedEngine::deferred(|workload| Engine::for_workload(BackendChoice::Auto, workload));
     // `{stem}-edge.png`, as the command line names it.
-    let output_of = |path: &Path| -> PathBuf {
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        batch::output_paths(Path::new(&output), &stem, &operation, "png").remove(0)
-    };
+    let jobs: Vec<(Source, Destination)> = inputs
+        .iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            let outputs = batch::output_paths(Path::new(&output), &stem, &operation, "png");
+            (Source::File(path.clone()), Destination::Files(outputs))
+        })
+        .collect();
+
+    let plan = Batch::new(jobs.len(), gpuconv::io::default_memory_budget());
     let (mut written, mut failed, mut differing) = (0, 0, 0);
-    batch::run(
+    let cpu = CpuBackend::new();
+    batch::filter_all(
+        &engine,
         &plan,
-        &inputs,
-        |_| false,
-        |path, share| {
-            let image = gpuconv::io::load_gray_with(path, &share.read_limits(1))?;
-            // The engine is held for the filter only: other inputs decode meanwhile.
-            let edges = engine.lock().unwrap().run(&image, &operation)?;
-            let edges = edges.combined.expect("an edge operation");
-            gpuconv::io::save_gray(&edges, &output_of(path))?;
-            // The example's own check; an app would not filter twice.
-            let expected = CpuBackend::new().run(&image, &operation)?.combined;
-            Ok::<_, gpuconv::Error>(expected.as_ref() == Some(&edges))
-        },
-        |path, outcome| match outcome {
-            Ok(same) => {
-                println!("{} -> {}", path.display(), output_of(path).display());
-                written += 1;
-                differing += usize::from(!same);
-            }
-            Err(error) => {
-                eprintln!("{}: {error}", path.display());
-                failed += 1;
+        &jobs,
+        &Settings::new(&operation),
+        |source, outcome| {
+            let Source::File(path) = source else {
+                unreachable!("files only")
+            };
+            match outcome {
+                Ok(filtered) => {
+                    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                    let out = batch::output_paths(Path::new(&output), &stem, &operation, "png");
+                    println!(
+                        "{} -> {} ({})",
+                        path.display(),
+                        out[0].display(),
+                        filtered.backend
+                    );
+                    written += 1;
+                    // The example's own check; an app would not filter twice.
+                    let same = gpuconv::io::load_gray(path)
+                        .and_then(|image| cpu.run(&image, &operation))
+                        .ok()
+                        .and_then(|expected| expected.combined)
+                        .zip(gpuconv::io::load_gray(&out[0]).ok())
+                        .is_some_and(|(expected, got)| expected == got);
+                    differing += usize::from(!same);
+                }
+                Err(error) => {
+                    eprintln!("{}: {error}", path.display());
+                    failed += 1;
+                }
             }
         },
     )?;
+    println!(
+        "backend: {}",
+        engine.description().unwrap_or_else(|| "none opened".into())
+    );
     anyhow::ensure!(
         differing == 0,
         "{differing} outputs differ from the CPU backend's"

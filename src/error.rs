@@ -110,6 +110,16 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// A shared engine's GPU device was lost (or the engine panicked), and it is being
+    /// re-created: worth trying again shortly.
+    #[error("the GPU device was lost and is being re-created")]
+    EngineLost,
+
+    /// A shared engine panicked while filtering (a bug): it is being re-created, but the same
+    /// input may well panic again.
+    #[error("the engine failed while filtering this image (a bug: please report it)")]
+    EnginePanicked,
+
     /// Reading back results from the GPU failed.
     #[error("could not read results back from the GPU: {0}")]
     Readback(String),
@@ -301,6 +311,24 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// The file the error names, if it names one (reading or writing errors): where it does
+    /// not, a caller filtering a file says which.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Decode { path, .. }
+            | Error::TooManyPixels { path, .. }
+            | Error::Truncated { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::OverBudget { path, .. }
+            | Error::FileOverBudget { path, .. }
+            | Error::DecoderOverBudget { path, .. }
+            | Error::UnknownFormat { path, .. }
+            | Error::Write { path, .. }
+            | Error::UnsupportedOutputFormat { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// Which [`ErrorKind`] this error is.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -328,6 +356,8 @@ impl Error {
             | Error::RequestDevice { .. }
             | Error::DeviceUnsuitable(_)
             | Error::Gpu(_)
+            | Error::EngineLost
+            | Error::EnginePanicked
             | Error::Readback(_)
             | Error::InvalidSetting { .. }
             | Error::FrameIo { .. } => ErrorKind::RunWide,

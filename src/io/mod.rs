@@ -16,7 +16,7 @@ pub use read::{
     DEFAULT_MAX_PIXELS, ReadLimits, decode_gray, load_gray, load_gray_with, quiet_decoder_panics,
 };
 pub use rows::{open_rows, open_rows_in};
-pub use sinks::{create_row_sink, writes_rows};
+pub use sinks::{EncodedRows, create_row_sink, encode_rows, writes_rows};
 pub use write::{
     check_output_folder, encode_gray, is_bitmap_path, output_format, remove_partial_outputs,
     save_gray,

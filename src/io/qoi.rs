@@ -10,8 +10,8 @@ use image::{ColorType, ImageError};
 
 use super::gray::to_gray_row;
 use super::read::Input;
+use super::read::Reader;
 use super::read::check_stream;
-use super::rows::Reader;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::rows::RowSource;

@@ -219,6 +219,11 @@ fn decode<R: BufRead + Seek>(
     }
 }
 
+/// What the row readers read from: a buffered file, or bytes in memory.
+pub(crate) trait Reader: BufRead + Seek + Send + 'static {}
+
+impl<R: BufRead + Seek + Send + 'static> Reader for R {}
+
 /// One input being read, and what it may take.
 pub(crate) struct Input<'a> {
     pub(crate) path: &'a Path,
@@ -507,9 +512,13 @@ pub(super) fn check_stream(
         (u64::from(width) * u64::from(height)).saturating_mul(u64::from(color.bytes_per_pixel()));
     input.check_header(width, height, (color, decoded))?;
     let row = u64::from(width);
-    let band = (crate::rows::band_bytes(width, height) as u64).max(3 * row);
+    // A band is never more than the image (and never less than the three rows a window needs).
+    let band = (crate::rows::band_bytes(width, height) as u64)
+        .min(row * (u64::from(height) + 2))
+        .max(3 * row);
     // Reader: the decoded line and the decoder's current and previous raw rows; bands: one
-    // being read, one queued, the window; each output: one queued, one being written.
+    // being read, one being filtered, the window; each output: one being filtered into, one
+    // being written.
     let needed = (line_bytes as u64)
         .saturating_mul(3)
         .saturating_add(band.saturating_mul(3 + 2 * input.limits.output_images));

@@ -2,14 +2,14 @@
 //! PNM and QOI (`qoi.rs`) read a row at a time and TIFF a strip at a time, made gray by the same rules as
 //! whole images. Other formats are read whole; `sinks.rs` writes rows.
 
-use std::io::{BufRead, BufReader, Cursor, Seek};
+use std::io::{BufReader, Cursor};
 use std::path::Path;
 
 use image::{ColorType, ImageError, ImageFormat};
 
 use super::gray::{gray_row, to_gray_row};
 use super::qoi::QoiRows;
-use super::read::{Input, ReadLimits, check_stream, guarded, open_input, read_head};
+use super::read::{Input, ReadLimits, Reader, check_stream, guarded, open_input, read_head};
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::rows::RowSource;
@@ -39,11 +39,6 @@ where
     let length = bytes.as_ref().len() as u64;
     open_reader(name, Cursor::new(bytes), length, limits)
 }
-
-/// What the row readers read from: a buffered file, or bytes in memory.
-pub(super) trait Reader: BufRead + Seek + Send + 'static {}
-
-impl<R: BufRead + Seek + Send + 'static> Reader for R {}
 
 fn open_reader<R: Reader>(
     path: &Path,

@@ -354,3 +354,109 @@ impl Drop for TiffSink {
         let _ = self.join();
     }
 }
+
+/// The bytes an [`encode_rows`] sink writes, once it is finished.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedRows(Arc<Mutex<Vec<u8>>>);
+
+impl EncodedRows {
+    /// Takes the encoded file out (empty until the sink's rows are ended).
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Write for EncodedRows {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink encoding the rows of a `width`×`height` gray image in memory, in the format a file
+/// named `*.format_extension` gets, when that format can be written a band at a time (PNG, PGM,
+/// PNM); `None` for any other, which [`encode_gray`](super::encode_gray) encodes whole. The
+/// bytes are in the [`EncodedRows`] once the sink's rows are ended.
+pub fn encode_rows(
+    format_extension: &str,
+    width: u32,
+    height: u32,
+) -> Result<Option<(Box<dyn RowSink>, EncodedRows)>> {
+    let name = PathBuf::from(format!(
+        "output.{}",
+        format_extension.trim_start_matches('.')
+    ));
+    let format = output_format(&name)?;
+    let encoded = EncodedRows::default();
+    let sink: Box<dyn RowSink> = match (format, extension(&name).as_str()) {
+        (ImageFormat::Png, _) => {
+            let stream = png_encoder(encoded.clone(), width, height)
+                .write_header()
+                .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
+                .map_err(|e| Error::Write {
+                    path: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            Box::new(EncodedPng {
+                stream: Some(stream),
+                name,
+            })
+        }
+        (ImageFormat::Pnm, "pgm" | "pnm") => {
+            let mut header = encoded.clone();
+            write!(header, "P5\n{width} {height}\n255\n").expect("memory takes every write");
+            Box::new(encoded.clone())
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((sink, encoded)))
+}
+
+/// PNG rows encoded in memory.
+struct EncodedPng {
+    stream: Option<png::StreamWriter<'static, EncodedRows>>,
+    name: PathBuf,
+}
+
+impl RowSink for EncodedPng {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        let stream = self.stream.as_mut().expect("rows not ended");
+        stream.write_all(rows).map_err(|e| Error::Write {
+            path: self.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn end_rows(&mut self) -> Result<()> {
+        match self.stream.take().map(png::StreamWriter::finish) {
+            Some(Err(e)) => Err(Error::Write {
+                path: self.name.clone(),
+                reason: e.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.end_rows()
+    }
+}
+
+/// PGM rows in memory: the header is written first, the rows as they come.
+impl RowSink for EncodedRows {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        self.write_all(rows).expect("memory takes every write");
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}

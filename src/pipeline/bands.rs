@@ -14,7 +14,7 @@ use crate::border::PaddedRows;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
-use crate::operation::{Border, Operation, output_size};
+use crate::operation::{Border, FilterOutput, Operation, output_size};
 use crate::timings::{Timings, add};
 
 pub use crate::rows::{CollectRows, ImageRows, RowSink, RowSource};
@@ -27,7 +27,7 @@ fn default_band_rows(width: u32, height: u32) -> u32 {
 }
 
 /// Applies `operation` to the image `source` yields, band by band: each output image's rows
-/// go to its sink in [`FilterOutput`](crate::FilterOutput) order (the combined image first, if
+/// go to its sink in [`FilterOutput`] order (the combined image first, if
 /// any, then the responses). `band_rows` output rows are made per band (`None`: at most
 /// [`DEFAULT_BAND_BYTES`] of input, an eighth of a smaller image).
 ///
@@ -47,7 +47,7 @@ pub fn filter_rows(
     sinks: Vec<Box<dyn RowSink + '_>>,
     band_rows: Option<u32>,
 ) -> Result<Timings> {
-    stream(engine, source, operation, sinks, band_rows, false)
+    run(engine, source, operation, sinks, band_rows, false)
 }
 
 /// [`filter_rows`], with the filter's time broken down as [`Engine::run_timed`] does it
@@ -60,11 +60,49 @@ pub fn filter_rows_timed(
     sinks: Vec<Box<dyn RowSink + '_>>,
     band_rows: Option<u32>,
 ) -> Result<Timings> {
-    stream(engine, source, operation, sinks, band_rows, true)
+    run(engine, source, operation, sinks, band_rows, true)
 }
 
-fn stream(
-    engine: &mut Engine,
+/// What filters the bands: an engine of the caller's own, or a
+/// [`SharedEngine`](super::SharedEngine) taken for one band at a time.
+pub(crate) trait Bands {
+    /// [`Engine::run_into`].
+    fn run_into(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()>;
+    /// [`Engine::run_timed`].
+    fn run_timed(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(FilterOutput, Timings)>;
+}
+
+impl Bands for Engine {
+    fn run_into(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        Engine::run_into(self, image, operation, outputs)
+    }
+
+    fn run_timed(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(FilterOutput, Timings)> {
+        Engine::run_timed(self, image, operation)
+    }
+}
+
+/// [`filter_rows`] with any [`Bands`].
+pub(crate) fn run(
+    engine: &mut dyn Bands,
     source: &mut dyn RowSource,
     operation: &Operation,
     mut sinks: Vec<Box<dyn RowSink + '_>>,
@@ -76,7 +114,7 @@ fn stream(
         operation.output_size(source.width(), source.height())?;
         let mut padded = PaddedRows::new(source, operation.border());
         let valid = operation.clone().with_border(Border::Valid);
-        return stream(engine, &mut padded, &valid, sinks, band_rows, timed);
+        return run(engine, &mut padded, &valid, sinks, band_rows, timed);
     }
     let start = Instant::now();
     let (width, height) = (source.width(), source.height());
@@ -93,11 +131,12 @@ fn stream(
         .clamp(1, height);
     let row_bytes = width as usize;
 
-    // Buffers that go round: one being read, one queued, one being filtered; the same for each
-    // output. Allocated fallibly: a band the machine cannot hold is an error, not an abort.
+    // Buffers that go round: one being read while one is filtered; for each output, one being
+    // filtered into while one is written. Allocated fallibly: a band the machine cannot hold is
+    // an error, not an abort. (The reader's memory check counts the same.)
     let band_capacity = (band_rows as usize + 2) * row_bytes;
     let buffers = |bytes: usize, what: &str| -> Result<Vec<Vec<u8>>> {
-        (0..3)
+        (0..2)
             .map(|_| {
                 zeroed_bytes(bytes, what).map(|mut b| {
                     b.clear();

@@ -3,30 +3,32 @@
 //! whole budget, and the batch stopped by a run-wide failure. What the command line's
 //! `gpuconv filter` does with several inputs, for any app that filters a folder.
 //!
-//! The work itself is the caller's closure (decode, filter with a shared [`Engine`](crate::Engine),
-//! encode), so the batch knows nothing of files or formats; it only needs to know, of a
-//! failure, its [`ErrorKind`] and whether more memory would have let it through
+//! [`filter_all`] filters sources into destinations with the [pipeline](super); [`run`] takes
+//! any work as a closure, so that it knows nothing of files or formats: it only needs to know,
+//! of a failure, its [`ErrorKind`] and whether more memory would have let it through
 //! ([`BatchError`]).
 //!
 //! ```no_run
-//! use std::path::Path;
-//! use std::sync::Mutex;
+//! use std::path::{Path, PathBuf};
 //! use gpuconv::pipeline::batch::{self, Batch};
+//! use gpuconv::pipeline::{Destination, Settings, SharedEngine, Source};
 //! use gpuconv::{BackendChoice, Engine, Kernel, Operation};
 //!
 //! # fn main() -> gpuconv::Result<()> {
-//! let inputs = vec!["a.png", "b.png", "c.png"];
-//! let engine = Mutex::new(Engine::new(BackendChoice::Auto)?);
 //! let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
-//! let plan = Batch::new(inputs.len(), gpuconv::io::default_memory_budget());
-//! batch::run(&plan, &inputs, |_| false, |input, share| {
-//!     let image = gpuconv::io::load_gray_with(Path::new(input), &share.read_limits(1))?;
-//!     let edges = engine.lock().unwrap().run(&image, &operation)?;
-//!     let output = format!("{input}.edge.png");
-//!     gpuconv::io::save_gray(&edges.combined.expect("an edge image"), Path::new(&output))
-//! }, |input, outcome| {
+//! // Opened by the first image, for the batch's workload; shared by every worker.
+//! let engine = SharedEngine::deferred(|workload| Engine::for_workload(BackendChoice::Auto, workload));
+//! let jobs: Vec<(Source, Destination)> = ["a.png", "b.png", "c.png"]
+//!     .into_iter()
+//!     .map(|name| {
+//!         let outputs = batch::output_paths(Path::new("out"), &name[..1], &operation, "png");
+//!         (Source::File(PathBuf::from(name)), Destination::Files(outputs))
+//!     })
+//!     .collect();
+//! let plan = Batch::new(jobs.len(), gpuconv::io::default_memory_budget());
+//! batch::filter_all(&engine, &plan, &jobs, &Settings::new(&operation), |source, outcome| {
 //!     if let Err(error) = outcome {
-//!         eprintln!("{input}: {error}");
+//!         eprintln!("{}: {error}", source.name());
 //!     }
 //! })?;
 //! # Ok(()) }
@@ -197,6 +199,38 @@ pub fn output_paths(
         .iter()
         .map(|name| folder.join(format!("{stem}-{name}.{extension}")))
         .collect()
+}
+
+/// Filters every source into its destination with [`filter_image`](super::filter_image), as
+/// [`run`] spreads them (a worker per input at once, each reading band by band within its share
+/// of `plan`'s memory budget, over-share inputs again alone afterwards), the engine shared; each
+/// outcome goes to `report` in input order. `settings`' limits give the pixel limit (the memory
+/// budget is the plan's). A run-wide failure (no GPU, one lost for good) stops the batch and is
+/// returned.
+pub fn filter_all(
+    engine: &std::sync::Arc<super::SharedEngine>,
+    plan: &Batch,
+    jobs: &[(super::Source, super::Destination)],
+    settings: &super::Settings<'_>,
+    mut report: impl FnMut(&super::Source, crate::Result<super::Filtered>),
+) -> crate::Result<()> {
+    run(
+        plan,
+        jobs,
+        |_| false,
+        |(source, destination), share| {
+            let settings = super::Settings {
+                limits: crate::io::ReadLimits {
+                    max_memory: share.max_memory,
+                    ..settings.limits
+                },
+                images: Some(jobs.len() as u64),
+                ..*settings
+            };
+            super::filter_image(engine, source, destination, &settings)
+        },
+        |(source, _), outcome| report(source, outcome),
+    )
 }
 
 #[cfg(test)]

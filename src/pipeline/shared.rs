@@ -68,12 +68,13 @@ pub enum Unavailable {
 }
 
 impl Unavailable {
-    /// As a library error (run-wide: the engine, not the image, failed).
+    /// As a library error: [`Error::EngineLost`] or [`Error::EnginePanicked`], both run-wide
+    /// (the engine, not the image, failed).
     pub fn into_error(self) -> Error {
-        Error::Gpu(match self {
-            Unavailable::Lost => "the GPU device was lost and is being re-created".to_owned(),
-            Unavailable::Panicked => "the engine panicked while filtering (a bug)".to_owned(),
-        })
+        match self {
+            Unavailable::Lost => Error::EngineLost,
+            Unavailable::Panicked => Error::EnginePanicked,
+        }
     }
 }
 
@@ -171,27 +172,28 @@ impl SharedEngine {
         }
     }
 
-    /// [`run`](Self::run), waiting up to `patience` for a lost engine to be re-created; a
-    /// panic, or an engine still lost after that, is a run-wide [`Error::Gpu`].
+    /// [`run`](Self::run), waiting up to `patience` for a lost engine to be re-created, and
+    /// doing `work` again on the new engine when it failed because the device was lost under
+    /// it. A panic, or an engine still lost after `patience`, is a run-wide error
+    /// ([`Unavailable::into_error`]).
     pub fn run_patiently<T>(
         self: &Arc<Self>,
         workload: &Workload,
         patience: Duration,
-        work: impl FnOnce(&mut Engine) -> Result<T>,
+        mut work: impl FnMut(&mut Engine) -> Result<T>,
     ) -> Result<T> {
         let started = Instant::now();
-        let mut work = Some(work);
         loop {
-            let attempt = self.run(workload, |engine| {
-                (work.take().expect("run calls its work at most once"))(engine)
-            });
-            match attempt {
+            let waited = started.elapsed() >= patience;
+            match self.run(workload, &mut work) {
+                // Failed run-wide because the device went: the image is not at fault.
+                Ok(Err(error))
+                    if error.kind() == crate::ErrorKind::RunWide && self.is_lost() && !waited => {}
                 Ok(result) => return result,
-                Err(Unavailable::Lost) if work.is_some() && started.elapsed() < patience => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                Err(Unavailable::Lost) if !waited => {}
                 Err(unavailable) => return Err(unavailable.into_error()),
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -200,7 +202,7 @@ impl SharedEngine {
     pub fn run_waiting<T>(
         self: &Arc<Self>,
         workload: &Workload,
-        work: impl FnOnce(&mut Engine) -> Result<T>,
+        work: impl FnMut(&mut Engine) -> Result<T>,
     ) -> Result<T> {
         self.run_patiently(workload, Duration::from_secs(60), work)
     }

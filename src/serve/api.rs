@@ -1,6 +1,5 @@
 //! The HTTP endpoints: what each answers, and how a failure becomes a status.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use http_body_util::BodyExt;
 
 use super::State;
 use super::request::{self, FilterRequest};
-use crate::pipeline::{SharedEngine, Unavailable};
+use crate::pipeline::{self, Destination, Settings, SharedEngine, Source};
 use crate::{Border, Error};
 
 pub(super) fn router(state: Arc<State>) -> Router {
@@ -360,7 +359,7 @@ async fn serve_filter(
     let work = tokio::task::spawn_blocking(move || {
         // Held until the work ends, even if the client is gone by then.
         let _places = (ticket, worker);
-        filter_image(&engine, &bytes, request, &limits)
+        filter_image(&engine, bytes, request, &limits)
     });
     match work.await {
         Ok(result) => {
@@ -504,57 +503,61 @@ async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, Fai
     }
 }
 
-/// Decodes, filters and encodes one image: on a blocking thread.
+/// Decodes, filters and encodes one image with the library's pipeline (band by band when the
+/// formats allow, so that a large PNG is never whole in memory): on a blocking thread.
 fn filter_image(
     engine: &Arc<SharedEngine>,
-    bytes: &[u8],
+    bytes: Bytes,
     request: FilterRequest,
     limits: &crate::io::ReadLimits,
 ) -> Result<Filtered, Failure> {
-    let image = crate::io::decode_gray(bytes, Path::new("request body"), limits)
-        .map_err(Failure::from_error)?;
+    let source = Source::Bytes {
+        bytes,
+        name: "request body".to_owned(),
+    };
+    let settings = Settings {
+        limits: *limits,
+        images: None,
+        // A lost engine is a 503 at once: the client tries again, or another instance.
+        patience: None,
+        ..Settings::new(&request.operation)
+    };
     let started = Instant::now();
-    let workload = crate::Workload::new(
-        &request.operation,
-        u64::from(image.width()) * u64::from(image.height()),
-        None,
-    );
-    let (backend, output) = engine
-        .run(&workload, |engine| {
-            // A routed engine sends each image where it runs faster; say which.
-            let backend = engine.backend_for(image.width(), image.height(), &request.operation);
-            engine
-                .run(&image, &request.operation)
-                .map(|output| (backend, output))
-        })
-        .map_err(|unavailable| match unavailable {
-            Unavailable::Lost => Failure::refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "gpu_lost",
-                "the GPU device was lost and is being re-created",
-            ),
-            // Not a 503: the same input would likely fail again, and re-create the engine
-            // again for everyone.
-            Unavailable::Panicked => Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error while filtering this image (a bug: please report it)",
-            ),
-        })?
-        .map_err(Failure::from_error)?;
-    let filter_time = started.elapsed();
-    drop(image);
-    let output = output
-        .combined
-        .or_else(|| output.responses.into_iter().next())
-        .expect("an operation of one output");
-    let encoded = crate::io::encode_gray(&output, &request.format).map_err(Failure::from_error)?;
+    let filtered = pipeline::filter_image(
+        engine,
+        &source,
+        &Destination::Encoded(request.format.clone()),
+        &settings,
+    )
+    .map_err(|error| match error {
+        Error::EngineLost => Failure::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "gpu_lost",
+            "the GPU device was lost and is being re-created",
+        ),
+        // Not a 503: the same input would likely fail again, and re-create the engine again
+        // for everyone.
+        Error::EnginePanicked => Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while filtering this image (a bug: please report it)",
+        ),
+        other => Failure::from_error(other),
+    })?;
+    let (width, height) = filtered.output_size;
     Ok(Filtered {
-        bytes: encoded,
-        width: output.width(),
-        height: output.height(),
+        bytes: filtered
+            .encoded
+            .into_iter()
+            .next()
+            .expect("an operation of one output"),
+        width,
+        height,
         content_type: request.content_type,
-        backend,
-        filter_time,
+        backend: filtered.backend,
+        filter_time: filtered
+            .timings
+            .compute
+            .unwrap_or_else(|| started.elapsed()),
     })
 }
 

@@ -2,14 +2,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
-use gpuconv::{Combine, Engine, FilterOutput, Operation, Timings, io};
+use gpuconv::pipeline::{self, Destination, Settings, SharedEngine, Source};
+use gpuconv::{Combine, Operation, io};
 
 use crate::args::{FilterArgs, OperationArgs};
-use crate::progress::{CountingSink, Progress};
+use crate::progress::Progress;
 use crate::usage;
 
 /// Where the outputs go.
@@ -53,29 +53,33 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     let limits = io::ReadLimits {
         max_pixels: args.limits.max_pixels,
         max_memory: args.limits.memory_budget(),
-        // A border's padded copy of the input counts as one more image.
-        output_images: operation.output_count() as u64
-            + u64::from(operation.border() != gpuconv::Border::Valid),
+        ..Default::default()
     };
     // Opened once the first input is decoded, so that a bad input is reported alone, without
-    // the CPU-fallback notice before it; then shared by every input.
-    let engine = SharedEngine {
-        slot: Mutex::default(),
-        images: plan.jobs.len() as u64,
-    };
+    // the CPU-fallback notice before it, and `auto` weighs the job by a real input; then shared
+    // by every input, and re-opened after a lost GPU device.
+    let choice = args.backend.into();
+    let engine = SharedEngine::deferred(move |workload| crate::open_engine(choice, workload));
     let progress = Progress::files(plan.jobs.len(), args.quiet);
+    let images = plan.jobs.len() as u64;
     let result = if plan.jobs.len() == 1 {
-        filter_one(&engine, args, &limits, &operation, &plan.jobs[0], true)
-            .map(drop)
-            .map_err(|(Failure::Input(error) | Failure::Run(error))| error)
-            .map(|()| 0)
+        filter_one(
+            &engine,
+            args,
+            &limits,
+            &operation,
+            &plan.jobs[0],
+            images,
+            true,
+        )
+        .map(drop)
+        .map_err(|(Failure::Input(error) | Failure::Run(error))| error)
+        .map(|()| 0)
     } else {
         batch(&engine, args, &limits, &operation, &plan.jobs, &progress)
     };
     progress.finish();
-    if let Some(engine) = lock(&engine).as_ref() {
-        crate::save_pipeline_cache(engine);
-    }
+    engine.inspect(|engine| engine.map(crate::save_pipeline_cache));
     let failures = result.as_ref().copied().unwrap_or(0);
     remove_unfilled_folders();
     result?;
@@ -97,13 +101,13 @@ pub fn run(args: &FilterArgs) -> Result<()> {
 
 /// Filters a batch with the library's scheduler ([`gpuconv::pipeline::batch`]): several inputs at once,
 /// one per worker thread, so that decoding and encoding (most of the time for small images) use
-/// every core while the shared engine filters one image at a time. Each worker decodes within
-/// its share of the memory budget; an input too large for that share, and standard input
-/// (which can be read once), is filtered after the others, alone, with the whole budget (and
-/// streamed when its formats allow). Messages come out in input order (deferred inputs' last).
+/// every core while the shared engine filters one image (or band) at a time. Each worker reads
+/// within its share of the memory budget, band by band when the formats allow; an input too
+/// large for that share, and standard input (which can be read once), is filtered after the
+/// others, alone, with the whole budget. Messages come out in input order (deferred inputs' last).
 /// Returns how many inputs failed; a run-wide failure (no GPU) stops the batch.
 fn batch(
-    engine: &SharedEngine,
+    engine: &Arc<SharedEngine>,
     args: &FilterArgs,
     limits: &io::ReadLimits,
     operation: &Operation,
@@ -121,7 +125,15 @@ fn batch(
                 max_memory: share.max_memory,
                 ..*limits
             };
-            filter_one(engine, args, &limits, operation, job, share.alone)
+            filter_one(
+                engine,
+                args,
+                &limits,
+                operation,
+                job,
+                jobs.len() as u64,
+                false,
+            )
         },
         |_, outcome| match outcome {
             Ok(pixels) => progress.file_done(pixels),
@@ -175,7 +187,11 @@ impl Failure {
     /// one (a GPU lost mid-batch, say), else this input alone failed.
     fn of(error: gpuconv::Error, doing: String) -> Self {
         let run_wide = error.kind() == gpuconv::ErrorKind::RunWide;
-        let error = anyhow::Error::from(error).context(doing);
+        let error = if error.path().is_some() {
+            anyhow::Error::from(error)
+        } else {
+            anyhow::Error::from(error).context(doing)
+        };
         if run_wide {
             Failure::Run(error)
         } else {
@@ -435,91 +451,96 @@ fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
     Ok(())
 }
 
-/// Filters one input into its outputs; the input's pixel count.
+/// Filters one input into its outputs with the library's pipeline (band by band when the
+/// formats allow); the input's pixel count. `alone`: the only input, which gets a bar of its
+/// rows when it is large (a batch has its bar of files).
 fn filter_one(
-    engine: &SharedEngine,
+    engine: &Arc<SharedEngine>,
     args: &FilterArgs,
     limits: &io::ReadLimits,
     operation: &Operation,
     job: &Job,
-    may_stream: bool,
-) -> std::result::Result<u64, Failure> {
-    let standard_input = is_standard(&job.input);
-    if may_stream && !standard_input && job.outputs.iter().all(|path| io::writes_rows(path)) {
-        let rows = io::open_rows(&job.input, limits).map_err(|e| Failure::Input(e.into()))?;
-        if let Some(rows) = rows {
-            let images = engine.images;
-            let mut engine = lock(engine);
-            return stream_one(&mut engine, images, args, operation, job, rows);
-        }
-    }
-    let start = Instant::now();
-    let image = if standard_input {
-        read_standard_input(limits)
-    } else {
-        io::load_gray_with(&job.input, limits).map_err(anyhow::Error::from)
-    }
-    .map_err(Failure::Input)?;
-    let decode = start.elapsed();
-    let pixels = u64::from(image.width()) * u64::from(image.height());
-    let input_failure = |error: anyhow::Error| Failure::Input(error);
-    // The engine is held for the filter only: in a batch, other inputs decode and encode
-    // meanwhile.
-    let mut guard = lock(engine);
-    let engine = opened(&mut guard, engine.images, args, operation, pixels)?;
-    // Timed only when asked: a timed GPU run writes timestamps and reads them back.
-    let run = if args.timings {
-        engine.run_timed(&image, operation)
-    } else {
-        engine
-            .run(&image, operation)
-            .map(|o| (o, Timings::default()))
-    };
-    let described = engine.describe();
-    drop(guard);
-    let (output, mut timings) =
-        run.map_err(|error| Failure::of(error, format!("filtering '{}'", shown(&job.input))))?;
-    drop(image);
-    timings.decode = Some(decode);
-
-    let start = Instant::now();
-    let FilterOutput {
-        combined,
-        responses,
-    } = output;
-    for (image, path) in combined.iter().chain(&responses).zip(&job.outputs) {
-        if is_standard(path) {
-            write_standard_output(image, args.format.as_deref().unwrap_or("png"))
-                .map_err(input_failure)?;
-        } else {
-            io::save_gray(image, path).map_err(|e| input_failure(e.into()))?;
-        }
-    }
-    timings.encode = Some(start.elapsed());
-    if args.timings {
-        eprintln!("{}: {} [{}]", shown(&job.input), timings, described);
-    }
-    Ok(pixels)
-}
-
-/// The engine every input of a run shares, opened on first use; held by one input's filter at
-/// a time.
-struct SharedEngine {
-    slot: Mutex<Option<Engine>>,
-    /// How many inputs the run filters, for `auto` to weigh.
     images: u64,
+    alone: bool,
+) -> std::result::Result<u64, Failure> {
+    let source = if is_standard(&job.input) {
+        Source::Bytes {
+            bytes: read_standard_input(limits).map_err(Failure::Input)?,
+            name: "standard input".to_owned(),
+        }
+    } else {
+        Source::File(job.input.clone())
+    };
+    let extension = args.format.as_deref().unwrap_or("png");
+    let to_standard_output = job.outputs.iter().any(|o| is_standard(o));
+    let destination = if to_standard_output {
+        Destination::Encoded(extension.to_owned())
+    } else {
+        Destination::Files(job.outputs.clone())
+    };
+    let bar = RowsBar {
+        shown: alone && !args.quiet,
+        progress: OnceLock::new(),
+    };
+    let settings = Settings {
+        limits: *limits,
+        timed: args.timings,
+        images: Some(images),
+        observer: &bar,
+        ..Settings::new(operation)
+    };
+    let filtered =
+        pipeline::filter_image(engine, &source, &destination, &settings).map_err(|error| {
+            // Reading and writing errors name their file already; the filter's do not.
+            let doing = format!("filtering '{}'", source.name());
+            Failure::of(error, doing)
+        })?;
+    if let Some(progress) = bar.progress.get() {
+        progress.finish();
+    }
+    if let Some(bytes) = filtered.encoded.first() {
+        write_standard_output(bytes).map_err(Failure::Input)?;
+    }
+    if args.timings {
+        let streamed = if filtered.streamed {
+            " (streamed: stages overlap)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "{}: {}{streamed} [{}]",
+            source.name(),
+            filtered.timings,
+            engine.description().unwrap_or_default()
+        );
+    }
+    Ok(filtered.pixels())
 }
 
-fn lock(engine: &SharedEngine) -> std::sync::MutexGuard<'_, Option<Engine>> {
-    engine
-        .slot
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A bar of the rows written, for one large image streamed alone.
+struct RowsBar {
+    shown: bool,
+    progress: OnceLock<Progress>,
 }
 
-/// The image on standard input, read whole (no more bytes than the memory budget) and
-/// decoded within `limits`.
-fn read_standard_input(limits: &io::ReadLimits) -> Result<image::GrayImage> {
+impl pipeline::Observer for RowsBar {
+    fn started(&self, (width, height): (u32, u32), streamed: bool) {
+        if self.shown && streamed {
+            self.progress
+                .get_or_init(|| Progress::rows(width, height, false));
+        }
+    }
+
+    fn rows_written(&self, rows: u32) {
+        if let Some(progress) = self.progress.get() {
+            progress.rows_done(u64::from(rows));
+        }
+    }
+}
+
+/// The file on standard input, read whole (no more bytes than the memory budget): decoded
+/// from memory, band by band when its format allows.
+fn read_standard_input(limits: &io::ReadLimits) -> Result<gpuconv::pipeline::Bytes> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::io::stdin()
@@ -536,116 +557,17 @@ fn read_standard_input(limits: &io::ReadLimits) -> Result<image::GrayImage> {
     if bytes.is_empty() {
         bail!("standard input is empty: no image to read");
     }
-    Ok(io::decode_gray(
-        &bytes,
-        Path::new("standard input"),
-        limits,
-    )?)
+    Ok(bytes.into())
 }
 
-/// Writes `image` to standard output in the format `extension` names, and nothing else.
-fn write_standard_output(image: &image::GrayImage, extension: &str) -> Result<()> {
+/// Writes an encoded image to standard output, and nothing else.
+fn write_standard_output(bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let bytes = io::encode_gray(image, extension)?;
     let mut out = std::io::stdout().lock();
-    match out.write_all(&bytes).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         // The reader stopped reading (`| head`): nothing to say, as other tools in a pipeline
         // say nothing, but the image was not all written.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(crate::Reported.into()),
         result => result.context("cannot write to standard output"),
     }
-}
-
-/// The engine, opened on first use: after the first input is read, so that a bad input is
-/// reported alone, without the CPU-fallback notice before it, and so that `auto` weighs the
-/// job by that input's size (and the batch's count).
-fn opened<'a>(
-    engine: &'a mut Option<Engine>,
-    images: u64,
-    args: &FilterArgs,
-    operation: &Operation,
-    pixels: u64,
-) -> std::result::Result<&'a mut Engine, Failure> {
-    match engine {
-        Some(engine) => Ok(engine),
-        None => {
-            let workload = gpuconv::Workload::new(operation, pixels, Some(images));
-            let opened = crate::open_engine(args.backend.into(), &workload);
-            Ok(engine.insert(opened.map_err(Failure::Run)?))
-        }
-    }
-}
-
-/// Filters an input that can be read a row at a time into outputs written the same way: a few
-/// bands in memory, whatever the image's height; reading, filtering and writing overlap.
-fn stream_one(
-    engine: &mut Option<Engine>,
-    images: u64,
-    args: &FilterArgs,
-    operation: &Operation,
-    job: &Job,
-    mut rows: Box<dyn gpuconv::pipeline::RowSource>,
-) -> std::result::Result<u64, Failure> {
-    let pixels = u64::from(rows.width()) * u64::from(rows.height());
-    let engine = opened(engine, images, args, operation, pixels)?;
-    let filtering = || format!("filtering '{}'", job.input.display());
-    let (width, height) = operation
-        .output_size(rows.width(), rows.height())
-        .with_context(filtering)
-        .map_err(Failure::Input)?;
-    let sinks = job
-        .outputs
-        .iter()
-        .map(|path| {
-            io::create_row_sink(path, width, height).map(|sink| sink.expect("writes_rows said so"))
-        })
-        .collect::<gpuconv::Result<Vec<_>>>()
-        .map_err(|e| Failure::Input(e.into()))?;
-    // One image alone gets a bar of its rows when it is large; a batch has its bar of files.
-    let progress = Progress::rows(width, height, args.quiet);
-    let sinks: Vec<Box<dyn gpuconv::pipeline::RowSink + '_>> = sinks
-        .into_iter()
-        .enumerate()
-        .map(|(i, sink)| -> Box<dyn gpuconv::pipeline::RowSink + '_> {
-            if i == 0 {
-                Box::new(CountingSink {
-                    inner: sink,
-                    progress: &progress,
-                    width: width as usize,
-                })
-            } else {
-                sink
-            }
-        })
-        .collect();
-    let stream = if args.timings {
-        gpuconv::pipeline::bands::filter_rows_timed
-    } else {
-        gpuconv::pipeline::bands::filter_rows
-    };
-    let timings = stream(engine, rows.as_mut(), operation, sinks, None).map_err(|error| {
-        // Reading and writing errors name their file already; the filter's do not.
-        let named = matches!(
-            error,
-            gpuconv::Error::Truncated { .. }
-                | gpuconv::Error::Corrupt { .. }
-                | gpuconv::Error::Decode { .. }
-                | gpuconv::Error::Write { .. }
-        );
-        if named {
-            Failure::Input(error.into())
-        } else {
-            Failure::of(error, filtering())
-        }
-    })?;
-    if args.timings {
-        eprintln!(
-            "{}: {} (streamed: stages overlap) [{}]",
-            job.input.display(),
-            timings,
-            engine.describe()
-        );
-    }
-    progress.finish();
-    Ok(pixels)
 }

@@ -132,7 +132,7 @@ pub fn hint(error: &anyhow::Error) -> &'static str {
 
 /// Opens the engine for `workload`, saying on one line when `auto` chose or fell back to the
 /// CPU, and why. A GPU engine starts from the pipeline cache an earlier run saved.
-fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> anyhow::Result<Engine> {
+fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> gpuconv::Result<Engine> {
     let engine = Engine::for_workload(choice, workload)?;
     if let Some(gpu) = engine.gpu() {
         if let Some(data) = pipeline_cache_path(gpu).and_then(|path| std::fs::read(path).ok()) {

@@ -110,26 +110,3 @@ impl Drop for Progress {
         self.finish();
     }
 }
-
-/// A row sink that moves a bar as rows are written.
-pub struct CountingSink<'a> {
-    pub inner: Box<dyn gpuconv::pipeline::RowSink>,
-    pub progress: &'a Progress,
-    pub width: usize,
-}
-
-impl gpuconv::pipeline::RowSink for CountingSink<'_> {
-    fn write_rows(&mut self, rows: &[u8]) -> gpuconv::Result<()> {
-        self.inner.write_rows(rows)?;
-        self.progress.rows_done((rows.len() / self.width) as u64);
-        Ok(())
-    }
-
-    fn end_rows(&mut self) -> gpuconv::Result<()> {
-        self.inner.end_rows()
-    }
-
-    fn finish(self: Box<Self>) -> gpuconv::Result<()> {
-        self.inner.finish()
-    }
-}

@@ -1,0 +1,403 @@
+//! One image from its source to its outputs: band by band when the source's format can be read
+//! in rows and every output's written in rows, whole otherwise. What `gpuconv filter` does for
+//! each input and the service for each request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::GrayImage;
+
+use super::SharedEngine;
+use super::bands::{self, Bands};
+use crate::auto::Workload;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::io::{self, ReadLimits};
+use crate::operation::{Border, FilterOutput, Operation};
+use crate::rows::{RowSink, RowSource};
+use crate::timings::Timings;
+
+/// Where an image comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file.
+    File(PathBuf),
+    /// A file's bytes already in memory (a request body, standard input read whole); `name` is
+    /// what messages call it.
+    Bytes {
+        /// The encoded image.
+        bytes: bytes::Bytes,
+        /// What messages call it ("request body", "standard input").
+        name: String,
+    },
+}
+
+impl Source {
+    /// What messages call the source.
+    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Source::File(path) => path.to_string_lossy(),
+            Source::Bytes { name, .. } => name.into(),
+        }
+    }
+}
+
+/// Where the output images go: one per output of the operation, in
+/// [`FilterOutput`] order (the combined image first, if any, then the responses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Files, each in the format its extension names, appearing only once complete.
+    Files(Vec<PathBuf>),
+    /// Encoded in memory, in the format a file named `*.EXTENSION` gets (`"png"`, `"pgm"`, ...),
+    /// returned in [`Filtered::encoded`].
+    Encoded(String),
+}
+
+/// What a caller hears of an image while it is filtered (a progress bar, say). Every method
+/// does nothing unless overridden.
+pub trait Observer: Sync {
+    /// The image is open: its outputs' size, and whether it streams band by band.
+    fn started(&self, _output_size: (u32, u32), _streamed: bool) {}
+    /// `rows` more rows of the first output were written.
+    fn rows_written(&self, _rows: u32) {}
+}
+
+impl Observer for () {}
+
+/// How one image is filtered, beyond its source and destination.
+#[derive(Clone, Copy)]
+pub struct Settings<'a> {
+    /// The operation.
+    pub operation: &'a Operation,
+    /// What reading may take: pixels, and the memory budget (a batch worker's share of it).
+    pub limits: ReadLimits,
+    /// Whether to break the filter's time down by stage (on the GPU, timestamps are written and
+    /// read back).
+    pub timed: bool,
+    /// How many images the engine filters in this run, for `auto` to weigh when the image opens
+    /// the engine (`None`: a stream or a service, whose engine stays open).
+    pub images: Option<u64>,
+    /// How long to wait for a lost engine to be re-created (`None`: not at all, as a service
+    /// answers 503 at once).
+    pub patience: Option<Duration>,
+    /// Told of progress.
+    pub observer: &'a dyn Observer,
+}
+
+impl<'a> Settings<'a> {
+    /// `operation` within the default limits, untimed, for one image, waiting a minute for a lost
+    /// engine, observed by no one.
+    pub fn new(operation: &'a Operation) -> Self {
+        Self {
+            operation,
+            limits: ReadLimits::default(),
+            timed: false,
+            images: Some(1),
+            patience: Some(Duration::from_secs(60)),
+            observer: &(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("operation", &self.operation)
+            .field("limits", &self.limits)
+            .field("timed", &self.timed)
+            .field("images", &self.images)
+            .field("patience", &self.patience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What filtering one image did.
+#[derive(Clone, Debug, Default)]
+pub struct Filtered {
+    /// The input's width and height.
+    pub input_size: (u32, u32),
+    /// Each output's width and height.
+    pub output_size: (u32, u32),
+    /// For [`Destination::Encoded`], each output's file, in [`FilterOutput`] order; empty for
+    /// files.
+    pub encoded: Vec<Vec<u8>>,
+    /// Whether it went band by band (else whole).
+    pub streamed: bool,
+    /// Where the (first band of the) image was filtered: `"gpu"` or `"cpu"`.
+    pub backend: &'static str,
+    /// Where the time went: decode, filter stages, encode, total. Streamed, the stages overlap.
+    pub timings: Timings,
+}
+
+impl Filtered {
+    /// The input's pixels.
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.input_size.0) * u64::from(self.input_size.1)
+    }
+}
+
+/// Filters the image `source` holds into `destination` with `engine`, band by band when the
+/// formats allow (the engine then taken band by band, so that other threads filter between
+/// them), whole otherwise (the engine taken for the filter alone). Outputs appear only when all
+/// of them are complete; on an error none is left behind.
+pub fn filter_image(
+    engine: &Arc<SharedEngine>,
+    source: &Source,
+    destination: &Destination,
+    settings: &Settings<'_>,
+) -> Result<Filtered> {
+    let operation = settings.operation;
+    // A border's padded copy of the input counts as one more image.
+    let limits = ReadLimits {
+        output_images: operation.output_count() as u64
+            + u64::from(operation.border() != Border::Valid),
+        ..settings.limits
+    };
+    let streams_out = match destination {
+        Destination::Files(paths) => paths.iter().all(|path| io::writes_rows(path)),
+        Destination::Encoded(extension) => matches!(
+            extension
+                .trim_start_matches('.')
+                .to_ascii_lowercase()
+                .as_str(),
+            "png" | "pgm" | "pnm"
+        ),
+    };
+    if streams_out {
+        let rows = match source {
+            Source::File(path) => io::open_rows(path, &limits)?,
+            Source::Bytes { bytes, name } => {
+                io::open_rows_in(bytes.clone(), Path::new(name), &limits)?
+            }
+        };
+        if let Some(rows) = rows {
+            return stream(engine, rows, destination, settings);
+        }
+    }
+    whole(engine, source, destination, settings, &limits)
+}
+
+/// The shared engine, taken for one band at a time.
+struct Borrowed<'a> {
+    engine: &'a Arc<SharedEngine>,
+    workload: Workload,
+    patience: Option<Duration>,
+    /// Where the first band ran.
+    backend: Option<&'static str>,
+}
+
+impl Borrowed<'_> {
+    fn run<T>(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        mut work: impl FnMut(&mut Engine) -> Result<T>,
+    ) -> Result<T> {
+        let backend = &mut self.backend;
+        let work = |engine: &mut Engine| {
+            backend.get_or_insert_with(|| {
+                engine.backend_for(image.width(), image.height(), operation)
+            });
+            work(engine)
+        };
+        match self.patience {
+            Some(patience) => self.engine.run_patiently(&self.workload, patience, work),
+            None => self
+                .engine
+                .run(&self.workload, work)
+                .map_err(super::Unavailable::into_error)?,
+        }
+    }
+}
+
+impl Bands for Borrowed<'_> {
+    fn run_into(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        self.run(image, operation, |engine| {
+            engine.run_into(image, operation, outputs)
+        })
+    }
+
+    fn run_timed(
+        &mut self,
+        image: &GrayImage,
+        operation: &Operation,
+    ) -> Result<(FilterOutput, Timings)> {
+        self.run(image, operation, |engine| {
+            engine.run_timed(image, operation)
+        })
+    }
+}
+
+fn stream(
+    engine: &Arc<SharedEngine>,
+    mut rows: Box<dyn RowSource>,
+    destination: &Destination,
+    settings: &Settings<'_>,
+) -> Result<Filtered> {
+    let operation = settings.operation;
+    let input_size = (rows.width(), rows.height());
+    let (width, height) = operation.output_size(input_size.0, input_size.1)?;
+    let mut encoded = Vec::new();
+    let sinks: Vec<Box<dyn RowSink>> = match destination {
+        Destination::Files(paths) => paths
+            .iter()
+            .map(|path| {
+                io::create_row_sink(path, width, height)
+                    .map(|sink| sink.expect("writes_rows said so"))
+            })
+            .collect::<Result<_>>()?,
+        Destination::Encoded(extension) => (0..operation.output_count())
+            .map(|_| {
+                let (sink, bytes) =
+                    io::encode_rows(extension, width, height)?.expect("a format written in rows");
+                encoded.push(bytes);
+                Ok(sink)
+            })
+            .collect::<Result<_>>()?,
+    };
+    settings.observer.started((width, height), true);
+    let observer = settings.observer;
+    let sinks: Vec<Box<dyn RowSink + '_>> = sinks
+        .into_iter()
+        .enumerate()
+        .map(|(i, sink)| -> Box<dyn RowSink + '_> {
+            if i == 0 {
+                Box::new(Observed {
+                    inner: sink,
+                    observer,
+                    width: width as usize,
+                })
+            } else {
+                sink
+            }
+        })
+        .collect();
+    let mut borrowed = Borrowed {
+        engine,
+        workload: Workload::new(
+            operation,
+            u64::from(input_size.0) * u64::from(input_size.1),
+            settings.images,
+        ),
+        patience: settings.patience,
+        backend: None,
+    };
+    let timings = bands::run(
+        &mut borrowed,
+        rows.as_mut(),
+        operation,
+        sinks,
+        None,
+        settings.timed,
+    )?;
+    Ok(Filtered {
+        input_size,
+        output_size: (width, height),
+        encoded: encoded.iter().map(io::EncodedRows::take).collect(),
+        streamed: true,
+        backend: borrowed.backend.unwrap_or("cpu"),
+        timings,
+    })
+}
+
+/// The first output's sink, telling the observer of its rows.
+struct Observed<'a> {
+    inner: Box<dyn RowSink>,
+    observer: &'a dyn Observer,
+    width: usize,
+}
+
+impl RowSink for Observed<'_> {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        self.inner.write_rows(rows)?;
+        self.observer.rows_written((rows.len() / self.width) as u32);
+        Ok(())
+    }
+
+    fn end_rows(&mut self) -> Result<()> {
+        self.inner.end_rows()
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.inner.finish()
+    }
+}
+
+fn whole(
+    engine: &Arc<SharedEngine>,
+    source: &Source,
+    destination: &Destination,
+    settings: &Settings<'_>,
+    limits: &ReadLimits,
+) -> Result<Filtered> {
+    let operation = settings.operation;
+    let started = Instant::now();
+    let image = match source {
+        Source::File(path) => io::load_gray_with(path, limits)?,
+        Source::Bytes { bytes, name } => io::decode_gray(bytes, Path::new(name), limits)?,
+    };
+    let decode = started.elapsed();
+    let input_size = image.dimensions();
+    let (width, height) = operation.output_size(input_size.0, input_size.1)?;
+    settings.observer.started((width, height), false);
+    let mut borrowed = Borrowed {
+        engine,
+        workload: Workload::new(
+            operation,
+            u64::from(input_size.0) * u64::from(input_size.1),
+            settings.images,
+        ),
+        patience: settings.patience,
+        backend: None,
+    };
+    let (output, mut timings) = if settings.timed {
+        borrowed.run_timed(&image, operation)?
+    } else {
+        let started = Instant::now();
+        let output = borrowed.run(&image, operation, |engine| engine.run(&image, operation))?;
+        let took = started.elapsed();
+        (
+            output,
+            Timings {
+                compute: Some(took),
+                ..Timings::default()
+            },
+        )
+    };
+    drop(image);
+    timings.decode = Some(decode);
+
+    let started = Instant::now();
+    let FilterOutput {
+        combined,
+        responses,
+    } = output;
+    let images = combined.iter().chain(&responses);
+    let encoded = match destination {
+        Destination::Files(paths) => {
+            for (image, path) in images.zip(paths) {
+                io::save_gray(image, path)?;
+            }
+            Vec::new()
+        }
+        Destination::Encoded(extension) => images
+            .map(|image| io::encode_gray(image, extension))
+            .collect::<Result<_>>()?,
+    };
+    timings.encode = Some(started.elapsed());
+    settings.observer.rows_written(height);
+    Ok(Filtered {
+        input_size,
+        output_size: (width, height),
+        encoded,
+        streamed: false,
+        backend: borrowed.backend.unwrap_or("cpu"),
+        timings,
+    })
+}

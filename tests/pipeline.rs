@@ -1,0 +1,242 @@
+//! The library's pipeline, as an app embedding gpuconv drives it: one image from a file or
+//! bytes to files or bytes, band by band where the formats allow; a batch of files with a
+//! worker per core, over-share inputs deferred, outcomes in input order; one shared engine
+//! re-opened after its GPU device is lost.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gpuconv::pipeline::batch::{self, Batch};
+use gpuconv::pipeline::{Destination, Settings, SharedEngine, Source, filter_image};
+use gpuconv::{BackendChoice, Border, Combine, CpuBackend, Engine, ErrorKind, Kernel, Operation};
+use image::GrayImage;
+
+/// A shared CPU engine, and a shared GPU one when there is an adapter (under `CI=true` there
+/// must be), each opened by its first image.
+fn shared_engines() -> Vec<(&'static str, Arc<SharedEngine>)> {
+    let mut engines = vec![(
+        "cpu",
+        SharedEngine::deferred(|_| Ok(Engine::from(CpuBackend::new()))),
+    )];
+    if common::gpu().is_some() {
+        engines.push((
+            "gpu",
+            SharedEngine::deferred(|_| Engine::new(BackendChoice::Gpu)),
+        ));
+    }
+    engines
+}
+
+fn edge_and_responses() -> Operation {
+    Operation::new(
+        vec![Kernel::vertical_lines(), Kernel::horizontal_lines()],
+        Combine::Edge,
+        true,
+    )
+    .unwrap()
+}
+
+fn encoded(image: &GrayImage, extension: &str) -> Vec<u8> {
+    gpuconv::io::encode_gray(image, extension).unwrap()
+}
+
+#[test]
+fn bytes_in_and_bytes_out_equal_the_reference_streamed_or_whole() {
+    // 301×1037 is about 312 000 pixels: default bands of 256 KiB make two of them.
+    let image = common::random_image(301, 1037, 255, 5);
+    let operation = edge_and_responses();
+    let expected = common::reference_outputs(&image, &operation);
+    for (backend, engine) in shared_engines() {
+        for (input, output, streams) in [
+            ("png", "png", true),
+            ("pgm", "pgm", true),
+            ("png", "bmp", false),
+            ("bmp", "png", false),
+        ] {
+            let what = format!("{backend}: {input} to {output}");
+            let source = Source::Bytes {
+                bytes: encoded(&image, input).into(),
+                name: format!("test.{input}"),
+            };
+            let filtered = filter_image(
+                &engine,
+                &source,
+                &Destination::Encoded(output.to_owned()),
+                &Settings::new(&operation),
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(filtered.streamed, streams, "{what}");
+            assert_eq!(filtered.input_size, (301, 1037), "{what}");
+            assert_eq!(filtered.output_size, (299, 1035), "{what}");
+            assert_eq!(filtered.backend, backend, "{what}");
+            let got: Vec<Vec<u8>> = filtered
+                .encoded
+                .iter()
+                .map(|bytes| {
+                    image::load_from_memory(bytes)
+                        .unwrap()
+                        .into_luma8()
+                        .into_raw()
+                })
+                .collect();
+            assert_eq!(got, expected, "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_border_and_a_file_destination_stream_to_the_images_own_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = common::random_image(97, 61, 255, 8);
+    let input = dir.path().join("in.png");
+    image.save(&input).unwrap();
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines())
+        .with_border(Border::Replicate);
+    let expected = common::reference_image(&image, &operation);
+    for (backend, engine) in shared_engines() {
+        let output = dir.path().join(format!("out-{backend}.tif"));
+        let filtered = filter_image(
+            &engine,
+            &Source::File(input.clone()),
+            &Destination::Files(vec![output.clone()]),
+            &Settings::new(&operation),
+        )
+        .unwrap();
+        assert!(filtered.streamed, "{backend}");
+        assert!(filtered.encoded.is_empty());
+        common::assert_same(
+            &gpuconv::io::load_gray(&output).unwrap(),
+            &expected,
+            backend,
+        );
+    }
+}
+
+#[test]
+fn a_batch_streams_what_it_can_defers_what_its_share_cannot_hold_and_reports_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = |name: &str| dir.path().join(name);
+    let images = [
+        ("a.png", common::random_image(61, 47, 255, 1)),
+        ("b.bmp", common::random_image(33, 29, 255, 2)),
+        // Read whole (BMP), 1.5 MB in and out: more than a worker's share of the budget
+        // below, so it waits for the others and runs alone with the whole budget.
+        ("big.bmp", common::random_image(1501, 999, 255, 3)),
+        ("d.pgm", common::random_image(129, 131, 255, 4)),
+    ];
+    for (name, image) in &images {
+        image.save(input(name)).unwrap();
+    }
+    std::fs::write(input("c.png"), b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let names = ["a.png", "b.bmp", "big.bmp", "c.png", "d.pgm"];
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let jobs: Vec<(Source, Destination)> = names
+        .iter()
+        .map(|name| {
+            let stem = Path::new(name).file_stem().unwrap().to_string_lossy();
+            (
+                Source::File(input(name)),
+                Destination::Files(batch::output_paths(&out, &stem, &operation, "png")),
+            )
+        })
+        .collect();
+    let plan = Batch {
+        workers: 3,
+        max_memory: 6 << 20,
+    };
+    for (backend, engine) in shared_engines() {
+        let mut reported: Vec<(PathBuf, Result<bool, ErrorKind>)> = Vec::new();
+        batch::filter_all(
+            &engine,
+            &plan,
+            &jobs,
+            &Settings::new(&operation),
+            |source, outcome| {
+                let Source::File(path) = source else {
+                    unreachable!()
+                };
+                reported.push((
+                    path.clone(),
+                    outcome.map(|f| f.streamed).map_err(|e| e.kind()),
+                ));
+            },
+        )
+        .unwrap();
+        let order: Vec<String> = reported
+            .iter()
+            .map(|(path, _)| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            order,
+            ["a.png", "b.bmp", "c.png", "d.pgm", "big.bmp"],
+            "{backend}: input order, the deferred one last"
+        );
+        let outcomes: Vec<_> = reported.into_iter().map(|(_, o)| o).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Ok(true),
+                Ok(false),
+                Err(ErrorKind::Input),
+                Ok(true),
+                Ok(false)
+            ],
+            "{backend}: PNG and PGM stream, BMP is read whole, the corrupt file is its own fault"
+        );
+        for (name, image) in &images {
+            let stem = Path::new(name).file_stem().unwrap().to_string_lossy();
+            let written = gpuconv::io::load_gray(&out.join(format!("{stem}-edge.png"))).unwrap();
+            common::assert_same(
+                &written,
+                &common::reference_image(image, &operation),
+                &format!("{backend}: {name}"),
+            );
+        }
+        assert!(!out.join("c-edge.png").exists(), "nothing of the bad input");
+    }
+}
+
+#[test]
+fn a_shared_engine_is_reopened_after_its_device_is_lost_and_work_goes_on() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let opened = Arc::new(AtomicUsize::new(0));
+    let devices = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let engine = SharedEngine::deferred({
+        let (opened, devices) = (opened.clone(), devices.clone());
+        move |_| {
+            let engine = Engine::new(BackendChoice::Gpu)?;
+            opened.fetch_add(1, Ordering::SeqCst);
+            devices
+                .lock()
+                .unwrap()
+                .push(engine.gpu().expect("a GPU engine").device().clone());
+            Ok(engine)
+        }
+    });
+    let image = common::random_image(45, 31, 255, 9);
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    let expected = common::reference_image(&image, &operation);
+    let workload = gpuconv::Workload::new(&operation, 45 * 31, None);
+    let first = engine
+        .run_waiting(&workload, |engine| engine.run(&image, &operation))
+        .unwrap();
+    common::assert_same(&first.combined.unwrap(), &expected, "before");
+    assert_eq!(engine.backend(), "gpu");
+
+    devices.lock().unwrap()[0].destroy();
+    // Whether the loss is noticed by the watcher first or by this run, the run waits for the
+    // new device and filters on it.
+    let again = engine
+        .run_waiting(&workload, |engine| engine.run(&image, &operation))
+        .unwrap();
+    common::assert_same(&again.combined.unwrap(), &expected, "after");
+    assert_eq!(opened.load(Ordering::SeqCst), 2, "opened again, once");
+    assert!(!engine.is_lost());
+}
