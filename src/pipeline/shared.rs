@@ -188,13 +188,32 @@ impl SharedEngine {
             match self.run(workload, &mut work) {
                 // Failed run-wide because the device went: the image is not at fault.
                 Ok(Err(error))
-                    if error.kind() == crate::ErrorKind::RunWide && self.is_lost() && !waited => {}
+                    if error.kind() == crate::ErrorKind::RunWide
+                        && !waited
+                        && self.device_went() => {}
                 Ok(result) => return result,
                 Err(Unavailable::Lost) if !waited => {}
                 Err(unavailable) => return Err(unavailable.into_error()),
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the engine's device is lost, after a run-wide failure: wgpu says so only from
+    /// inside a poll, and may take a moment after the failure it caused, so the device is
+    /// polled for up to half a second.
+    fn device_went(&self) -> bool {
+        let Some(device) = lock(&self.device).clone() else {
+            return self.is_lost();
+        };
+        for _ in 0..10 {
+            let _ = device.poll(wgpu::PollType::Poll);
+            if self.is_lost() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// [`run_patiently`](Self::run_patiently) with a minute's patience: what a batch waits for a
