@@ -120,6 +120,23 @@ pub enum Error {
     #[error("the engine failed while filtering this image (a bug: please report it)")]
     EnginePanicked,
 
+    /// An output would overwrite one of the inputs (the same file, whatever path reaches it).
+    #[error(
+        "refusing to overwrite input '{}' with an output (it is the same file as an input)",
+        path.display()
+    )]
+    OutputIsInput {
+        /// The output path.
+        path: PathBuf,
+    },
+
+    /// Two outputs would be written to the same file.
+    #[error("two outputs would both be written to '{}'", path.display())]
+    OutputTwice {
+        /// The output path.
+        path: PathBuf,
+    },
+
     /// Reading back results from the GPU failed.
     #[error("could not read results back from the GPU: {0}")]
     Readback(String),
@@ -324,7 +341,9 @@ impl Error {
             | Error::DecoderOverBudget { path, .. }
             | Error::UnknownFormat { path, .. }
             | Error::Write { path, .. }
-            | Error::UnsupportedOutputFormat { path, .. } => Some(path),
+            | Error::UnsupportedOutputFormat { path, .. }
+            | Error::OutputIsInput { path }
+            | Error::OutputTwice { path } => Some(path),
             _ => None,
         }
     }
@@ -343,6 +362,8 @@ impl Error {
             | Error::Corrupt { .. }
             | Error::UnknownFormat { .. }
             | Error::Write { .. }
+            | Error::OutputIsInput { .. }
+            | Error::OutputTwice { .. }
             | Error::Frames(_)
             | Error::ShortFrame { .. }
             | Error::UnsupportedOutputFormat { .. } => ErrorKind::Input,

@@ -55,9 +55,34 @@
 //! buffers; also built from an application's own device with [`GpuEngine::from_device`]) or
 //! [`CpuBackend`]. The shader, `shaders/conv3x3.wgsl`, and its CPU twin, `src/cpu/conv3x3.rs`,
 //! share the uniform block in `src/params.rs`. [`auto`] weighs a job before a GPU is opened.
-//! [`reference`](mod@reference) is the plain loop the tests trust.
+//! [`reference`](mod@reference) is the plain loop the tests trust. [`io`] reads and writes
+//! files, whole or row by row. [`pipeline`] is the one way images flow: one image from a file
+//! or bytes to files or bytes ([`pipeline::filter_image`]), band by band when the formats allow;
+//! video frames ([`pipeline::frames`]); batches ([`pipeline::batch`]); the
+//! [`SharedEngine`](pipeline::SharedEngine) they take turns with.
 //! With the cargo feature `serve`, [`serve`](mod@serve) is the HTTP service behind `gpuconv serve`:
-//! one warm engine behind a bounded queue, as an axum router to mount or a server to run.
+//! one shared engine behind a bounded queue, as an axum router to mount or a server to run.
+//!
+//! # Vocabulary
+//!
+//! One word per quantity, in the code, the docs and the messages:
+//!
+//! - **pixel**: one 8-bit gray value; **row**: a line of an image; **kernel**: one 3×3 filter;
+//!   **response**: one kernel's output image; **combined**: the edge or threshold image made
+//!   from two responses; **output**: any image a pass writes; **operation**: kernels, how they
+//!   combine, and the border.
+//! - **band**: a piece of rows streamed through the filter (at most [`pipeline::DEFAULT_BAND_BYTES`]
+//!   of input, never more than the image); **strip**: a piece of an image sent through the GPU
+//!   engine's own buffers; **task**: a piece of rows the CPU backend hands one thread.
+//! - **stage**: reading, filtering or writing, each on a thread of its own; **source** and
+//!   **destination**: where an image is read and its outputs written; **frame stream**: video
+//!   frames through the filter (`gpuconv stream`).
+//! - **worker**: a thread that takes one input of a batch, or one request of the service, at a
+//!   time, with its **share** of the memory budget; **shared engine**: the one engine they take
+//!   turns with.
+//! - **workload**: what a job asks of a backend ([`Workload`]); **routed**: an engine holding
+//!   both backends, each image sent to one.
+//! - **input fault**, **limit**, **run-wide**: the three [`ErrorKind`]s.
 #![deny(missing_docs)]
 
 pub mod auto;

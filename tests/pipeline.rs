@@ -45,20 +45,23 @@ fn encoded(image: &GrayImage, extension: &str) -> Vec<u8> {
 
 #[test]
 fn bytes_in_and_bytes_out_equal_the_reference_streamed_or_whole() {
-    // 301×1037 is about 312 000 pixels: default bands of 256 KiB make two of them.
-    let image = common::random_image(301, 1037, 255, 5);
+    // Just over STREAM_FROM_PIXELS, odd sizes: PNG and PGM stream both ways, in several bands.
+    let large = common::random_image(2049, 2051, 255, 5);
+    const { assert!(2049 * 2051 >= gpuconv::pipeline::STREAM_FROM_PIXELS) };
+    let small = common::random_image(301, 37, 255, 6);
     let operation = edge_and_responses();
-    let expected = common::reference_outputs(&image, &operation);
     for (backend, engine) in shared_engines() {
-        for (input, output, streams) in [
-            ("png", "png", true),
-            ("pgm", "pgm", true),
-            ("png", "bmp", false),
-            ("bmp", "png", false),
+        for (image, input, output, streams) in [
+            (&large, "png", "png", true),
+            (&large, "pgm", "pgm", true),
+            (&large, "png", "bmp", false),
+            (&large, "bmp", "png", false),
+            (&small, "png", "png", false),
         ] {
-            let what = format!("{backend}: {input} to {output}");
+            let (width, height) = image.dimensions();
+            let what = format!("{backend}: {width}x{height} {input} to {output}");
             let source = Source::Bytes {
-                bytes: encoded(&image, input).into(),
+                bytes: encoded(image, input).into(),
                 name: format!("test.{input}"),
             };
             let filtered = filter_image(
@@ -69,8 +72,8 @@ fn bytes_in_and_bytes_out_equal_the_reference_streamed_or_whole() {
             )
             .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(filtered.streamed, streams, "{what}");
-            assert_eq!(filtered.input_size, (301, 1037), "{what}");
-            assert_eq!(filtered.output_size, (299, 1035), "{what}");
+            assert_eq!(filtered.input_size, (width, height), "{what}");
+            assert_eq!(filtered.output_size, (width - 2, height - 2), "{what}");
             assert_eq!(filtered.backend, backend, "{what}");
             let got: Vec<Vec<u8>> = filtered
                 .encoded
@@ -82,15 +85,21 @@ fn bytes_in_and_bytes_out_equal_the_reference_streamed_or_whole() {
                         .into_raw()
                 })
                 .collect();
-            assert_eq!(got, expected, "{what}");
+            assert_eq!(got, common::reference_outputs(image, &operation), "{what}");
         }
     }
 }
 
+/// 1001×2999: under STREAM_FROM_PIXELS, but too large to hold whole in a 2 MiB budget, where
+/// its bands (an eighth of it, five of them in flight) fit.
+fn tall() -> GrayImage {
+    common::random_image(1001, 2999, 255, 10)
+}
+
 #[test]
-fn a_border_and_a_file_destination_stream_to_the_images_own_size() {
+fn a_small_image_over_the_budget_whole_streams_within_it_to_its_own_size() {
     let dir = tempfile::tempdir().unwrap();
-    let image = common::random_image(97, 61, 255, 8);
+    let image = tall();
     let input = dir.path().join("in.png");
     image.save(&input).unwrap();
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines())
@@ -98,11 +107,18 @@ fn a_border_and_a_file_destination_stream_to_the_images_own_size() {
     let expected = common::reference_image(&image, &operation);
     for (backend, engine) in shared_engines() {
         let output = dir.path().join(format!("out-{backend}.tif"));
+        let settings = Settings {
+            limits: gpuconv::io::ReadLimits {
+                max_memory: 3 << 20,
+                ..Default::default()
+            },
+            ..Settings::new(&operation)
+        };
         let filtered = filter_image(
             &engine,
             &Source::File(input.clone()),
             &Destination::Files(vec![output.clone()]),
-            &Settings::new(&operation),
+            &settings,
         )
         .unwrap();
         assert!(filtered.streamed, "{backend}");
@@ -116,12 +132,14 @@ fn a_border_and_a_file_destination_stream_to_the_images_own_size() {
 }
 
 #[test]
-fn a_batch_streams_what_it_can_defers_what_its_share_cannot_hold_and_reports_in_order() {
+fn a_batch_streams_what_a_share_holds_only_in_bands_defers_the_rest_and_reports_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let input = |name: &str| dir.path().join(name);
     let images = [
         ("a.png", common::random_image(61, 47, 255, 1)),
         ("b.bmp", common::random_image(33, 29, 255, 2)),
+        // Too large for a 2 MiB share whole, not in bands: streamed in its turn.
+        ("tall.png", tall()),
         // Read whole (BMP), 1.5 MB in and out: more than a worker's share of the budget
         // below, so it waits for the others and runs alone with the whole budget.
         ("big.bmp", common::random_image(1501, 999, 255, 3)),
@@ -131,7 +149,7 @@ fn a_batch_streams_what_it_can_defers_what_its_share_cannot_hold_and_reports_in_
         image.save(input(name)).unwrap();
     }
     std::fs::write(input("c.png"), b"\x89PNG\r\n\x1a\n not really").unwrap();
-    let names = ["a.png", "b.bmp", "big.bmp", "c.png", "d.pgm"];
+    let names = ["a.png", "b.bmp", "tall.png", "big.bmp", "c.png", "d.pgm"];
     let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -173,20 +191,21 @@ fn a_batch_streams_what_it_can_defers_what_its_share_cannot_hold_and_reports_in_
             .collect();
         assert_eq!(
             order,
-            ["a.png", "b.bmp", "c.png", "d.pgm", "big.bmp"],
+            ["a.png", "b.bmp", "tall.png", "c.png", "d.pgm", "big.bmp"],
             "{backend}: input order, the deferred one last"
         );
         let outcomes: Vec<_> = reported.into_iter().map(|(_, o)| o).collect();
         assert_eq!(
             outcomes,
             [
-                Ok(true),
                 Ok(false),
-                Err(ErrorKind::Input),
+                Ok(false),
                 Ok(true),
+                Err(ErrorKind::Input),
+                Ok(false),
                 Ok(false)
             ],
-            "{backend}: PNG and PGM stream, BMP is read whole, the corrupt file is its own fault"
+            "{backend}: small files whole, the tall PNG in bands, the corrupt file its own fault"
         );
         for (name, image) in &images {
             let stem = Path::new(name).file_stem().unwrap().to_string_lossy();

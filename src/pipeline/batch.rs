@@ -233,6 +233,48 @@ pub fn filter_all(
     )
 }
 
+/// Refuses, before anything is read, a batch whose `outputs` would overwrite one of its
+/// `inputs` ([`Error::OutputIsInput`]; files are compared by device and inode on Unix, so a hard
+/// link, a bind mount or a symbolic link to an input counts as that input) or would write one
+/// file twice ([`Error::OutputTwice`]).
+pub fn check_outputs<'a>(
+    inputs: impl IntoIterator<Item = &'a std::path::Path>,
+    outputs: impl IntoIterator<Item = &'a std::path::Path>,
+) -> crate::Result<()> {
+    let inputs: std::collections::HashSet<_> =
+        inputs.into_iter().filter_map(file_identity).collect();
+    let mut seen = std::collections::HashSet::new();
+    for output in outputs {
+        if !seen.insert(output) {
+            return Err(Error::OutputTwice {
+                path: output.to_owned(),
+            });
+        }
+        if file_identity(output).is_some_and(|o| inputs.contains(&o)) {
+            return Err(Error::OutputIsInput {
+                path: output.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What identifies a file whatever path reaches it (a hard link, a bind mount, a symbolic
+/// link, `..`): its device and inode on Unix, its resolved path elsewhere.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::path::PathBuf)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((metadata.dev(), metadata.ino(), std::path::PathBuf::new()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Some((0, 0, path.canonicalize().ok()?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -320,6 +362,26 @@ mod tests {
         let expected = ["threshold200", "vertical", "horizontal"]
             .map(|name| PathBuf::from(format!("out/scan-{name}.png")));
         assert_eq!(paths, expected);
+    }
+
+    #[test]
+    fn outputs_that_are_an_input_or_written_twice_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.png");
+        std::fs::write(&input, b"x").unwrap();
+        let link = dir.path().join("link.png");
+        std::fs::hard_link(&input, &link).unwrap();
+        let other = dir.path().join("out.png");
+        let inputs = [input.as_path()];
+        assert!(check_outputs(inputs, [other.as_path()]).is_ok());
+        assert!(matches!(
+            check_outputs(inputs, [other.as_path(), link.as_path()]),
+            Err(Error::OutputIsInput { path }) if path == link
+        ));
+        assert!(matches!(
+            check_outputs(inputs, [other.as_path(), other.as_path()]),
+            Err(Error::OutputTwice { path }) if path == other
+        ));
     }
 
     #[test]

@@ -138,8 +138,9 @@ impl Filtered {
 }
 
 /// Filters the image `source` holds into `destination` with `engine`, band by band when the
-/// formats allow (the engine then taken band by band, so that other threads filter between
-/// them), whole otherwise (the engine taken for the filter alone). Outputs appear only when all
+/// formats allow and the image has at least [`STREAM_FROM_PIXELS`] (or whole would be over the
+/// memory budget), the engine then taken band by band so that other threads filter between
+/// them; whole otherwise, the engine taken for the filter alone. Outputs appear only when all
 /// of them are complete; on an error none is left behind.
 pub fn filter_image(
     engine: &Arc<SharedEngine>,
@@ -164,19 +165,36 @@ pub fn filter_image(
             "png" | "pgm" | "pnm"
         ),
     };
-    if streams_out {
-        let rows = match source {
-            Source::File(path) => io::open_rows(path, &limits)?,
-            Source::Bytes { bytes, name } => {
-                io::open_rows_in(bytes.clone(), Path::new(name), &limits)?
-            }
-        };
-        if let Some(rows) = rows {
-            return stream(engine, rows, destination, settings);
-        }
+    let open_rows = || match source {
+        Source::File(path) => io::open_rows(path, &limits),
+        Source::Bytes { bytes, name } => io::open_rows_in(bytes.clone(), Path::new(name), &limits),
+    };
+    if !streams_out {
+        return whole(engine, source, destination, settings, &limits);
     }
-    whole(engine, source, destination, settings, &limits)
+    let Some(rows) = open_rows()? else {
+        return whole(engine, source, destination, settings, &limits);
+    };
+    if u64::from(rows.width()) * u64::from(rows.height()) >= STREAM_FROM_PIXELS {
+        return stream(engine, rows, destination, settings);
+    }
+    // Small: whole is faster, unless it does not fit the budget where bands do.
+    drop(rows);
+    match whole(engine, source, destination, settings, &limits) {
+        Err(error) if error.is_over_budget() => match open_rows()? {
+            Some(rows) => stream(engine, rows, destination, settings),
+            None => Err(error),
+        },
+        outcome => outcome,
+    }
 }
+
+/// The smallest image [`filter_image`] streams when it could also hold it whole: 4 megapixels.
+/// Below, per-band costs (threads started, row-by-row decoding) outweigh what streaming saves:
+/// on the 2-core benchmark machine a batch of 1-megapixel PNGs ran 19% slower streamed, one of
+/// 4-megapixel PNGs equally fast either way (BENCHMARKS.md). A smaller image still streams when
+/// whole it would be over the memory budget.
+pub const STREAM_FROM_PIXELS: u64 = 4 << 20;
 
 /// The shared engine, taken for one band at a time.
 struct Borrowed<'a> {

@@ -21,5 +21,7 @@ mod shared;
 pub use crate::rows::{CollectRows, DEFAULT_BAND_BYTES, ImageRows, RowSink, RowSource};
 pub use bands::{filter_rows, filter_rows_timed};
 pub use bytes::Bytes;
-pub use image::{Destination, Filtered, Observer, Settings, Source, filter_image};
+pub use image::{
+    Destination, Filtered, Observer, STREAM_FROM_PIXELS, Settings, Source, filter_image,
+};
 pub use shared::{SharedEngine, Unavailable};

@@ -340,7 +340,10 @@ async fn serve_filter(
             });
         }
     };
-    let bytes = read_body(body, max_body, state.config.read_timeout).await?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = read_body(body, max_body, declared, state.config.read_timeout).await?;
     record.bytes_in = bytes.len();
     if bytes.is_empty() {
         return Err(Failure::new(
@@ -480,27 +483,48 @@ fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Failure> {
     }
 }
 
-/// The whole body, within `max` bytes and `timeout`.
-async fn read_body(body: Body, max: u64, timeout: Duration) -> Result<Bytes, Failure> {
-    let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(body_too_large(max))
+/// The whole body, within `max` bytes and `timeout`. Frames are appended to one buffer (sized
+/// from `Content-Length` when the client sent one) and dropped as they are copied, so the body
+/// is held once, not as its frames and again as one buffer.
+async fn read_body(
+    body: Body,
+    max: u64,
+    declared: Option<u64>,
+    timeout: Duration,
+) -> Result<Bytes, Failure> {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let read = async move {
+        let mut body = body;
+        let capacity = declared.filter(|&length| length <= max).unwrap_or(0);
+        let mut bytes = bytes::BytesMut::with_capacity(capacity as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {error}"),
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if bytes.len() + data.len() > limit {
+                    return Err(body_too_large(max));
+                }
+                bytes.extend_from_slice(&data);
+            }
         }
-        Ok(Err(error)) => Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read the request body: {error}"),
-        )),
-        Err(_) => Err(Failure::refused(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "the request body did not arrive within the read timeout ({:.0} s)",
-                timeout.as_secs_f64()
-            ),
-        )),
-    }
+        Ok(bytes.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within the read timeout ({:.0} s)",
+                    timeout.as_secs_f64()
+                ),
+            ))
+        })
 }
 
 /// Decodes, filters and encodes one image with the library's pipeline (band by band when the

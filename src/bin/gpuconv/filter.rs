@@ -1,6 +1,5 @@
 //! `gpuconv filter`: files in, files out; all filtering is the library's.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -46,7 +45,7 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     let operation = operation(args)?;
     let inputs = inputs(args)?;
     let plan = plan(args, &inputs, &operation)?;
-    refuse_overwriting_inputs(&plan.jobs)?;
+    check_outputs(&plan.jobs)?;
     if let Some(folder) = &plan.folder {
         create_output_folder(folder)?;
     }
@@ -372,7 +371,6 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
     let example = PathBuf::from(format!("out.{extension}"));
     io::output_format(&example).map_err(|e| usage(format!("--format {extension}: {e}")))?;
     refuse_gray_bitmaps(&example, operation)?;
-    let mut seen = HashSet::new();
     let mut jobs = Vec::new();
     for input in inputs {
         let stem = if is_standard(input) {
@@ -383,14 +381,6 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
                 .map_or_else(|| "image".into(), |s| s.to_string_lossy())
         };
         let outputs = gpuconv::pipeline::batch::output_paths(output, &stem, operation, extension);
-        for path in &outputs {
-            if !seen.insert(path.clone()) {
-                bail!(usage(format!(
-                    "two outputs would both be written to '{}' (inputs with the same name, or kernels with the same name: use NAME=... to tell them apart)",
-                    path.display()
-                )));
-            }
-        }
         jobs.push(Job {
             input: input.clone(),
             outputs,
@@ -414,41 +404,21 @@ fn refuse_gray_bitmaps(path: &Path, operation: &Operation) -> Result<()> {
     Ok(())
 }
 
-/// What identifies a file whatever path reaches it (a hard link, a bind mount, a symbolic
-/// link, `..`): its device and inode on Unix, its resolved path elsewhere.
-fn file_identity(path: &Path) -> Option<(u64, u64, PathBuf)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((metadata.dev(), metadata.ino(), PathBuf::new()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = metadata;
-        Some((0, 0, path.canonicalize().ok()?))
-    }
-}
-
-fn refuse_overwriting_inputs(jobs: &[Job]) -> Result<()> {
-    let inputs: HashSet<_> = jobs
-        .iter()
-        .filter(|j| !is_standard(&j.input))
-        .filter_map(|j| file_identity(&j.input))
-        .collect();
-    for output in jobs
-        .iter()
-        .flat_map(|j| &j.outputs)
-        .filter(|o| !is_standard(o))
-    {
-        if file_identity(output).is_some_and(|o| inputs.contains(&o)) {
-            bail!(
-                "refusing to overwrite input '{}' with an output (it is the same file as an input)",
-                output.display()
-            );
-        }
-    }
-    Ok(())
+/// Refuses outputs that would overwrite an input or be written twice, before anything is read.
+fn check_outputs(jobs: &[Job]) -> Result<()> {
+    let inputs = jobs.iter().map(|j| j.input.as_path());
+    let outputs = jobs.iter().flat_map(|j| &j.outputs).map(PathBuf::as_path);
+    let not_standard = |path: &&Path| !is_standard(path);
+    gpuconv::pipeline::batch::check_outputs(
+        inputs.filter(not_standard),
+        outputs.filter(not_standard),
+    )
+    .map_err(|error| match error {
+        gpuconv::Error::OutputTwice { .. } => usage(format!(
+            "{error} (inputs with the same name, or kernels with the same name: use NAME=... to tell them apart)"
+        )),
+        other => other.into(),
+    })
 }
 
 /// Filters one input into its outputs with the library's pipeline (band by band when the
