@@ -364,6 +364,8 @@ impl Error {
             | Error::Write { .. }
             | Error::OutputIsInput { .. }
             | Error::OutputTwice { .. }
+            // A bug this input set off: the engine is re-created, and a batch goes on.
+            | Error::EnginePanicked
             | Error::Frames(_)
             | Error::ShortFrame { .. }
             | Error::UnsupportedOutputFormat { .. } => ErrorKind::Input,
@@ -378,7 +380,6 @@ impl Error {
             | Error::DeviceUnsuitable(_)
             | Error::Gpu(_)
             | Error::EngineLost
-            | Error::EnginePanicked
             | Error::Readback(_)
             | Error::InvalidSetting { .. }
             | Error::FrameIo { .. } => ErrorKind::RunWide,

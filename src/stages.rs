@@ -18,7 +18,9 @@ use crate::error::Result;
 /// buffers given at the start are the only ones, so a belt holds no more memory than that
 /// whatever goes along it.
 pub(crate) fn belt(buffers: Vec<Vec<u8>>) -> (Loader, Unloader) {
-    let count = buffers.len().max(1);
+    // Without a buffer the loader would wait for one for ever.
+    assert!(!buffers.is_empty(), "a belt needs a buffer");
+    let count = buffers.len();
     let (full_in, full) = sync_channel(count);
     let (empty_in, empties) = sync_channel(count);
     for buffer in buffers {
@@ -97,8 +99,7 @@ pub(crate) struct Busy {
 /// buffers given.
 ///
 /// Any stage's error stops the others at their next buffer (what was already queued for a
-/// writer is written); the error returned is the filter's, else the reader's, else the first
-/// writer's.
+/// writer is written); the error returned is the first to happen.
 pub(crate) fn run(
     inputs: Vec<Vec<u8>>,
     outputs: Vec<Vec<Vec<u8>>>,
@@ -107,44 +108,60 @@ pub(crate) fn run(
     writes: Vec<&mut Write<'_>>,
 ) -> Result<Busy> {
     assert_eq!(outputs.len(), writes.len(), "a set of buffers per writer");
-    std::thread::scope(|scope| {
+    // The first error in time: the others are mostly its echo (a stage stopped by it).
+    let first_error = std::sync::Mutex::new(None);
+    let failed = |result: Result<Duration>| -> Duration {
+        result.unwrap_or_else(|error| {
+            first_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert(error);
+            Duration::ZERO
+        })
+    };
+    let busy = std::thread::scope(|scope| {
         let (loader, unread) = belt(inputs);
-        let reader = scope.spawn(move || -> Result<Duration> {
-            let mut busy = Duration::ZERO;
-            while let Some(mut buffer) = loader.empty() {
-                let start = Instant::now();
-                let more = read(&mut buffer)?;
-                busy += start.elapsed();
-                if !more || !loader.send(buffer) {
-                    break;
+        let failed = &failed;
+        let reader = scope.spawn(move || {
+            failed((|| {
+                let mut busy = Duration::ZERO;
+                while let Some(mut buffer) = loader.empty() {
+                    let start = Instant::now();
+                    let more = read(&mut buffer)?;
+                    busy += start.elapsed();
+                    if !more || !loader.send(buffer) {
+                        break;
+                    }
                 }
-            }
-            Ok(busy)
+                Ok(busy)
+            })())
         });
         let mut planes = Vec::new();
         let mut writers = Vec::new();
         for (buffers, write) in outputs.into_iter().zip(writes) {
             let (loader, unloader) = belt(buffers);
             planes.push(loader);
-            writers.push(scope.spawn(move || -> Result<Duration> {
-                let mut busy = Duration::ZERO;
-                while let Some(buffer) = unloader.next() {
-                    let start = Instant::now();
-                    write(&buffer)?;
-                    busy += start.elapsed();
-                    unloader.give_back(buffer);
-                }
-                Ok(busy)
+            writers.push(scope.spawn(move || {
+                failed((|| {
+                    let mut busy = Duration::ZERO;
+                    while let Some(buffer) = unloader.next() {
+                        let start = Instant::now();
+                        write(&buffer)?;
+                        busy += start.elapsed();
+                        unloader.give_back(buffer);
+                    }
+                    Ok(busy)
+                })())
             }));
         }
 
-        let filtered = (|| -> Result<()> {
+        let filtered = (|| -> Result<Duration> {
             while let Some(input) = unread.next() {
                 let mut made = Vec::with_capacity(planes.len());
                 for plane in &planes {
                     // A writer gone has stopped on an error of its own, collected below.
                     let Some(buffer) = plane.empty() else {
-                        return Ok(());
+                        return Ok(Duration::ZERO);
                     };
                     made.push(buffer);
                 }
@@ -152,29 +169,32 @@ pub(crate) fn run(
                 unread.give_back(input);
                 for (plane, buffer) in planes.iter().zip(made) {
                     if !plane.send(buffer) {
-                        return Ok(());
+                        return Ok(Duration::ZERO);
                     }
                 }
             }
-            Ok(())
+            Ok(Duration::ZERO)
         })();
+        failed(filtered);
         // Closing the queues lets every writer drain and stop, and the reader stop at its next
         // buffer.
         drop(planes);
         drop(unread);
         let read = reader.join().expect("the reading thread panicked");
-        let written: Vec<Result<Duration>> = writers
+        let write = writers
             .into_iter()
             .map(|w| w.join().expect("a writing thread panicked"))
-            .collect();
-        filtered?;
-        let read = read?;
-        let mut write = Duration::ZERO;
-        for busy in written {
-            write = write.max(busy?);
-        }
-        Ok(Busy { read, write })
-    })
+            .max()
+            .unwrap_or_default();
+        Busy { read, write }
+    });
+    match first_error
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(error) => Err(error),
+        None => Ok(busy),
+    }
 }
 
 #[cfg(test)]

@@ -90,8 +90,9 @@ fn bytes_in_and_bytes_out_equal_the_reference_streamed_or_whole() {
     }
 }
 
-/// 1001×2999: under STREAM_FROM_PIXELS, but too large to hold whole in a 2 MiB budget, where
-/// its bands (an eighth of it, five of them in flight) fit.
+/// 1001×2999: under STREAM_FROM_PIXELS, but too large to hold whole (3 MB in, as much per
+/// output) in a budget of a few MiB, where its bands (an eighth of it, six to nine in flight)
+/// fit.
 fn tall() -> GrayImage {
     common::random_image(1001, 2999, 255, 10)
 }
@@ -109,7 +110,7 @@ fn a_small_image_over_the_budget_whole_streams_within_it_to_its_own_size() {
         let output = dir.path().join(format!("out-{backend}.tif"));
         let settings = Settings {
             limits: gpuconv::io::ReadLimits {
-                max_memory: 3 << 20,
+                max_memory: 4 << 20,
                 ..Default::default()
             },
             ..Settings::new(&operation)
@@ -138,7 +139,7 @@ fn a_batch_streams_what_a_share_holds_only_in_bands_defers_the_rest_and_reports_
     let images = [
         ("a.png", common::random_image(61, 47, 255, 1)),
         ("b.bmp", common::random_image(33, 29, 255, 2)),
-        // Too large for a 2 MiB share whole, not in bands: streamed in its turn.
+        // Too large for a 2.5 MiB share whole, not in bands: streamed in its turn.
         ("tall.png", tall()),
         // Read whole (BMP), 1.5 MB in and out: more than a worker's share of the budget
         // below, so it waits for the others and runs alone with the whole budget.
@@ -165,7 +166,7 @@ fn a_batch_streams_what_a_share_holds_only_in_bands_defers_the_rest_and_reports_
         .collect();
     let plan = Batch {
         workers: 3,
-        max_memory: 6 << 20,
+        max_memory: 15 << 19,
     };
     for (backend, engine) in shared_engines() {
         let mut reported: Vec<(PathBuf, Result<bool, ErrorKind>)> = Vec::new();
@@ -258,4 +259,69 @@ fn a_shared_engine_is_reopened_after_its_device_is_lost_and_work_goes_on() {
     common::assert_same(&again.combined.unwrap(), &expected, "after");
     assert_eq!(opened.load(Ordering::SeqCst), 2, "opened again, once");
     assert!(!engine.is_lost());
+}
+
+#[test]
+fn an_answer_encoded_in_memory_counts_against_the_budget() {
+    // Streamed to a file, 4.2 megapixels need a few bands; encoded in memory, the answer too.
+    let image = common::random_image(2049, 2051, 3, 11);
+    let png = encoded(&image, "png");
+    let operation = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    let settings = Settings {
+        limits: gpuconv::io::ReadLimits {
+            max_memory: 6 << 20,
+            ..Default::default()
+        },
+        ..Settings::new(&operation)
+    };
+    let source = Source::Bytes {
+        bytes: png.into(),
+        name: "flat.png".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SharedEngine::deferred(|_| Ok(Engine::from(CpuBackend::new())));
+    let to_file = Destination::Files(vec![dir.path().join("edge.png")]);
+    let filtered = filter_image(&engine, &source, &to_file, &settings).unwrap();
+    assert!(filtered.streamed);
+    let refused = filter_image(
+        &engine,
+        &source,
+        &Destination::Encoded("pgm".into()),
+        &settings,
+    )
+    .unwrap_err();
+    assert!(refused.is_over_budget(), "{refused}");
+}
+
+#[test]
+fn outputs_written_whole_appear_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = common::random_image(41, 23, 255, 12);
+    let input = dir.path().join("in.png");
+    image.save(&input).unwrap();
+    let operation = edge_and_responses();
+    let engine = SharedEngine::deferred(|_| Ok(Engine::from(CpuBackend::new())));
+    let good = dir.path().join("edge.bmp");
+    let also_good = dir.path().join("vertical.bmp");
+    // The last output's folder does not exist: nothing may be left of the others.
+    let bad = dir.path().join("missing").join("horizontal.bmp");
+    let error = filter_image(
+        &engine,
+        &Source::File(input.clone()),
+        &Destination::Files(vec![good.clone(), also_good.clone(), bad]),
+        &Settings::new(&operation),
+    )
+    .unwrap_err();
+    assert!(error.path().is_some(), "{error}");
+    assert_eq!(common::listing(dir.path()), ["in.png"]);
+    // The wrong number of files is refused before anything is read.
+    let error = filter_image(
+        &engine,
+        &Source::File(input),
+        &Destination::Files(vec![good]),
+        &Settings::new(&operation),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("1 output files"), "{error}");
+    assert_eq!(common::listing(dir.path()), ["in.png"]);
 }

@@ -48,6 +48,10 @@ pub struct ReadLimits {
     /// How many images the size of the output the caller makes from each input (1 by default;
     /// a border's padded copy counts as one more), counted in `max_memory`.
     pub output_images: u64,
+    /// How many of the outputs are encoded in memory (an HTTP answer, standard output) rather
+    /// than written to files (0 by default): each is counted once more at the output's size,
+    /// the most an encoded gray image takes, whether the image is read whole or in bands.
+    pub encoded_images: u64,
 }
 
 impl Default for ReadLimits {
@@ -56,6 +60,7 @@ impl Default for ReadLimits {
             max_pixels: DEFAULT_MAX_PIXELS,
             max_memory: default_memory_budget(),
             output_images: 1,
+            encoded_images: 0,
         }
     }
 }
@@ -275,7 +280,8 @@ impl Input<'_> {
         let outputs = u64::from(width.saturating_sub(2)) * u64::from(height.saturating_sub(2));
         let needed = decoded
             .saturating_add(working)
-            .saturating_add(outputs.saturating_mul(self.limits.output_images));
+            .saturating_add(outputs.saturating_mul(self.limits.output_images))
+            .saturating_add(outputs.saturating_mul(self.limits.encoded_images));
         if needed > self.limits.max_memory {
             return Err(Error::OverBudget {
                 path: self.path.to_owned(),
@@ -512,16 +518,21 @@ pub(super) fn check_stream(
         (u64::from(width) * u64::from(height)).saturating_mul(u64::from(color.bytes_per_pixel()));
     input.check_header(width, height, (color, decoded))?;
     let row = u64::from(width);
-    // A band is never more than the image (and never less than the three rows a window needs).
+    // A band is never more than the image (and never less than the three rows a window needs),
+    // and its buffers hold two rows more: the first band's rows above its first output row.
     let band = (crate::rows::band_bytes(width, height) as u64)
-        .min(row * (u64::from(height) + 2))
-        .max(3 * row);
+        .min(row * u64::from(height))
+        .max(3 * row)
+        + 2 * row;
     // Reader: the decoded line and the decoder's current and previous raw rows; bands: one
     // being read, one being filtered, the window; each output: one being filtered into, one
-    // being written.
+    // being written, and one in its encoder's own queue (the TIFF sink's); each output encoded
+    // in memory, its whole file.
+    let outputs = u64::from(width.saturating_sub(2)) * u64::from(height.saturating_sub(2));
     let needed = (line_bytes as u64)
         .saturating_mul(3)
-        .saturating_add(band.saturating_mul(3 + 2 * input.limits.output_images));
+        .saturating_add(band.saturating_mul(3 + 3 * input.limits.output_images))
+        .saturating_add(outputs.saturating_mul(input.limits.encoded_images));
     if needed > input.limits.max_memory {
         return Err(Error::OverBudget {
             path: input.path.to_owned(),

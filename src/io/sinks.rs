@@ -193,7 +193,8 @@ impl RowSink for PgmSink {
 /// TIFF rows in strips, uncompressed, as the whole-image path writes them (the same strip
 /// height), and BigTIFF when the pixels reach 4 GiB, which classic TIFF's offsets cannot. The
 /// `tiff` crate's strip encoder borrows its file, so it lives on a thread of its own that takes
-/// bands from a [`belt`] of two buffers and cuts them into strips.
+/// bands from a [`belt`] of one buffer (the stage writing to the sink is a thread already) and
+/// cuts them into strips.
 struct TiffSink {
     bands: Option<Loader>,
     encoder: Option<JoinHandle<Result<()>>>,
@@ -216,7 +217,7 @@ impl TiffSink {
             file,
             failed: Arc::clone(&failed),
         };
-        let (bands, receiver) = belt(vec![Vec::new(); 2]);
+        let (bands, receiver) = belt(vec![Vec::new()]);
         let owned_path = path.to_owned();
         let encoder = std::thread::Builder::new()
             .name("gpuconv-tiff".into())
@@ -389,8 +390,9 @@ pub fn encode_rows(
     width: u32,
     height: u32,
 ) -> Result<Option<(Box<dyn RowSink>, EncodedRows)>> {
+    // Named as `encode_gray` names what it encodes, for the same messages either way.
     let name = PathBuf::from(format!(
-        "output.{}",
+        "standard output.{}",
         format_extension.trim_start_matches('.')
     ));
     let format = output_format(&name)?;

@@ -147,6 +147,12 @@ pub fn check_output_folder(path: &Path) -> Result<&Path> {
 /// never leaves a partial or empty file behind, and an existing file is replaced atomically;
 /// [`remove_partial_outputs`] deletes the temporary file if the process is stopped meanwhile.
 pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
+    write_partial(image, path)?.commit()
+}
+
+/// [`save_gray`] up to the rename: the complete file under its temporary name, for a caller
+/// that puts several outputs in place only once all of them are written.
+pub(crate) fn write_partial(image: &GrayImage, path: &Path) -> Result<PartialFile> {
     let format = output_format(path)?;
     let write_error = |reason: String| Error::Write {
         path: path.to_owned(),
@@ -164,7 +170,7 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
     encode(image, format, &extension(path), &mut writer).map_err(write_error)?;
     writer.flush().map_err(|e| write_error(e.to_string()))?;
     drop(writer);
-    partial.commit()
+    Ok(partial)
 }
 
 /// `image` encoded in the format a file named `*.extension` gets from [`save_gray`] (`png`,

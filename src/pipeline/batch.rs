@@ -243,13 +243,14 @@ pub fn check_outputs<'a>(
 ) -> crate::Result<()> {
     let inputs: std::collections::HashSet<_> =
         inputs.into_iter().filter_map(file_identity).collect();
+    let outputs: Vec<_> = outputs.into_iter().collect();
     let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = outputs.iter().find(|output| !seen.insert(**output)) {
+        return Err(Error::OutputTwice {
+            path: twice.to_path_buf(),
+        });
+    }
     for output in outputs {
-        if !seen.insert(output) {
-            return Err(Error::OutputTwice {
-                path: output.to_owned(),
-            });
-        }
         if file_identity(output).is_some_and(|o| inputs.contains(&o)) {
             return Err(Error::OutputIsInput {
                 path: output.to_owned(),

@@ -12,7 +12,7 @@ use super::SharedEngine;
 use super::bands::{self, Bands};
 use crate::auto::Workload;
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::{self, ReadLimits};
 use crate::operation::{Border, FilterOutput, Operation};
 use crate::rows::{RowSink, RowSource};
@@ -150,9 +150,21 @@ pub fn filter_image(
 ) -> Result<Filtered> {
     let operation = settings.operation;
     // A border's padded copy of the input counts as one more image.
+    let outputs = operation.output_count();
+    if let Destination::Files(paths) = destination
+        && paths.len() != outputs as usize
+    {
+        return Err(Error::InvalidOperation(format!(
+            "{} output files for an operation with {outputs} outputs",
+            paths.len()
+        )));
+    }
     let limits = ReadLimits {
-        output_images: operation.output_count() as u64
-            + u64::from(operation.border() != Border::Valid),
+        output_images: u64::from(outputs) + u64::from(operation.border() != Border::Valid),
+        encoded_images: match destination {
+            Destination::Files(_) => 0,
+            Destination::Encoded(_) => u64::from(outputs),
+        },
         ..settings.limits
     };
     let streams_out = match destination {
@@ -172,7 +184,12 @@ pub fn filter_image(
     if !streams_out {
         return whole(engine, source, destination, settings, &limits);
     }
-    let Some(rows) = open_rows()? else {
+    // Bands have a floor (256 KiB each) that a small image whole may be under.
+    let rows = match open_rows() {
+        Err(error) if error.is_over_budget() => None,
+        opened => opened?,
+    };
+    let Some(rows) = rows else {
         return whole(engine, source, destination, settings, &limits);
     };
     if u64::from(rows.width()) * u64::from(rows.height()) >= STREAM_FROM_PIXELS {
@@ -399,9 +416,12 @@ fn whole(
     let images = combined.iter().chain(&responses);
     let encoded = match destination {
         Destination::Files(paths) => {
-            for (image, path) in images.zip(paths) {
-                io::save_gray(image, path)?;
-            }
+            // Every output written before any is put in place: an error leaves none behind.
+            let written = images
+                .zip(paths)
+                .map(|(image, path)| io::write_partial(image, path))
+                .collect::<Result<Vec<_>>>()?;
+            written.into_iter().try_for_each(|file| file.commit())?;
             Vec::new()
         }
         Destination::Encoded(extension) => images

@@ -185,12 +185,16 @@ impl SharedEngine {
         let started = Instant::now();
         loop {
             let waited = started.elapsed() >= patience;
+            // A new engine since, or one lost now, means the device went under the work (the
+            // re-creation may even be over by the time the failure is looked at).
+            let generation = self.generation.load(Ordering::SeqCst);
             match self.run(workload, &mut work) {
                 // Failed run-wide because the device went: the image is not at fault.
                 Ok(Err(error))
                     if error.kind() == crate::ErrorKind::RunWide
                         && !waited
-                        && self.device_went() => {}
+                        && (self.device_went()
+                            || self.generation.load(Ordering::SeqCst) != generation) => {}
                 Ok(result) => return result,
                 Err(Unavailable::Lost) if !waited => {}
                 Err(unavailable) => return Err(unavailable.into_error()),

@@ -15,8 +15,8 @@ use http_body_util::BodyExt;
 
 use super::State;
 use super::request::{self, FilterRequest};
+use crate::Error;
 use crate::pipeline::{self, Destination, Settings, SharedEngine, Source};
-use crate::{Border, Error};
 
 pub(super) fn router(state: Arc<State>) -> Router {
     let page = page();
@@ -356,9 +356,7 @@ async fn serve_filter(
     record.queue_time = Some(waiting.elapsed());
 
     let engine = state.engine.clone();
-    let limits = state
-        .config
-        .worker_limits(1 + u64::from(request.operation.border() != Border::Valid));
+    let limits = state.config.worker_limits();
     let work = tokio::task::spawn_blocking(move || {
         // Held until the work ends, even if the client is gone by then.
         let _places = (ticket, worker);
@@ -483,9 +481,11 @@ fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Failure> {
     }
 }
 
-/// The whole body, within `max` bytes and `timeout`. Frames are appended to one buffer (sized
-/// from `Content-Length` when the client sent one) and dropped as they are copied, so the body
-/// is held once, not as its frames and again as one buffer.
+/// The whole body, within `max` bytes and `timeout`. Frames are appended to one buffer and
+/// dropped as they are copied, so the body is held once, not as its frames and again as one
+/// buffer. The buffer is reserved at the `Content-Length` the client declared (at most `max`),
+/// so that it is never copied to grow: reserved pages take no memory until bytes arrive in
+/// them. A chunked body grows it by doubling.
 async fn read_body(
     body: Body,
     max: u64,

@@ -131,12 +131,13 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// What one worker may take to read an image and make `output_images` outputs from it.
-    fn worker_limits(&self, output_images: u64) -> ReadLimits {
+    /// What one worker may take to read an image, filter it and encode the answer (the
+    /// pipeline counts the outputs and the answer).
+    fn worker_limits(&self) -> ReadLimits {
         ReadLimits {
             max_pixels: self.max_pixels,
             max_memory: self.max_memory / self.workers.max(1) as u64,
-            output_images,
+            ..ReadLimits::default()
         }
     }
 }
