@@ -958,6 +958,7 @@ fn fuzz_limits() -> ReadLimits {
         max_pixels: 1 << 22,
         max_memory: 256 << 20,
         output_images: 1,
+        encoded_images: 0,
     }
 }
 

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_pixels: 1 << 22,
         max_memory: 256 << 20,
         output_images: 1,
+        encoded_images: 0,
     };
     if let Ok(gray) = gpuconv::io::decode_gray(data, std::path::Path::new("fuzz-input"), &limits) {
         let (width, height) = gray.dimensions();
