@@ -596,13 +596,39 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
         let Some(mut server) = Server::start(backend, &["--shutdown-grace", "20"]) else {
             continue;
         };
-        stop_with_a_request_in_flight(&mut server, &body, &want);
+        stop_with_a_request_in_flight(&mut server, &body, &want, 15);
     }
 }
 
-fn stop_with_a_request_in_flight(server: &mut Server, body: &[u8], want: &GrayImage) {
+#[test]
+fn sighup_drains_as_sigterm_does() {
+    // A SIGHUP ignored where the tests run (nohup) is inherited, and gpuconv keeps it ignored.
+    let ignored = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find(|l| l.starts_with("SigIgn:"))?;
+            u64::from_str_radix(mask.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|mask| mask & 1 != 0);
+    if ignored {
+        eprintln!("skipping: SIGHUP is ignored in this process, and so in gpuconv serve");
+        return;
+    }
+    let (body, want) = edge_case(45, 29, 16);
+    let Some(mut server) = Server::start("cpu", &["--shutdown-grace", "20"]) else {
+        unreachable!()
+    };
+    stop_with_a_request_in_flight(&mut server, &body, &want, 1);
+    assert!(
+        server.log().contains("SIGHUP: stopping"),
+        "{}",
+        server.log()
+    );
+}
+
+fn stop_with_a_request_in_flight(server: &mut Server, body: &[u8], want: &GrayImage, signal: i32) {
     let mut in_flight = half_sent(server, body);
-    server.signal(15);
+    server.signal(signal);
     // No new connections once stopping.
     let start = Instant::now();
     while TcpStream::connect(&server.address).is_ok() {

@@ -153,7 +153,7 @@ fn resolve(bind: &str) -> Result<SocketAddr> {
         .ok_or_else(|| usage(format!("--bind '{bind}' resolves to no address")))
 }
 
-/// Completes at the first SIGTERM or Ctrl-C; a second one ends the process at once.
+/// Completes at the first SIGTERM, SIGHUP or Ctrl-C; a second one ends the process at once.
 async fn stop_signal(grace: Duration) {
     // Listened to from the start, once: a second signal that came between two listeners
     // would be lost.
@@ -171,31 +171,63 @@ async fn stop_signal(grace: Duration) {
     });
 }
 
-/// SIGTERM and SIGINT (Ctrl-C), as a stream.
+/// SIGTERM, SIGINT (Ctrl-C) and SIGHUP (a closed terminal, a process manager's stop), as a
+/// stream. SIGHUP drains as SIGTERM does rather than reloading anything: the key is read once,
+/// and a restart behind a load balancer is how a key changes. A SIGHUP ignored at start-up
+/// (`nohup`) stays ignored.
 #[cfg(unix)]
-struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+struct Signals(Vec<(tokio::signal::unix::Signal, i32)>);
 
 #[cfg(unix)]
 impl Signals {
     fn new() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
+        let mut wanted = vec![
+            (SignalKind::terminate(), libc::SIGTERM),
+            (SignalKind::interrupt(), libc::SIGINT),
+        ];
+        if !crate::ignored(libc::SIGHUP) {
+            wanted.push((SignalKind::hangup(), libc::SIGHUP));
+        }
         // Without handlers, the process ends by the signals' default action.
         Self(
-            signal(SignalKind::terminate())
-                .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
-                .ok(),
+            wanted
+                .into_iter()
+                .filter_map(|(kind, number)| Some((signal(kind).ok()?, number)))
+                .collect(),
         )
     }
 
     async fn next(&mut self) -> i32 {
-        let Some((terminate, interrupt)) = &mut self.0 else {
+        if self.0.is_empty() {
             return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = terminate.recv() => libc::SIGTERM,
-            _ = interrupt.recv() => libc::SIGINT,
         }
+        let waits = self.0.iter_mut().map(|(signal, number)| {
+            let number = *number;
+            Box::pin(async move {
+                signal.recv().await;
+                number
+            })
+        });
+        futures_select_first(waits).await
     }
+}
+
+/// The first of `futures` to complete.
+#[cfg(unix)]
+async fn futures_select_first<F: std::future::Future<Output = i32> + Unpin>(
+    futures: impl Iterator<Item = F>,
+) -> i32 {
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(move |context| {
+        for future in &mut futures {
+            if let std::task::Poll::Ready(number) = std::pin::Pin::new(future).poll(context) {
+                return std::task::Poll::Ready(number);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 #[cfg(not(unix))]
@@ -216,6 +248,7 @@ impl Signals {
 fn signal_name(signal: i32) -> &'static str {
     match signal {
         15 => "SIGTERM",
+        1 => "SIGHUP",
         _ => "interrupted",
     }
 }
