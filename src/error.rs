@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A kernel specification could not be parsed or has weights gpuconv refuses.
-    #[error("invalid kernel '{spec}': {reason}")]
+    #[error("invalid kernel '{}': {reason}", crate::text::escape(spec))]
     InvalidKernel {
         /// The text that was given.
         spec: String,
@@ -31,7 +31,7 @@ pub enum Error {
     ResponsesWithoutCombine,
 
     /// A setting read from the environment that cannot be understood.
-    #[error("{name}='{value}' is not {expected}")]
+    #[error("{name}='{}' is not {expected}", crate::text::escape(value))]
     InvalidSetting {
         /// The environment variable.
         name: &'static str,
@@ -123,7 +123,7 @@ pub enum Error {
     /// An output would overwrite one of the inputs (the same file, whatever path reaches it).
     #[error(
         "refusing to overwrite input '{}' with an output (it is the same file as an input)",
-        path.display()
+        crate::text::escape_path(path)
     )]
     OutputIsInput {
         /// The output path.
@@ -131,7 +131,10 @@ pub enum Error {
     },
 
     /// Two outputs would be written to the same file.
-    #[error("two outputs would both be written to '{}'", path.display())]
+    #[error(
+        "two outputs would both be written to '{}'",
+        crate::text::escape_path(path)
+    )]
     OutputTwice {
         /// The output path.
         path: PathBuf,
@@ -142,7 +145,7 @@ pub enum Error {
     Readback(String),
 
     /// An input file could not be read or decoded.
-    #[error("cannot read image '{}': {source}", path.display())]
+    #[error("cannot read image '{}': {source}", crate::text::escape_path(path))]
     Decode {
         /// The input path.
         path: PathBuf,
@@ -154,7 +157,7 @@ pub enum Error {
     /// An input file's header claims more pixels than allowed.
     #[error(
         "cannot read image '{}': {width}×{height} is {} pixels, more than the limit of {max_pixels}",
-        path.display(),
+        crate::text::escape_path(path),
         u64::from(*width) * u64::from(*height)
     )]
     TooManyPixels {
@@ -170,7 +173,10 @@ pub enum Error {
 
     /// An input file ends before the image its header describes: cut short in a download or a
     /// copy, or a header that claims far more pixels than the data can hold.
-    #[error("cannot read image '{}': the file is truncated: {detail}", path.display())]
+    #[error(
+        "cannot read image '{}': the file is truncated: {detail}",
+        crate::text::escape_path(path)
+    )]
     Truncated {
         /// The input path.
         path: PathBuf,
@@ -179,7 +185,10 @@ pub enum Error {
     },
 
     /// An input file's data is damaged or breaks its format's rules.
-    #[error("cannot read image '{}': the file is corrupt: {detail}", path.display())]
+    #[error(
+        "cannot read image '{}': the file is corrupt: {detail}",
+        crate::text::escape_path(path)
+    )]
     Corrupt {
         /// The input path.
         path: PathBuf,
@@ -191,7 +200,7 @@ pub enum Error {
     #[error(
         "cannot read image '{}': its {width}×{height} pixels ({what}) need about {} to decode and \
          filter, more than the memory budget of {}",
-        path.display(),
+        crate::text::escape_path(path),
         crate::units::format_bytes(*needed),
         crate::units::format_bytes(*budget)
     )]
@@ -214,7 +223,7 @@ pub enum Error {
     #[error(
         "cannot read image '{}': the file is {}, and its decoder holds it in memory twice, more \
          than the memory budget of {}",
-        path.display(),
+        crate::text::escape_path(path),
         crate::units::format_bytes(*bytes),
         crate::units::format_bytes(*budget)
     )]
@@ -230,7 +239,7 @@ pub enum Error {
     /// A decoder asked for more memory than the budget allows, beyond what the header showed.
     #[error(
         "cannot read image '{}': its decoder asked for more memory than the budget of {}",
-        path.display(),
+        crate::text::escape_path(path),
         crate::units::format_bytes(*budget)
     )]
     DecoderOverBudget {
@@ -255,7 +264,7 @@ pub enum Error {
     /// An input file is in no format gpuconv reads, judged by its contents and its extension.
     #[error(
         "cannot read image '{}': not a PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA or QOI file",
-        path.display()
+        crate::text::escape_path(path)
     )]
     UnknownFormat {
         /// The input path.
@@ -263,7 +272,7 @@ pub enum Error {
     },
 
     /// An output file could not be encoded or written.
-    #[error("cannot write '{}': {reason}", path.display())]
+    #[error("cannot write '{}': {reason}", crate::text::escape_path(path))]
     Write {
         /// The output path.
         path: PathBuf,
@@ -300,7 +309,10 @@ pub enum Error {
     },
 
     /// The output path's extension names no image format gpuconv can write.
-    #[error("cannot write '{}': unknown or unsupported image format (use .png, .pgm, .bmp, .tif, .jpg, ...)", path.display())]
+    #[error(
+        "cannot write '{}': unknown or unsupported image format (use .png, .pgm, .bmp, .tif, .jpg, ...)",
+        crate::text::escape_path(path)
+    )]
     UnsupportedOutputFormat {
         /// The output path.
         path: PathBuf,

@@ -197,7 +197,8 @@ impl Kernel {
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if !valid {
                     return Err(invalid(format!(
-                        "name '{name}' must be letters, digits, '-' or '_'"
+                        "name '{}' must be letters, digits, '-' or '_'",
+                        crate::text::escape(name)
                     )));
                 }
                 (Some(name), body.trim())
@@ -241,7 +242,8 @@ impl Kernel {
                 let cell = cell.trim();
                 weights[r * 3 + c] = cell.parse::<f32>().map_err(|_| {
                     invalid(format!(
-                        "'{cell}' (row {}, column {}) is not a number",
+                        "'{}' (row {}, column {}) is not a number",
+                        crate::text::escape(cell),
                         r + 1,
                         c + 1
                     ))

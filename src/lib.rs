@@ -102,6 +102,7 @@ mod rows;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod stages;
+pub mod text;
 mod timings;
 mod units;
 

@@ -1083,3 +1083,64 @@ fn the_default_budget_is_half_of_what_the_process_may_use() {
         "{stdout}"
     );
 }
+
+// ---- Nothing from an input reaches the terminal raw ----
+
+#[test]
+fn control_bytes_from_names_and_headers_are_escaped_in_messages() {
+    let scratch = Scratch::new();
+    // A name that would retitle the terminal, ring it, and forge a line of its own.
+    let name = "evil\x1b]0;owned\x07\r\ngpuconv: all good.png";
+    std::fs::write(scratch.path(name), b"not an image at all").unwrap();
+    let output = scratch.gpuconv(&["filter", name, "--edge", "-o", "out.png"], None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = &output.stderr;
+    assert!(
+        !stderr.iter().any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "{stderr:?}"
+    );
+    let text = String::from_utf8_lossy(stderr);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("evil\\x1b]0;owned\\x07\\x0d\\x0agpuconv: all good.png"),
+        "{text}"
+    );
+
+    // clap's own usage errors quote the argument escaped too.
+    let output = scratch.gpuconv(&[name], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        !output
+            .stderr
+            .iter()
+            .any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "{:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A Y4M header's colour space, and a FRAME line, come back escaped.
+    let engine = &mut gpuconv::Engine::from(gpuconv::CpuBackend::new());
+    let op = gpuconv::Operation::responses(vec![gpuconv::Kernel::vertical_lines()]).unwrap();
+    let mut frames = |input: &[u8]| {
+        gpuconv::pipeline::frames::filter_frames(
+            engine,
+            std::io::Cursor::new(input.to_vec()),
+            Vec::new(),
+            &op,
+            &Default::default(),
+        )
+    };
+    let error = frames(b"YUV4MPEG2 W4 H4 C\x1b[2Jmono\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("colour space \\x1b[2Jmono"), "{error}");
+    let error = frames(b"YUV4MPEG2 W4 H4 Cmono\nFRAMX\x07\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("'FRAMX\\x07'"), "{error}");
+    // A header ending in CRLF is the same header, not colour space "mono\r".
+    let mut crlf = b"YUV4MPEG2 W4 H4 Cmono\r\nFRAME\n".to_vec();
+    crlf.extend_from_slice(&[7; 16]);
+    let summary = frames(&crlf).unwrap();
+    assert_eq!((summary.frames, summary.size), (1, (4, 4)));
+}

@@ -68,7 +68,10 @@ impl<R: Reader> QoiRows<R> {
         reader
             .seek(SeekFrom::Start(HEADER_BYTES as u64))
             .map_err(|e| input.classify(ImageError::IoError(e)))?;
-        let line = zeroed_bytes(line_bytes, &format!("reading '{}'", input.path.display()))?;
+        let line = zeroed_bytes(
+            line_bytes,
+            &format!("reading '{}'", crate::text::escape_path(input.path)),
+        )?;
         Ok(Some(Self {
             path: input.path.to_owned(),
             reader,

@@ -210,7 +210,7 @@ fn decode<R: BufRead + Seek>(
             }
             let mut data = zeroed_bytes(
                 file_bytes as usize,
-                &format!("reading '{}'", path.display()),
+                &format!("reading '{}'", crate::text::escape_path(path)),
             )?;
             reader.read_exact(&mut data).map_err(io_error)?;
             let complete = || {
@@ -410,7 +410,7 @@ fn decode_with_image<R: BufRead + Seek>(
     input.check_budget(width, height, describe(color), decoded, working)?;
     let mut samples = zeroed_bytes(
         usize::try_from(decoded).unwrap_or(usize::MAX),
-        &format!("decoding '{}'", input.path.display()),
+        &format!("decoding '{}'", crate::text::escape_path(input.path)),
     )?;
     guarded(input.path, || decoder.read_image(&mut samples))?.map_err(|e| input.classify(e))?;
     gray_in_place(samples, color, width, height).ok_or_else(|| Error::Corrupt {
@@ -480,7 +480,10 @@ fn decode_float_tiff<R: BufRead + Seek>(
     limits.intermediate_buffer_size = budget;
     let mut decoder = decoder.with_limits(limits);
     let layout = guarded(input.path, || decoder.image_buffer_layout())?.map_err(tiff_error)?;
-    let mut samples = zeroed_bytes(layout.len, &format!("decoding '{}'", input.path.display()))?;
+    let mut samples = zeroed_bytes(
+        layout.len,
+        &format!("decoding '{}'", crate::text::escape_path(input.path)),
+    )?;
     guarded(input.path, || decoder.read_image_bytes(&mut samples))?.map_err(tiff_error)?;
     let pixels = width as usize * height as usize;
     let sample_bytes = usize::from(bits / 8);

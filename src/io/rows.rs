@@ -106,7 +106,10 @@ impl<R: Reader> PngRows<R> {
         };
         let line_bytes = reader.output_line_size(width).unwrap_or(usize::MAX);
         check_stream(input, width, height, color, line_bytes)?;
-        let line = zeroed_bytes(line_bytes, &format!("reading '{}'", input.path.display()))?;
+        let line = zeroed_bytes(
+            line_bytes,
+            &format!("reading '{}'", crate::text::escape_path(input.path)),
+        )?;
         Ok(Some(Self {
             path: input.path.to_owned(),
             reader,
@@ -347,7 +350,10 @@ impl<R: Reader> PnmRows<R> {
         reader
             .seek(std::io::SeekFrom::Start(header_bytes as u64))
             .map_err(|e| input.classify(ImageError::IoError(e)))?;
-        let line = zeroed_bytes(line_bytes, &format!("reading '{}'", input.path.display()))?;
+        let line = zeroed_bytes(
+            line_bytes,
+            &format!("reading '{}'", crate::text::escape_path(input.path)),
+        )?;
         Ok(Some(Self {
             path: input.path.to_owned(),
             reader,

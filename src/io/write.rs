@@ -134,11 +134,18 @@ pub fn check_output_folder(path: &Path) -> Result<&Path> {
     }
     match std::fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => Ok(dir),
-        Ok(_) => Err(write_error(format!("'{}' is not a folder", dir.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(write_error(format!("'{}' does not exist", dir.display())))
-        }
-        Err(e) => Err(write_error(format!("'{}': {e}", dir.display()))),
+        Ok(_) => Err(write_error(format!(
+            "'{}' is not a folder",
+            crate::text::escape_path(dir)
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(write_error(format!(
+            "'{}' does not exist",
+            crate::text::escape_path(dir)
+        ))),
+        Err(e) => Err(write_error(format!(
+            "'{}': {e}",
+            crate::text::escape_path(dir)
+        ))),
     }
 }
 

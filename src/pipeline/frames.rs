@@ -208,8 +208,12 @@ fn read_header(
         };
         return Ok((Container::Raw, size));
     }
-    let line =
+    let mut line =
         read_line(input)?.ok_or_else(|| Error::Frames("the Y4M header is cut short".to_owned()))?;
+    // A header written with CRLF (by hand, or on Windows) is the same header.
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
     let text = String::from_utf8_lossy(&line);
     let mut width = None;
     let mut height = None;
@@ -229,13 +233,15 @@ fn read_header(
     }
     let (Some(width), Some(height)) = (width, height) else {
         return Err(Error::Frames(format!(
-            "the Y4M header '{text}' gives no size"
+            "the Y4M header '{}' gives no size",
+            crate::text::escape_bytes(&line)
         )));
     };
     let colour = colour.unwrap_or_else(|| "420jpeg".to_owned());
     if colour != "mono" {
         return Err(Error::Frames(format!(
-            "the Y4M frames are in colour space {colour}, and gpuconv takes gray ones: add -pix_fmt gray before -f yuv4mpegpipe in ffmpeg"
+            "the Y4M frames are in colour space {}, and gpuconv takes gray ones: add -pix_fmt gray before -f yuv4mpegpipe in ffmpeg",
+            crate::text::escape(&colour)
         )));
     }
     if let Some(given) = size {
@@ -290,7 +296,7 @@ fn read_frame(input: &mut impl BufRead, kind: &Kind, frame: &mut [u8]) -> Result
             Some(line) => {
                 return Err(Error::Frames(format!(
                     "expected a Y4M FRAME line, found '{}'",
-                    String::from_utf8_lossy(&line[..line.len().min(40)])
+                    crate::text::escape_bytes(&line[..line.len().min(40)])
                 )));
             }
         }

@@ -34,11 +34,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// What messages call the source.
-    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+    /// What messages call the source, [escaped](crate::text) for a terminal.
+    pub fn name(&self) -> String {
         match self {
-            Source::File(path) => path.to_string_lossy(),
-            Source::Bytes { name, .. } => name.into(),
+            Source::File(path) => crate::text::escape_path(path),
+            Source::Bytes { name, .. } => crate::text::escape(name).into_owned(),
         }
     }
 }

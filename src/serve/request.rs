@@ -30,27 +30,38 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                 edge = match &*value {
                     "" | "true" | "1" | "yes" => true,
                     "false" | "0" | "no" => false,
-                    other => return Err(format!("edge={other}: say edge=true or edge=false")),
+                    other => {
+                        return Err(format!(
+                            "edge={}: say edge=true or edge=false",
+                            crate::text::escape(other)
+                        ));
+                    }
                 }
             }
             "threshold" => match value.parse::<u16>() {
                 Ok(t) if t <= 510 => threshold = Some(t),
                 _ => {
                     return Err(format!(
-                        "threshold={value}: the threshold is a whole number from 0 to 510"
+                        "threshold={}: the threshold is a whole number from 0 to 510",
+                        crate::text::escape(&value)
                     ));
                 }
             },
             "border" => {
                 border = value.parse::<Border>().map_err(|_| {
                     let names: Vec<&str> = Border::ALL.iter().map(|b| b.name()).collect();
-                    format!("border={value}: the borders are {}", names.join(", "))
+                    format!(
+                        "border={}: the borders are {}",
+                        crate::text::escape(&value),
+                        names.join(", ")
+                    )
                 })?;
             }
             "format" => format = value.trim_start_matches('.').to_ascii_lowercase(),
             other => {
                 return Err(format!(
-                    "unknown parameter '{other}' (the parameters are kernel, edge, threshold, border and format)"
+                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border and format)",
+                    crate::text::escape(other)
                 ));
             }
         }
@@ -77,9 +88,12 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
             "the operation makes {outputs} images (one per kernel) and a request yields one: ask for each kernel in a request of its own"
         ));
     }
-    let image_format = crate::io::output_format(Path::new(&format!("image.{format}")))
-        .map_err(|_| {
-            format!("format={format}: cannot write that format (png, pgm, bmp, tif, jpg, webp, tga, ...)")
+    let image_format =
+        crate::io::output_format(Path::new(&format!("image.{format}"))).map_err(|_| {
+            format!(
+                "format={}: cannot write that format (png, pgm, bmp, tif, jpg, webp, tga, ...)",
+                crate::text::escape(&format)
+            )
         })?;
     let (kind, summary) = match combine {
         Combine::Edge => ("edge", "edge".to_owned()),

@@ -256,8 +256,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         std::fs::write(path, to_json(&rows))
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+            .with_context(|| format!("writing {}", gpuconv::text::escape_path(path)))?;
+        println!("wrote {}", gpuconv::text::escape_path(path));
     }
     Ok(())
 }
@@ -386,8 +386,9 @@ fn startup(args: &BenchArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&records).expect("plain values serialise") + "\n";
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        std::fs::write(path, text)
+            .with_context(|| format!("writing {}", gpuconv::text::escape_path(path)))?;
+        println!("wrote {}", gpuconv::text::escape_path(path));
     }
     Ok(())
 }

@@ -61,14 +61,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     print_kernel(&Kernel::vertical_lines());
     print_kernel(&Kernel::horizontal_lines());
 
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create output folder '{}'", args.output.display()))?;
+    std::fs::create_dir_all(&args.output).with_context(|| {
+        format!(
+            "cannot create output folder '{}'",
+            gpuconv::text::escape_path(&args.output)
+        )
+    })?;
     for (name, bytes) in PICTURES {
         let image = decode(name, bytes)?;
         let figure = figure(&mut engine, &image)?;
         let path = args.output.join(format!("{name}-figure.png"));
         io::save_gray(&figure, &path)?;
-        println!("wrote {}", path.display());
+        println!("wrote {}", gpuconv::text::escape_path(&path));
     }
     Ok(())
 }

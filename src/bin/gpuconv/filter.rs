@@ -37,7 +37,7 @@ fn shown(path: &Path) -> std::borrow::Cow<'_, str> {
     if is_standard(path) {
         "standard input".into()
     } else {
-        path.to_string_lossy()
+        gpuconv::text::escape_path(path).into()
     }
 }
 
@@ -215,8 +215,12 @@ fn create_output_folder(folder: &Path) -> Result<()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .extend(missing.into_iter().rev());
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create output folder '{}'", folder.display()))
+    std::fs::create_dir_all(folder).with_context(|| {
+        format!(
+            "cannot create output folder '{}'",
+            gpuconv::text::escape_path(folder)
+        )
+    })
 }
 
 /// Removes the folders this run created that are still empty, innermost first (a folder
@@ -277,8 +281,12 @@ fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
             std::io::read_to_string(std::io::stdin().lock())
                 .context("cannot read the list of inputs from standard input")?
         } else {
-            std::fs::read_to_string(list)
-                .with_context(|| format!("cannot read the list of inputs '{}'", list.display()))?
+            std::fs::read_to_string(list).with_context(|| {
+                format!(
+                    "cannot read the list of inputs '{}'",
+                    gpuconv::text::escape_path(list)
+                )
+            })?
         };
         inputs.extend(
             text.lines()
@@ -354,13 +362,13 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
     if output.exists() && !output.is_dir() {
         bail!(usage(format!(
             "'{}' is a file, but {count} images are written, so -o must name a folder",
-            output.display()
+            gpuconv::text::escape_path(output)
         )));
     }
     if !output.exists() && !names_folder && io::output_format(output).is_ok() {
         bail!(usage(format!(
             "'{}' looks like a file name, but {count} images are written, so -o must name a folder (end it with '/' to create one)",
-            output.display()
+            gpuconv::text::escape_path(output)
         )));
     }
     let extension = args

@@ -46,7 +46,27 @@ impl std::fmt::Display for Reported {
 impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::Cli::try_parse().unwrap_or_else(|error| {
+        // clap quotes the arguments it refuses as they are: escaped here, line by line, so that
+        // a hostile file name cannot reach the terminal raw through a usage message.
+        let text: String = error
+            .render()
+            .to_string()
+            .split_inclusive('\n')
+            .map(|line| {
+                let (body, newline) = line
+                    .strip_suffix('\n')
+                    .map_or((line, ""), |body| (body, "\n"));
+                format!("{}{newline}", gpuconv::text::escape(body))
+            })
+            .collect();
+        if error.use_stderr() {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+        std::process::exit(error.exit_code());
+    });
     // The service writes no files, and stops on signals in its own way.
     if !matches!(cli.command, args::Command::Serve(_)) {
         remove_partial_files_on_signals();
@@ -95,7 +115,8 @@ fn main() -> ExitCode {
 fn one_line(error: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in error.chain() {
-        let text = cause.to_string().replace('\n', " ");
+        // Escaped again here, whatever the cause: nothing from an input reaches the terminal raw.
+        let text = gpuconv::text::escape(&cause.to_string().replace('\n', " ")).into_owned();
         if !message.contains(text.trim_end_matches('.')) {
             if !message.is_empty() {
                 message.push_str(": ");

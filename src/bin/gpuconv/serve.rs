@@ -128,8 +128,12 @@ fn api_key(args: &ServeArgs) -> Result<Option<String>> {
             "the API key is set twice: use GPUCONV_API_KEY or --api-key-file, not both"
         )),
         (Some(path), None) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the API key file '{}'", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "cannot read the API key file '{}'",
+                    gpuconv::text::escape_path(path)
+                )
+            })?;
             text.trim_end_matches(['\r', '\n']).to_owned()
         }
         (None, Some(key)) => key,
