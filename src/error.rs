@@ -236,6 +236,24 @@ pub enum Error {
         budget: u64,
     },
 
+    /// Frames of this size would take more memory in flight than the budget allows.
+    #[error(
+        "frames of {width}×{height} need about {} in flight (three frames and three filtered \
+         ones), more than the memory budget of {}",
+        crate::units::format_bytes(*needed),
+        crate::units::format_bytes(*budget)
+    )]
+    FramesOverBudget {
+        /// Frame width.
+        width: u32,
+        /// Frame height.
+        height: u32,
+        /// Bytes the frames in flight would take.
+        needed: u64,
+        /// The budget.
+        budget: u64,
+    },
+
     /// A decoder asked for more memory than the budget allows, beyond what the header showed.
     #[error(
         "cannot read image '{}': its decoder asked for more memory than the budget of {}",
@@ -386,6 +404,7 @@ impl Error {
             | Error::OverBudget { .. }
             | Error::FileOverBudget { .. }
             | Error::DecoderOverBudget { .. }
+            | Error::FramesOverBudget { .. }
             | Error::OutOfMemory { .. } => ErrorKind::Limit,
             Error::NoAdapter { .. }
             | Error::RequestDevice { .. }

@@ -94,7 +94,7 @@ fn a_short_last_frame_is_reported_after_every_complete_frame_or_dropped() {
         let mut out = Vec::new();
         let options = FrameOptions {
             size: Some((width, height)),
-            drop_partial: false,
+            ..FrameOptions::default()
         };
         let error =
             filter_frames(engine, Cursor::new(&raw), &mut out, &edge(), &options).unwrap_err();
@@ -128,7 +128,7 @@ fn streams_gpuconv_cannot_read_are_errors_that_say_why() {
     let run = |engine: &mut gpuconv::Engine, input: &[u8], operation: &Operation, size| {
         let options = FrameOptions {
             size,
-            drop_partial: false,
+            ..FrameOptions::default()
         };
         filter_frames(engine, Cursor::new(input), Vec::new(), operation, &options)
             .map(drop)
@@ -252,4 +252,57 @@ fn real_ffmpeg_pipes_frames_through_gpuconv_stream_both_ways() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("-pix_fmt gray"), "{stderr}");
+}
+
+#[test]
+fn frames_over_the_memory_budget_and_a_closed_output_are_errors() {
+    let bin = assert_cmd::cargo::cargo_bin("gpuconv");
+    let frame = vec![9u8; 64 * 48];
+    // Three frames and three filtered ones of 1920x1080, and the buffers: over 4 MiB.
+    let output = std::process::Command::new(&bin)
+        .args(["stream", "--size", "1920x1080", "-k", "vertical"])
+        .args(["--backend", "cpu", "--max-memory", "4M"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("frames of 1920×1080 need about")
+            && stderr.contains("memory budget of 4.0 MiB")
+            && stderr.contains("--max-memory"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    // The library says the same, before reading a frame.
+    let error = filter_frames(
+        &mut gpuconv::Engine::from(gpuconv::CpuBackend::new()),
+        Cursor::new(frame.clone()),
+        Vec::new(),
+        &Operation::responses(vec![Kernel::vertical_lines()]).unwrap(),
+        &FrameOptions {
+            size: Some((64, 48)),
+            max_memory: 1 << 10,
+            ..FrameOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, gpuconv::Error::FramesOverBudget { .. }),
+        "{error}"
+    );
+
+    // Standard output closed (`>&-`): an error, not frames silently lost and status 0.
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "head -c {} /dev/zero | '{}' stream --size 64x48 -k vertical --backend cpu >&-",
+            frame.len() * 3,
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("standard output is closed"), "{stderr}");
 }

@@ -46,7 +46,7 @@ const MAX_LINE: usize = 4096;
 const FRAMES_IN_FLIGHT: usize = 2;
 
 /// What [`filter_frames`] should do beyond the frames themselves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameOptions {
     /// The frames' size, for raw frames (a Y4M stream's header gives it, and this must then
     /// be `None` or agree).
@@ -54,6 +54,21 @@ pub struct FrameOptions {
     /// Whether an incomplete last frame is dropped silently (ffmpeg's own habit) rather than
     /// reported as [`Error::ShortFrame`] once every complete frame is written.
     pub drop_partial: bool,
+    /// The most bytes the frames in flight may take: three frames, three filtered ones, a
+    /// border's padded copy, and the 1 MiB buffers on each side
+    /// ([`default_memory_budget`](crate::io::default_memory_budget) by default). A size that
+    /// needs more is [`Error::FramesOverBudget`], before any frame is allocated.
+    pub max_memory: u64,
+}
+
+impl Default for FrameOptions {
+    fn default() -> Self {
+        Self {
+            size: None,
+            drop_partial: false,
+            max_memory: crate::io::default_memory_budget(),
+        }
+    }
 }
 
 /// What a finished stream held.
@@ -115,6 +130,22 @@ pub fn filter_frames<R: Read + Send, W: Write + Send>(
     }
     let frame_bytes = width as usize * height as usize;
     let out_bytes = out_width as usize * out_height as usize;
+    let padded = if operation.border() == crate::Border::Valid {
+        0
+    } else {
+        (width as u64 + 2) * (height as u64 + 2)
+    };
+    let needed = (FRAMES_IN_FLIGHT as u64 + 1) * (frame_bytes as u64 + out_bytes as u64)
+        + padded
+        + 2 * (1 << 20);
+    if needed > options.max_memory {
+        return Err(Error::FramesOverBudget {
+            width,
+            height,
+            needed,
+            budget: options.max_memory,
+        });
+    }
     let y4m = matches!(container, Container::Y4m { .. });
 
     // Buffers go round: one frame being read, one queued, one being filtered; the same for the

@@ -134,6 +134,12 @@ pub struct StreamArgs {
     #[arg(long, value_enum, default_value_t = PartialArg::Error)]
     pub partial: PartialArg,
 
+    /// The most memory the frames in flight may take (three frames and three filtered ones):
+    /// bytes, or with K, M, G (powers of 1024); larger frames are refused before any is read.
+    /// Default: half the memory this process may use.
+    #[arg(long, value_name = "SIZE", value_parser = gpuconv::io::parse_bytes)]
+    pub max_memory: Option<u64>,
+
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,

@@ -46,6 +46,17 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     let inputs = inputs(args)?;
     let plan = plan(args, &inputs, &operation)?;
     check_outputs(&plan.jobs)?;
+    // Rust's standard output swallows writes to a closed descriptor: the image would vanish
+    // and the run end 0.
+    if plan
+        .jobs
+        .iter()
+        .flat_map(|j| &j.outputs)
+        .any(|o| is_standard(o))
+        && !crate::standard_output_is_open()
+    {
+        bail!("standard output is closed: there is nowhere to write the image");
+    }
     if let Some(folder) = &plan.folder {
         create_output_folder(folder)?;
     }

@@ -143,6 +143,9 @@ pub fn hint(error: &anyhow::Error) -> &'static str {
             | Error::FileOverBudget { .. }
             | Error::DecoderOverBudget { .. },
         ) => " (raise it with --max-memory if the image is genuine)",
+        Some(Error::FramesOverBudget { .. }) => {
+            " (raise it with --max-memory if the frames are genuine)"
+        }
         Some(Error::OutOfMemory { .. }) => {
             " (lower --max-memory so that such inputs are refused before anything is allocated)"
         }
@@ -280,3 +283,29 @@ fn ignored(signal: i32) -> bool {
 
 #[cfg(not(unix))]
 fn remove_partial_files_on_signals() {}
+
+/// Whether standard output was open when the process started (`>&-` closes it). Rust's
+/// runtime puts `/dev/null`, opened for reading and writing, on a standard descriptor that
+/// starts closed, so that is what a closed one looks like by now; a shell's `> /dev/null` opens
+/// it for writing only.
+#[cfg(unix)]
+fn standard_output_is_open() -> bool {
+    // SAFETY: fcntl and fstat on descriptor 1 only read its flags and its status into `stat`,
+    // a plain C struct for which all zeroes is a valid value.
+    unsafe {
+        let flags = libc::fcntl(1, libc::F_GETFL);
+        if flags == -1 {
+            return false;
+        }
+        let mut stat: libc::stat = std::mem::zeroed();
+        let is_null = libc::fstat(1, &mut stat) == 0
+            && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
+            && stat.st_rdev == libc::makedev(1, 3);
+        !(is_null && flags & libc::O_ACCMODE == libc::O_RDWR)
+    }
+}
+
+#[cfg(not(unix))]
+fn standard_output_is_open() -> bool {
+    true
+}

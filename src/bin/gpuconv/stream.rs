@@ -1,5 +1,5 @@
 //! `gpuconv stream`: video frames from standard input to standard output; the frame handling is
-//! the library's (`gpuconv::frames`).
+//! the library's (`gpuconv::pipeline::frames`).
 
 use anyhow::{Result, bail};
 use gpuconv::pipeline::frames::{FrameOptions, filter_frames};
@@ -23,7 +23,15 @@ pub fn run(args: &StreamArgs) -> Result<()> {
     let options = FrameOptions {
         size: args.size,
         drop_partial: args.partial == PartialArg::Drop,
+        max_memory: args
+            .max_memory
+            .unwrap_or_else(gpuconv::io::default_memory_budget),
     };
+    // Rust's standard output swallows writes to a closed descriptor: the frames would vanish
+    // and the run end 0.
+    if !crate::standard_output_is_open() {
+        bail!("standard output is closed: there is nowhere to write the frames");
+    }
     let result = filter_frames(
         &mut engine,
         std::io::stdin(),
