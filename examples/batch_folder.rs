@@ -36,8 +36,8 @@ fn main() -> anyhow::Result<()> {
     let jobs: Vec<(Source, Destination)> = inputs
         .iter()
         .map(|path| {
-            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            let outputs = batch::output_paths(Path::new(&output), &stem, &operation, "png");
+            let stem = path.file_stem().unwrap_or_default();
+            let outputs = batch::output_paths(Path::new(&output), stem, &operation, "png");
             (Source::File(path.clone()), Destination::Files(outputs))
         })
         .collect();
@@ -56,8 +56,8 @@ fn main() -> anyhow::Result<()> {
             };
             match outcome {
                 Ok(filtered) => {
-                    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-                    let out = batch::output_paths(Path::new(&output), &stem, &operation, "png");
+                    let stem = path.file_stem().unwrap_or_default();
+                    let out = batch::output_paths(Path::new(&output), stem, &operation, "png");
                     println!(
                         "{} -> {} ({})",
                         path.display(),

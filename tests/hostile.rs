@@ -1144,3 +1144,58 @@ fn control_bytes_from_names_and_headers_are_escaped_in_messages() {
     let summary = frames(&crlf).unwrap();
     assert_eq!((summary.frames, summary.size), (1, (4, 4)));
 }
+
+// ---- Files the user names are read within bounds ----
+
+#[test]
+fn endless_lists_are_refused_and_names_that_are_not_utf8_are_read() {
+    let scratch = Scratch::new();
+    let started = std::time::Instant::now();
+    let output = scratch.gpuconv(
+        &["filter", "--from-list", "/dev/zero", "--edge", "-o", "out/"],
+        Some(256 << 20),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("longer than"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        // Latin-1 'é' (0xe9), not UTF-8, in a list with CRLF lines and a blank one.
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+        write_png(&scratch, "plain.png", &common::random_image(9, 7, 255, 1));
+        image::GrayImage::from_fn(11, 5, |x, y| image::Luma([(x * 20 + y) as u8]))
+            .save_with_format(scratch.dir.path().join(latin1), image::ImageFormat::Png)
+            .unwrap();
+        std::fs::write(scratch.path("list.txt"), b"plain.png\r\n\r\ncaf\xe9.png\n").unwrap();
+        let output = scratch.gpuconv(
+            &[
+                "filter",
+                "--from-list",
+                "list.txt",
+                "--edge",
+                "-o",
+                "out/",
+                "-q",
+            ],
+            None,
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let written = scratch
+            .dir
+            .path()
+            .join("out")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9-edge.png"));
+        assert_eq!(
+            gpuconv::io::load_gray(&written).unwrap().dimensions(),
+            (9, 3)
+        );
+        assert!(scratch.path("out/plain-edge.png").exists());
+    }
+}

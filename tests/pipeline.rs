@@ -157,10 +157,10 @@ fn a_batch_streams_what_a_share_holds_only_in_bands_defers_the_rest_and_reports_
     let jobs: Vec<(Source, Destination)> = names
         .iter()
         .map(|name| {
-            let stem = Path::new(name).file_stem().unwrap().to_string_lossy();
+            let stem = Path::new(name).file_stem().unwrap();
             (
                 Source::File(input(name)),
-                Destination::Files(batch::output_paths(&out, &stem, &operation, "png")),
+                Destination::Files(batch::output_paths(&out, stem, &operation, "png")),
             )
         })
         .collect();

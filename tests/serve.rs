@@ -4,6 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::server::{Server, get, post};
@@ -385,6 +386,36 @@ fn an_api_key_is_enforced_on_every_address_and_needed_off_loopback() {
         &[("GPUCONV_API_KEY", key)],
     );
     assert!(twice.err().unwrap().contains("set twice"));
+
+    // Key files are small regular files: an endless one, a FIFO (which would hang start-up
+    // waiting for a writer) and a large one are refused in one line.
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let large = dir.path().join("large");
+    std::fs::write(&large, vec![b'k'; 5000]).unwrap();
+    for (file, says) in [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (fifo.as_path(), "not a regular file"),
+        (large.as_path(), "at most 4096"),
+    ] {
+        let started = Instant::now();
+        let refused = Server::try_start(
+            "cpu",
+            "127.0.0.1:0",
+            &["--api-key-file", file.to_str().unwrap()],
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(refused.contains(says), "{refused}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
 }
 
 #[test]

@@ -188,16 +188,21 @@ where
 /// Where the output images of the input named `stem` go in `folder`: `{stem}-{name}.{extension}`
 /// for each of the operation's [`output_names`](crate::Operation::output_names) (an edge image
 /// of `scan.png` as PNG: `scan-edge.png`), in [`FilterOutput`](crate::FilterOutput) order.
+/// The stem is taken as it is, bytes that are not UTF-8 included.
 pub fn output_paths(
     folder: &std::path::Path,
-    stem: &str,
+    stem: impl AsRef<std::ffi::OsStr>,
     operation: &crate::Operation,
     extension: &str,
 ) -> Vec<std::path::PathBuf> {
     operation
         .output_names()
         .iter()
-        .map(|name| folder.join(format!("{stem}-{name}.{extension}")))
+        .map(|name| {
+            let mut file = stem.as_ref().to_owned();
+            file.push(format!("-{name}.{extension}"));
+            folder.join(file)
+        })
         .collect()
 }
 

@@ -283,28 +283,28 @@ pub fn build_operation(chosen: &OperationArgs, responses: bool) -> Result<Operat
 fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
     let mut inputs = args.inputs.clone();
     if let Some(list) = &args.from_list {
-        let text = if is_standard(list) {
+        let reading = || {
+            if is_standard(list) {
+                "cannot read the list of inputs from standard input".to_owned()
+            } else {
+                format!(
+                    "cannot read the list of inputs '{}'",
+                    gpuconv::text::escape_path(list)
+                )
+            }
+        };
+        let reader: Box<dyn std::io::BufRead> = if is_standard(list) {
             if inputs.iter().any(|i| is_standard(i)) {
                 bail!(usage(
                     "standard input cannot hold both the list (--from-list -) and an image (-)"
                 ));
             }
-            std::io::read_to_string(std::io::stdin().lock())
-                .context("cannot read the list of inputs from standard input")?
+            Box::new(std::io::stdin().lock())
         } else {
-            std::fs::read_to_string(list).with_context(|| {
-                format!(
-                    "cannot read the list of inputs '{}'",
-                    gpuconv::text::escape_path(list)
-                )
-            })?
+            let file = std::fs::File::open(list).with_context(reading)?;
+            Box::new(std::io::BufReader::new(file))
         };
-        inputs.extend(
-            text.lines()
-                .map(|line| line.strip_suffix('\r').unwrap_or(line))
-                .filter(|line| !line.trim().is_empty())
-                .map(PathBuf::from),
-        );
+        read_list(reader, &mut inputs).with_context(reading)?;
         if inputs.is_empty() {
             bail!(usage(format!(
                 "the list '{}' names no input",
@@ -319,6 +319,58 @@ fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
         ));
     }
     Ok(inputs)
+}
+
+/// The longest line a list of inputs may have: longer than any path a system takes.
+const MAX_LIST_LINE: usize = 16 << 10;
+
+/// Appends the paths `list` names, one per line (CRLF too, blank lines skipped), taken as
+/// bytes: a name that is not UTF-8 is a name like any other on Unix. A line is read at most
+/// [`MAX_LIST_LINE`] bytes at a time, so that `/dev/zero` is an error rather than memory
+/// filling up.
+fn read_list(mut list: impl std::io::BufRead, inputs: &mut Vec<PathBuf>) -> Result<()> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut list)
+            .take(MAX_LIST_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if read == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_LIST_LINE {
+            bail!(
+                "line {} is longer than {MAX_LIST_LINE} bytes: not a list of paths",
+                inputs.len() + 1
+            );
+        }
+        let path = line.strip_suffix(b"\n").unwrap_or(&line);
+        let path = path.strip_suffix(b"\r").unwrap_or(path);
+        if path.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        inputs.push(path_from_bytes(path)?);
+    }
+}
+
+/// A path from a list's bytes: any bytes on Unix; UTF-8 elsewhere.
+fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(PathBuf::from(text)),
+            Err(_) => bail!(
+                "'{}' is not text, which names a file here",
+                gpuconv::text::escape_bytes(bytes)
+            ),
+        }
+    }
 }
 
 /// Where every output goes: `-o` is the file when one input gives one image, else a folder.
@@ -393,13 +445,13 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
     let mut jobs = Vec::new();
     for input in inputs {
         let stem = if is_standard(input) {
-            "stdin".into()
+            std::ffi::OsStr::new("stdin")
         } else {
             input
                 .file_stem()
-                .map_or_else(|| "image".into(), |s| s.to_string_lossy())
+                .unwrap_or_else(|| std::ffi::OsStr::new("image"))
         };
-        let outputs = gpuconv::pipeline::batch::output_paths(output, &stem, operation, extension);
+        let outputs = gpuconv::pipeline::batch::output_paths(output, stem, operation, extension);
         jobs.push(Job {
             input: input.clone(),
             outputs,

@@ -128,12 +128,14 @@ fn api_key(args: &ServeArgs) -> Result<Option<String>> {
             "the API key is set twice: use GPUCONV_API_KEY or --api-key-file, not both"
         )),
         (Some(path), None) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
+            let bytes = read_key_file(path).with_context(|| {
                 format!(
                     "cannot read the API key file '{}'",
                     gpuconv::text::escape_path(path)
                 )
             })?;
+            // Not text: refused below with the rule, never shown.
+            let text = String::from_utf8(bytes).unwrap_or_default();
             text.trim_end_matches(['\r', '\n']).to_owned()
         }
         (None, Some(key)) => key,
@@ -145,6 +147,40 @@ fn api_key(args: &ServeArgs) -> Result<Option<String>> {
         )));
     }
     Ok(Some(key))
+}
+
+/// The most bytes an API key file may hold: a key is tens of characters.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
+
+/// The bytes of the API key file: a regular file of at most [`MAX_KEY_FILE_BYTES`]. Opened
+/// without blocking and checked before reading, so that a FIFO cannot hang start-up and
+/// `/dev/zero` cannot fill memory.
+fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        bail!("it is not a regular file");
+    }
+    if metadata.len() > MAX_KEY_FILE_BYTES {
+        bail!(
+            "it holds {} bytes, and a key file holds at most {MAX_KEY_FILE_BYTES}",
+            metadata.len()
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        bail!("it holds more than {MAX_KEY_FILE_BYTES} bytes");
+    }
+    Ok(bytes)
 }
 
 /// `--bind` as one socket address.
