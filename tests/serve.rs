@@ -297,14 +297,14 @@ fn a_body_over_the_limit_is_refused_with_or_without_a_length() {
     // Declared too long: refused from the headers, before the body is sent.
     let mut stream = connect(&server);
     stream
-        .write_all(b"POST /v1/filter?edge=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+        .write_all(b"POST /v1/filter?edge=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n")
         .unwrap();
     let answer = read_all(stream);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // Chunked, with no length: refused once the limit is crossed.
     let mut stream = connect(&server);
     stream
-        .write_all(b"POST /v1/filter?edge=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .write_all(b"POST /v1/filter?edge=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         .unwrap();
     for _ in 0..4 {
         let chunk = vec![b'a'; 4096];
@@ -427,7 +427,7 @@ fn slow_clients_hold_only_their_own_connection() {
     // Headers a byte at a time, never finished.
     let mut dribbling = connect(&server);
     let dribbler = std::thread::spawn(move || {
-        for byte in b"POST /v1/filter?edge=true HTTP/1.1\r\nHost: x\r\nX-Slow: " {
+        for byte in b"POST /v1/filter?edge=true HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " {
             if dribbling.write_all(&[*byte]).is_err() {
                 break;
             }
@@ -601,7 +601,7 @@ fn half_sent(server: &Server, body: &[u8]) -> TcpStream {
     stream
         .write_all(
             format!(
-                "POST /v1/filter?edge=true HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                "POST /v1/filter?edge=true HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -757,7 +757,7 @@ fn a_client_that_stops_reading_its_answer_is_let_go() {
     stream
         .write_all(
             format!(
-                "POST /v1/filter?kernel=vertical&format=pgm HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                "POST /v1/filter?kernel=vertical&format=pgm HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -775,4 +775,84 @@ fn a_client_that_stops_reading_its_answer_is_let_go() {
         answer.len()
     );
     assert!(String::from_utf8_lossy(&answer[..64]).starts_with("HTTP/1.1 200"));
+}
+
+/// `GET /healthz` naming `host` as its Host, on a connection of its own; the whole answer.
+fn get_as_host(server: &Server, host: &str) -> String {
+    let mut stream = connect(server);
+    stream
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    read_all(stream)
+}
+
+#[test]
+fn without_a_key_only_this_machines_names_are_answered_and_every_answer_says_how_to_treat_it() {
+    let Some(server) = Server::start("cpu", &["--allowed-host", "Conv.Local"]) else {
+        unreachable!()
+    };
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    for host in [
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("LOCALHOST:{port}"),
+        "127.1.2.3".to_owned(),
+        format!("[::1]:{port}"),
+        "conv.local".to_owned(),
+    ] {
+        let answer = get_as_host(&server, &host);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    // A rebinding page's own name, a name that only starts like an allowed one, a bad literal.
+    for host in [
+        "evil.example",
+        "localhost.evil.example",
+        "[::1",
+        "127.0.0.1.nip.io",
+    ] {
+        let answer = get_as_host(&server, host);
+        assert!(answer.starts_with("HTTP/1.1 403"), "{host}: {answer}");
+        assert!(answer.contains("this machine's names only"), "{answer}");
+    }
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains("gpuconv_rejections_total{reason=\"host\"} 4"),
+        "{metrics}"
+    );
+
+    // Every answer, an image, an error or the page: no sniffing, no storing.
+    let image = png(&common::random_image(9, 7, 255, 3));
+    let answers = [
+        post(&server.url("/v1/filter?edge=true"), &image, &[]),
+        post(&server.url("/v1/filter?edge=maybe"), &image, &[]),
+        get(&server.url("/nowhere"), &[]),
+        get(&server.url("/"), &[]),
+    ];
+    for reply in &answers {
+        assert_eq!(reply.header("x-content-type-options"), "nosniff");
+        assert_eq!(reply.header("cache-control"), "no-store");
+    }
+    // The page runs its own inline style and script and nothing else, and is never framed.
+    let page = &answers[3];
+    let policy = page.header("content-security-policy");
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    assert_eq!(policy.matches("'sha256-").count(), 2, "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(page.header("x-frame-options"), "DENY");
+
+    // Kernels add up; anything else twice is refused by name.
+    for (query, says) in [
+        ("edge=true&edge=false", "'edge' is given twice"),
+        (
+            "kernel=vertical&format=png&format=pgm",
+            "'format' is given twice",
+        ),
+    ] {
+        let reply = post(&server.url(&format!("/v1/filter?{query}")), &image, &[]);
+        assert_eq!(reply.status, 400, "{query}");
+        assert!(reply.error().contains(says), "{query}: {}", reply.error());
+    }
 }

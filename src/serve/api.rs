@@ -19,7 +19,7 @@ use crate::Error;
 use crate::pipeline::{self, Destination, Settings, SharedEngine, Source};
 
 pub(super) fn router(state: Arc<State>) -> Router {
-    let page = page();
+    let (page, policy) = page();
     Router::new()
         .route("/v1/filter", post(filter))
         .route("/healthz", get(healthz))
@@ -29,9 +29,14 @@ pub(super) fn router(state: Arc<State>) -> Router {
             "/",
             get(move || async move {
                 (
-                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CONTENT_SECURITY_POLICY, policy.as_str()),
+                        (header::X_FRAME_OPTIONS, "DENY"),
+                    ],
                     page.clone(),
                 )
+                    .into_response()
             }),
         )
         .fallback(|| async {
@@ -50,12 +55,31 @@ pub(super) fn router(state: Arc<State>) -> Router {
             state.clone(),
             loopback_unless_key,
         ))
+        .layer(middleware::map_response(no_sniffing_no_storing))
         .with_state(state)
+}
+
+/// On every response, refusals included: browsers must not guess a type other than the one
+/// given (an answer is an image, an error JSON), and nothing is kept in caches (answers are
+/// made from a client's image and, with a key, for that client only).
+async fn no_sniffing_no_storing(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A service without an API key answers clients on this machine only, whoever serves its
 /// routes: a request whose peer is not a loopback address, or whose server does not say who
 /// the peer is (axum's `ConnectInfo<SocketAddr>`), gets 403.
+///
+/// Such a service also answers only requests whose `Host` names this machine (a loopback name
+/// or address, or one of [`Config::allowed_hosts`](super::Config::allowed_hosts)): a page a
+/// browser loaded from elsewhere, whose name an attacker then points at 127.0.0.1 (DNS
+/// rebinding), sends its own name as `Host` and gets 403.
 async fn loopback_unless_key(
     Shared(state): Shared<Arc<State>>,
     request: Request,
@@ -74,8 +98,38 @@ async fn loopback_unless_key(
             )
             .into_response();
         }
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if !host.is_some_and(|host| host_allowed(host, &state.config.allowed_hosts)) {
+            state.metrics.rejected("host");
+            return Failure::new(
+                StatusCode::FORBIDDEN,
+                "this service has no API key, so it answers requests for this machine's names only (localhost, 127.0.0.1, [::1], or one the server allows)",
+            )
+            .into_response();
+        }
     }
     next.run(request).await
+}
+
+/// Whether a `Host` header (`name`, `name:port`, `[v6]:port`) names a loopback host or one of
+/// `allowed`, port aside, without case.
+pub(super) fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // An IPv6 literal: up to its closing bracket.
+        match rest.split_once(']') {
+            Some((v6, after)) if after.is_empty() || after.starts_with(':') => v6,
+            _ => return false,
+        }
+    } else {
+        host.split_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.');
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(is_loopback)
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 /// Whether `ip` is this machine's, an IPv4 loopback address written as IPv6 included.
@@ -88,8 +142,10 @@ pub(super) fn is_loopback(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// The page at `/`, with the kernels this build knows.
-fn page() -> String {
+/// The page at `/`, with the kernels this build knows, and its content security policy: its
+/// own inline style and script (named by their SHA-256) and nothing else; images from the blobs
+/// it makes; requests to its own origin; no framing.
+fn page() -> (String, String) {
     let options: String = crate::kernel::NAMED_KERNELS
         .iter()
         .map(|(name, description, _)| {
@@ -100,7 +156,25 @@ fn page() -> String {
             format!("<option value=\"{name}\" title=\"{title}\">{name}</option>")
         })
         .collect();
-    include_str!("page.html").replace("<!--KERNELS-->", &options)
+    let page = include_str!("page.html").replace("<!--KERNELS-->", &options);
+    let hash = |open: &str, close: &str| {
+        use base64::Engine;
+        use sha2::Digest;
+        let start = page.find(open).expect("the page has the block") + open.len();
+        let end = start + page[start..].find(close).expect("the block ends");
+        let digest = sha2::Sha256::digest(page[start..end].as_bytes());
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    let policy = format!(
+        "default-src 'none'; style-src {}; script-src {}; img-src blob:; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash("<style>", "</style>"),
+        hash("<script>", "</script>")
+    );
+    (page, policy)
 }
 
 /// A request the service did not serve: its status, its one-line reason, and what the client

@@ -90,6 +90,11 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Whether to write one line per request on stderr.
     pub log_requests: bool,
+    /// Host names a service without a key answers besides loopback ones (`localhost`,
+    /// `127.0.0.1`, `[::1]`), port aside, compared without case: a request naming any other
+    /// `Host` gets 403, so that a web page that rebinds its own name to this machine's address
+    /// cannot reach the service. Unused with a key, which every request must carry anyway.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -107,6 +112,7 @@ impl Default for Config {
             max_connections: 1024,
             api_key: None,
             log_requests: true,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -126,6 +132,7 @@ impl std::fmt::Debug for Config {
             // Never in a log.
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("log_requests", &self.log_requests)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }

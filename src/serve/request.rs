@@ -23,7 +23,19 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     let mut threshold = None;
     let mut border = Border::Valid;
     let mut format = "png".to_owned();
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        // Only kernels add up; any other parameter given twice is ambiguous, and a last one
+        // silently winning would hide a client's mistake.
+        if name != "kernel" {
+            if seen.iter().any(|s| *s == name) {
+                return Err(format!(
+                    "the parameter '{}' is given twice: give it once (only kernel may repeat)",
+                    crate::text::escape(&name)
+                ));
+            }
+            seen.push(name.to_string());
+        }
         match &*name {
             "kernel" => kernels.push(value.into_owned()),
             "edge" => {

@@ -97,6 +97,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Without an API key, requests must name this machine as their Host (localhost,
+    /// 127.0.0.1, [::1]): this adds another name it may be reached by (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub allowed_host: Vec<String>,
+
     /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     pub shutdown_grace: std::time::Duration,

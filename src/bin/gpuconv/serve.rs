@@ -35,6 +35,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_connections: args.max_connections as usize,
         api_key,
         log_requests: !args.quiet,
+        allowed_hosts: args.allowed_host.clone(),
     };
     let grace = config.shutdown_grace;
 
