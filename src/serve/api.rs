@@ -162,7 +162,7 @@ fn page() -> (String, String) {
         use sha2::Digest;
         let start = page.find(open).expect("the page has the block") + open.len();
         let end = start + page[start..].find(close).expect("the block ends");
-        let digest = sha2::Sha256::digest(page[start..end].as_bytes());
+        let digest = sha2::Sha256::digest(&page.as_bytes()[start..end]);
         format!(
             "'sha256-{}'",
             base64::engine::general_purpose::STANDARD.encode(digest)
