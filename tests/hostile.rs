@@ -1199,3 +1199,43 @@ fn endless_lists_are_refused_and_names_that_are_not_utf8_are_read() {
         assert!(scratch.path("out/plain-edge.png").exists());
     }
 }
+
+#[test]
+fn tga_on_standard_input_is_read_by_its_header_or_by_input_format() {
+    let image = common::random_image(13, 11, 255, 4);
+    let mut tga = Vec::new();
+    DynamicImage::ImageLuma8(image.clone())
+        .write_to(&mut std::io::Cursor::new(&mut tga), ImageFormat::Tga)
+        .unwrap();
+    let want = common::reference_image(
+        &image,
+        &gpuconv::Operation::edge(
+            gpuconv::Kernel::vertical_lines(),
+            gpuconv::Kernel::horizontal_lines(),
+        ),
+    );
+    for extra in [&[][..], &["--input-format", "tga"][..]] {
+        let output = assert_cmd::Command::cargo_bin("gpuconv")
+            .unwrap()
+            .args(["filter", "-", "--edge", "-o", "-", "--format", "pgm"])
+            .args(extra)
+            .write_stdin(tga.clone())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let got = image::load_from_memory(&output.stdout).unwrap().to_luma8();
+        common::assert_same(&got, &want, "TGA from standard input");
+    }
+    let output = assert_cmd::Command::cargo_bin("gpuconv")
+        .unwrap()
+        .args(["filter", "-", "--edge", "-o", "-", "--input-format", "avif"])
+        .write_stdin(tga)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a format gpuconv reads"));
+}

@@ -856,3 +856,67 @@ fn without_a_key_only_this_machines_names_are_answered_and_every_answer_says_how
         assert!(reply.error().contains(says), "{query}: {}", reply.error());
     }
 }
+
+#[test]
+fn every_format_the_page_offers_is_read_from_a_body_tga_included() {
+    let Some(server) = Server::start("cpu", &[]) else {
+        unreachable!()
+    };
+    let image = common::random_image(23, 19, 255, 21);
+    let want = reference_image(
+        &image,
+        &Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+    );
+    let page = String::from_utf8(get(&server.url("/"), &[]).body).unwrap();
+    let accept = page
+        .split("accept=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(accept.contains(".tga"), "{accept}");
+    for extension in accept.split(',') {
+        let extension = extension.trim_start_matches('.');
+        let format = gpuconv::io::readable_format(extension)
+            .unwrap_or_else(|| panic!("the page offers {extension}, which is not read"));
+        // Gray where the format's encoder takes it, else the same gray in colour channels (QOI
+        // has no gray of its own), which the luma rule turns back into the same values.
+        let gray = image::DynamicImage::ImageLuma8(image.clone());
+        let body = [gray.clone(), gray.to_rgb8().into(), gray.to_rgba8().into()]
+            .into_iter()
+            .find_map(|candidate| {
+                let mut body = Vec::new();
+                candidate
+                    .write_to(&mut std::io::Cursor::new(&mut body), format)
+                    .ok()
+                    .map(|()| body)
+            })
+            .unwrap_or_else(|| panic!("cannot write {extension} to post"));
+        let reply = post(&server.url("/v1/filter?edge=true"), &body, &[]);
+        assert_eq!(
+            reply.status,
+            200,
+            "{extension}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::WebP) {
+            common::assert_same(&reply.image(), &want, extension);
+        }
+    }
+    // A hint for bytes that say nothing, and one that names no format.
+    let mut tga = Vec::new();
+    image::DynamicImage::ImageLuma8(image.clone())
+        .write_to(&mut std::io::Cursor::new(&mut tga), image::ImageFormat::Tga)
+        .unwrap();
+    for (query, headers) in [
+        ("edge=true&input=tga", vec![]),
+        ("edge=true", vec![("Content-Type", "image/x-tga")]),
+    ] {
+        let reply = post(&server.url(&format!("/v1/filter?{query}")), &tga, &headers);
+        assert_eq!(reply.status, 200, "{query}");
+        common::assert_same(&reply.image(), &want, query);
+    }
+    let reply = post(&server.url("/v1/filter?edge=true&input=avif"), &tga, &[]);
+    assert_eq!(reply.status, 400);
+    assert!(reply.error().contains("input=avif"), "{}", reply.error());
+}

@@ -81,8 +81,64 @@ pub fn load_gray(path: &Path) -> Result<GrayImage> {
 /// the limits is [`Error::TooManyPixels`] or [`Error::OverBudget`]. An allocation the system
 /// refuses is [`Error::OutOfMemory`], never an abort.
 pub fn load_gray_with(path: &Path, limits: &ReadLimits) -> Result<GrayImage> {
+    load_gray_as(path, limits, None)
+}
+
+/// [`load_gray_with`], reading the file as `format` when its contents do not say (TGA has no
+/// signature); a format its contents do say wins.
+pub fn load_gray_as(
+    path: &Path,
+    limits: &ReadLimits,
+    format: Option<ImageFormat>,
+) -> Result<GrayImage> {
     let (file, file_bytes) = open_input(path)?;
-    decode(path, BufReader::new(file), file_bytes, limits)
+    decode(path, BufReader::new(file), file_bytes, limits, format)
+}
+
+/// The extensions of the formats gpuconv reads, one per format and its usual others.
+pub const READABLE_EXTENSIONS: [&str; 15] = [
+    "png", "jpg", "jpeg", "pgm", "pnm", "ppm", "pbm", "pam", "bmp", "tif", "tiff", "gif", "webp",
+    "tga", "qoi",
+];
+
+/// The format gpuconv reads that `name` names: an extension (`tga`, `jpg`, ...) or a MIME type
+/// (`image/x-tga`, `image/png`, ...), without case; `None` for anything else.
+pub fn readable_format(name: &str) -> Option<ImageFormat> {
+    let name = name.trim().trim_start_matches('.').to_ascii_lowercase();
+    let format = if name.contains('/') {
+        match name.split(';').next().unwrap_or_default().trim() {
+            // Targa's MIME types, none registered, all in use.
+            "image/x-tga" | "image/tga" | "image/x-targa" | "image/targa" => Some(ImageFormat::Tga),
+            mime => ImageFormat::from_mime_type(mime),
+        }
+    } else {
+        ImageFormat::from_extension(&name)
+    };
+    format.filter(|format| READABLE.contains(format))
+}
+
+/// Whether `head` starts like a TGA file, which has no signature: a known image type, a colour
+/// map that agrees with it, a size, and a pixel depth and descriptor TGA allows. Asked only when
+/// no signature matched, so that a body or standard input in TGA is read like a `.tga` file.
+fn plausible_tga(head: &[u8]) -> bool {
+    let Some(h) = head.get(..18) else {
+        return false;
+    };
+    let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+    let (map_type, image_type) = (h[1], h[2]);
+    let mapped = matches!(image_type, 1 | 9);
+    let map_ok = match map_type {
+        0 => !mapped && h[3..8].iter().all(|&b| b == 0),
+        1 => u16_at(5) > 0 && matches!(h[7], 15 | 16 | 24 | 32),
+        _ => false,
+    };
+    map_ok
+        && matches!(image_type, 1 | 2 | 3 | 9 | 10 | 11)
+        && u16_at(12) > 0
+        && u16_at(14) > 0
+        && matches!(h[16], 8 | 15 | 16 | 24 | 32)
+        && h[17] & 0xc0 == 0
+        && (!mapped || h[16] == 8)
 }
 
 /// The first [`HEAD_BYTES`] of a file (enough for every header the plausibility checks read, a
@@ -120,7 +176,18 @@ pub(crate) fn open_input(path: &Path) -> Result<(File, u64)> {
 
 /// [`load_gray_with`] on a file's bytes already in memory; `name` is used in messages.
 pub fn decode_gray(bytes: &[u8], name: &Path, limits: &ReadLimits) -> Result<GrayImage> {
-    decode(name, Cursor::new(bytes), bytes.len() as u64, limits)
+    decode_gray_as(bytes, name, limits, None)
+}
+
+/// [`decode_gray`], reading the bytes as `format` when their contents do not say (TGA has no
+/// signature); a format the contents do say wins.
+pub fn decode_gray_as(
+    bytes: &[u8],
+    name: &Path,
+    limits: &ReadLimits,
+    format: Option<ImageFormat>,
+) -> Result<GrayImage> {
+    decode(name, Cursor::new(bytes), bytes.len() as u64, limits, format)
 }
 
 thread_local! {
@@ -170,15 +237,20 @@ fn decode<R: BufRead + Seek>(
     mut reader: R,
     file_bytes: u64,
     limits: &ReadLimits,
+    hint: Option<ImageFormat>,
 ) -> Result<GrayImage> {
     let io_error = |e| Error::Decode {
         path: path.to_owned(),
         source: ImageError::IoError(e),
     };
     let head = read_head(path, &mut reader)?;
+    // The contents first; then what the caller says, the name's extension, and a TGA header
+    // (the one format without a signature), in that order.
     let format = image::guess_format(&head)
         .ok()
+        .or(hint)
         .or_else(|| ImageFormat::from_path(path).ok())
+        .or_else(|| plausible_tga(&head).then_some(ImageFormat::Tga))
         .filter(|format| READABLE.contains(format))
         .ok_or_else(|| Error::UnknownFormat {
             path: path.to_owned(),
@@ -547,4 +619,46 @@ pub(super) fn check_stream(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tga_is_known_by_its_header_and_other_bytes_are_not_taken_for_it() {
+        let gray = image::GrayImage::from_fn(7, 5, |x, y| image::Luma([(x * 30 + y) as u8]));
+        let rgb = image::RgbImage::from_fn(3, 4, |x, y| image::Rgb([x as u8, y as u8, 9]));
+        for image in [
+            image::DynamicImage::ImageLuma8(gray.clone()),
+            image::DynamicImage::ImageRgb8(rgb),
+        ] {
+            let mut tga = Vec::new();
+            image
+                .write_to(&mut Cursor::new(&mut tga), ImageFormat::Tga)
+                .unwrap();
+            assert!(plausible_tga(&tga), "{:?}", &tga[..18]);
+            // Read from bytes with no name to say so, by the header alone.
+            let decoded =
+                decode_gray(&tga, Path::new("request body"), &ReadLimits::default()).unwrap();
+            assert_eq!(decoded.dimensions(), (image.width(), image.height()));
+        }
+        for not_tga in [
+            &b"just some text, not an image"[..],
+            &[0u8; 18],
+            &[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 24, 0][..],
+            &[0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 5, 0, 24, 0][..],
+            &[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 5, 0, 12, 0][..],
+        ] {
+            assert!(!plausible_tga(not_tga), "{not_tga:?}");
+        }
+        assert_eq!(readable_format("TGA"), Some(ImageFormat::Tga));
+        assert_eq!(readable_format("image/x-tga"), Some(ImageFormat::Tga));
+        assert_eq!(
+            readable_format("image/png; charset=binary"),
+            Some(ImageFormat::Png)
+        );
+        assert_eq!(readable_format("avif"), None);
+        assert_eq!(readable_format("text/plain"), None);
+    }
 }

@@ -83,6 +83,9 @@ pub struct Settings<'a> {
     pub patience: Option<Duration>,
     /// Told of progress.
     pub observer: &'a dyn Observer,
+    /// The source's format when its contents do not say (TGA has no signature); a format the
+    /// contents do say wins ([`io::readable_format`] reads one from a name or MIME type).
+    pub input_format: Option<image::ImageFormat>,
 }
 
 impl<'a> Settings<'a> {
@@ -96,6 +99,7 @@ impl<'a> Settings<'a> {
             images: Some(1),
             patience: Some(Duration::from_secs(60)),
             observer: &(),
+            input_format: None,
         }
     }
 }
@@ -108,6 +112,7 @@ impl std::fmt::Debug for Settings<'_> {
             .field("timed", &self.timed)
             .field("images", &self.images)
             .field("patience", &self.patience)
+            .field("input_format", &self.input_format)
             .finish_non_exhaustive()
     }
 }
@@ -374,8 +379,10 @@ fn whole(
     let operation = settings.operation;
     let started = Instant::now();
     let image = match source {
-        Source::File(path) => io::load_gray_with(path, limits)?,
-        Source::Bytes { bytes, name } => io::decode_gray(bytes, Path::new(name), limits)?,
+        Source::File(path) => io::load_gray_as(path, limits, settings.input_format)?,
+        Source::Bytes { bytes, name } => {
+            io::decode_gray_as(bytes, Path::new(name), limits, settings.input_format)?
+        }
     };
     let decode = started.elapsed();
     let input_size = image.dimensions();

@@ -156,7 +156,14 @@ fn page() -> (String, String) {
             format!("<option value=\"{name}\" title=\"{title}\">{name}</option>")
         })
         .collect();
-    let page = include_str!("page.html").replace("<!--KERNELS-->", &options);
+    // The file picker offers exactly what the service reads.
+    let accept: Vec<String> = crate::io::READABLE_EXTENSIONS
+        .iter()
+        .map(|e| format!(".{e}"))
+        .collect();
+    let page = include_str!("page.html")
+        .replace("<!--KERNELS-->", &options)
+        .replace("<!--ACCEPT-->", &accept.join(","));
     let hash = |open: &str, close: &str| {
         use base64::Engine;
         use sha2::Digest;
@@ -429,12 +436,18 @@ async fn serve_filter(
     let worker = state.admission.worker().await;
     record.queue_time = Some(waiting.elapsed());
 
+    // The body's Content-Type, when it names a format read here, says what bytes without a
+    // signature (TGA) are; `input=` says it louder.
+    let declared_format = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::io::readable_format);
     let engine = state.engine.clone();
     let limits = state.config.worker_limits();
     let work = tokio::task::spawn_blocking(move || {
         // Held until the work ends, even if the client is gone by then.
         let _places = (ticket, worker);
-        filter_image(&engine, bytes, request, &limits)
+        filter_image(&engine, bytes, request, declared_format, &limits)
     });
     match work.await {
         Ok(result) => {
@@ -607,6 +620,7 @@ fn filter_image(
     engine: &Arc<SharedEngine>,
     bytes: Bytes,
     request: FilterRequest,
+    declared_format: Option<image::ImageFormat>,
     limits: &crate::io::ReadLimits,
 ) -> Result<Filtered, Failure> {
     let source = Source::Bytes {
@@ -615,6 +629,7 @@ fn filter_image(
     };
     let settings = Settings {
         limits: *limits,
+        input_format: request.input_format.or(declared_format),
         images: None,
         // A lost engine is a 503 at once: the client tries again, or another instance.
         patience: None,

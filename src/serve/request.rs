@@ -14,6 +14,8 @@ pub(super) struct FilterRequest {
     pub kind: &'static str,
     /// The operation as the log line shows it: `edge`, `threshold=255`, `kernel=vertical`...
     pub summary: String,
+    /// The body's format when its bytes do not say (`input=tga`).
+    pub input_format: Option<image::ImageFormat>,
 }
 
 /// Parses the query of a filter request; the error names the parameter at fault.
@@ -23,6 +25,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     let mut threshold = None;
     let mut border = Border::Valid;
     let mut format = "png".to_owned();
+    let mut input_format = None;
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         // Only kernels add up; any other parameter given twice is ambiguous, and a last one
@@ -70,9 +73,18 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                 })?;
             }
             "format" => format = value.trim_start_matches('.').to_ascii_lowercase(),
+            "input" => {
+                input_format = Some(crate::io::readable_format(&value).ok_or_else(|| {
+                    format!(
+                        "input={}: not a format this server reads ({})",
+                        crate::text::escape(&value),
+                        crate::io::READABLE_EXTENSIONS.join(", ")
+                    )
+                })?);
+            }
             other => {
                 return Err(format!(
-                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border and format)",
+                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border, format and input)",
                     crate::text::escape(other)
                 ));
             }
@@ -130,6 +142,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         format,
         kind,
         summary,
+        input_format,
     })
 }
 

@@ -159,6 +159,15 @@ pub enum PartialArg {
 }
 
 /// `WIDTHxHEIGHT`, each at least 1 (the valid border needs 3, which the filter checks).
+fn parse_input_format(text: &str) -> Result<image::ImageFormat, String> {
+    gpuconv::io::readable_format(text).ok_or_else(|| {
+        format!(
+            "not a format gpuconv reads ({})",
+            gpuconv::io::READABLE_EXTENSIONS.join(", ")
+        )
+    })
+}
+
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let parsed = text
         .split_once(['x', 'X'])
@@ -222,6 +231,12 @@ pub struct FilterArgs {
     /// gpuconv filter --from-list - --edge -o edges/`.
     #[arg(long, value_name = "FILE")]
     pub from_list: Option<PathBuf>,
+
+    /// Read inputs whose bytes do not say their format as FORMAT (an extension: tga, png, ...):
+    /// TGA has no signature, so TGA on standard input needs it unless its header is plain. A
+    /// format the bytes do say wins.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_input_format)]
+    pub input_format: Option<image::ImageFormat>,
 
     #[command(flatten)]
     pub operation: OperationArgs,

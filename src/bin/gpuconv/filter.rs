@@ -528,6 +528,7 @@ fn filter_one(
         timed: args.timings,
         images: Some(images),
         observer: &bar,
+        input_format: args.input_format,
         ..Settings::new(operation)
     };
     let filtered =
