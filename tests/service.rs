@@ -195,3 +195,26 @@ fn without_a_key_the_service_answers_loopback_clients_only_however_it_is_served(
         runtime.block_on(server).unwrap().unwrap();
     }
 }
+
+#[test]
+fn a_query_is_checked_as_the_server_checks_it_and_hostile_bytes_come_back_escaped() {
+    assert_eq!(gpuconv::serve::check_query("edge=true").unwrap(), "edge");
+    assert_eq!(
+        gpuconv::serve::check_query("kernel=vertical&border=reflect").unwrap(),
+        "kernel=vertical,border=reflect"
+    );
+    for (query, says) in [
+        ("edge=%1b%5B2J", "edge=\\x1b[2J"),
+        ("col%07our=1", "'col\\x07our'"),
+        ("kernel=%0d%0a1,2", "'\\x0d\\x0a1,2'"),
+        ("edge=1&format=p%1bng", "format=p\\x1bng"),
+        ("edge=1&edge=0", "'edge' is given twice"),
+    ] {
+        let message = gpuconv::serve::check_query(query).unwrap_err();
+        assert!(message.contains(says), "{query}: {message}");
+        assert!(
+            !message.chars().any(char::is_control),
+            "{query}: {message:?}"
+        );
+    }
+}

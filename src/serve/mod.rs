@@ -167,6 +167,14 @@ struct State {
     id_prefix: String,
 }
 
+/// Parses a filter request's query as `POST /v1/filter` does: `Ok` with the operation as the
+/// request log names it (`edge`, `threshold=255`, `kernel=vertical`, `kernel=custom`...), or
+/// the one-line message its 400 would carry. For a client to check a query before sending an
+/// image, and for the fuzzer.
+pub fn check_query(query: &str) -> std::result::Result<String, String> {
+    request::parse(query).map(|request| request.summary)
+}
+
 /// The largest request a service with `config` takes, for an engine that weighs its work.
 fn largest_request(config: &Config) -> crate::Workload {
     crate::Workload {
