@@ -920,3 +920,138 @@ fn every_format_the_page_offers_is_read_from_a_body_tga_included() {
     assert_eq!(reply.status, 400);
     assert!(reply.error().contains("input=avif"), "{}", reply.error());
 }
+
+/// Posts `body` for `query` on a connection of its own and reads only the answer's head and
+/// the first bytes after it, then stops reading: a slow reader, as far as the server can tell.
+fn post_and_stall(server: &Server, query: &str, body: &[u8]) -> (TcpStream, String) {
+    let mut stream = connect(server);
+    stream
+        .write_all(
+            format!(
+                "POST /v1/filter?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.write_all(body).unwrap();
+    let mut head = vec![0; 4096];
+    let read = stream.read(&mut head).unwrap();
+    head.truncate(read);
+    let head = String::from_utf8_lossy(&head);
+    let head = head.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    (stream, head)
+}
+
+#[test]
+fn answers_waiting_for_slow_readers_stay_inside_the_memory_budget() {
+    // A small PNG whose PGM answer is 12 MB: more than loopback's socket buffers take, so a
+    // client that stops reading leaves most of it with the server.
+    let image = GrayImage::from_fn(4002, 3002, |x, y| {
+        image::Luma([((x / 50 + y / 40) % 7 * 30) as u8])
+    });
+    let body = png(&image);
+    let budget: u64 = 64 << 20;
+    let Some(server) = Server::start(
+        "cpu",
+        &[
+            "--workers",
+            "2",
+            "--max-memory",
+            "64M",
+            "--read-timeout",
+            "60",
+            "--min-read-rate",
+            "1",
+            "--quiet",
+        ],
+    ) else {
+        unreachable!()
+    };
+    let idle = server.resident_bytes();
+    // Each held answer keeps its 12 MB of the 64; a new request needs a whole 32 MB share.
+    let mut stalled = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let (stream, head) = post_and_stall(&server, "edge=true&format=pgm", &body);
+        if head.starts_with("HTTP/1.1 200") {
+            stalled.push(stream);
+        } else {
+            assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+            assert!(
+                head.to_ascii_lowercase().contains("retry-after: 1"),
+                "{head}"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        (stalled.len(), refused),
+        (3, 5),
+        "three answers fit beside a share"
+    );
+    let held = server.resident_bytes().saturating_sub(idle);
+    // The budget, plus what the allocator keeps of freed work and the bodies: 24 MiB.
+    assert!(
+        held < budget + (24 << 20),
+        "{} MiB resident beyond idle, over the 64 MiB budget",
+        held >> 20
+    );
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains("gpuconv_rejections_total{reason=\"memory\"} 5"),
+        "{metrics}"
+    );
+    // The readers gone, their answers' memory is back: work is taken again.
+    drop(stalled);
+    let start = Instant::now();
+    loop {
+        let reply = post(&server.url("/v1/filter?edge=true&format=pgm"), &body, &[]);
+        if reply.status == 200 {
+            assert_eq!(reply.body.len(), 17 + 4000 * 3000);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_client_that_reads_its_answer_too_slowly_is_let_go() {
+    let image = GrayImage::from_fn(4002, 3002, |x, y| {
+        image::Luma([((x / 50 + y / 40) % 7 * 30) as u8])
+    });
+    let body = png(&image);
+    let Some(server) = Server::start("cpu", &["--read-timeout", "2", "--min-read-rate", "4M"])
+    else {
+        unreachable!()
+    };
+    let (mut stream, head) = post_and_stall(&server, "edge=true&format=pgm", &body);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 12000017"), "{head}");
+    // About 40 KiB/s: far below 4 MiB/s. The server lets go once --read-timeout has passed
+    // (what the kernel already buffered still reaches the client, then the connection ends
+    // short of its Content-Length).
+    let reader = std::thread::spawn(move || {
+        let mut chunk = vec![0; 4096];
+        for _ in 0..50 {
+            if matches!(stream.read(&mut chunk), Ok(0) | Err(_)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let log = server.wait_for_log(|log| log.contains("answer cut"));
+    assert!(
+        log.contains("below the floor of 4.0 MiB per second"),
+        "{log}"
+    );
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains("gpuconv_rejections_total{reason=\"slow_reader\"} 1"),
+        "{metrics}"
+    );
+    // Its answer's memory is back at once.
+    assert!(metrics.contains("gpuconv_memory_held_bytes 0"), "{metrics}");
+    reader.join().unwrap();
+}

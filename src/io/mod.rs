@@ -20,8 +20,8 @@ pub use rows::{open_rows, open_rows_in};
 pub use sinks::{EncodedRows, create_row_sink, encode_rows, writes_rows};
 pub(crate) use write::write_partial;
 pub use write::{
-    check_output_folder, encode_gray, is_bitmap_path, output_format, remove_partial_outputs,
-    save_gray,
+    check_output_folder, encode_gray, encoded_images_per_output, is_bitmap_path, output_format,
+    remove_partial_outputs, save_gray,
 };
 
 #[cfg(test)]

@@ -48,9 +48,10 @@ pub struct ReadLimits {
     /// How many images the size of the output the caller makes from each input (1 by default;
     /// a border's padded copy counts as one more), counted in `max_memory`.
     pub output_images: u64,
-    /// How many of the outputs are encoded in memory (an HTTP answer, standard output) rather
-    /// than written to files (0 by default): each is counted once more at the output's size,
-    /// the most an encoded gray image takes, whether the image is read whole or in bands.
+    /// How many output-sized buffers encoding the outputs in memory holds (an HTTP answer,
+    /// standard output) rather than writing them to files (0 by default): one per output for
+    /// most formats, more for some ([`encoded_images_per_output`](super::encoded_images_per_output)),
+    /// counted whether the image is read whole or in bands.
     pub encoded_images: u64,
 }
 

@@ -338,6 +338,21 @@ fn write_bitmap(image: &GrayImage, writer: &mut impl Write) -> std::result::Resu
     Ok(())
 }
 
+/// How many output-sized buffers encoding a gray image in memory as `*.format_extension` holds
+/// at once, the encoded file included: three for PPM (a pixel's gray in each channel), five for
+/// WebP (its encoder works on four bytes a pixel), one for the others.
+pub fn encoded_images_per_output(format_extension: &str) -> u64 {
+    match format_extension
+        .trim_start_matches('.')
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "ppm" => 3,
+        "webp" => 5,
+        _ => 1,
+    }
+}
+
 /// A binary PPM (P6) with the gray in each channel.
 fn write_pixmap(image: &GrayImage, writer: &mut impl Write) -> std::result::Result<(), String> {
     let (width, height) = image.dimensions();

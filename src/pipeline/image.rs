@@ -168,7 +168,9 @@ pub fn filter_image(
         output_images: u64::from(outputs) + u64::from(operation.border() != Border::Valid),
         encoded_images: match destination {
             Destination::Files(_) => 0,
-            Destination::Encoded(_) => u64::from(outputs),
+            Destination::Encoded(extension) => {
+                u64::from(outputs) * io::encoded_images_per_output(extension)
+            }
         },
         ..settings.limits
     };

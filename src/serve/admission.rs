@@ -65,3 +65,54 @@ impl Admission {
             .saturating_sub(self.in_flight())
     }
 }
+
+/// The service's memory budget, `--max-memory`, in KiB: a worker's share while it decodes,
+/// filters and encodes, then its answer's bytes until the answer is sent or its client gone.
+/// So answers waiting for slow readers are inside the budget, and a request that finds no whole
+/// share free (answers hold it) is refused at once rather than let memory grow.
+pub(super) struct Memory {
+    kib: Arc<Semaphore>,
+    share_kib: u32,
+    total_kib: usize,
+}
+
+/// Bytes in KiB, rounded up, as semaphore permits.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+impl Memory {
+    /// `max_memory` shared by `workers`, each taking `max_memory / workers` while it works.
+    pub(super) fn new(max_memory: u64, workers: usize) -> Self {
+        let total_kib = (max_memory / 1024).min(u64::from(u32::MAX)) as usize;
+        let share_kib = kib(max_memory / workers.max(1) as u64).min(total_kib as u32);
+        Self {
+            kib: Arc::new(Semaphore::new(total_kib)),
+            share_kib,
+            total_kib,
+        }
+    }
+
+    /// A worker's share, or `None` when answers being sent hold so much that none is free.
+    pub(super) fn share(&self) -> Option<OwnedSemaphorePermit> {
+        self.kib.clone().try_acquire_many_owned(self.share_kib).ok()
+    }
+
+    /// Bytes held now by workers and answers.
+    pub(super) fn held_bytes(&self) -> u64 {
+        (self.total_kib - self.kib.available_permits()) as u64 * 1024
+    }
+}
+
+/// Keeps of a worker's `share` what an answer of `bytes` needs, until it is sent; the rest of
+/// the share goes back at once. (An answer larger than the share, which the reading checks
+/// make rare, keeps the whole share.)
+pub(super) fn keep_for_answer(
+    mut share: OwnedSemaphorePermit,
+    bytes: usize,
+) -> OwnedSemaphorePermit {
+    match share.split(kib(bytes as u64) as usize) {
+        Some(answer) => answer,
+        None => share,
+    }
+}

@@ -275,6 +275,8 @@ impl IntoResponse for Failure {
 /// An image filtered.
 struct Filtered {
     bytes: Vec<u8>,
+    /// The answer's part of the memory budget, held until it is sent.
+    memory: Option<tokio::sync::OwnedSemaphorePermit>,
     width: u32,
     height: u32,
     content_type: &'static str,
@@ -328,6 +330,27 @@ async fn filter(
         Ok(filtered) => {
             let size = format!("{}x{}", filtered.width, filtered.height);
             let bytes_out = filtered.bytes.len();
+            let cut = {
+                let state = state.clone();
+                let id = id.clone();
+                Box::new(move |sent: usize, took: Duration| {
+                    state.metrics.rejected("slow_reader");
+                    if state.config.log_requests {
+                        eprintln!(
+                            "gpuconv serve: id={id} answer cut: the client took {sent} of {bytes_out} bytes in {:.1} s, below the floor of {} per second",
+                            took.as_secs_f64(),
+                            crate::io::format_bytes(state.config.min_read_rate)
+                        );
+                    }
+                }) as super::answer::OnCut
+            };
+            let answer = super::answer::Answer::new(
+                filtered.bytes,
+                filtered.memory.expect("a served answer holds its memory"),
+                state.config.min_read_rate,
+                state.config.read_timeout,
+                cut,
+            );
             let response = (
                 [
                     (
@@ -343,7 +366,7 @@ async fn filter(
                         HeaderValue::from_str(&size).expect("digits and x"),
                     ),
                 ],
-                filtered.bytes,
+                Body::new(answer),
             )
                 .into_response();
             state.metrics.filtered(filtered.filter_time.as_secs_f64());
@@ -435,6 +458,14 @@ async fn serve_filter(
     let waiting = Instant::now();
     let worker = state.admission.worker().await;
     record.queue_time = Some(waiting.elapsed());
+    // A worker's share of the memory budget, unless answers waiting for their readers hold it.
+    let share = state.memory.share().ok_or_else(|| {
+        Failure::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory",
+            "the server's memory budget is held by answers still being sent: try again shortly",
+        )
+    })?;
 
     // The body's Content-Type, when it names a format read here, says what bytes without a
     // signature (TGA) are; `input=` says it louder.
@@ -447,13 +478,21 @@ async fn serve_filter(
     let work = tokio::task::spawn_blocking(move || {
         // Held until the work ends, even if the client is gone by then.
         let _places = (ticket, worker);
-        filter_image(&engine, bytes, request, declared_format, &limits)
+        let filtered = filter_image(&engine, bytes, request, declared_format, &limits);
+        // What the answer needs of the share is kept until it is sent; the rest goes back.
+        filtered.map(|filtered| {
+            let memory = super::admission::keep_for_answer(share, filtered.bytes.len());
+            (filtered, memory)
+        })
     });
     match work.await {
         Ok(result) => {
-            let filtered = result?;
+            let (filtered, memory) = result?;
             record.filter_time = Some(filtered.filter_time);
-            Ok(filtered)
+            Ok(Filtered {
+                memory: Some(memory),
+                ..filtered
+            })
         }
         Err(_) => Err(Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -658,6 +697,7 @@ fn filter_image(
     })?;
     let (width, height) = filtered.output_size;
     Ok(Filtered {
+        memory: None,
         bytes: filtered
             .encoded
             .into_iter()
@@ -719,9 +759,11 @@ async fn metrics(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> Respo
     if let Err(failure) = authorize(&state, &headers) {
         return failure.into_response();
     }
-    let text = state
-        .metrics
-        .render(state.admission.waiting(), state.admission.in_flight());
+    let text = state.metrics.render(
+        state.admission.waiting(),
+        state.admission.in_flight(),
+        state.memory.held_bytes(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -35,6 +35,7 @@ pub(super) struct Metrics {
     filter_seconds: Histogram,
     queue_depth: Gauge,
     in_flight: Gauge,
+    memory_held: Gauge,
 }
 
 impl Metrics {
@@ -79,6 +80,12 @@ impl Metrics {
             "Requests being decoded, filtered or encoded",
             in_flight.clone(),
         );
+        let memory_held = Gauge::default();
+        registry.register(
+            "memory_held_bytes",
+            "Bytes of the memory budget held by workers and by answers not yet sent",
+            memory_held.clone(),
+        );
         registry.register(
             "backend",
             "The backend that filters",
@@ -94,6 +101,7 @@ impl Metrics {
             filter_seconds,
             queue_depth,
             in_flight,
+            memory_held,
         }
     }
 
@@ -115,9 +123,10 @@ impl Metrics {
     }
 
     /// The metrics as OpenMetrics text, with the gauges read now.
-    pub(super) fn render(&self, waiting: usize, in_flight: usize) -> String {
+    pub(super) fn render(&self, waiting: usize, in_flight: usize, memory_held: u64) -> String {
         self.queue_depth.set(waiting as i64);
         self.in_flight.set(in_flight as i64);
+        self.memory_held.set(memory_held as i64);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");

@@ -38,6 +38,7 @@
 //! [`Config::read_timeout`].
 
 mod admission;
+mod answer;
 mod api;
 mod metrics;
 mod request;
@@ -58,6 +59,11 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
 /// default is larger, 4 gigapixels, for one image at a time).
 pub const DEFAULT_MAX_PIXELS: u64 = 1 << 28;
 
+/// The default floor of [`Config::min_read_rate`]: 64 KiB/s (512 kbit/s), so that an answer
+/// of a few megabytes reaches even a slow link, while one that would pin its memory for hours
+/// does not.
+pub const DEFAULT_MIN_READ_RATE: u64 = 64 << 10;
+
 /// How the service is limited. Every limit has a default fit for a service exposed to
 /// clients it does not trust.
 #[derive(Clone)]
@@ -67,8 +73,9 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// The most pixels an image may have (checked from its header, before decoding: 422).
     pub max_pixels: u64,
-    /// The memory all workers may take together for decoding and outputs; each gets an equal
-    /// share (an image over it: 422).
+    /// The memory all workers may take together for decoding, outputs and answers: each worker
+    /// gets an equal share while it works (an image over it: 422), and each answer keeps its
+    /// bytes of the budget until it is sent; a request that finds no whole share free gets 503.
     pub max_memory: u64,
     /// How many images are decoded, filtered and encoded at once.
     pub workers: usize,
@@ -90,6 +97,11 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Whether to write one line per request on stderr.
     pub log_requests: bool,
+    /// Bytes per second a client must take in its answer at, on average, once
+    /// [`read_timeout`](Self::read_timeout) has passed since the answer began; a slower one is
+    /// let go (the connection closed, the answer's memory given back). A client that takes in
+    /// nothing at all is let go after `read_timeout` whatever this is.
+    pub min_read_rate: u64,
     /// Host names a service without a key answers besides loopback ones (`localhost`,
     /// `127.0.0.1`, `[::1]`), port aside, compared without case: a request naming any other
     /// `Host` gets 403, so that a web page that rebinds its own name to this machine's address
@@ -112,6 +124,7 @@ impl Default for Config {
             max_connections: 1024,
             api_key: None,
             log_requests: true,
+            min_read_rate: DEFAULT_MIN_READ_RATE,
             allowed_hosts: Vec::new(),
         }
     }
@@ -132,6 +145,7 @@ impl std::fmt::Debug for Config {
             // Never in a log.
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("log_requests", &self.log_requests)
+            .field("min_read_rate", &self.min_read_rate)
             .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
@@ -161,6 +175,7 @@ struct State {
     config: Config,
     engine: Arc<SharedEngine>,
     admission: admission::Admission,
+    memory: admission::Memory,
     metrics: metrics::Metrics,
     draining: AtomicBool,
     request_ids: AtomicU64,
@@ -234,6 +249,7 @@ impl Service {
         Ok(Self {
             state: Arc::new(State {
                 admission: admission::Admission::new(config.workers, config.queue),
+                memory: admission::Memory::new(config.max_memory, config.workers),
                 config,
                 engine,
                 metrics,

@@ -97,6 +97,14 @@ impl Server {
     }
 
     /// What the server has written on stderr so far.
+    /// The server's resident memory now, in bytes (Linux's `VmRSS`).
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

@@ -97,6 +97,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// The slowest a client may take in its answer, in bytes per second (or with K, M: powers
+    /// of 1024), on average once --read-timeout has passed since the answer began; a slower
+    /// one is let go and the answer's memory given back.
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = gpuconv::io::parse_bytes)]
+    pub min_read_rate: u64,
+
     /// Without an API key, requests must name this machine as their Host (localhost,
     /// 127.0.0.1, [::1]): this adds another name it may be reached by (repeatable).
     #[arg(long, value_name = "NAME")]
