@@ -7,6 +7,16 @@ use std::borrow::Cow;
 use std::fmt::Write;
 use std::path::Path;
 
+/// `eprintln!` that cannot panic: a line on stderr, or nothing where stderr is gone (a closed
+/// terminal after SIGHUP answers every write with EIO, on which `eprintln!` panics).
+macro_rules! say {
+    ($($arguments:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arguments)*);
+    }};
+}
+pub(crate) use say;
+
 /// Whether `c` is shown as an escape: C0 and C1 controls (CR, LF, ESC, BEL included), DEL, and
 /// the bidirectional overrides and isolates that reorder what follows them on screen.
 fn needs_escape(c: char) -> bool {

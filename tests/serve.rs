@@ -791,7 +791,15 @@ fn get_as_host(server: &Server, host: &str) -> String {
 
 #[test]
 fn without_a_key_only_this_machines_names_are_answered_and_every_answer_says_how_to_treat_it() {
-    let Some(server) = Server::start("cpu", &["--allowed-host", "Conv.Local"]) else {
+    let Some(server) = Server::start(
+        "cpu",
+        &[
+            "--allowed-host",
+            "Conv.Local",
+            "--allowed-host",
+            "[fe80::1]:8080",
+        ],
+    ) else {
         unreachable!()
     };
     let port = server.address.rsplit(':').next().unwrap().to_owned();
@@ -802,6 +810,8 @@ fn without_a_key_only_this_machines_names_are_answered_and_every_answer_says_how
         "127.1.2.3".to_owned(),
         format!("[::1]:{port}"),
         "conv.local".to_owned(),
+        "conv.local.:80".to_owned(),
+        "[FE80::1]".to_owned(),
     ] {
         let answer = get_as_host(&server, &host);
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
@@ -846,6 +856,7 @@ fn without_a_key_only_this_machines_names_are_answered_and_every_answer_says_how
     // Kernels add up; anything else twice is refused by name.
     for (query, says) in [
         ("edge=true&edge=false", "'edge' is given twice"),
+        ("edge=true&format=a/b.webp", "give an extension"),
         (
             "kernel=vertical&format=png&format=pgm",
             "'format' is given twice",

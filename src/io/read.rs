@@ -85,8 +85,8 @@ pub fn load_gray_with(path: &Path, limits: &ReadLimits) -> Result<GrayImage> {
     load_gray_as(path, limits, None)
 }
 
-/// [`load_gray_with`], reading the file as `format` when its contents do not say (TGA has no
-/// signature); a format its contents do say wins.
+/// [`load_gray_with`], reading the file as `format` when its contents cannot say: TGA, the one
+/// format without a signature (for any other the bytes decide, and the hint is not taken).
 pub fn load_gray_as(
     path: &Path,
     limits: &ReadLimits,
@@ -180,8 +180,8 @@ pub fn decode_gray(bytes: &[u8], name: &Path, limits: &ReadLimits) -> Result<Gra
     decode_gray_as(bytes, name, limits, None)
 }
 
-/// [`decode_gray`], reading the bytes as `format` when their contents do not say (TGA has no
-/// signature); a format the contents do say wins.
+/// [`decode_gray`], reading the bytes as `format` when their contents cannot say: TGA, the one
+/// format without a signature (for any other the bytes decide, and the hint is not taken).
 pub fn decode_gray_as(
     bytes: &[u8],
     name: &Path,
@@ -246,10 +246,12 @@ fn decode<R: BufRead + Seek>(
     };
     let head = read_head(path, &mut reader)?;
     // The contents first; then what the caller says, the name's extension, and a TGA header
-    // (the one format without a signature), in that order.
+    // (the one format without a signature), in that order. A hint counts only for a format
+    // without a signature: bytes that lack the one their hint's format has are not that format
+    // (a text file sent as image/png is not an image, not a corrupt PNG).
     let format = image::guess_format(&head)
         .ok()
-        .or(hint)
+        .or(hint.filter(|format| *format == ImageFormat::Tga))
         .or_else(|| ImageFormat::from_path(path).ok())
         .or_else(|| plausible_tga(&head).then_some(ImageFormat::Tga))
         .filter(|format| READABLE.contains(format))

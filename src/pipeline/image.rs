@@ -83,8 +83,9 @@ pub struct Settings<'a> {
     pub patience: Option<Duration>,
     /// Told of progress.
     pub observer: &'a dyn Observer,
-    /// The source's format when its contents do not say (TGA has no signature); a format the
-    /// contents do say wins ([`io::readable_format`] reads one from a name or MIME type).
+    /// The source's format when its contents cannot say: TGA, the one format without a
+    /// signature; for any other the bytes decide ([`io::readable_format`] reads one from a name
+    /// or MIME type).
     pub input_format: Option<image::ImageFormat>,
 }
 

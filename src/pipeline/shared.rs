@@ -276,14 +276,14 @@ impl SharedEngine {
         if self.lost.swap(true, Ordering::SeqCst) {
             return;
         }
-        eprintln!("gpuconv: the engine is lost ({why}); re-creating it");
+        crate::text::say!("gpuconv: the engine is lost ({why}); re-creating it");
         let shared = Arc::downgrade(self);
         if let Err(error) = std::thread::Builder::new()
             .name("gpuconv-recreate".to_owned())
             .spawn(move || recreate(shared))
         {
             // Nothing would re-create it: keep the engine rather than refuse work forever.
-            eprintln!(
+            crate::text::say!(
                 "gpuconv: cannot start a thread to re-create the engine ({error}); keeping it"
             );
             self.lost.store(false, Ordering::SeqCst);
@@ -344,12 +344,12 @@ fn recreate(shared: Weak<SharedEngine>) {
             }) {
                 Ok(Ok(())) => {
                     let description = engine.description().unwrap_or_default();
-                    eprintln!("gpuconv: engine re-created: {description}");
+                    crate::text::say!("gpuconv: engine re-created: {description}");
                     return;
                 }
                 Ok(Err(error)) | Err(error) => {
                     engine.lost.store(true, Ordering::SeqCst);
-                    eprintln!(
+                    crate::text::say!(
                         "gpuconv: cannot re-create the engine ({error}); trying again in {:.1} s",
                         wait.as_secs_f64()
                     );

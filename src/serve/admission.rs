@@ -85,7 +85,8 @@ impl Memory {
     /// `max_memory` shared by `workers`, each taking `max_memory / workers` while it works.
     pub(super) fn new(max_memory: u64, workers: usize) -> Self {
         let total_kib = (max_memory / 1024).min(u64::from(u32::MAX)) as usize;
-        let share_kib = kib(max_memory / workers.max(1) as u64).min(total_kib as u32);
+        // Rounded down, so that every worker's share fits at once.
+        let share_kib = (total_kib / workers.max(1)) as u32;
         Self {
             kib: Arc::new(Semaphore::new(total_kib)),
             share_kib,
@@ -93,9 +94,19 @@ impl Memory {
         }
     }
 
-    /// A worker's share, or `None` when answers being sent hold so much that none is free.
-    pub(super) fn share(&self) -> Option<OwnedSemaphorePermit> {
-        self.kib.clone().try_acquire_many_owned(self.share_kib).ok()
+    /// A worker's share, waiting up to `patience` for answers being sent to give some back;
+    /// `None` when they still hold too much.
+    pub(super) async fn share(
+        &self,
+        patience: std::time::Duration,
+    ) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(
+            patience,
+            self.kib.clone().acquire_many_owned(self.share_kib),
+        )
+        .await
+        .ok()?
+        .ok()
     }
 
     /// Bytes held now by workers and answers.

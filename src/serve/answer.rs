@@ -80,7 +80,9 @@ impl http_body::Body for Answer {
             ))));
         }
         let end = (this.sent + CHUNK).min(this.bytes.len());
-        let chunk = this.bytes.slice(this.sent..end);
+        // A copy, not a slice: a slice would keep the whole answer alive in the connection's
+        // write queue after this body, and the budget it holds, are gone.
+        let chunk = Bytes::copy_from_slice(&this.bytes[this.sent..end]);
         this.sent = end;
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }

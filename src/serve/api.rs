@@ -117,19 +117,31 @@ async fn loopback_unless_key(
 /// Whether a `Host` header (`name`, `name:port`, `[v6]:port`) names a loopback host or one of
 /// `allowed`, port aside, without case.
 pub(super) fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(is_loopback)
+        // The allowed names read the same way, so `[fe80::1]`, `name.` or `name:8080` match.
+        || allowed
+            .iter()
+            .filter_map(|a| host_name(a))
+            .any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// The name in a `Host` value: without its port, an IPv6 literal's brackets, or a trailing
+/// dot; `None` for a malformed literal.
+fn host_name(host: &str) -> Option<&str> {
     let name = if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal: up to its closing bracket.
         match rest.split_once(']') {
             Some((v6, after)) if after.is_empty() || after.starts_with(':') => v6,
-            _ => return false,
+            _ => return None,
         }
     } else {
         host.split_once(':').map_or(host, |(name, _)| name)
     };
-    let name = name.trim_end_matches('.');
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(is_loopback)
-        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    Some(name.trim_end_matches('.'))
 }
 
 /// Whether `ip` is this machine's, an IPv4 loopback address written as IPv6 included.
@@ -161,7 +173,9 @@ fn page() -> (String, String) {
         .iter()
         .map(|e| format!(".{e}"))
         .collect();
+    // Line ends as a browser hashes them, whatever the checkout made of the file's.
     let page = include_str!("page.html")
+        .replace("\r\n", "\n")
         .replace("<!--KERNELS-->", &options)
         .replace("<!--ACCEPT-->", &accept.join(","));
     let hash = |open: &str, close: &str| {
@@ -336,7 +350,7 @@ async fn filter(
                 Box::new(move |sent: usize, took: Duration| {
                     state.metrics.rejected("slow_reader");
                     if state.config.log_requests {
-                        eprintln!(
+                        crate::text::say!(
                             "gpuconv serve: id={id} answer cut: the client took {sent} of {bytes_out} bytes in {:.1} s, below the floor of {} per second",
                             took.as_secs_f64(),
                             crate::io::format_bytes(state.config.min_read_rate)
@@ -412,7 +426,7 @@ async fn filter(
             )
         };
         let error = error.map_or_else(String::new, |e| format!(" error={e:?}"));
-        eprintln!(
+        crate::text::say!(
             "gpuconv serve: id={id} op={} status={} in={}B out={bytes_out}B size={size} backend={backend} queue_ms={} filter_ms={} total_ms={:.1}{error}",
             record.summary.as_deref().unwrap_or("-"),
             status.as_u16(),
@@ -424,6 +438,9 @@ async fn filter(
     }
     response
 }
+
+/// How long a request with a worker waits for its share of the memory budget before a 503.
+const MEMORY_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The filter request's steps, each with the status its failure gets.
 async fn serve_filter(
@@ -458,8 +475,9 @@ async fn serve_filter(
     let waiting = Instant::now();
     let worker = state.admission.worker().await;
     record.queue_time = Some(waiting.elapsed());
-    // A worker's share of the memory budget, unless answers waiting for their readers hold it.
-    let share = state.memory.share().ok_or_else(|| {
+    // A worker's share of the memory budget, unless answers waiting for their readers hold it
+    // for longer than a moment (under load, answers being sent come and go).
+    let share = state.memory.share(MEMORY_PATIENCE).await.ok_or_else(|| {
         Failure::refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "memory",

@@ -75,7 +75,8 @@ pub struct Config {
     pub max_pixels: u64,
     /// The memory all workers may take together for decoding, outputs and answers: each worker
     /// gets an equal share while it works (an image over it: 422), and each answer keeps its
-    /// bytes of the budget until it is sent; a request that finds no whole share free gets 503.
+    /// bytes of the budget until it is sent; a request that finds no whole share free within a
+    /// second gets 503.
     pub max_memory: u64,
     /// How many images are decoded, filtered and encoded at once.
     pub workers: usize,

@@ -72,7 +72,16 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                     )
                 })?;
             }
-            "format" => format = value.trim_start_matches('.').to_ascii_lowercase(),
+            "format" => {
+                format = value.trim_start_matches('.').to_ascii_lowercase();
+                // An extension and nothing else: it names the encoder and what it is counted at.
+                if format.is_empty() || !format.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(format!(
+                        "format={}: give an extension such as png or pgm",
+                        crate::text::escape(&value)
+                    ));
+                }
+            }
             "input" => {
                 input_format = Some(crate::io::readable_format(&value).ok_or_else(|| {
                     format!(

@@ -81,7 +81,7 @@ pub(super) async fn serve(
                     if !this_connection {
                         // Out of file descriptors or memory, most likely: wait for
                         // connections to close rather than spin.
-                        eprintln!("gpuconv serve: cannot accept a connection: {error}");
+                        crate::text::say!("gpuconv serve: cannot accept a connection: {error}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }

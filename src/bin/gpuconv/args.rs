@@ -39,7 +39,7 @@ const SERVE_EXAMPLES: &str = "Examples:
   GPUCONV_API_KEY=$(cat key) gpuconv serve --bind 0.0.0.0:8080 --workers 8
 Anything but a loopback address needs an API key (GPUCONV_API_KEY or --api-key-file); with one
 set, every /v1/ and /metrics request must send 'Authorization: Bearer KEY'.
-Exit status: 0 after a clean stop (SIGTERM or Ctrl-C: requests in flight finish within
+Exit status: 0 after a clean stop (SIGTERM, SIGHUP or Ctrl-C: requests in flight finish within
 --shutdown-grace), 1 when requests were cut short or the server could not start, 2 a usage
 error; a second signal stops at once with 128+N.";
 
@@ -108,7 +108,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pub allowed_host: Vec<String>,
 
-    /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
+    /// Seconds to let requests in flight finish after SIGTERM, SIGHUP or Ctrl-C.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     pub shutdown_grace: std::time::Duration,
 

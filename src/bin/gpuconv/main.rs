@@ -284,25 +284,39 @@ fn ignored(signal: i32) -> bool {
 #[cfg(not(unix))]
 fn remove_partial_files_on_signals() {}
 
-/// Whether standard output was open when the process started (`>&-` closes it). Rust's
-/// runtime puts `/dev/null`, opened for reading and writing, on a standard descriptor that
-/// starts closed, so that is what a closed one looks like by now; a shell's `> /dev/null` opens
-/// it for writing only.
-#[cfg(unix)]
-fn standard_output_is_open() -> bool {
-    // SAFETY: fcntl and fstat on descriptor 1 only read its flags and its status into `stat`,
-    // a plain C struct for which all zeroes is a valid value.
-    unsafe {
-        let flags = libc::fcntl(1, libc::F_GETFL);
-        if flags == -1 {
-            return false;
-        }
-        let mut stat: libc::stat = std::mem::zeroed();
-        let is_null = libc::fstat(1, &mut stat) == 0
-            && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
-            && stat.st_rdev == libc::makedev(1, 3);
-        !(is_null && flags & libc::O_ACCMODE == libc::O_RDWR)
+/// Whether descriptor 1 was open when the process started, as recorded by
+/// [`RECORD_STANDARD_OUTPUT`] before Rust's runtime put `/dev/null` on it: a closed standard
+/// output (`>&-`) then looks like `/dev/null` opened for reading and writing, which is also how
+/// `subprocess.DEVNULL` and `daemon(3)` leave it on purpose.
+#[cfg(target_os = "linux")]
+static STANDARD_OUTPUT_OPEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
+/// Runs before `main` and before Rust's runtime starts (an ELF constructor), while a closed
+/// descriptor 1 is still closed.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_STANDARD_OUTPUT: extern "C" fn() = {
+    extern "C" fn record() {
+        // SAFETY: F_GETFD on a descriptor number only reads its flags, or fails with EBADF.
+        let open = unsafe { libc::fcntl(1, libc::F_GETFD) } != -1;
+        STANDARD_OUTPUT_OPEN.store(open, std::sync::atomic::Ordering::Relaxed);
     }
+    record
+};
+
+/// Whether standard output was open when the process started (`>&-` closes it).
+#[cfg(target_os = "linux")]
+fn standard_output_is_open() -> bool {
+    STANDARD_OUTPUT_OPEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Elsewhere, whether descriptor 1 is open now (where the runtime leaves it closed).
+#[cfg(all(unix, not(target_os = "linux")))]
+fn standard_output_is_open() -> bool {
+    // SAFETY: F_GETFD on a descriptor number only reads its flags, or fails with EBADF.
+    unsafe { libc::fcntl(1, libc::F_GETFD) != -1 }
 }
 
 #[cfg(not(unix))]

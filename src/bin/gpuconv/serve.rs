@@ -11,6 +11,15 @@ use gpuconv::{BackendChoice, Engine};
 use crate::args::ServeArgs;
 use crate::usage;
 
+/// `eprintln!` that cannot panic: after SIGHUP from a closed terminal, writes to it fail with
+/// EIO, on which `eprintln!` panics, and the server must still drain.
+macro_rules! say {
+    ($($arguments:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arguments)*);
+    }};
+}
+
 /// The shortest API key accepted: 16 characters, as `openssl rand -hex 8` gives.
 const MIN_KEY_LENGTH: usize = 16;
 
@@ -88,7 +97,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .local_addr()
             .context("cannot read the bound address")?;
         let config = service.config();
-        eprintln!(
+        say!(
             "gpuconv serve: listening on http://{local} ({}; {} workers, queue {}; API key {})",
             service.backend(),
             config.workers,
@@ -107,7 +116,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // Work the grace cut short still holds blocking threads: they are not waited for.
     runtime.shutdown_timeout(Duration::from_millis(200));
     if finished {
-        eprintln!("gpuconv serve: stopped");
+        say!("gpuconv serve: stopped");
         Ok(())
     } else {
         bail!(
@@ -217,14 +226,14 @@ async fn stop_signal(grace: Duration) {
     // would be lost.
     let mut signals = Signals::new();
     let first = signals.next().await;
-    eprintln!(
+    say!(
         "gpuconv serve: {}: stopping; requests in flight have {:.0} s to finish (a second signal stops at once)",
         signal_name(first),
         grace.as_secs_f64()
     );
     tokio::spawn(async move {
         let second = signals.next().await;
-        eprintln!("gpuconv serve: {}: stopped at once", signal_name(second));
+        say!("gpuconv serve: {}: stopped at once", signal_name(second));
         std::process::exit(128 + second);
     });
 }
