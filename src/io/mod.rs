@@ -17,7 +17,7 @@ pub use read::{
     load_gray_as, load_gray_with, quiet_decoder_panics, readable_format,
 };
 pub use rows::{open_rows, open_rows_in};
-pub use sinks::{EncodedRows, create_row_sink, encode_rows, writes_rows};
+pub use sinks::{EncodedRows, create_row_sink, encode_rows, encodes_rows, writes_rows};
 pub(crate) use write::write_partial;
 pub use write::{
     check_output_folder, encode_gray, encoded_images_per_output, is_bitmap_path, output_format,

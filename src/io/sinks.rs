@@ -381,6 +381,18 @@ impl Write for EncodedRows {
     }
 }
 
+/// Whether [`encode_rows`] encodes the format a file named `*.format_extension` gets a band at
+/// a time: PNG, PGM and PNM.
+pub fn encodes_rows(format_extension: &str) -> bool {
+    matches!(
+        format_extension
+            .trim_start_matches('.')
+            .to_ascii_lowercase()
+            .as_str(),
+        "png" | "pgm" | "pnm"
+    )
+}
+
 /// A sink encoding the rows of a `width`×`height` gray image in memory, in the format a file
 /// named `*.format_extension` gets, when that format can be written a band at a time (PNG, PGM,
 /// PNM); `None` for any other, which [`encode_gray`](super::encode_gray) encodes whole. The
@@ -396,6 +408,9 @@ pub fn encode_rows(
         format_extension.trim_start_matches('.')
     ));
     let format = output_format(&name)?;
+    if !encodes_rows(format_extension) {
+        return Ok(None);
+    }
     let encoded = EncodedRows::default();
     let sink: Box<dyn RowSink> = match (format, extension(&name).as_str()) {
         (ImageFormat::Png, _) => {

@@ -98,7 +98,7 @@ impl<'a> Settings<'a> {
             limits: ReadLimits::default(),
             timed: false,
             images: Some(1),
-            patience: Some(Duration::from_secs(60)),
+            patience: Some(super::shared::DEFAULT_PATIENCE),
             observer: &(),
             input_format: None,
         }
@@ -177,13 +177,7 @@ pub fn filter_image(
     };
     let streams_out = match destination {
         Destination::Files(paths) => paths.iter().all(|path| io::writes_rows(path)),
-        Destination::Encoded(extension) => matches!(
-            extension
-                .trim_start_matches('.')
-                .to_ascii_lowercase()
-                .as_str(),
-            "png" | "pgm" | "pnm"
-        ),
+        Destination::Encoded(extension) => io::encodes_rows(extension),
     };
     let open_rows = || match source {
         Source::File(path) => io::open_rows(path, &limits),
@@ -230,7 +224,21 @@ struct Borrowed<'a> {
     backend: Option<&'static str>,
 }
 
-impl Borrowed<'_> {
+impl<'a> Borrowed<'a> {
+    /// `engine`, for an image of `input_size` filtered as `settings` say.
+    fn new(engine: &'a Arc<SharedEngine>, settings: &Settings<'_>, input_size: (u32, u32)) -> Self {
+        Self {
+            engine,
+            workload: Workload::new(
+                settings.operation,
+                u64::from(input_size.0) * u64::from(input_size.1),
+                settings.images,
+            ),
+            patience: settings.patience,
+            backend: None,
+        }
+    }
+
     fn run<T>(
         &mut self,
         image: &GrayImage,
@@ -321,16 +329,7 @@ fn stream(
             }
         })
         .collect();
-    let mut borrowed = Borrowed {
-        engine,
-        workload: Workload::new(
-            operation,
-            u64::from(input_size.0) * u64::from(input_size.1),
-            settings.images,
-        ),
-        patience: settings.patience,
-        backend: None,
-    };
+    let mut borrowed = Borrowed::new(engine, settings, input_size);
     let timings = bands::run(
         &mut borrowed,
         rows.as_mut(),
@@ -391,16 +390,7 @@ fn whole(
     let input_size = image.dimensions();
     let (width, height) = operation.output_size(input_size.0, input_size.1)?;
     settings.observer.started((width, height), false);
-    let mut borrowed = Borrowed {
-        engine,
-        workload: Workload::new(
-            operation,
-            u64::from(input_size.0) * u64::from(input_size.1),
-            settings.images,
-        ),
-        patience: settings.patience,
-        backend: None,
-    };
+    let mut borrowed = Borrowed::new(engine, settings, input_size);
     let (output, mut timings) = if settings.timed {
         borrowed.run_timed(&image, operation)?
     } else {

@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 /// workload it was first opened for).
 type Opener = Box<dyn Fn(&Workload) -> Result<Engine> + Send + Sync>;
 
+/// How long [`SharedEngine::run_waiting`] (and a batch's images) wait for a lost engine to be
+/// re-created before giving up: a minute.
+pub(crate) const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
+
 /// One [`Engine`] shared by many threads, used by one at a time: opened up front
 /// ([`open`](Self::open)) or by the first image that needs it ([`deferred`](Self::deferred)),
 /// and re-opened in the background, the same way, when its GPU device is lost or it panics.
@@ -227,7 +231,7 @@ impl SharedEngine {
         workload: &Workload,
         work: impl FnMut(&mut Engine) -> Result<T>,
     ) -> Result<T> {
-        self.run_patiently(workload, Duration::from_secs(60), work)
+        self.run_patiently(workload, DEFAULT_PATIENCE, work)
     }
 
     /// Calls `look` with the current engine, if one is open (not lost, not being re-created):

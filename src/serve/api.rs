@@ -451,7 +451,10 @@ async fn serve_filter(
     record: &mut Record,
 ) -> Result<Filtered, Failure> {
     let max_body = state.config.max_body_bytes;
-    let (request, ticket) = match admit(state, headers, query, record) {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let (request, ticket) = match admit(state, headers, query, declared, record) {
         Ok(admitted) => admitted,
         Err(failure) => {
             linger(body, max_body, state.config.read_timeout);
@@ -461,9 +464,6 @@ async fn serve_filter(
             });
         }
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let bytes = read_body(body, max_body, declared, state.config.read_timeout).await?;
     record.bytes_in = bytes.len();
     if bytes.is_empty() {
@@ -525,6 +525,7 @@ fn admit(
     state: &Arc<State>,
     headers: &HeaderMap,
     query: &str,
+    declared: Option<u64>,
     record: &mut Record,
 ) -> Result<(FilterRequest, super::admission::Ticket), Failure> {
     authorize(state, headers)?;
@@ -539,9 +540,6 @@ fn admit(
     record.kind = Some(request.kind);
     record.summary = Some(request.summary.clone());
     let max_body = state.config.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max_body) {
         return Err(body_too_large(max_body));
     }
