@@ -1026,6 +1026,60 @@ fn standard_input_and_output_carry_one_image_and_nothing_else() {
 }
 
 #[test]
+fn a_large_image_goes_to_standard_output_as_it_is_encoded() {
+    // 4.4 megapixels: streamed. Within a 6 MiB budget whole it would not fit (its pixels, its
+    // output and its encoding held at once); streamed to the pipe, it does.
+    let scratch = Scratch::new();
+    let image = random_image(2101, 2099, 255, 43);
+    let png = common::png(&image);
+    let edge = common::reference_image(
+        &image,
+        &gpuconv::Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+    );
+    for format in ["pgm", "png"] {
+        let output = scratch
+            .gpuconv()
+            .args(["filter", "-", "--edge", "-o", "-", "--backend", "cpu"])
+            .args(["--format", format, "--max-memory", "6M"])
+            .write_stdin(png.clone())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let written = image::load_from_memory(&output.stdout).unwrap().to_luma8();
+        assert_same(&written, &edge, format);
+    }
+    // A reader that goes away after a few bytes ends the run quietly, and not as a success.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gpuconv"))
+        .current_dir(scratch.dir.path())
+        .env("XDG_RUNTIME_DIR", scratch.runtime.path())
+        .args(["filter", "-", "--edge", "-o", "-", "--backend", "cpu"])
+        .args(["--format", "pgm"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::{Read, Write};
+        child.stdin.take().unwrap().write_all(&png).unwrap();
+        let mut first = [0; 100];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        assert!(first.starts_with(b"P5\n2099 2097\n255\n"));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn standard_streams_are_refused_where_they_cannot_work() {
     let scratch = Scratch::new();
     scratch.write_image("a.png", &random_image(9, 9, 255, 1));

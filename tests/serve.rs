@@ -954,14 +954,19 @@ fn post_and_stall(server: &Server, query: &str, body: &[u8]) -> (TcpStream, Stri
     (stream, head)
 }
 
+/// A smooth image: a small PNG to send, a large answer to get back.
+fn smooth(width: u32, height: u32) -> GrayImage {
+    GrayImage::from_fn(width, height, |x, y| {
+        image::Luma([((x / 50 + y / 40) % 7 * 30) as u8])
+    })
+}
+
 #[test]
 fn answers_waiting_for_slow_readers_stay_inside_the_memory_budget() {
-    // A small PNG whose PGM answer is 12 MB: more than loopback's socket buffers take, so a
-    // client that stops reading leaves most of it with the server.
-    let image = GrayImage::from_fn(4002, 3002, |x, y| {
-        image::Luma([((x / 50 + y / 40) % 7 * 30) as u8])
-    });
-    let body = png(&image);
+    // A small PNG whose PPM answer is 11.7 MB, encoded whole (under 4 megapixels, in a format
+    // not written in rows): more than loopback's socket buffers take, so a client that stops
+    // reading leaves most of it with the server.
+    let body = png(&smooth(2002, 1952));
     let budget: u64 = 64 << 20;
     let Some(server) = Server::start(
         "cpu",
@@ -980,12 +985,13 @@ fn answers_waiting_for_slow_readers_stay_inside_the_memory_budget() {
         unreachable!()
     };
     let idle = server.resident_bytes();
-    // Each held answer keeps its 12 MB of the 64; a new request needs a whole 32 MB share.
+    // Each held answer keeps its 11.7 MB of the 64; a new request needs a whole 32 MiB share.
     let mut stalled = Vec::new();
     let mut refused = 0;
     for _ in 0..8 {
-        let (stream, head) = post_and_stall(&server, "edge=true&format=pgm", &body);
+        let (stream, head) = post_and_stall(&server, "edge=true&format=ppm", &body);
         if head.starts_with("HTTP/1.1 200") {
+            assert!(head.contains("content-length: 11700017"), "{head}");
             stalled.push(stream);
         } else {
             assert!(head.starts_with("HTTP/1.1 503"), "{head}");
@@ -1017,9 +1023,9 @@ fn answers_waiting_for_slow_readers_stay_inside_the_memory_budget() {
     drop(stalled);
     let start = Instant::now();
     loop {
-        let reply = post(&server.url("/v1/filter?edge=true&format=pgm"), &body, &[]);
+        let reply = post(&server.url("/v1/filter?edge=true&format=ppm"), &body, &[]);
         if reply.status == 200 {
-            assert_eq!(reply.body.len(), 17 + 4000 * 3000);
+            assert_eq!(reply.body.len(), 17 + 2000 * 1950 * 3);
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "never freed");
@@ -1027,42 +1033,181 @@ fn answers_waiting_for_slow_readers_stay_inside_the_memory_budget() {
     }
 }
 
+/// Reads `stream` a hundred bytes every 50 ms (2 KB/s) for at most 5 s, or until it ends.
+fn trickle(mut stream: TcpStream) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = vec![0; 100];
+        for _ in 0..100 {
+            if matches!(stream.read(&mut chunk), Ok(0) | Err(_)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
 #[test]
-fn a_client_that_reads_its_answer_too_slowly_is_let_go() {
-    let image = GrayImage::from_fn(4002, 3002, |x, y| {
-        image::Luma([((x / 50 + y / 40) % 7 * 30) as u8])
-    });
-    let body = png(&image);
+fn a_client_that_reads_its_answer_too_slowly_is_let_go_on_time() {
+    let body = png(&smooth(2002, 1952));
     let Some(server) = Server::start("cpu", &["--read-timeout", "2", "--min-read-rate", "4M"])
     else {
         unreachable!()
     };
-    let (mut stream, head) = post_and_stall(&server, "edge=true&format=pgm", &body);
+    let started = Instant::now();
+    let (stream, head) = post_and_stall(&server, "edge=true&format=ppm", &body);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("content-length: 12000017"), "{head}");
-    // About 40 KiB/s: far below 4 MiB/s. The server lets go once --read-timeout has passed
-    // (what the kernel already buffered still reaches the client, then the connection ends
-    // short of its Content-Length).
-    let reader = std::thread::spawn(move || {
-        let mut chunk = vec![0; 4096];
-        for _ in 0..50 {
-            if matches!(stream.read(&mut chunk), Ok(0) | Err(_)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
+    assert!(head.contains("content-length: 11700017"), "{head}");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap()
+        .to_owned();
+    // A client that takes a hundred bytes at a time, far below 4 MiB/s: it is let go once
+    // it has kept the server waiting for --read-timeout, not when its answer's next chunk is
+    // due (what the kernel already buffered still reaches it, then the connection ends short
+    // of its Content-Length).
+    let reader = trickle(stream);
     let log = server.wait_for_log(|log| log.contains("answer cut"));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "let go after {:?}",
+        started.elapsed()
+    );
+    assert!(log.contains(&format!("id={id} answer cut")), "{log}");
     assert!(
         log.contains("below the floor of 4.0 MiB per second"),
         "{log}"
     );
     let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
     assert!(
-        metrics.contains("gpuconv_rejections_total{reason=\"slow_reader\"} 1"),
+        metrics.contains("gpuconv_answers_cut_total{reason=\"slow_reader\"} 1"),
         "{metrics}"
     );
-    // Its answer's memory is back at once.
-    assert!(metrics.contains("gpuconv_memory_held_bytes 0"), "{metrics}");
+    // Its answer's memory is back.
+    wait_for_metric(&server, "gpuconv_memory_held_bytes 0");
     reader.join().unwrap();
+}
+
+#[test]
+fn large_answers_stream_as_they_are_encoded_and_a_stalled_one_frees_its_worker() {
+    // 30 megapixels: streamed band by band, the answer too, which is more than loopback's
+    // socket buffers take.
+    let image = smooth(6002, 5002);
+    let body = png(&image);
+    let edge = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    let want = reference_image(&image, &edge);
+    let Some(server) = Server::start(
+        "cpu",
+        &[
+            "--workers",
+            "1",
+            "--max-memory",
+            "64M",
+            "--read-timeout",
+            "2",
+        ],
+    ) else {
+        unreachable!()
+    };
+    for format in ["pgm", "png"] {
+        let reply = post(
+            &server.url(&format!("/v1/filter?edge=true&format={format}")),
+            &body,
+            &[],
+        );
+        assert_eq!(reply.status, 200, "{format}");
+        assert_eq!(reply.header("x-gpuconv-output-size"), "6000x5000");
+        common::assert_same(&reply.image(), &want, format);
+    }
+    let log = server.wait_for_log(|log| log.matches("out=streamed").count() == 2);
+    assert!(!log.contains("answer cut"), "{log}");
+    let idle = server.resident_bytes();
+    // The one worker streams to a client that stops reading: no Content-Length, chunks as
+    // they are encoded, and the worker waits for the client...
+    let (stalled, head) = post_and_stall(&server, "edge=true&format=pgm", &body);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let held = server.resident_bytes().saturating_sub(idle);
+    assert!(
+        held < 64 << 20,
+        "{} MiB held for one stalled stream",
+        held >> 20
+    );
+    // ...until the floor lets the client go, when the next request has the worker.
+    let started = Instant::now();
+    let reply = post(&server.url("/v1/filter?edge=true&format=pgm"), &body, &[]);
+    assert_eq!(reply.status, 200);
+    common::assert_same(&reply.image(), &want, "after the stalled one");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains("gpuconv_answers_cut_total{reason=\"slow_reader\"} 1"),
+        "{metrics}"
+    );
+    // The stalled client got a part of the answer and no end to it.
+    let answer = read_bytes(stalled);
+    assert!(
+        !answer.ends_with(b"0\r\n\r\n"),
+        "a chunked answer's end was sent"
+    );
+}
+
+#[test]
+fn a_failure_after_a_streamed_answer_began_closes_the_connection_short() {
+    // A 12-megapixel PNG cut after 60% of its bytes: its header and first bands are good, so
+    // the answer begins before the decoder meets the end.
+    let image = common::random_image(4002, 3002, 255, 17);
+    let mut body = png(&image);
+    body.truncate(body.len() * 3 / 5);
+    let Some(server) = Server::start("cpu", &[]) else {
+        unreachable!()
+    };
+    let mut stream = connect(&server);
+    stream
+        .write_all(
+            format!(
+                "POST /v1/filter?edge=true&format=pgm HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    let answer = read_bytes(stream);
+    let head = String::from_utf8_lossy(&answer[..answer.len().min(512)]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(answer.len() > 1 << 20, "{} bytes", answer.len());
+    assert!(
+        !answer.ends_with(b"0\r\n\r\n"),
+        "a chunked answer's end was sent"
+    );
+    let log = server.wait_for_log(|log| log.contains("answer cut"));
+    assert!(
+        log.contains("answer cut: filtering failed after the answer began"),
+        "{log}"
+    );
+    let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+    assert!(
+        metrics.contains("gpuconv_answers_cut_total{reason=\"failed\"} 1"),
+        "{metrics}"
+    );
+    wait_for_metric(&server, "gpuconv_memory_held_bytes 0");
+}
+
+/// Waits (at most 5 s) for `/metrics` to hold `line`.
+fn wait_for_metric(server: &Server, line: &str) {
+    let start = Instant::now();
+    loop {
+        let metrics = String::from_utf8(get(&server.url("/metrics"), &[]).body).unwrap();
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no {line} in {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,7 +1,6 @@
 //! Outputs written a band at a time, for [`filter_rows`](crate::pipeline::bands::filter_rows): PNG with
 //! its IDAT chunks, PGM, and TIFF in strips. Each file appears only when its sink is finished.
 
-use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,62 +28,154 @@ pub fn writes_rows(path: &Path) -> bool {
 pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Box<dyn RowSink>>> {
     let format = output_format(path)?;
     let extension = extension(path);
-    let write_error = |e: &dyn std::fmt::Display| Error::Write {
+    if !matches!(
+        (format, extension.as_str()),
+        (ImageFormat::Png, _) | (ImageFormat::Pnm, "pgm" | "pnm") | (ImageFormat::Tiff, _)
+    ) {
+        return Ok(None);
+    }
+    if format == ImageFormat::Tiff {
+        return Ok(Some(Box::new(TiffSink::create(path, width, height)?)));
+    }
+    let partial = PartialFile::create(path)?;
+    let file = partial.file().try_clone().map_err(|e| Error::Write {
         path: path.to_owned(),
         reason: e.to_string(),
-    };
-    match (format, extension.as_str()) {
-        (ImageFormat::Png, _) => {
-            let partial = PartialFile::create(path)?;
-            let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
-            let failed = Arc::new(Mutex::new(None));
-            let file = CheckedFile {
-                file,
-                failed: Arc::clone(&failed),
-            };
-            let stream = png_encoder(file, width, height)
-                .write_header()
-                .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
-                .map_err(|e| write_error(&e))?;
-            Ok(Some(Box::new(PngSink {
-                stream: Some(stream),
-                partial: Some(partial),
-                failed,
-                path: path.to_owned(),
-            })))
-        }
-        (ImageFormat::Pnm, "pgm" | "pnm") => {
-            let partial = PartialFile::create(path)?;
-            let file = partial.file().try_clone().map_err(|e| write_error(&e))?;
-            let mut writer = BufWriter::new(file);
-            write!(writer, "P5\n{width} {height}\n255\n").map_err(|e| write_error(&e))?;
-            Ok(Some(Box::new(PgmSink {
-                writer,
-                partial,
-                path: path.to_owned(),
-            })))
-        }
-        (ImageFormat::Tiff, _) => Ok(Some(Box::new(TiffSink::create(path, width, height)?))),
-        _ => Ok(None),
-    }
+    })?;
+    Ok(Some(written_rows(
+        format,
+        BufWriter::new(file),
+        width,
+        height,
+        path.to_owned(),
+        Some(partial),
+    )?))
 }
 
-/// PNG rows through the encoder's stream writer, in 1 MiB IDAT chunks.
-struct PngSink {
-    stream: Option<png::StreamWriter<'static, CheckedFile>>,
+/// The PNG or PGM sink of [`create_row_sink`] and [`encode_rows`]: rows encoded into `to`, put
+/// in place as `partial` when finished, if it is a file. `path` is what errors name.
+fn written_rows(
+    format: ImageFormat,
+    to: impl Write + Send + 'static,
+    width: u32,
+    height: u32,
+    path: PathBuf,
     partial: Option<PartialFile>,
-    /// The first write error the file met, if any.
+) -> Result<Box<dyn RowSink>> {
+    let failed = Arc::new(Mutex::new(None));
+    let mut to = Checked {
+        to: Box::new(to) as Box<dyn Write + Send>,
+        failed: Arc::clone(&failed),
+    };
+    let write_error = |e: &dyn std::fmt::Display| Error::Write {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let stream = if format == ImageFormat::Png {
+        let stream = png_encoder(to, width, height)
+            .write_header()
+            .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
+            .map_err(|e| write_error(&e))?;
+        Encoder::Png(Some(Box::new(stream)))
+    } else {
+        write!(to, "P5\n{width} {height}\n255\n").map_err(|e| write_error(&e))?;
+        Encoder::Pgm(Some(to))
+    };
+    Ok(Box::new(WrittenRows {
+        encoder: stream,
+        partial,
+        failed,
+        path,
+    }))
+}
+
+/// Rows encoded into a writer: a file's, or any other.
+struct WrittenRows {
+    encoder: Encoder,
+    /// The file put in place once finished; `None` for a writer that is not a file's.
+    partial: Option<PartialFile>,
+    /// The first write error the writer met, if any.
     failed: Arc<Mutex<Option<String>>>,
     path: PathBuf,
 }
 
-/// A file that remembers its first write error, for an encoder that drops errors on the way out.
-struct CheckedFile {
-    file: File,
+/// What encodes the rows; `None` once they are ended.
+enum Encoder {
+    /// The PNG encoder's stream writer, in 1 MiB IDAT chunks.
+    Png(Option<Box<png::StreamWriter<'static, Out>>>),
+    /// PGM (P5): the header is written first, the rows as they come.
+    Pgm(Option<Out>),
+}
+
+/// Where encoded rows go.
+type Out = Checked<Box<dyn Write + Send>>;
+
+impl WrittenRows {
+    fn error(&self, reason: String) -> Error {
+        Error::Write {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
+
+impl RowSink for WrittenRows {
+    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
+        let written = match &mut self.encoder {
+            Encoder::Png(stream) => stream.as_mut().expect("rows not ended").write_all(rows),
+            Encoder::Pgm(to) => to.as_mut().expect("rows not ended").write_all(rows),
+        };
+        written.map_err(|e| self.error(e.to_string()))
+    }
+
+    fn end_rows(&mut self) -> Result<()> {
+        match &mut self.encoder {
+            Encoder::Png(stream) => {
+                let Some(stream) = stream.take() else {
+                    return Ok(());
+                };
+                // The encoder writes its last chunk and IEND as it is dropped, where errors
+                // are lost (and its deflater unwraps one): the writer remembers them instead.
+                let finished =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*stream).finish()));
+                match finished {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(self.error(e.to_string())),
+                    Err(_) => return Err(self.error("the PNG encoder failed".to_owned())),
+                }
+            }
+            // Dropped, it is flushed: closed before a file's rename, which some systems refuse
+            // on an open file.
+            Encoder::Pgm(to) => drop(to.take()),
+        }
+        match self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(reason) => Err(self.error(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.end_rows()?;
+        match self.partial.take() {
+            Some(partial) => partial.commit(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A writer that remembers its first error, for an encoder that drops errors on the way out,
+/// and that is flushed when dropped (the PNG encoder's last bytes are written as it drops).
+struct Checked<W: Write> {
+    to: W,
     failed: Arc<Mutex<Option<String>>>,
 }
 
-impl CheckedFile {
+impl<W: Write> Checked<W> {
     fn remember<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
         if let Err(error) = &result {
             self.failed
@@ -96,97 +187,29 @@ impl CheckedFile {
     }
 }
 
-impl Seek for CheckedFile {
+impl<W: Write + Seek> Seek for Checked<W> {
     fn seek(&mut self, position: std::io::SeekFrom) -> std::io::Result<u64> {
-        let result = self.file.seek(position);
+        let result = self.to.seek(position);
         self.remember(result)
     }
 }
 
-impl Write for CheckedFile {
+impl<W: Write> Write for Checked<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let result = self.file.write(bytes);
+        let result = self.to.write(bytes);
         self.remember(result)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        let result = self.file.flush();
+        let result = self.to.flush();
         self.remember(result)
     }
 }
 
-impl RowSink for PngSink {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        let stream = self.stream.as_mut().expect("rows not ended");
-        stream.write_all(rows).map_err(|e| Error::Write {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn end_rows(&mut self) -> Result<()> {
-        let Some(stream) = self.stream.take() else {
-            return Ok(());
-        };
-        let write_error = |reason: String| Error::Write {
-            path: self.path.clone(),
-            reason,
-        };
-        // The encoder writes its last chunk and IEND as it is dropped, where errors are lost
-        // (and its deflater unwraps one): the file remembers them instead.
-        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.finish()));
-        match finished {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(write_error(e.to_string())),
-            Err(_) => return Err(write_error("the PNG encoder failed".to_owned())),
-        }
-        if let Some(reason) = self
-            .failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            return Err(write_error(reason));
-        }
-        Ok(())
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        self.end_rows()?;
-        self.partial.take().expect("finished once").commit()
-    }
-}
-
-/// PGM (P5) rows.
-struct PgmSink {
-    writer: BufWriter<File>,
-    partial: PartialFile,
-    path: PathBuf,
-}
-
-impl RowSink for PgmSink {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        self.writer.write_all(rows).map_err(|e| Error::Write {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn end_rows(&mut self) -> Result<()> {
-        self.writer.flush().map_err(|e| Error::Write {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        self.end_rows()?;
-        let Self {
-            writer, partial, ..
-        } = *self;
-        // Closed before the rename, which some systems refuse on an open file.
-        drop(writer);
-        partial.commit()
+impl<W: Write> Drop for Checked<W> {
+    fn drop(&mut self) {
+        let result = self.to.flush();
+        let _ = self.remember(result);
     }
 }
 
@@ -213,8 +236,8 @@ impl TiffSink {
             reason: e.to_string(),
         })?;
         let failed = Arc::new(Mutex::new(None));
-        let file = CheckedFile {
-            file,
+        let file = Checked {
+            to: file,
             failed: Arc::clone(&failed),
         };
         let (bands, receiver) = belt(vec![Vec::new()]);
@@ -356,12 +379,13 @@ impl Drop for TiffSink {
     }
 }
 
-/// The bytes an [`encode_rows`] sink writes, once it is finished.
+/// The bytes an [`encode_rows`] sink writes, for [`encode_rows`] into memory: a shared buffer,
+/// whole once the sink's rows are ended.
 #[derive(Clone, Debug, Default)]
 pub struct EncodedRows(Arc<Mutex<Vec<u8>>>);
 
 impl EncodedRows {
-    /// Takes the encoded file out (empty until the sink's rows are ended).
+    /// Takes the encoded file out (complete once the sink's rows are ended).
     pub fn take(&self) -> Vec<u8> {
         std::mem::take(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
@@ -393,15 +417,18 @@ pub fn encodes_rows(format_extension: &str) -> bool {
     )
 }
 
-/// A sink encoding the rows of a `width`×`height` gray image in memory, in the format a file
-/// named `*.format_extension` gets, when that format can be written a band at a time (PNG, PGM,
-/// PNM); `None` for any other, which [`encode_gray`](super::encode_gray) encodes whole. The
-/// bytes are in the [`EncodedRows`] once the sink's rows are ended.
+/// A sink encoding the rows of a `width`×`height` gray image into `to` as they come, in the
+/// format a file named `*.format_extension` gets, when that format can be written a band at a
+/// time (PNG, PGM, PNM); `None` for any other, which [`encode_gray`](super::encode_gray)
+/// encodes whole. `to` is an [`EncodedRows`] for the file in memory, or any writer the bytes
+/// should reach as soon as they are made (a pipe, a connection); it is flushed when the rows
+/// are ended, and its errors are the sink's.
 pub fn encode_rows(
     format_extension: &str,
     width: u32,
     height: u32,
-) -> Result<Option<(Box<dyn RowSink>, EncodedRows)>> {
+    to: impl Write + Send + 'static,
+) -> Result<Option<Box<dyn RowSink>>> {
     // Named as `encode_gray` names what it encodes, for the same messages either way.
     let name = PathBuf::from(format!(
         "standard output.{}",
@@ -411,69 +438,6 @@ pub fn encode_rows(
     if !encodes_rows(format_extension) {
         return Ok(None);
     }
-    let encoded = EncodedRows::default();
-    let sink: Box<dyn RowSink> = match (format, extension(&name).as_str()) {
-        (ImageFormat::Png, _) => {
-            let stream = png_encoder(encoded.clone(), width, height)
-                .write_header()
-                .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
-                .map_err(|e| Error::Write {
-                    path: name.clone(),
-                    reason: e.to_string(),
-                })?;
-            Box::new(EncodedPng {
-                stream: Some(stream),
-                name,
-            })
-        }
-        (ImageFormat::Pnm, "pgm" | "pnm") => {
-            let mut header = encoded.clone();
-            write!(header, "P5\n{width} {height}\n255\n").expect("memory takes every write");
-            Box::new(encoded.clone())
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some((sink, encoded)))
-}
-
-/// PNG rows encoded in memory.
-struct EncodedPng {
-    stream: Option<png::StreamWriter<'static, EncodedRows>>,
-    name: PathBuf,
-}
-
-impl RowSink for EncodedPng {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        let stream = self.stream.as_mut().expect("rows not ended");
-        stream.write_all(rows).map_err(|e| Error::Write {
-            path: self.name.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn end_rows(&mut self) -> Result<()> {
-        match self.stream.take().map(png::StreamWriter::finish) {
-            Some(Err(e)) => Err(Error::Write {
-                path: self.name.clone(),
-                reason: e.to_string(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        self.end_rows()
-    }
-}
-
-/// PGM rows in memory: the header is written first, the rows as they come.
-impl RowSink for EncodedRows {
-    fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        self.write_all(rows).expect("memory takes every write");
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<()> {
-        Ok(())
-    }
+    // PNG or PNM (P5), as `encodes_rows` said.
+    Ok(Some(written_rows(format, to, width, height, name, None)?))
 }

@@ -45,13 +45,52 @@ impl Source {
 
 /// Where the output images go: one per output of the operation, in
 /// [`FilterOutput`] order (the combined image first, if any, then the responses).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Destination {
     /// Files, each in the format its extension names, appearing only once complete.
     Files(Vec<PathBuf>),
     /// Encoded in memory, in the format a file named `*.EXTENSION` gets (`"png"`, `"pgm"`, ...),
     /// returned in [`Filtered::encoded`].
     Encoded(String),
+    /// The one output of an operation that has one, encoded as for [`Encoded`](Self::Encoded)
+    /// and, when the image goes band by band, written to `to` as each band is encoded, never
+    /// held whole: [`Filtered::encoded`] is then empty. Whole, nothing is written and the bytes
+    /// are returned in [`Filtered::encoded`], for the caller to send as it sees fit (an image
+    /// that goes whole is small, or in a format not written in rows).
+    ///
+    /// What reaches `to` before an error is a part of the file: a caller streaming it to a
+    /// client must say so (an HTTP connection closed short, a non-zero exit).
+    Streamed {
+        /// The format, named by a file extension.
+        extension: String,
+        /// Where the bytes go.
+        to: Outlet,
+    },
+}
+
+/// A writer for [`Destination::Streamed`], taken by the one image that streams into it.
+#[derive(Clone)]
+pub struct Outlet(Arc<std::sync::Mutex<Option<Box<dyn std::io::Write + Send>>>>);
+
+impl Outlet {
+    /// An outlet writing to `to`.
+    pub fn new(to: impl std::io::Write + Send + 'static) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(Box::new(to)))))
+    }
+
+    /// The writer, once: `None` if an image already took it.
+    fn take(&self) -> Option<Box<dyn std::io::Write + Send>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl std::fmt::Debug for Outlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outlet")
+    }
 }
 
 /// What a caller hears of an image while it is filtered (a progress bar, say). Every method
@@ -59,6 +98,9 @@ pub enum Destination {
 pub trait Observer: Sync {
     /// The image is open: its outputs' size, and whether it streams band by band.
     fn started(&self, _output_size: (u32, u32), _streamed: bool) {}
+    /// The image (its first band, streamed) is about to be filtered on `backend`: `"gpu"` or
+    /// `"cpu"`.
+    fn backend(&self, _backend: &'static str) {}
     /// `rows` more rows of the first output were written.
     fn rows_written(&self, _rows: u32) {}
 }
@@ -125,8 +167,9 @@ pub struct Filtered {
     pub input_size: (u32, u32),
     /// Each output's width and height.
     pub output_size: (u32, u32),
-    /// For [`Destination::Encoded`], each output's file, in [`FilterOutput`] order; empty for
-    /// files.
+    /// For [`Destination::Encoded`], each output's file, in [`FilterOutput`] order; for
+    /// [`Destination::Streamed`], its one file when the image went whole (streamed, the bytes
+    /// went to the outlet); empty for files.
     pub encoded: Vec<Vec<u8>>,
     /// Whether it went band by band (else whole).
     pub streamed: bool,
@@ -165,23 +208,41 @@ pub fn filter_image(
             paths.len()
         )));
     }
+    if let Destination::Streamed { .. } = destination
+        && outputs != 1
+    {
+        return Err(Error::InvalidOperation(format!(
+            "one stream of bytes for an operation with {outputs} outputs"
+        )));
+    }
+    // Whole, encoded outputs are held in memory; band by band, only a streamed one is not.
+    let encoded_images = |streamed: bool| match destination {
+        Destination::Files(_) => 0,
+        Destination::Streamed { .. } if streamed => 0,
+        Destination::Encoded(extension) | Destination::Streamed { extension, .. } => {
+            u64::from(outputs) * io::encoded_images_per_output(extension)
+        }
+    };
     let limits = ReadLimits {
         output_images: u64::from(outputs) + u64::from(operation.border() != Border::Valid),
-        encoded_images: match destination {
-            Destination::Files(_) => 0,
-            Destination::Encoded(extension) => {
-                u64::from(outputs) * io::encoded_images_per_output(extension)
-            }
-        },
+        encoded_images: encoded_images(false),
         ..settings.limits
+    };
+    let row_limits = ReadLimits {
+        encoded_images: encoded_images(true),
+        ..limits
     };
     let streams_out = match destination {
         Destination::Files(paths) => paths.iter().all(|path| io::writes_rows(path)),
-        Destination::Encoded(extension) => io::encodes_rows(extension),
+        Destination::Encoded(extension) | Destination::Streamed { extension, .. } => {
+            io::encodes_rows(extension)
+        }
     };
     let open_rows = || match source {
-        Source::File(path) => io::open_rows(path, &limits),
-        Source::Bytes { bytes, name } => io::open_rows_in(bytes.clone(), Path::new(name), &limits),
+        Source::File(path) => io::open_rows(path, &row_limits),
+        Source::Bytes { bytes, name } => {
+            io::open_rows_in(bytes.clone(), Path::new(name), &row_limits)
+        }
     };
     if !streams_out {
         return whole(engine, source, destination, settings, &limits);
@@ -220,14 +281,16 @@ struct Borrowed<'a> {
     engine: &'a Arc<SharedEngine>,
     workload: Workload,
     patience: Option<Duration>,
+    observer: &'a dyn Observer,
     /// Where the first band ran.
     backend: Option<&'static str>,
 }
 
 impl<'a> Borrowed<'a> {
     /// `engine`, for an image of `input_size` filtered as `settings` say.
-    fn new(engine: &'a Arc<SharedEngine>, settings: &Settings<'_>, input_size: (u32, u32)) -> Self {
+    fn new(engine: &'a Arc<SharedEngine>, settings: &Settings<'a>, input_size: (u32, u32)) -> Self {
         Self {
+            observer: settings.observer,
             engine,
             workload: Workload::new(
                 settings.operation,
@@ -245,10 +308,12 @@ impl<'a> Borrowed<'a> {
         operation: &Operation,
         mut work: impl FnMut(&mut Engine) -> Result<T>,
     ) -> Result<T> {
-        let backend = &mut self.backend;
+        let (backend, observer) = (&mut self.backend, self.observer);
         let work = |engine: &mut Engine| {
             backend.get_or_insert_with(|| {
-                engine.backend_for(image.width(), image.height(), operation)
+                let chosen = engine.backend_for(image.width(), image.height(), operation);
+                observer.backend(chosen);
+                chosen
             });
             work(engine)
         };
@@ -305,12 +370,19 @@ fn stream(
             .collect::<Result<_>>()?,
         Destination::Encoded(extension) => (0..operation.output_count())
             .map(|_| {
-                let (sink, bytes) =
-                    io::encode_rows(extension, width, height)?.expect("a format written in rows");
+                let bytes = io::EncodedRows::default();
+                let sink = io::encode_rows(extension, width, height, bytes.clone())?
+                    .expect("a format written in rows");
                 encoded.push(bytes);
                 Ok(sink)
             })
             .collect::<Result<_>>()?,
+        Destination::Streamed { extension, to } => {
+            let to = to.take().ok_or_else(|| {
+                Error::InvalidOperation("an outlet streams one image only".to_owned())
+            })?;
+            vec![io::encode_rows(extension, width, height, to)?.expect("a format written in rows")]
+        }
     };
     settings.observer.started((width, height), true);
     let observer = settings.observer;
@@ -424,7 +496,7 @@ fn whole(
             written.into_iter().try_for_each(|file| file.commit())?;
             Vec::new()
         }
-        Destination::Encoded(extension) => images
+        Destination::Encoded(extension) | Destination::Streamed { extension, .. } => images
             .map(|image| io::encode_gray(image, extension))
             .collect::<Result<_>>()?,
     };

@@ -22,6 +22,6 @@ pub use crate::rows::{CollectRows, DEFAULT_BAND_BYTES, ImageRows, RowSink, RowSo
 pub use bands::{filter_rows, filter_rows_timed};
 pub use bytes::Bytes;
 pub use image::{
-    Destination, Filtered, Observer, STREAM_FROM_PIXELS, Settings, Source, filter_image,
+    Destination, Filtered, Observer, Outlet, STREAM_FROM_PIXELS, Settings, Source, filter_image,
 };
 pub use shared::{SharedEngine, Unavailable};

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 
 use super::State;
 use super::request::{self, FilterRequest};
+use super::{admission, answer};
 use crate::Error;
 use crate::pipeline::{self, Destination, Settings, SharedEngine, Source};
 
@@ -286,16 +287,46 @@ impl IntoResponse for Failure {
     }
 }
 
-/// An image filtered.
+/// An image filtered, or being filtered into its answer.
 struct Filtered {
-    bytes: Vec<u8>,
-    /// The answer's part of the memory budget, held until it is sent.
-    memory: Option<tokio::sync::OwnedSemaphorePermit>,
+    answer: Body,
+    /// The answer's length, when it was encoded whole (streamed, it is not known until sent).
+    bytes_out: Option<usize>,
     width: u32,
     height: u32,
     content_type: &'static str,
     backend: &'static str,
-    filter_time: Duration,
+    /// The filter's time, when it is over.
+    filter_time: Option<Duration>,
+}
+
+/// The id of the request a connection sent last, for what is said of the connection itself (a
+/// client let go for reading too slowly).
+#[derive(Clone, Default)]
+pub(super) struct CurrentRequest(Arc<std::sync::Mutex<String>>);
+
+impl CurrentRequest {
+    fn set(&self, id: &str) {
+        id.clone_into(
+            &mut self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
+    /// The id, or `-` before the first request.
+    pub(super) fn id(&self) -> String {
+        let id = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if id.is_empty() {
+            "-".to_owned()
+        } else {
+            id.clone()
+        }
+    }
 }
 
 /// What a request's log line and metrics say of it.
@@ -310,17 +341,22 @@ struct Record {
 
 async fn filter(
     Shared(state): Shared<Arc<State>>,
+    connection: Option<axum::Extension<CurrentRequest>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let id = request_id(&state, &headers);
+    if let Some(axum::Extension(connection)) = connection {
+        connection.set(&id);
+    }
     let mut record = Record::default();
     let outcome = match tokio::time::timeout(
         state.config.request_timeout,
         serve_filter(
             &state,
+            &id,
             &headers,
             query.as_deref().unwrap_or(""),
             body,
@@ -343,28 +379,6 @@ async fn filter(
     let (mut response, status, size, backend, bytes_out, error) = match outcome {
         Ok(filtered) => {
             let size = format!("{}x{}", filtered.width, filtered.height);
-            let bytes_out = filtered.bytes.len();
-            let cut = {
-                let state = state.clone();
-                let id = id.clone();
-                Box::new(move |sent: usize, took: Duration| {
-                    state.metrics.rejected("slow_reader");
-                    if state.config.log_requests {
-                        crate::text::say!(
-                            "gpuconv serve: id={id} answer cut: the client took {sent} of {bytes_out} bytes in {:.1} s, below the floor of {} per second",
-                            took.as_secs_f64(),
-                            crate::io::format_bytes(state.config.min_read_rate)
-                        );
-                    }
-                }) as super::answer::OnCut
-            };
-            let answer = super::answer::Answer::new(
-                filtered.bytes,
-                filtered.memory.expect("a served answer holds its memory"),
-                state.config.min_read_rate,
-                state.config.read_timeout,
-                cut,
-            );
             let response = (
                 [
                     (
@@ -380,16 +394,18 @@ async fn filter(
                         HeaderValue::from_str(&size).expect("digits and x"),
                     ),
                 ],
-                Body::new(answer),
+                filtered.answer,
             )
                 .into_response();
-            state.metrics.filtered(filtered.filter_time.as_secs_f64());
+            if let Some(time) = filtered.filter_time {
+                state.metrics.filtered(time.as_secs_f64());
+            }
             (
                 response,
                 StatusCode::OK,
                 size,
                 filtered.backend,
-                bytes_out,
+                filtered.bytes_out,
                 None,
             )
         }
@@ -405,7 +421,7 @@ async fn filter(
                 status,
                 "-".to_owned(),
                 backend,
-                0,
+                Some(0),
                 Some(message),
             )
         }
@@ -426,8 +442,9 @@ async fn filter(
             )
         };
         let error = error.map_or_else(String::new, |e| format!(" error={e:?}"));
+        let bytes_out = bytes_out.map_or_else(|| "streamed".to_owned(), |b| format!("{b}B"));
         crate::text::say!(
-            "gpuconv serve: id={id} op={} status={} in={}B out={bytes_out}B size={size} backend={backend} queue_ms={} filter_ms={} total_ms={:.1}{error}",
+            "gpuconv serve: id={id} op={} status={} in={}B out={bytes_out} size={size} backend={backend} queue_ms={} filter_ms={} total_ms={:.1}{error}",
             record.summary.as_deref().unwrap_or("-"),
             status.as_u16(),
             record.bytes_in,
@@ -445,6 +462,7 @@ const MEMORY_PATIENCE: Duration = Duration::from_secs(1);
 /// The filter request's steps, each with the status its failure gets.
 async fn serve_filter(
     state: &Arc<State>,
+    id: &str,
     headers: &HeaderMap,
     query: &str,
     body: Body,
@@ -493,29 +511,134 @@ async fn serve_filter(
         .and_then(crate::io::readable_format);
     let engine = state.engine.clone();
     let limits = state.config.worker_limits();
-    let work = tokio::task::spawn_blocking(move || {
-        // Held until the work ends, even if the client is gone by then.
-        let _places = (ticket, worker);
-        let filtered = filter_image(&engine, bytes, request, declared_format, &limits);
-        // What the answer needs of the share is kept until it is sent; the rest goes back.
-        filtered.map(|filtered| {
-            let memory = super::admission::keep_for_answer(share, filtered.bytes.len());
-            (filtered, memory)
+    // A large answer is streamed as it is encoded: the filter hands it over through a queue of
+    // a few chunks, and the status line goes out with the first of them.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(answer::QUEUED_CHUNKS);
+    let outgoing = answer::Outgoing::new(sender.clone());
+    let begun = outgoing.begun();
+    let seen = Arc::new(Seen::default());
+    let content_type = request.content_type;
+    let work = {
+        let (state, id, seen) = (state.clone(), id.to_owned(), seen.clone());
+        tokio::task::spawn_blocking(move || {
+            // Held until the work ends, even if the client is gone by then.
+            let _places = (ticket, worker);
+            let outcome = filter_image(
+                &engine,
+                bytes,
+                &request,
+                declared_format,
+                &limits,
+                pipeline::Outlet::new(outgoing),
+                &seen,
+            );
+            match outcome {
+                // What the answer needs of the share is kept until it is sent; the rest goes
+                // back.
+                Ok(Made::Whole(bytes, filter_time)) => {
+                    let memory = admission::keep_for_answer(share, bytes.len());
+                    Ok((Made::Whole(bytes, filter_time), Some(memory)))
+                }
+                Ok(Made::Streamed(filter_time)) => {
+                    state.metrics.filtered(filter_time.as_secs_f64());
+                    let memory = admission::keep_for_answer(share, answer::QUEUED_BYTES);
+                    let _ = sender.blocking_send(answer::Piece::Done(memory));
+                    Ok((Made::Streamed(filter_time), None))
+                }
+                Err(failure) if begun.load(std::sync::atomic::Ordering::SeqCst) => {
+                    // The status line may be out: the connection is closed short. A client
+                    // gone, or let go for its pace, was the connection's to report.
+                    if !sender.is_closed() {
+                        state.metrics.cut("failed");
+                        if state.config.log_requests {
+                            crate::text::say!(
+                                "gpuconv serve: id={id} answer cut: filtering failed after the answer began: {}",
+                                failure.message
+                            );
+                        }
+                        let _ = sender.blocking_send(answer::Piece::Failed(failure.message));
+                    }
+                    Err(None)
+                }
+                Err(failure) => Err(Some(failure)),
+            }
         })
-    });
-    match work.await {
-        Ok(result) => {
-            let (filtered, memory) = result?;
-            record.filter_time = Some(filtered.filter_time);
+    };
+    tokio::pin!(work);
+    // The first chunk of a streamed answer, or the work's end, whichever comes first.
+    let first = tokio::select! {
+        biased;
+        done = &mut work => Err(done),
+        piece = receiver.recv() => Ok(piece),
+    };
+    let done = match first {
+        Ok(Some(piece)) => return Ok(streamed(Some(piece), receiver, &seen, content_type)),
+        Ok(None) => work.await,
+        Err(done) => done,
+    };
+    match done {
+        Ok(Ok((Made::Whole(bytes, filter_time), memory))) => {
+            record.filter_time = Some(filter_time);
+            let (width, height) = seen.size.get().copied().unwrap_or_default();
             Ok(Filtered {
-                memory: Some(memory),
-                ..filtered
+                bytes_out: Some(bytes.len()),
+                answer: Body::new(answer::Answer::new(
+                    bytes,
+                    memory.expect("a whole answer holds its memory"),
+                )),
+                width,
+                height,
+                content_type,
+                backend: seen.backend.get().copied().unwrap_or("cpu"),
+                filter_time: Some(filter_time),
             })
         }
+        // Streamed to its end, or failed once begun: the body says which.
+        Ok(Ok((Made::Streamed(_), ..)) | Err(None)) => {
+            Ok(streamed(None, receiver, &seen, content_type))
+        }
+        Ok(Err(Some(failure))) => Err(failure),
         Err(_) => Err(Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error while filtering (a bug: please report it)",
         )),
+    }
+}
+
+/// What the pipeline saw of an image: its outputs' size and the backend that filtered it,
+/// known before a streamed answer's status line.
+#[derive(Default)]
+struct Seen {
+    size: std::sync::OnceLock<(u32, u32)>,
+    backend: std::sync::OnceLock<&'static str>,
+}
+
+impl pipeline::Observer for Seen {
+    fn started(&self, output_size: (u32, u32), _streamed: bool) {
+        let _ = self.size.set(output_size);
+    }
+
+    fn backend(&self, backend: &'static str) {
+        let _ = self.backend.set(backend);
+    }
+}
+
+/// A streamed answer, from its first piece (if the status line waited for it) and the queue.
+fn streamed(
+    first: Option<answer::Piece>,
+    receiver: tokio::sync::mpsc::Receiver<answer::Piece>,
+    seen: &Seen,
+    content_type: &'static str,
+) -> Filtered {
+    let (width, height) = seen.size.get().copied().unwrap_or_default();
+    Filtered {
+        answer: Body::new(answer::Streamed::new(first, receiver)),
+        bytes_out: None,
+        width,
+        height,
+        content_type,
+        backend: seen.backend.get().copied().unwrap_or("cpu"),
+        filter_time: None,
     }
 }
 
@@ -669,15 +792,24 @@ async fn read_body(
         })
 }
 
-/// Decodes, filters and encodes one image with the library's pipeline (band by band when the
-/// formats allow, so that a large PNG is never whole in memory): on a blocking thread.
+/// An image filtered: its answer whole, or streamed into the outlet; the filter's time.
+enum Made {
+    Whole(Vec<u8>, Duration),
+    Streamed(Duration),
+}
+
+/// Decodes, filters and encodes one image with the library's pipeline, on a blocking thread:
+/// band by band when the formats allow, so that a large PNG is never whole in memory, its
+/// answer then written into `outlet` as it is encoded.
 fn filter_image(
     engine: &Arc<SharedEngine>,
     bytes: Bytes,
-    request: FilterRequest,
+    request: &FilterRequest,
     declared_format: Option<image::ImageFormat>,
     limits: &crate::io::ReadLimits,
-) -> Result<Filtered, Failure> {
+    outlet: pipeline::Outlet,
+    seen: &Seen,
+) -> Result<Made, Failure> {
     let source = Source::Bytes {
         bytes,
         name: "request body".to_owned(),
@@ -688,45 +820,38 @@ fn filter_image(
         images: None,
         // A lost engine is a 503 at once: the client tries again, or another instance.
         patience: None,
+        observer: seen,
         ..Settings::new(&request.operation)
     };
     let started = Instant::now();
-    let filtered = pipeline::filter_image(
-        engine,
-        &source,
-        &Destination::Encoded(request.format.clone()),
-        &settings,
-    )
-    .map_err(|error| match error {
-        Error::EngineLost => Failure::refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "gpu_lost",
-            "the GPU device was lost and is being re-created",
-        ),
-        // Not a 503: the same input would likely fail again, and re-create the engine again
-        // for everyone.
-        Error::EnginePanicked => Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error while filtering this image (a bug: please report it)",
-        ),
-        other => Failure::from_error(other),
-    })?;
-    let (width, height) = filtered.output_size;
-    Ok(Filtered {
-        memory: None,
-        bytes: filtered
-            .encoded
-            .into_iter()
-            .next()
-            .expect("an operation of one output"),
-        width,
-        height,
-        content_type: request.content_type,
-        backend: filtered.backend,
-        filter_time: filtered
-            .timings
-            .compute
-            .unwrap_or_else(|| started.elapsed()),
+    let destination = Destination::Streamed {
+        extension: request.format.clone(),
+        to: outlet,
+    };
+    let filtered =
+        pipeline::filter_image(engine, &source, &destination, &settings).map_err(|error| {
+            match error {
+                Error::EngineLost => Failure::refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "gpu_lost",
+                    "the GPU device was lost and is being re-created",
+                ),
+                // Not a 503: the same input would likely fail again, and re-create the engine
+                // again for everyone.
+                Error::EnginePanicked => Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error while filtering this image (a bug: please report it)",
+                ),
+                other => Failure::from_error(other),
+            }
+        })?;
+    let filter_time = filtered
+        .timings
+        .compute
+        .unwrap_or_else(|| started.elapsed());
+    Ok(match filtered.encoded.into_iter().next() {
+        Some(bytes) => Made::Whole(bytes, filter_time),
+        None => Made::Streamed(filter_time),
     })
 }
 

@@ -31,6 +31,7 @@ pub(super) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     rejections: Family<RejectionLabels, Counter>,
+    cuts: Family<RejectionLabels, Counter>,
     request_seconds: Histogram,
     filter_seconds: Histogram,
     queue_depth: Gauge,
@@ -52,6 +53,12 @@ impl Metrics {
             "rejections",
             "Filter requests refused before filtering, by reason",
             rejections.clone(),
+        );
+        let cuts = Family::<RejectionLabels, Counter>::default();
+        registry.register(
+            "answers_cut",
+            "Answers cut short, their connection closed: the client took them in too slowly, or the filter failed after a streamed answer began",
+            cuts.clone(),
         );
         // 1 ms to about 65 s.
         let request_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 17));
@@ -97,6 +104,7 @@ impl Metrics {
             registry,
             requests,
             rejections,
+            cuts,
             request_seconds,
             filter_seconds,
             queue_depth,
@@ -116,6 +124,11 @@ impl Metrics {
         self.rejections
             .get_or_create(&RejectionLabels { reason })
             .inc();
+    }
+
+    /// An answer cut short: `slow_reader` or `failed`.
+    pub(super) fn cut(&self, reason: &'static str) {
+        self.cuts.get_or_create(&RejectionLabels { reason }).inc();
     }
 
     pub(super) fn filtered(&self, seconds: f64) {

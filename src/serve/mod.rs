@@ -34,8 +34,9 @@
 //! blocking thread, never on the async runtime's. The engine is shared: one filter runs at a
 //! time, while other workers decode and encode. Memory is bounded by `workers + queue` bodies of
 //! at most [`Config::max_body_bytes`], by each worker's share of the memory budget, and by the
-//! answers being sent: a client that stops reading its answer is disconnected after
-//! [`Config::read_timeout`].
+//! answers being sent: a client that takes its answer slower than [`Config::min_read_rate`] is
+//! disconnected. A large image's answer is sent as its bands are encoded (chunked), the status
+//! line with the first of them; a failure after that closes the connection short.
 
 mod admission;
 mod answer;
@@ -84,10 +85,10 @@ pub struct Config {
     pub queue: usize,
     /// The longest a request may take from its headers to its response; beyond: 503.
     pub request_timeout: Duration,
-    /// The longest a client may take to send a request's headers (the connection is closed),
-    /// to send its body (408), or to take in a part of the answer (the connection is closed).
-    /// The header and answer parts are [`Service::serve`]'s; a router mounted in another server
-    /// gets that server's.
+    /// The longest a client may take to send a request's headers (the connection is closed)
+    /// or its body (408); and the window over which a client taking its answer must keep
+    /// [`min_read_rate`](Self::min_read_rate). The header and answer parts are
+    /// [`Service::serve`]'s; a router mounted in another server gets that server's.
     pub read_timeout: Duration,
     /// The most connections open at once; more wait to be accepted.
     pub max_connections: usize,
@@ -98,10 +99,11 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Whether to write one line per request on stderr.
     pub log_requests: bool,
-    /// Bytes per second a client must take in its answer at, on average, once
-    /// [`read_timeout`](Self::read_timeout) has passed since the answer began; a slower one is
-    /// let go (the connection closed, the answer's memory given back). A client that takes in
-    /// nothing at all is let go after `read_timeout` whatever this is.
+    /// Bytes per second a client must take in its answer at: in each
+    /// [`read_timeout`](Self::read_timeout) of time it keeps the server waiting (its connection
+    /// taking no more), `min_read_rate × read_timeout` bytes and at least one, or it is let go
+    /// (the connection closed, the answer's memory given back). Only the server's own
+    /// connections ([`Service::serve`]) are paced.
     pub min_read_rate: u64,
     /// Host names a service without a key answers besides loopback ones (`localhost`,
     /// `127.0.0.1`, `[::1]`), port aside, compared without case: a request naming any other

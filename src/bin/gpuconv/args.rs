@@ -88,8 +88,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
     pub request_timeout: std::time::Duration,
 
-    /// Seconds a client may take to send its headers (the connection is closed), its body
-    /// (408), or to take in a part of the answer (the connection is closed).
+    /// Seconds a client may take to send its headers (the connection is closed) or its body
+    /// (408); and the window over which a client taking its answer must keep --min-read-rate.
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
     pub read_timeout: std::time::Duration,
 
@@ -98,8 +98,8 @@ pub struct ServeArgs {
     pub max_connections: u32,
 
     /// The slowest a client may take in its answer, in bytes per second (or with K, M: powers
-    /// of 1024), on average once --read-timeout has passed since the answer began; a slower
-    /// one is let go and the answer's memory given back.
+    /// of 1024), over each --read-timeout it keeps the server waiting; a slower one, or one
+    /// taking nothing, is let go and the answer's memory given back.
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = gpuconv::io::parse_bytes)]
     pub min_read_rate: u64,
 

@@ -514,8 +514,13 @@ fn filter_one(
     };
     let extension = args.format.as_deref().unwrap_or("png");
     let to_standard_output = job.outputs.iter().any(|o| is_standard(o));
+    // Band by band, the image goes out as it is encoded, never held whole.
+    let pipe = StandardOutput::default();
     let destination = if to_standard_output {
-        Destination::Encoded(extension.to_owned())
+        Destination::Streamed {
+            extension: extension.to_owned(),
+            to: pipeline::Outlet::new(pipe.clone()),
+        }
     } else {
         Destination::Files(job.outputs.clone())
     };
@@ -533,6 +538,11 @@ fn filter_one(
     };
     let filtered =
         pipeline::filter_image(engine, &source, &destination, &settings).map_err(|error| {
+            if pipe.is_broken() {
+                // The reader stopped reading (`| head`): nothing to say, as other tools in a
+                // pipeline say nothing, but the image was not all written.
+                return Failure::Input(crate::Reported.into());
+            }
             // Reading and writing errors name their file already; the filter's do not.
             let doing = format!("filtering '{}'", source.name());
             Failure::of(error, doing)
@@ -605,11 +615,44 @@ fn read_standard_input(limits: &io::ReadLimits) -> Result<gpuconv::pipeline::Byt
 /// Writes an encoded image to standard output, and nothing else.
 fn write_standard_output(bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = StandardOutput::default();
     match out.write_all(bytes).and_then(|()| out.flush()) {
-        // The reader stopped reading (`| head`): nothing to say, as other tools in a pipeline
-        // say nothing, but the image was not all written.
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(crate::Reported.into()),
+        Err(_) if out.is_broken() => Err(crate::Reported.into()),
         result => result.context("cannot write to standard output"),
+    }
+}
+
+/// Standard output, remembering whether its reader went away (a broken pipe), which ends the
+/// run quietly.
+#[derive(Clone, Default)]
+struct StandardOutput {
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StandardOutput {
+    fn is_broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn remember<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(error) = &result
+            && error.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl std::io::Write for StandardOutput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = std::io::stdout().lock().write(bytes);
+        self.remember(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let flushed = std::io::stdout().lock().flush();
+        self.remember(flushed)
     }
 }
