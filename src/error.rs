@@ -126,7 +126,7 @@ pub enum Error {
         crate::text::escape_path(path)
     )]
     OutputIsInput {
-        /// The output path.
+        /// The file that is both an input and an output.
         path: PathBuf,
     },
 

@@ -1181,6 +1181,60 @@ fn from_list_reads_paths_a_line_at_a_time_from_a_file_or_standard_input() {
     );
 }
 
+#[test]
+fn a_list_is_filtered_as_it_is_read() {
+    use std::io::Write;
+    let scratch = Scratch::new();
+    let images = [random_image(12, 9, 255, 4), random_image(9, 12, 255, 5)];
+    scratch.write_image("first.png", &images[0]);
+    std::fs::create_dir(scratch.path("b")).unwrap();
+    scratch.write_image("second.png", &images[1]);
+    scratch.write_image("b/first.png", &images[1]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gpuconv"))
+        .current_dir(scratch.dir.path())
+        .env("XDG_RUNTIME_DIR", scratch.runtime.path())
+        .args(["filter", "--from-list", "-", "-k", "vertical", "-o", "out/"])
+        .args(["--backend", "cpu"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut list = child.stdin.take().unwrap();
+    // The first path, and nothing more yet: its output appears while the list is still open.
+    list.write_all(b"first.png\n").unwrap();
+    list.flush().unwrap();
+    let written = scratch.path("out/first-vertical.png");
+    let started = std::time::Instant::now();
+    while !written.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "nothing written before the list ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A later path whose output an earlier one took fails alone; the rest go on.
+    list.write_all(b"b/first.png\nsecond.png\n").unwrap();
+    drop(list);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("two outputs would both be written to 'out/first-vertical.png'")
+            && stderr.contains("2 written, 1 failed (of 3 inputs)"),
+        "{stderr}"
+    );
+    for (name, image) in [
+        ("first-vertical.png", &images[0]),
+        ("second-vertical.png", &images[1]),
+    ] {
+        assert_same(
+            &load(&scratch.path("out").join(name)),
+            &reference::convolve(image, &Kernel::vertical_lines()),
+            name,
+        );
+    }
+}
+
 /// Runs `command` under `script`, which gives it a terminal, and returns what it wrote there.
 fn on_a_terminal(scratch: &Scratch, command: &str) -> String {
     let output = std::process::Command::new("script")

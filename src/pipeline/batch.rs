@@ -35,7 +35,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::PoisonError;
 
 use crate::error::{Error, ErrorKind};
 
@@ -106,19 +106,27 @@ impl Share {
 /// [over budget](BatchError::is_over_budget) within a worker's share, run after the others,
 /// one at a time, with the whole budget. A [run-wide](ErrorKind::RunWide) failure stops the
 /// batch: inputs not yet started are not, and the failure is returned instead of reported.
+///
+/// `inputs` is taken as it is consumed (a list read line by line, say), never whole: a worker
+/// takes the next input when it is free, and at most [`AHEAD_PER_WORKER`] inputs per worker
+/// are taken before the oldest not yet reported, so memory stays bounded however long the list
+/// and however slow one input.
 pub fn run<J, T, E>(
     plan: &Batch,
-    inputs: &[J],
+    inputs: impl IntoIterator<Item = J, IntoIter: Send>,
     alone: impl Fn(&J) -> bool + Sync,
     work: impl Fn(&J, Share) -> Result<T, E> + Sync,
     mut report: impl FnMut(&J, Result<T, E>),
 ) -> Result<(), E>
 where
-    J: Sync,
+    J: Send,
     T: Send,
     E: BatchError + Send,
 {
-    let workers = plan.workers.clamp(1, inputs.len().max(1));
+    let inputs = inputs.into_iter();
+    // Never more workers than inputs, when the inputs say how many they are.
+    let known = inputs.size_hint().1.unwrap_or(usize::MAX);
+    let workers = plan.workers.clamp(1, known.max(1));
     let share = Share {
         max_memory: plan.max_memory / workers as u64,
         alone: false,
@@ -127,26 +135,42 @@ where
         max_memory: plan.max_memory,
         alone: true,
     };
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let ahead = workers * AHEAD_PER_WORKER;
+    let feed = std::sync::Mutex::new(Feed {
+        inputs,
+        taken: 0,
+        reported: 0,
+        stopped: false,
+    });
+    let moved = std::sync::Condvar::new();
     let mut deferred = Vec::new();
     let mut run_wide = None;
     std::thread::scope(|scope| {
         let (done, finished) = std::sync::mpsc::channel();
         for _ in 0..workers {
             let done = done.clone();
-            let (next, stop, work, alone) = (&next, &stop, &work, &alone);
+            let (feed, moved, work, alone) = (&feed, &moved, &work, &alone);
             scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(input) = inputs.get(index) else {
-                        break;
+                loop {
+                    let (index, input) = {
+                        let mut feed = feed.lock().unwrap_or_else(PoisonError::into_inner);
+                        while !feed.stopped && feed.taken >= feed.reported + ahead {
+                            feed = moved.wait(feed).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        if feed.stopped {
+                            break;
+                        }
+                        let Some(input) = feed.inputs.next() else {
+                            break;
+                        };
+                        feed.taken += 1;
+                        (feed.taken - 1, input)
                     };
-                    let outcome = (!alone(input)).then(|| work(input, share));
+                    let outcome = (!alone(&input)).then(|| work(&input, share));
                     if matches!(&outcome, Some(Err(e)) if e.kind() == ErrorKind::RunWide) {
-                        stop.store(true, Ordering::Relaxed);
+                        stop(feed, moved);
                     }
-                    if done.send((index, outcome)).is_err() {
+                    if done.send((index, input, outcome)).is_err() {
                         break;
                     }
                 }
@@ -156,33 +180,54 @@ where
         // Reported in input order as they complete: a slow input holds back those after it.
         let mut waiting = BTreeMap::new();
         let mut next_report = 0;
-        for (index, outcome) in finished {
-            waiting.insert(index, outcome);
-            while let Some(outcome) = waiting.remove(&next_report) {
+        for (index, input, outcome) in finished {
+            waiting.insert(index, (input, outcome));
+            while let Some((input, outcome)) = waiting.remove(&next_report) {
                 match outcome {
                     _ if run_wide.is_some() => {}
                     Some(Err(error)) if error.kind() == ErrorKind::RunWide => {
-                        stop.store(true, Ordering::Relaxed);
+                        stop(&feed, &moved);
                         run_wide = Some(error);
                     }
-                    Some(Err(error)) if error.is_over_budget() => deferred.push(next_report),
-                    Some(outcome) => report(&inputs[next_report], outcome),
-                    None => deferred.push(next_report),
+                    Some(Err(error)) if error.is_over_budget() => deferred.push(input),
+                    Some(outcome) => report(&input, outcome),
+                    None => deferred.push(input),
                 }
                 next_report += 1;
             }
+            feed.lock().unwrap_or_else(PoisonError::into_inner).reported = next_report;
+            moved.notify_all();
         }
     });
     if let Some(error) = run_wide {
         return Err(error);
     }
-    for index in deferred {
-        match work(&inputs[index], whole) {
+    for input in deferred {
+        match work(&input, whole) {
             Err(error) if error.kind() == ErrorKind::RunWide => return Err(error),
-            outcome => report(&inputs[index], outcome),
+            outcome => report(&input, outcome),
         }
     }
     Ok(())
+}
+
+/// How many inputs per worker [`run`] takes beyond the oldest one not yet reported.
+pub const AHEAD_PER_WORKER: usize = 64;
+
+/// The inputs of a [`run`], taken one at a time by its workers.
+struct Feed<I> {
+    inputs: I,
+    /// Inputs taken so far.
+    taken: usize,
+    /// Inputs reported so far (in order).
+    reported: usize,
+    /// Set by a run-wide failure: no input is taken after it.
+    stopped: bool,
+}
+
+fn stop<I>(feed: &std::sync::Mutex<Feed<I>>, moved: &std::sync::Condvar) {
+    feed.lock().unwrap_or_else(PoisonError::into_inner).stopped = true;
+    moved.notify_all();
 }
 
 /// Where the output images of the input named `stem` go in `folder`: `{stem}-{name}.{extension}`
@@ -223,7 +268,7 @@ pub fn filter_all(
         plan,
         jobs,
         |_| false,
-        |(source, destination), share| {
+        |&(source, destination), share| {
             let settings = super::Settings {
                 limits: crate::io::ReadLimits {
                     max_memory: share.max_memory,
@@ -234,40 +279,89 @@ pub fn filter_all(
             };
             super::filter_image(engine, source, destination, &settings)
         },
-        |(source, _), outcome| report(source, outcome),
+        |&(source, _), outcome| report(source, outcome),
     )
 }
 
 /// Refuses, before anything is read, a batch whose `outputs` would overwrite one of its
 /// `inputs` ([`Error::OutputIsInput`]; files are compared by device and inode on Unix, so a hard
 /// link, a bind mount or a symbolic link to an input counts as that input) or would write one
-/// file twice ([`Error::OutputTwice`]).
+/// file twice ([`Error::OutputTwice`]). [`OutputCheck`] does the same job by job, for inputs
+/// that come one at a time.
 pub fn check_outputs<'a>(
     inputs: impl IntoIterator<Item = &'a std::path::Path>,
     outputs: impl IntoIterator<Item = &'a std::path::Path>,
 ) -> crate::Result<()> {
-    let inputs: std::collections::HashSet<_> =
-        inputs.into_iter().filter_map(file_identity).collect();
-    let outputs: Vec<_> = outputs.into_iter().collect();
-    let mut seen = std::collections::HashSet::new();
-    if let Some(twice) = outputs.iter().find(|output| !seen.insert(**output)) {
-        return Err(Error::OutputTwice {
-            path: twice.to_path_buf(),
-        });
-    }
-    for output in outputs {
-        if file_identity(output).is_some_and(|o| inputs.contains(&o)) {
-            return Err(Error::OutputIsInput {
-                path: output.to_owned(),
-            });
+    OutputCheck::default().add(inputs, outputs)
+}
+
+/// The outputs of a batch whose inputs come one at a time (a list read as it is consumed),
+/// checked job by job as [`check_outputs`] checks a whole batch: a job is refused if one of its
+/// outputs is an input of this job or an earlier one, or an output already planned, or if one
+/// of its inputs is an earlier job's output.
+#[derive(Debug, Default)]
+pub struct OutputCheck {
+    inputs: std::collections::HashSet<Identity>,
+    outputs: std::collections::HashSet<std::path::PathBuf>,
+    /// The outputs that were files already when they were checked.
+    output_files: std::collections::HashSet<Identity>,
+}
+
+/// A file as [`file_identity`] knows it.
+type Identity = (u64, u64, std::path::PathBuf);
+
+impl OutputCheck {
+    /// Checks one job, its `inputs` and `outputs`, against itself and every job added before;
+    /// a job refused is not added.
+    pub fn add<'a>(
+        &mut self,
+        inputs: impl IntoIterator<Item = &'a std::path::Path>,
+        outputs: impl IntoIterator<Item = &'a std::path::Path>,
+    ) -> crate::Result<()> {
+        let mut inputs_here = Vec::new();
+        for input in inputs {
+            let identity = file_identity(input);
+            if self.outputs.contains(input)
+                || identity
+                    .as_ref()
+                    .is_some_and(|i| self.output_files.contains(i))
+            {
+                return Err(Error::OutputIsInput {
+                    path: input.to_owned(),
+                });
+            }
+            inputs_here.extend(identity);
         }
+        let mut outputs_here: Vec<(&std::path::Path, Option<Identity>)> = Vec::new();
+        for output in outputs {
+            if self.outputs.contains(output) || outputs_here.iter().any(|(o, _)| *o == output) {
+                return Err(Error::OutputTwice {
+                    path: output.to_owned(),
+                });
+            }
+            let identity = file_identity(output);
+            if identity
+                .as_ref()
+                .is_some_and(|i| self.inputs.contains(i) || inputs_here.contains(i))
+            {
+                return Err(Error::OutputIsInput {
+                    path: output.to_owned(),
+                });
+            }
+            outputs_here.push((output, identity));
+        }
+        self.inputs.extend(inputs_here);
+        for (output, identity) in outputs_here {
+            self.outputs.insert(output.to_owned());
+            self.output_files.extend(identity);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What identifies a file whatever path reaches it (a hard link, a bind mount, a symbolic
 /// link, `..`): its device and inode on Unix, its resolved path elsewhere.
-fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::path::PathBuf)> {
+fn file_identity(path: &std::path::Path) -> Option<Identity> {
     let metadata = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     {
@@ -285,6 +379,7 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::path::PathBuf
 mod tests {
     use std::path::PathBuf;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
@@ -307,7 +402,7 @@ mod tests {
         let mut reported = Vec::new();
         run(
             &plan,
-            &inputs,
+            inputs.iter().copied(),
             |&i| i == 7,
             |&i, share| {
                 shares.lock().unwrap().push((i, share));
@@ -391,6 +486,82 @@ mod tests {
     }
 
     #[test]
+    fn inputs_are_taken_as_they_are_consumed_and_never_far_ahead_of_the_reports() {
+        let plan = Batch {
+            workers: 2,
+            max_memory: 100,
+        };
+        let taken = AtomicUsize::new(0);
+        let reported = AtomicUsize::new(0);
+        let most_ahead = AtomicUsize::new(0);
+        let inputs = (0..1000u32).inspect(|_| {
+            taken.fetch_add(1, Ordering::SeqCst);
+        });
+        let mut order = Vec::new();
+        run(
+            &plan,
+            inputs,
+            |_| false,
+            |&i, _| {
+                // The first input is slow: the other worker runs ahead, but not far.
+                if i == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+                let ahead = taken.load(Ordering::SeqCst) - reported.load(Ordering::SeqCst);
+                most_ahead.fetch_max(ahead, Ordering::SeqCst);
+                Ok::<_, Error>(i)
+            },
+            |&i, outcome| {
+                reported.fetch_add(1, Ordering::SeqCst);
+                order.push((i, outcome.unwrap()));
+            },
+        )
+        .unwrap();
+        assert_eq!(order, (0..1000).map(|i| (i, i)).collect::<Vec<_>>());
+        let most_ahead = most_ahead.into_inner();
+        assert!(
+            (AHEAD_PER_WORKER..=2 * AHEAD_PER_WORKER).contains(&most_ahead),
+            "{most_ahead} inputs taken ahead of the reports"
+        );
+    }
+
+    #[test]
+    fn outputs_are_checked_job_by_job_against_every_earlier_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("a.png"), b"x").unwrap();
+        std::fs::write(path("old-edge.png"), b"x").unwrap();
+        let mut check = OutputCheck::default();
+        check
+            .add([path("a.png").as_path()], [path("a-edge.png").as_path()])
+            .unwrap();
+        // Written twice, by a later job.
+        assert!(matches!(
+            check.add([path("b.png").as_path()], [path("a-edge.png").as_path()]),
+            Err(Error::OutputTwice { path: p }) if p == path("a-edge.png")
+        ));
+        // A later job overwriting an earlier one's input.
+        assert!(matches!(
+            check.add([path("c.png").as_path()], [path("a.png").as_path()]),
+            Err(Error::OutputIsInput { path: p }) if p == path("a.png")
+        ));
+        // A later job reading an earlier one's output, existing or planned.
+        check
+            .add([path("d.png").as_path()], [path("old-edge.png").as_path()])
+            .unwrap();
+        for earlier in ["old-edge.png", "a-edge.png"] {
+            assert!(matches!(
+                check.add([path(earlier).as_path()], [path("e-edge.png").as_path()]),
+                Err(Error::OutputIsInput { path: p }) if p == path(earlier)
+            ));
+        }
+        // A refused job was not added: its output is still free.
+        check
+            .add([path("b.png").as_path()], [path("b-edge.png").as_path()])
+            .unwrap();
+    }
+
+    #[test]
     fn a_run_wide_failure_stops_the_batch_and_is_returned() {
         let inputs: Vec<u32> = (0..1000).collect();
         let plan = Batch {
@@ -401,7 +572,7 @@ mod tests {
         let mut reported = Vec::new();
         let result = run(
             &plan,
-            &inputs,
+            inputs.iter().copied(),
             |_| false,
             |&i, _| {
                 started.fetch_add(1, Ordering::Relaxed);

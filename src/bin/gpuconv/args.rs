@@ -233,8 +233,8 @@ pub struct FilterArgs {
     pub inputs: Vec<PathBuf>,
 
     /// Also filter the images listed in FILE, one path per line (`-`: read the list from
-    /// standard input), for lists too long for a command line: `find scans -name '*.png' |
-    /// gpuconv filter --from-list - --edge -o edges/`.
+    /// standard input), read as they are filtered, for lists too long for a command line:
+    /// `find scans -name '*.png' | gpuconv filter --from-list - --edge -o edges/`.
     #[arg(long, value_name = "FILE")]
     pub from_list: Option<PathBuf>,
 

@@ -8,14 +8,38 @@ use gpuconv::pipeline::{self, Destination, Settings, SharedEngine, Source};
 use gpuconv::{Combine, Operation, io};
 
 use crate::args::{FilterArgs, OperationArgs};
+use crate::inputs::{Inputs, is_standard};
 use crate::progress::Progress;
 use crate::usage;
 
-/// Where the outputs go.
-struct Plan {
-    /// The folder to create before writing, when `-o` names one.
-    folder: Option<PathBuf>,
-    jobs: Vec<Job>,
+/// Where the outputs go: one file (or standard output) when one input gives one image, else a
+/// folder, each input's outputs named after it.
+enum Plan {
+    One(Job),
+    Folder {
+        folder: PathBuf,
+        /// The outputs' format, as an extension.
+        extension: String,
+    },
+}
+
+impl Plan {
+    /// The job for `input` in a folder plan.
+    fn job(folder: &Path, extension: &str, input: PathBuf, operation: &Operation) -> Job {
+        let stem = if is_standard(&input) {
+            std::ffi::OsStr::new("stdin")
+        } else {
+            input
+                .file_stem()
+                .unwrap_or_else(|| std::ffi::OsStr::new("image"))
+        };
+        let outputs = gpuconv::pipeline::batch::output_paths(folder, stem, operation, extension);
+        Job {
+            input,
+            outputs,
+            refused: None,
+        }
+    }
 }
 
 /// One input and the files its outputs go to, in [`FilterOutput`] order: the combined image
@@ -23,43 +47,15 @@ struct Plan {
 struct Job {
     input: PathBuf,
     outputs: Vec<PathBuf>,
-}
-
-/// The name `-` takes for standard input and output.
-const STANDARD: &str = "-";
-
-fn is_standard(path: &Path) -> bool {
-    path.as_os_str() == STANDARD
-}
-
-/// How a path reads in messages: standard input and output by those names.
-fn shown(path: &Path) -> std::borrow::Cow<'_, str> {
-    if is_standard(path) {
-        "standard input".into()
-    } else {
-        gpuconv::text::escape_path(path).into()
-    }
+    /// Why this job may not run, found when a list named it (an output written twice, an input
+    /// overwritten): it fails alone, as a bad input does.
+    refused: Option<anyhow::Error>,
 }
 
 pub fn run(args: &FilterArgs) -> Result<()> {
     let operation = operation(args)?;
-    let inputs = inputs(args)?;
-    let plan = plan(args, &inputs, &operation)?;
-    check_outputs(&plan.jobs)?;
-    // Rust's standard output swallows writes to a closed descriptor: the image would vanish
-    // and the run end 0.
-    if plan
-        .jobs
-        .iter()
-        .flat_map(|j| &j.outputs)
-        .any(|o| is_standard(o))
-        && !crate::standard_output_is_open()
-    {
-        bail!("standard output is closed: there is nowhere to write the image");
-    }
-    if let Some(folder) = &plan.folder {
-        create_output_folder(folder)?;
-    }
+    let mut inputs = Inputs::open(args)?;
+    let plan = plan(args, &mut inputs, &operation)?;
     let limits = io::ReadLimits {
         max_pixels: args.limits.max_pixels,
         max_memory: args.limits.memory_budget(),
@@ -70,35 +66,84 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     // by every input, and re-opened after a lost GPU device.
     let choice = args.backend.into();
     let engine = SharedEngine::deferred(move |workload| crate::open_engine(choice, workload));
-    let progress = Progress::files(plan.jobs.len(), args.quiet);
-    let images = plan.jobs.len() as u64;
-    let result = if plan.jobs.len() == 1 {
-        filter_one(
-            &engine,
-            args,
-            &limits,
-            &operation,
-            &plan.jobs[0],
-            images,
-            true,
-        )
-        .map(drop)
-        .map_err(|(Failure::Input(error) | Failure::Run(error))| error)
-        .map(|()| 0)
-    } else {
-        batch(&engine, args, &limits, &operation, &plan.jobs, &progress)
+    let one = |job: &Job| {
+        filter_one(&engine, args, &limits, &operation, job, Some(1), true)
+            .map(drop)
+            .map_err(|(Failure::Input(error) | Failure::Run(error))| error)
+            .map(|()| Done {
+                failures: 0,
+                total: 1,
+            })
     };
-    progress.finish();
+    // A list that failed part way (a line too long, standard input named twice) ends the
+    // inputs there: those before it are filtered, then its error is the run's.
+    let list_failed = Arc::new(Mutex::new(None));
+    let result = match plan {
+        Plan::One(job) => {
+            add_jobs(&mut Default::default(), std::slice::from_ref(&job))?;
+            // Rust's standard output swallows writes to a closed descriptor: the image would
+            // vanish and the run end 0.
+            if job.outputs.iter().any(|o| is_standard(o)) && !crate::standard_output_is_open() {
+                bail!("standard output is closed: there is nowhere to write the image");
+            }
+            one(&job)
+        }
+        Plan::Folder { folder, extension } => {
+            // The inputs known now are checked before anything is read; the list's as it is
+            // read, each refused alone.
+            let known: Vec<Job> = std::mem::take(&mut inputs.known)
+                .into_iter()
+                .map(|input| Plan::job(&folder, &extension, input, &operation))
+                .collect();
+            let mut check = gpuconv::pipeline::batch::OutputCheck::default();
+            add_jobs(&mut check, &known)?;
+            create_output_folder(&folder)?;
+            let count = inputs.all_known().then_some(known.len());
+            if count == Some(1) {
+                one(&known[0])
+            } else {
+                let operation_ = &operation;
+                let listed = inputs.into_iter(list_failed.clone()).map(move |input| {
+                    let mut job = Plan::job(&folder, &extension, input, operation_);
+                    if let Err(error) = add_jobs(&mut check, std::slice::from_ref(&job)) {
+                        job.refused = Some(error);
+                    }
+                    job
+                });
+                let progress = Progress::files(count, args.quiet);
+                let done = batch(
+                    &engine,
+                    args,
+                    &limits,
+                    &operation,
+                    known.into_iter().chain(listed),
+                    count,
+                    &progress,
+                );
+                progress.finish();
+                done
+            }
+        }
+    };
     engine.inspect(|engine| engine.map(crate::save_pipeline_cache));
-    let failures = result.as_ref().copied().unwrap_or(0);
     remove_unfilled_folders();
-    result?;
-    if failures > 0 {
-        let total = plan.jobs.len();
+    let done = result?;
+    if done.failures > 0 {
         eprintln!(
-            "gpuconv: {} written, {failures} failed (of {total} inputs)",
-            total - failures
+            "gpuconv: {} written, {} failed (of {} inputs)",
+            done.total - done.failures,
+            done.failures,
+            done.total
         );
+    }
+    if let Some(error) = list_failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        return Err(error);
+    }
+    if done.failures > 0 {
         return Err(crate::Reported.into());
     }
     if args.timings {
@@ -109,23 +154,34 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     Ok(())
 }
 
+/// How many inputs a run filtered, and how many of them failed.
+struct Done {
+    failures: usize,
+    total: usize,
+}
+
 /// Filters a batch with the library's scheduler ([`gpuconv::pipeline::batch`]): several inputs at once,
 /// one per worker thread, so that decoding and encoding (most of the time for small images) use
 /// every core while the shared engine filters one image (or band) at a time. Each worker reads
 /// within its share of the memory budget, band by band when the formats allow; an input too
 /// large for that share, and standard input (which can be read once), is filtered after the
 /// others, alone, with the whole budget. Messages come out in input order (deferred inputs' last).
-/// Returns how many inputs failed; a run-wide failure (no GPU) stops the batch.
+/// `jobs` are taken as they come (`count` of them, when known). A run-wide failure (no GPU)
+/// stops the batch.
 fn batch(
     engine: &Arc<SharedEngine>,
     args: &FilterArgs,
     limits: &io::ReadLimits,
     operation: &Operation,
-    jobs: &[Job],
+    jobs: impl Iterator<Item = Job> + Send,
+    count: Option<usize>,
     progress: &Progress,
-) -> Result<usize> {
-    let plan = gpuconv::pipeline::batch::Batch::new(jobs.len(), limits.max_memory);
-    let mut failures = 0;
+) -> Result<Done> {
+    let plan = gpuconv::pipeline::batch::Batch::new(count.unwrap_or(usize::MAX), limits.max_memory);
+    let mut done = Done {
+        failures: 0,
+        total: 0,
+    };
     gpuconv::pipeline::batch::run(
         &plan,
         jobs,
@@ -141,27 +197,30 @@ fn batch(
                 &limits,
                 operation,
                 job,
-                jobs.len() as u64,
+                count.map(|c| c as u64),
                 false,
             )
         },
-        |_, outcome| match outcome {
-            Ok(pixels) => progress.file_done(pixels),
-            // A batch goes on: every good input is written, every bad one named. (A run-wide
-            // failure is never reported: it ends the batch below.)
-            Err(Failure::Input(error) | Failure::Run(error)) => {
-                progress.eprintln(&format!(
-                    "gpuconv: error: {}{}",
-                    crate::one_line(&error),
-                    crate::hint(&error)
-                ));
-                failures += 1;
-                progress.file_done(0);
+        |_, outcome| {
+            done.total += 1;
+            match outcome {
+                Ok(pixels) => progress.file_done(pixels),
+                // A batch goes on: every good input is written, every bad one named. (A
+                // run-wide failure is never reported: it ends the batch below.)
+                Err(Failure::Input(error) | Failure::Run(error)) => {
+                    progress.eprintln(&format!(
+                        "gpuconv: error: {}{}",
+                        crate::one_line(&error),
+                        crate::hint(&error)
+                    ));
+                    done.failures += 1;
+                    progress.file_done(0);
+                }
             }
         },
     )
     .map_err(|(Failure::Input(error) | Failure::Run(error))| error)?;
-    Ok(failures)
+    Ok(done)
 }
 
 impl gpuconv::pipeline::batch::BatchError for Failure {
@@ -278,132 +337,49 @@ pub fn build_operation(chosen: &OperationArgs, responses: bool) -> Result<Operat
     )
 }
 
-/// The inputs on the command line, then those `--from-list` names, in order. Standard input
-/// can be read once: as one image or as the list, not both.
-fn inputs(args: &FilterArgs) -> Result<Vec<PathBuf>> {
-    let mut inputs = args.inputs.clone();
-    if let Some(list) = &args.from_list {
-        let reading = || {
-            if is_standard(list) {
-                "cannot read the list of inputs from standard input".to_owned()
-            } else {
-                format!(
-                    "cannot read the list of inputs '{}'",
-                    gpuconv::text::escape_path(list)
-                )
-            }
-        };
-        let reader: Box<dyn std::io::BufRead> = if is_standard(list) {
-            if inputs.iter().any(|i| is_standard(i)) {
-                bail!(usage(
-                    "standard input cannot hold both the list (--from-list -) and an image (-)"
-                ));
-            }
-            Box::new(std::io::stdin().lock())
-        } else {
-            let file = std::fs::File::open(list).with_context(reading)?;
-            Box::new(std::io::BufReader::new(file))
-        };
-        read_list(reader, &mut inputs).with_context(reading)?;
-        if inputs.is_empty() {
-            bail!(usage(format!(
-                "the list '{}' names no input",
-                shown(list).replace("standard input", "on standard input")
-            )));
-        }
-    }
-    let standard = inputs.iter().filter(|i| is_standard(i)).count();
-    if standard > 1 || (standard == 1 && args.from_list.as_deref().is_some_and(is_standard)) {
-        bail!(usage(
-            "standard input (-) can be read only once: as one image, or as the list"
-        ));
-    }
-    Ok(inputs)
-}
-
-/// The longest line a list of inputs may have: longer than any path a system takes.
-const MAX_LIST_LINE: usize = 16 << 10;
-
-/// Appends the paths `list` names, one per line (CRLF too, blank lines skipped), taken as
-/// bytes: a name that is not UTF-8 is a name like any other on Unix. A line is read at most
-/// [`MAX_LIST_LINE`] bytes at a time, so that `/dev/zero` is an error rather than memory
-/// filling up.
-fn read_list(mut list: impl std::io::BufRead, inputs: &mut Vec<PathBuf>) -> Result<()> {
-    use std::io::{BufRead, Read};
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = (&mut list)
-            .take(MAX_LIST_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)?;
-        if read == 0 {
-            return Ok(());
-        }
-        if line.len() > MAX_LIST_LINE {
-            bail!(
-                "line {} is longer than {MAX_LIST_LINE} bytes: not a list of paths",
-                inputs.len() + 1
-            );
-        }
-        let path = line.strip_suffix(b"\n").unwrap_or(&line);
-        let path = path.strip_suffix(b"\r").unwrap_or(path);
-        if path.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        inputs.push(path_from_bytes(path)?);
-    }
-}
-
-/// A path from a list's bytes: any bytes on Unix; UTF-8 elsewhere.
-fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
-    }
-    #[cfg(not(unix))]
-    {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(PathBuf::from(text)),
-            Err(_) => bail!(
-                "'{}' is not text, which names a file here",
-                gpuconv::text::escape_bytes(bytes)
-            ),
-        }
-    }
-}
-
 /// Where every output goes: `-o` is the file when one input gives one image, else a folder.
-fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<Plan> {
+/// Reads the list just far enough to know which (two inputs), unless `-o` names a folder.
+fn plan(args: &FilterArgs, inputs: &mut Inputs, operation: &Operation) -> Result<Plan> {
     let names = operation.output_names();
     let output = &args.output;
-    if is_standard(output) {
-        let count = inputs.len() * names.len();
-        if count != 1 {
-            bail!(usage(format!(
-                "-o - writes one image to standard output, and this run writes {count}: name a folder instead"
-            )));
-        }
-        let extension = args.format.as_deref().unwrap_or("png");
-        let example = PathBuf::from(format!("out.{}", extension.trim_start_matches('.')));
-        io::output_format(&example).map_err(|e| usage(format!("--format {extension}: {e}")))?;
-        refuse_gray_bitmaps(&example, operation)?;
-        return Ok(Plan {
-            folder: None,
-            jobs: vec![Job {
-                input: inputs[0].clone(),
-                outputs: vec![output.clone()],
-            }],
-        });
-    }
-
     // `-o out/` or an existing folder asks for a folder even when one file comes out.
     let names_folder = output.is_dir()
         || output
             .as_os_str()
             .to_string_lossy()
             .ends_with(std::path::MAIN_SEPARATOR);
-    if inputs.len() == 1 && names.len() == 1 && !names_folder {
+    if !names_folder {
+        inputs.read_ahead(2)?;
+    }
+    // How many images this run writes, as far as is known.
+    let count = || {
+        let count = inputs.known.len() * names.len();
+        if inputs.all_known() {
+            count.to_string()
+        } else {
+            format!("{count} or more")
+        }
+    };
+    let one_image = inputs.known.len() == 1 && inputs.all_known() && names.len() == 1;
+    if is_standard(output) {
+        if !one_image {
+            bail!(usage(format!(
+                "-o - writes one image to standard output, and this run writes {}: name a folder instead",
+                count()
+            )));
+        }
+        let extension = args.format.as_deref().unwrap_or("png");
+        let example = PathBuf::from(format!("out.{}", extension.trim_start_matches('.')));
+        io::output_format(&example).map_err(|e| usage(format!("--format {extension}: {e}")))?;
+        refuse_gray_bitmaps(&example, operation)?;
+        return Ok(Plan::One(Job {
+            input: inputs.known[0].clone(),
+            outputs: vec![output.clone()],
+            refused: None,
+        }));
+    }
+
+    if one_image && !names_folder {
         if let Some(format) = &args.format {
             bail!(usage(format!(
                 "--format {format} applies to outputs written into a folder; the extension of -o picks this file's format"
@@ -412,26 +388,25 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
         io::check_output_folder(output)?;
         io::output_format(output).map_err(usage)?;
         refuse_gray_bitmaps(output, operation)?;
-        return Ok(Plan {
-            folder: None,
-            jobs: vec![Job {
-                input: inputs[0].clone(),
-                outputs: vec![output.clone()],
-            }],
-        });
+        return Ok(Plan::One(Job {
+            input: inputs.known[0].clone(),
+            outputs: vec![output.clone()],
+            refused: None,
+        }));
     }
 
-    let count = inputs.len() * names.len();
     if output.exists() && !output.is_dir() {
         bail!(usage(format!(
-            "'{}' is a file, but {count} images are written, so -o must name a folder",
-            gpuconv::text::escape_path(output)
+            "'{}' is a file, but {} images are written, so -o must name a folder",
+            gpuconv::text::escape_path(output),
+            count()
         )));
     }
     if !output.exists() && !names_folder && io::output_format(output).is_ok() {
         bail!(usage(format!(
-            "'{}' looks like a file name, but {count} images are written, so -o must name a folder (end it with '/' to create one)",
-            gpuconv::text::escape_path(output)
+            "'{}' looks like a file name, but {} images are written, so -o must name a folder (end it with '/' to create one)",
+            gpuconv::text::escape_path(output),
+            count()
         )));
     }
     let extension = args
@@ -442,24 +417,9 @@ fn plan(args: &FilterArgs, inputs: &[PathBuf], operation: &Operation) -> Result<
     let example = PathBuf::from(format!("out.{extension}"));
     io::output_format(&example).map_err(|e| usage(format!("--format {extension}: {e}")))?;
     refuse_gray_bitmaps(&example, operation)?;
-    let mut jobs = Vec::new();
-    for input in inputs {
-        let stem = if is_standard(input) {
-            std::ffi::OsStr::new("stdin")
-        } else {
-            input
-                .file_stem()
-                .unwrap_or_else(|| std::ffi::OsStr::new("image"))
-        };
-        let outputs = gpuconv::pipeline::batch::output_paths(output, stem, operation, extension);
-        jobs.push(Job {
-            input: input.clone(),
-            outputs,
-        });
-    }
-    Ok(Plan {
-        folder: Some(output.clone()),
-        jobs,
+    Ok(Plan::Folder {
+        folder: output.clone(),
+        extension: extension.to_owned(),
     })
 }
 
@@ -475,21 +435,21 @@ fn refuse_gray_bitmaps(path: &Path, operation: &Operation) -> Result<()> {
     Ok(())
 }
 
-/// Refuses outputs that would overwrite an input or be written twice, before anything is read.
-fn check_outputs(jobs: &[Job]) -> Result<()> {
+/// Refuses outputs that would overwrite an input or be written twice, before anything is read:
+/// `jobs` checked against each other and the jobs `check` has seen (standard input and output
+/// aside), and added to them.
+fn add_jobs(check: &mut gpuconv::pipeline::batch::OutputCheck, jobs: &[Job]) -> Result<()> {
     let inputs = jobs.iter().map(|j| j.input.as_path());
     let outputs = jobs.iter().flat_map(|j| &j.outputs).map(PathBuf::as_path);
     let not_standard = |path: &&Path| !is_standard(path);
-    gpuconv::pipeline::batch::check_outputs(
-        inputs.filter(not_standard),
-        outputs.filter(not_standard),
-    )
-    .map_err(|error| match error {
-        gpuconv::Error::OutputTwice { .. } => usage(format!(
-            "{error} (inputs with the same name, or kernels with the same name: use NAME=... to tell them apart)"
-        )),
-        other => other.into(),
-    })
+    check
+        .add(inputs.filter(not_standard), outputs.filter(not_standard))
+        .map_err(|error| match error {
+            gpuconv::Error::OutputTwice { .. } => usage(format!(
+                "{error} (inputs with the same name, or kernels with the same name: use NAME=... to tell them apart)"
+            )),
+            other => other.into(),
+        })
 }
 
 /// Filters one input into its outputs with the library's pipeline (band by band when the
@@ -501,9 +461,12 @@ fn filter_one(
     limits: &io::ReadLimits,
     operation: &Operation,
     job: &Job,
-    images: u64,
+    images: Option<u64>,
     alone: bool,
 ) -> std::result::Result<u64, Failure> {
+    if let Some(refused) = &job.refused {
+        return Err(Failure::Input(anyhow::anyhow!("{refused:#}")));
+    }
     let source = if is_standard(&job.input) {
         Source::Bytes {
             bytes: read_standard_input(limits).map_err(Failure::Input)?,
@@ -531,7 +494,7 @@ fn filter_one(
     let settings = Settings {
         limits: *limits,
         timed: args.timings,
-        images: Some(images),
+        images,
         observer: &bar,
         input_format: args.input_format,
         ..Settings::new(operation)

@@ -6,6 +6,7 @@ mod demo;
 mod figure;
 mod filter;
 mod info;
+mod inputs;
 mod progress;
 mod serve;
 mod stream;

@@ -26,8 +26,10 @@ impl Progress {
         !quiet && std::io::stderr().is_terminal() && !SHOWING.load(Ordering::Relaxed)
     }
 
-    fn bar(length: u64, template: &str) -> ProgressBar {
-        let bar = ProgressBar::new(length).with_style(
+    /// A bar of `length` steps; a count, when how many is not known.
+    fn bar(length: Option<u64>, template: &str) -> ProgressBar {
+        let bar = length.map_or_else(ProgressBar::no_length, ProgressBar::new);
+        let bar = bar.with_style(
             ProgressStyle::with_template(template)
                 .expect("a valid template")
                 .progress_chars("=> "),
@@ -37,13 +39,17 @@ impl Progress {
         bar
     }
 
-    /// A bar of files for a batch of `files` (none for a single file).
-    pub fn files(files: usize, quiet: bool) -> Self {
-        let bar = (files > 1 && Self::shown(quiet)).then(|| {
-            let bar = Self::bar(
-                files as u64,
-                "{bar:30} {pos}/{len} files, {msg}, {eta} left",
-            );
+    /// A bar of files for a batch of `files` (none for a single file); a count of them when
+    /// how many is not known (a list read as it is consumed).
+    pub fn files(files: Option<usize>, quiet: bool) -> Self {
+        let bar = (files != Some(1) && Self::shown(quiet)).then(|| {
+            let bar = match files {
+                Some(files) => Self::bar(
+                    Some(files as u64),
+                    "{bar:30} {pos}/{len} files, {msg}, {eta} left",
+                ),
+                None => Self::bar(None, "{spinner} {pos} files, {msg}"),
+            };
             bar.set_message("- Mpx/s");
             bar
         });
@@ -59,7 +65,7 @@ impl Progress {
         let large = u64::from(width) * u64::from(height) >= LARGE_IMAGE_PIXELS;
         let bar = (large && Self::shown(quiet)).then(|| {
             Self::bar(
-                u64::from(height),
+                Some(u64::from(height)),
                 "{bar:30} {pos}/{len} rows, {per_sec}, {eta} left",
             )
         });
