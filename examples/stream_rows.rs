@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
 
     // One sink per output image: here the edge image, as a PNG written band by band.
     let (out_width, out_height) = output_size(width, height)?;
-    let sink = io::create_row_sink(&output, out_width, out_height)?
+    let sink = io::create_row_sink(&output, out_width, out_height, io::Compression::default())?
         .expect("PNG is written a band at a time");
     let mut pattern = Pattern {
         width,

@@ -1026,6 +1026,60 @@ fn standard_input_and_output_carry_one_image_and_nothing_else() {
 }
 
 #[test]
+fn every_compression_writes_the_same_pixels_and_small_is_smallest() {
+    let scratch = Scratch::new();
+    // A photo-like image: smooth shading, edges and noise, odd sizes; large enough for several
+    // bands, so that bands compressed on different cores are joined.
+    let image = GrayImage::from_fn(1201, 977, |x, y| {
+        let noise = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 29;
+        image::Luma([
+            ((x / 3 + y / 5 + if (x / 97 + y / 89) % 2 == 0 { 60 } else { 0 } + noise) % 256) as u8,
+        ])
+    });
+    scratch.write_image("photo.png", &image);
+    let edge = common::reference_image(
+        &image,
+        &gpuconv::Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines()),
+    );
+    let mut sizes = Vec::new();
+    for compression in ["fast", "default", "small"] {
+        let name = format!("edge-{compression}.png");
+        scratch
+            .gpuconv()
+            .args([
+                "filter",
+                "photo.png",
+                "--edge",
+                "-o",
+                &name,
+                "--backend",
+                "cpu",
+            ])
+            .args(["--compression", compression])
+            .assert()
+            .success();
+        assert_same(&load(&scratch.path(&name)), &edge, compression);
+        sizes.push(std::fs::metadata(scratch.path(&name)).unwrap().len());
+    }
+    assert!(sizes[2] < sizes[1] && sizes[2] < sizes[0], "{sizes:?}");
+    let output = scratch
+        .gpuconv()
+        .args(["filter", "photo.png", "--edge", "-o", "x.png"])
+        .args(["--compression", "best"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "invalid value 'best' for '--compression <HOW>': the choices are fast, default, small"
+        ),
+        "{stderr}"
+    );
+    assert!(!scratch.path("x.png").exists());
+}
+
+#[test]
 fn a_large_image_goes_to_standard_output_as_it_is_encoded() {
     // 4.4 megapixels: streamed. Within a 6 MiB budget whole it would not fit (its pixels, its
     // output and its encoding held at once); streamed to the pipe, it does.

@@ -1211,3 +1211,36 @@ fn wait_for_metric(server: &Server, line: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn compression_is_chosen_per_request_and_every_choice_gives_the_same_pixels() {
+    let (body, want) = edge_case(301, 199, 23);
+    let Some(server) = Server::start("cpu", &[]) else {
+        unreachable!()
+    };
+    let mut sizes = Vec::new();
+    for compression in ["fast", "default", "small"] {
+        let reply = post(
+            &server.url(&format!("/v1/filter?edge=true&compression={compression}")),
+            &body,
+            &[],
+        );
+        assert_eq!(reply.status, 200, "{compression}");
+        common::assert_same(&reply.image(), &want, compression);
+        sizes.push(reply.body.len());
+    }
+    assert!(sizes[2] < sizes[1], "{sizes:?}");
+    let reply = post(
+        &server.url("/v1/filter?edge=true&compression=best"),
+        &body,
+        &[],
+    );
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply
+            .error()
+            .contains("compression=best: the choices are fast, default, small"),
+        "{}",
+        reply.error()
+    );
+}

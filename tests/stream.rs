@@ -237,7 +237,9 @@ fn row_sinks_write_files_only_when_finished() {
     ] {
         let image = random_image(width, height, 255, 17);
         let path = dir.path().join(name);
-        let mut sink = io::create_row_sink(&path, width, height).unwrap().unwrap();
+        let mut sink = io::create_row_sink(&path, width, height, io::Compression::default())
+            .unwrap()
+            .unwrap();
         let row = width as usize;
         let mut rest = image.as_raw().as_slice();
         for band_rows in [5, 1, 333].into_iter().cycle() {
@@ -253,7 +255,7 @@ fn row_sinks_write_files_only_when_finished() {
         assert_eq!(io::load_gray(&path).unwrap(), image, "{name}");
         // Dropped unfinished: nothing, not even the hidden partial file.
         let dropped = dir.path().join(format!("dropped-{name}"));
-        let mut sink = io::create_row_sink(&dropped, width, height)
+        let mut sink = io::create_row_sink(&dropped, width, height, io::Compression::default())
             .unwrap()
             .unwrap();
         sink.write_rows(&image.as_raw()[..row]).unwrap();
@@ -264,7 +266,7 @@ fn row_sinks_write_files_only_when_finished() {
     assert_eq!(names, ["out.pgm", "out.png", "out.tif"]);
     for other in ["out.bmp", "out.jpg", "out.webp"] {
         assert!(
-            io::create_row_sink(&dir.path().join(other), 3, 3)
+            io::create_row_sink(&dir.path().join(other), 3, 3, io::Compression::default())
                 .unwrap()
                 .is_none(),
             "{other}"
@@ -493,12 +495,22 @@ fn an_output_failing_at_its_end_leaves_none_of_the_images_outputs() {
     // The edge image and the vertical response go to real files, listed before the failing
     // sink: neither may appear.
     let sinks: Vec<Box<dyn RowSink>> = vec![
-        io::create_row_sink(&dir.path().join("edge.png"), 39, 27)
-            .unwrap()
-            .unwrap(),
-        io::create_row_sink(&dir.path().join("vertical.tif"), 39, 27)
-            .unwrap()
-            .unwrap(),
+        io::create_row_sink(
+            &dir.path().join("edge.png"),
+            39,
+            27,
+            io::Compression::default(),
+        )
+        .unwrap()
+        .unwrap(),
+        io::create_row_sink(
+            &dir.path().join("vertical.tif"),
+            39,
+            27,
+            io::Compression::default(),
+        )
+        .unwrap()
+        .unwrap(),
         Box::new(FailsAtTheEnd),
     ];
     let mut engine = Engine::from(CpuBackend::new());

@@ -1,8 +1,10 @@
 //! Reading images as 8-bit gray within limits judged before decoding, and writing results
 //! without ever leaving a half-written file.
 
+mod deflate;
 mod gray;
 mod plausible;
+mod png_bands;
 mod qoi;
 mod read;
 mod rows;
@@ -12,6 +14,7 @@ mod write;
 pub use crate::memory::{default_memory_budget, parse_bytes, parse_positive_count};
 pub use crate::units::format_bytes;
 pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
+pub use png_bands::Compression;
 pub use read::{
     DEFAULT_MAX_PIXELS, READABLE_EXTENSIONS, ReadLimits, decode_gray, decode_gray_as, load_gray,
     load_gray_as, load_gray_with, quiet_decoder_panics, readable_format,
@@ -20,8 +23,8 @@ pub use rows::{open_rows, open_rows_in};
 pub use sinks::{EncodedRows, create_row_sink, encode_rows, encodes_rows, writes_rows};
 pub(crate) use write::write_partial;
 pub use write::{
-    check_output_folder, encode_gray, encoded_images_per_output, is_bitmap_path, output_format,
-    remove_partial_outputs, save_gray,
+    check_output_folder, encode_gray, encode_gray_with, encoded_images_per_output, is_bitmap_path,
+    output_format, remove_partial_outputs, save_gray, save_gray_with,
 };
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 
 use image::ImageFormat;
 
-use super::write::{PNG_CHUNK_BYTES, PartialFile, extension, output_format, png_encoder};
+use super::png_bands::{Compression, PngRows};
+use super::write::{PartialFile, extension, output_format};
 use crate::error::{Error, Result};
 use crate::rows::RowSink;
 use crate::stages::{Loader, Unloader, belt};
@@ -25,7 +26,12 @@ pub fn writes_rows(path: &Path) -> bool {
 /// written a band at a time (PNG, PGM, PNM, TIFF); `None` for any other format, which
 /// [`save_gray`](super::save_gray) writes whole. The file appears only when the sink is
 /// finished; dropped before, it leaves nothing.
-pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Box<dyn RowSink>>> {
+pub fn create_row_sink(
+    path: &Path,
+    width: u32,
+    height: u32,
+    compression: Compression,
+) -> Result<Option<Box<dyn RowSink>>> {
     let format = output_format(path)?;
     let extension = extension(path);
     if !matches!(
@@ -45,8 +51,8 @@ pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Bo
     Ok(Some(written_rows(
         format,
         BufWriter::new(file),
-        width,
-        height,
+        (width, height),
+        compression,
         path.to_owned(),
         Some(partial),
     )?))
@@ -57,8 +63,8 @@ pub fn create_row_sink(path: &Path, width: u32, height: u32) -> Result<Option<Bo
 fn written_rows(
     format: ImageFormat,
     to: impl Write + Send + 'static,
-    width: u32,
-    height: u32,
+    (width, height): (u32, u32),
+    compression: Compression,
     path: PathBuf,
     partial: Option<PartialFile>,
 ) -> Result<Box<dyn RowSink>> {
@@ -72,11 +78,7 @@ fn written_rows(
         reason: e.to_string(),
     };
     let stream = if format == ImageFormat::Png {
-        let stream = png_encoder(to, width, height)
-            .write_header()
-            .and_then(|header| header.into_stream_writer_with_size(PNG_CHUNK_BYTES))
-            .map_err(|e| write_error(&e))?;
-        Encoder::Png(Some(Box::new(stream)))
+        Encoder::Png(Some(PngRows::new(to, width, height, compression, &path)?))
     } else {
         write!(to, "P5\n{width} {height}\n255\n").map_err(|e| write_error(&e))?;
         Encoder::Pgm(Some(to))
@@ -101,8 +103,8 @@ struct WrittenRows {
 
 /// What encodes the rows; `None` once they are ended.
 enum Encoder {
-    /// The PNG encoder's stream writer, in 1 MiB IDAT chunks.
-    Png(Option<Box<png::StreamWriter<'static, Out>>>),
+    /// PNG, compressed band by band on every core.
+    Png(Option<PngRows<Out>>),
     /// PGM (P5): the header is written first, the rows as they come.
     Pgm(Option<Out>),
 }
@@ -121,27 +123,21 @@ impl WrittenRows {
 
 impl RowSink for WrittenRows {
     fn write_rows(&mut self, rows: &[u8]) -> Result<()> {
-        let written = match &mut self.encoder {
-            Encoder::Png(stream) => stream.as_mut().expect("rows not ended").write_all(rows),
-            Encoder::Pgm(to) => to.as_mut().expect("rows not ended").write_all(rows),
-        };
-        written.map_err(|e| self.error(e.to_string()))
+        match &mut self.encoder {
+            Encoder::Png(png) => png.as_mut().expect("rows not ended").write_rows(rows),
+            Encoder::Pgm(to) => {
+                let written = to.as_mut().expect("rows not ended").write_all(rows);
+                written.map_err(|e| self.error(e.to_string()))
+            }
+        }
     }
 
     fn end_rows(&mut self) -> Result<()> {
         match &mut self.encoder {
-            Encoder::Png(stream) => {
-                let Some(stream) = stream.take() else {
-                    return Ok(());
-                };
-                // The encoder writes its last chunk and IEND as it is dropped, where errors
-                // are lost (and its deflater unwraps one): the writer remembers them instead.
-                let finished =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*stream).finish()));
-                match finished {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(self.error(e.to_string())),
-                    Err(_) => return Err(self.error("the PNG encoder failed".to_owned())),
+            Encoder::Png(png) => {
+                if let Some(png) = png.take() {
+                    // The writer is flushed as it drops, its errors remembered below.
+                    png.finish()?;
                 }
             }
             // Dropped, it is flushed: closed before a file's rename, which some systems refuse
@@ -427,6 +423,7 @@ pub fn encode_rows(
     format_extension: &str,
     width: u32,
     height: u32,
+    compression: Compression,
     to: impl Write + Send + 'static,
 ) -> Result<Option<Box<dyn RowSink>>> {
     // Named as `encode_gray` names what it encodes, for the same messages either way.
@@ -439,5 +436,12 @@ pub fn encode_rows(
         return Ok(None);
     }
     // PNG or PNM (P5), as `encodes_rows` said.
-    Ok(Some(written_rows(format, to, width, height, name, None)?))
+    Ok(Some(written_rows(
+        format,
+        to,
+        (width, height),
+        compression,
+        name,
+        None,
+    )?))
 }

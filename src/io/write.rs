@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use image::{GrayImage, ImageFormat};
 use tempfile::NamedTempFile;
 
+use super::png_bands::{Compression, PngRows};
 use crate::error::{Error, Result};
 
 /// The output files being written right now, under their temporary names.
@@ -87,21 +88,6 @@ pub fn is_bitmap_path(path: &Path) -> bool {
 /// per GiB.
 pub(crate) const PNG_CHUNK_BYTES: usize = 1 << 20;
 
-/// The PNG encoder for gpuconv's outputs, whole or streamed: 8-bit gray, fast deflate (large
-/// outputs are written several times faster for a few percent in size), adaptive filters.
-pub(crate) fn png_encoder<W: Write>(
-    writer: W,
-    width: u32,
-    height: u32,
-) -> png::Encoder<'static, W> {
-    let mut encoder = png::Encoder::new(writer, width, height);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_compression(png::Compression::Fast);
-    encoder.set_filter(png::Filter::Adaptive);
-    encoder
-}
-
 /// A path's extension in lower case (empty when it has none).
 pub(crate) fn extension(path: &Path) -> String {
     path.extension()
@@ -154,12 +140,21 @@ pub fn check_output_folder(path: &Path) -> Result<&Path> {
 /// never leaves a partial or empty file behind, and an existing file is replaced atomically;
 /// [`remove_partial_outputs`] deletes the temporary file if the process is stopped meanwhile.
 pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
-    write_partial(image, path)?.commit()
+    save_gray_with(image, path, Compression::default())
+}
+
+/// [`save_gray`], compressed as `compression` says.
+pub fn save_gray_with(image: &GrayImage, path: &Path, compression: Compression) -> Result<()> {
+    write_partial(image, path, compression)?.commit()
 }
 
 /// [`save_gray`] up to the rename: the complete file under its temporary name, for a caller
 /// that puts several outputs in place only once all of them are written.
-pub(crate) fn write_partial(image: &GrayImage, path: &Path) -> Result<PartialFile> {
+pub(crate) fn write_partial(
+    image: &GrayImage,
+    path: &Path,
+    compression: Compression,
+) -> Result<PartialFile> {
     let format = output_format(path)?;
     let write_error = |reason: String| Error::Write {
         path: path.to_owned(),
@@ -174,7 +169,7 @@ pub(crate) fn write_partial(image: &GrayImage, path: &Path) -> Result<PartialFil
     }
     let partial = PartialFile::create(path)?;
     let mut writer = BufWriter::new(partial.file());
-    encode(image, format, &extension(path), &mut writer).map_err(write_error)?;
+    encode(image, format, &extension(path), compression, &mut writer).map_err(write_error)?;
     writer.flush().map_err(|e| write_error(e.to_string()))?;
     drop(writer);
     Ok(partial)
@@ -184,6 +179,15 @@ pub(crate) fn write_partial(image: &GrayImage, path: &Path) -> Result<PartialFil
 /// `pgm`, `tif`, ...), in memory: for writing to a pipe, which the encoders of some formats
 /// cannot seek in.
 pub fn encode_gray(image: &GrayImage, format_extension: &str) -> Result<Vec<u8>> {
+    encode_gray_with(image, format_extension, Compression::default())
+}
+
+/// [`encode_gray`], compressed as `compression` says.
+pub fn encode_gray_with(
+    image: &GrayImage,
+    format_extension: &str,
+    compression: Compression,
+) -> Result<Vec<u8>> {
     let name = PathBuf::from(format!(
         "standard output.{}",
         format_extension.trim_start_matches('.')
@@ -196,7 +200,7 @@ pub fn encode_gray(image: &GrayImage, format_extension: &str) -> Result<Vec<u8>>
         });
     }
     let mut bytes = std::io::Cursor::new(Vec::new());
-    encode(image, format, &extension(&name), &mut bytes)
+    encode(image, format, &extension(&name), compression, &mut bytes)
         .map_err(|reason| Error::Write { path: name, reason })?;
     Ok(bytes.into_inner())
 }
@@ -279,24 +283,27 @@ fn encode<W: Write + Seek>(
     image: &GrayImage,
     format: ImageFormat,
     extension: &str,
+    compression: Compression,
     writer: &mut W,
 ) -> std::result::Result<(), String> {
     use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
     match format {
         ImageFormat::Png => {
-            let error = |e: png::EncodingError| e.to_string();
-            // Streamed, IDAT chunk by chunk: the one-shot writer would hold the whole compressed
-            // image in memory before writing any of it.
-            let encoder = png_encoder(writer, image.width(), image.height());
-            let mut header = encoder.write_header().map_err(error)?;
-            let mut stream = header
-                .stream_writer_with_size(PNG_CHUNK_BYTES)
-                .map_err(error)?;
-            stream
-                .write_all(image.as_raw())
-                .map_err(|e| e.to_string())?;
-            stream.finish().map_err(error)?;
-            header.finish().map_err(error)
+            // Band by band on every core, IDAT chunk by chunk. The caller names the file.
+            let reason = |error: Error| match error {
+                Error::Write { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            let mut png = PngRows::new(
+                writer,
+                image.width(),
+                image.height(),
+                compression,
+                Path::new(""),
+            )
+            .map_err(reason)?;
+            png.write_rows(image.as_raw()).map_err(reason)?;
+            png.finish().map_err(reason)
         }
         ImageFormat::Pnm => {
             // Each extension gets the kind of file it names: P4 for .pbm, P6 for .ppm, PAM for

@@ -129,6 +129,8 @@ pub struct Settings<'a> {
     /// signature; for any other the bytes decide ([`io::readable_format`] reads one from a name
     /// or MIME type).
     pub input_format: Option<image::ImageFormat>,
+    /// How PNG outputs are compressed.
+    pub compression: io::Compression,
 }
 
 impl<'a> Settings<'a> {
@@ -143,6 +145,7 @@ impl<'a> Settings<'a> {
             patience: Some(super::shared::DEFAULT_PATIENCE),
             observer: &(),
             input_format: None,
+            compression: io::Compression::default(),
         }
     }
 }
@@ -156,6 +159,7 @@ impl std::fmt::Debug for Settings<'_> {
             .field("images", &self.images)
             .field("patience", &self.patience)
             .field("input_format", &self.input_format)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -364,15 +368,21 @@ fn stream(
         Destination::Files(paths) => paths
             .iter()
             .map(|path| {
-                io::create_row_sink(path, width, height)
+                io::create_row_sink(path, width, height, settings.compression)
                     .map(|sink| sink.expect("writes_rows said so"))
             })
             .collect::<Result<_>>()?,
         Destination::Encoded(extension) => (0..operation.output_count())
             .map(|_| {
                 let bytes = io::EncodedRows::default();
-                let sink = io::encode_rows(extension, width, height, bytes.clone())?
-                    .expect("a format written in rows");
+                let sink = io::encode_rows(
+                    extension,
+                    width,
+                    height,
+                    settings.compression,
+                    bytes.clone(),
+                )?
+                .expect("a format written in rows");
                 encoded.push(bytes);
                 Ok(sink)
             })
@@ -381,7 +391,10 @@ fn stream(
             let to = to.take().ok_or_else(|| {
                 Error::InvalidOperation("an outlet streams one image only".to_owned())
             })?;
-            vec![io::encode_rows(extension, width, height, to)?.expect("a format written in rows")]
+            vec![
+                io::encode_rows(extension, width, height, settings.compression, to)?
+                    .expect("a format written in rows"),
+            ]
         }
     };
     settings.observer.started((width, height), true);
@@ -491,13 +504,13 @@ fn whole(
             // Every output written before any is put in place: an error leaves none behind.
             let written = images
                 .zip(paths)
-                .map(|(image, path)| io::write_partial(image, path))
+                .map(|(image, path)| io::write_partial(image, path, settings.compression))
                 .collect::<Result<Vec<_>>>()?;
             written.into_iter().try_for_each(|file| file.commit())?;
             Vec::new()
         }
         Destination::Encoded(extension) | Destination::Streamed { extension, .. } => images
-            .map(|image| io::encode_gray(image, extension))
+            .map(|image| io::encode_gray_with(image, extension, settings.compression))
             .collect::<Result<_>>()?,
     };
     timings.encode = Some(started.elapsed());

@@ -821,6 +821,7 @@ fn filter_image(
         // A lost engine is a 503 at once: the client tries again, or another instance.
         patience: None,
         observer: seen,
+        compression: request.compression,
         ..Settings::new(&request.operation)
     };
     let started = Instant::now();

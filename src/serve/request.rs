@@ -16,6 +16,8 @@ pub(super) struct FilterRequest {
     pub summary: String,
     /// The body's format when its bytes do not say (`input=tga`).
     pub input_format: Option<image::ImageFormat>,
+    /// How a PNG answer is compressed (`compression=fast`).
+    pub compression: crate::io::Compression,
 }
 
 /// Parses the query of a filter request; the error names the parameter at fault.
@@ -26,6 +28,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     let mut border = Border::Valid;
     let mut format = "png".to_owned();
     let mut input_format = None;
+    let mut compression = crate::io::Compression::default();
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         // Only kernels add up; any other parameter given twice is ambiguous, and a last one
@@ -91,9 +94,22 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                     )
                 })?);
             }
+            "compression" => {
+                compression = crate::io::Compression::from_name(&value).ok_or_else(|| {
+                    let names: Vec<&str> = crate::io::Compression::ALL
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect();
+                    format!(
+                        "compression={}: the choices are {}",
+                        crate::text::escape(&value),
+                        names.join(", ")
+                    )
+                })?;
+            }
             other => {
                 return Err(format!(
-                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border, format and input)",
+                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border, format, compression and input)",
                     crate::text::escape(other)
                 ));
             }
@@ -152,6 +168,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         kind,
         summary,
         input_format,
+        compression,
     })
 }
 

@@ -497,6 +497,7 @@ fn filter_one(
         images,
         observer: &bar,
         input_format: args.input_format,
+        compression: args.compression,
         ..Settings::new(operation)
     };
     let filtered =
