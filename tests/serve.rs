@@ -1244,3 +1244,38 @@ fn compression_is_chosen_per_request_and_every_choice_gives_the_same_pixels() {
         reply.error()
     );
 }
+
+#[test]
+fn a_large_body_that_fails_early_gets_its_error_and_an_http_1_0_client_a_whole_answer() {
+    let image = common::random_image(4002, 3002, 255, 29);
+    let whole = png(&image);
+    let Some(server) = Server::start("cpu", &[]) else {
+        unreachable!()
+    };
+    // Cut in its first band: nothing of the answer was sent, so the client hears why.
+    let reply = post(
+        &server.url("/v1/filter?edge=true&format=pgm"),
+        &whole[..whole.len() / 100],
+        &[],
+    );
+    assert_eq!(reply.status, 400);
+    assert!(reply.error().contains("truncated"), "{}", reply.error());
+    // HTTP/1.0 has no chunked answers: a large one comes whole, with its length, so that a
+    // cut one could never pass for complete.
+    let mut stream = connect(&server);
+    stream
+        .write_all(
+            format!(
+                "POST /v1/filter?edge=true&format=pgm HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+                whole.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.write_all(&whole).unwrap();
+    let answer = read_bytes(stream);
+    let head = String::from_utf8_lossy(&answer[..512]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(head.contains("content-length: 12000017"), "{head}");
+    assert!(!head.contains("chunked"), "{head}");
+}

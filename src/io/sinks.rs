@@ -3,6 +3,7 @@
 
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -69,9 +70,11 @@ fn written_rows(
     partial: Option<PartialFile>,
 ) -> Result<Box<dyn RowSink>> {
     let failed = Arc::new(Mutex::new(None));
+    let abandoned = Arc::new(AtomicBool::new(false));
     let mut to = Checked {
         to: Box::new(to) as Box<dyn Write + Send>,
         failed: Arc::clone(&failed),
+        abandoned: Arc::clone(&abandoned),
     };
     let write_error = |e: &dyn std::fmt::Display| Error::Write {
         path: path.clone(),
@@ -87,6 +90,7 @@ fn written_rows(
         encoder: stream,
         partial,
         failed,
+        abandoned,
         path,
     }))
 }
@@ -98,7 +102,23 @@ struct WrittenRows {
     partial: Option<PartialFile>,
     /// The first write error the writer met, if any.
     failed: Arc<Mutex<Option<String>>>,
+    /// Set when the sink is dropped before its rows are ended: an image that failed part way
+    /// writes nothing more (the PNG encoder's end, say), so that no reader of a pipe or a
+    /// connection sees a complete-looking file.
+    abandoned: Arc<AtomicBool>,
     path: PathBuf,
+}
+
+impl Drop for WrittenRows {
+    fn drop(&mut self) {
+        let ended = match &self.encoder {
+            Encoder::Png(png) => png.is_none(),
+            Encoder::Pgm(to) => to.is_none(),
+        };
+        if !ended {
+            self.abandoned.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What encodes the rows; `None` once they are ended.
@@ -165,10 +185,11 @@ impl RowSink for WrittenRows {
 }
 
 /// A writer that remembers its first error, for an encoder that drops errors on the way out,
-/// and that is flushed when dropped (the PNG encoder's last bytes are written as it drops).
+/// and that is flushed when dropped; once `abandoned`, it takes writes without passing them on.
 struct Checked<W: Write> {
     to: W,
     failed: Arc<Mutex<Option<String>>>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl<W: Write> Checked<W> {
@@ -192,11 +213,17 @@ impl<W: Write + Seek> Seek for Checked<W> {
 
 impl<W: Write> Write for Checked<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.abandoned.load(Ordering::SeqCst) {
+            return Ok(bytes.len());
+        }
         let result = self.to.write(bytes);
         self.remember(result)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.abandoned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let result = self.to.flush();
         self.remember(result)
     }
@@ -204,8 +231,7 @@ impl<W: Write> Write for Checked<W> {
 
 impl<W: Write> Drop for Checked<W> {
     fn drop(&mut self) {
-        let result = self.to.flush();
-        let _ = self.remember(result);
+        let _ = self.flush();
     }
 }
 
@@ -235,6 +261,7 @@ impl TiffSink {
         let file = Checked {
             to: file,
             failed: Arc::clone(&failed),
+            abandoned: Arc::new(AtomicBool::new(false)),
         };
         let (bands, receiver) = belt(vec![Vec::new()]);
         let owned_path = path.to_owned();

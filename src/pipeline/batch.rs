@@ -109,8 +109,8 @@ impl Share {
 ///
 /// `inputs` is taken as it is consumed (a list read line by line, say), never whole: a worker
 /// takes the next input when it is free, and at most [`AHEAD_PER_WORKER`] inputs per worker
-/// are taken before the oldest not yet reported, so memory stays bounded however long the list
-/// and however slow one input.
+/// (one more each, at worst) are taken beyond the oldest not yet reported, so memory stays
+/// bounded however long the list and however slow one input.
 pub fn run<J, T, E>(
     plan: &Batch,
     inputs: impl IntoIterator<Item = J, IntoIter: Send>,
@@ -136,39 +136,41 @@ where
         alone: true,
     };
     let ahead = workers * AHEAD_PER_WORKER;
-    let feed = std::sync::Mutex::new(Feed {
-        inputs,
-        taken: 0,
-        reported: 0,
-        stopped: false,
-    });
-    let moved = std::sync::Condvar::new();
+    // Two locks: a worker waiting for the next input (a list's next line, say) holds only the
+    // inputs', never the one reports and stops need.
+    let inputs = std::sync::Mutex::new((inputs, 0usize));
+    let pace = Pace {
+        state: std::sync::Mutex::new(Progress {
+            taken: 0,
+            reported: 0,
+            stopped: false,
+        }),
+        moved: std::sync::Condvar::new(),
+    };
     let mut deferred = Vec::new();
     let mut run_wide = None;
     std::thread::scope(|scope| {
         let (done, finished) = std::sync::mpsc::channel();
         for _ in 0..workers {
             let done = done.clone();
-            let (feed, moved, work, alone) = (&feed, &moved, &work, &alone);
+            let (inputs, pace, work, alone) = (&inputs, &pace, &work, &alone);
             scope.spawn(move || {
-                loop {
+                // A panic here stops the batch, rather than leave the others waiting for its
+                // report; the scope then passes the panic on.
+                let _stop = StopOnPanic(pace);
+                while pace.room(ahead) {
                     let (index, input) = {
-                        let mut feed = feed.lock().unwrap_or_else(PoisonError::into_inner);
-                        while !feed.stopped && feed.taken >= feed.reported + ahead {
-                            feed = moved.wait(feed).unwrap_or_else(PoisonError::into_inner);
-                        }
-                        if feed.stopped {
-                            break;
-                        }
-                        let Some(input) = feed.inputs.next() else {
+                        let mut inputs = inputs.lock().unwrap_or_else(PoisonError::into_inner);
+                        let Some(input) = inputs.0.next() else {
                             break;
                         };
-                        feed.taken += 1;
-                        (feed.taken - 1, input)
+                        inputs.1 += 1;
+                        (inputs.1 - 1, input)
                     };
+                    pace.taken(index + 1);
                     let outcome = (!alone(&input)).then(|| work(&input, share));
                     if matches!(&outcome, Some(Err(e)) if e.kind() == ErrorKind::RunWide) {
-                        stop(feed, moved);
+                        pace.stop();
                     }
                     if done.send((index, input, outcome)).is_err() {
                         break;
@@ -177,6 +179,7 @@ where
             });
         }
         drop(done);
+        let _stop = StopOnPanic(&pace);
         // Reported in input order as they complete: a slow input holds back those after it.
         let mut waiting = BTreeMap::new();
         let mut next_report = 0;
@@ -186,7 +189,7 @@ where
                 match outcome {
                     _ if run_wide.is_some() => {}
                     Some(Err(error)) if error.kind() == ErrorKind::RunWide => {
-                        stop(&feed, &moved);
+                        pace.stop();
                         run_wide = Some(error);
                     }
                     Some(Err(error)) if error.is_over_budget() => deferred.push(input),
@@ -195,8 +198,7 @@ where
                 }
                 next_report += 1;
             }
-            feed.lock().unwrap_or_else(PoisonError::into_inner).reported = next_report;
-            moved.notify_all();
+            pace.reported(next_report);
         }
     });
     if let Some(error) = run_wide {
@@ -214,20 +216,61 @@ where
 /// How many inputs per worker [`run`] takes beyond the oldest one not yet reported.
 pub const AHEAD_PER_WORKER: usize = 64;
 
-/// The inputs of a [`run`], taken one at a time by its workers.
-struct Feed<I> {
-    inputs: I,
-    /// Inputs taken so far.
+/// How far a [`run`]'s workers may go: inputs taken and reported, and whether it stopped.
+struct Progress {
     taken: usize,
-    /// Inputs reported so far (in order).
     reported: usize,
-    /// Set by a run-wide failure: no input is taken after it.
+    /// Set by a run-wide failure or a panic: no input is taken after it.
     stopped: bool,
 }
 
-fn stop<I>(feed: &std::sync::Mutex<Feed<I>>, moved: &std::sync::Condvar) {
-    feed.lock().unwrap_or_else(PoisonError::into_inner).stopped = true;
-    moved.notify_all();
+struct Pace {
+    state: std::sync::Mutex<Progress>,
+    moved: std::sync::Condvar,
+}
+
+impl Pace {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until fewer than `ahead` inputs are taken and not reported; `false` once stopped.
+    fn room(&self, ahead: usize) -> bool {
+        let mut state = self.lock();
+        while !state.stopped && state.taken >= state.reported + ahead {
+            state = self
+                .moved
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.stopped
+    }
+
+    fn taken(&self, count: usize) {
+        let mut state = self.lock();
+        state.taken = state.taken.max(count);
+    }
+
+    fn reported(&self, count: usize) {
+        self.lock().reported = count;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.moved.notify_all();
+    }
+}
+
+/// Stops a [`Pace`] if dropped while its thread panics.
+struct StopOnPanic<'a>(&'a Pace);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
 }
 
 /// Where the output images of the input named `stem` go in `folder`: `{stem}-{name}.{extension}`
@@ -298,13 +341,23 @@ pub fn check_outputs<'a>(
 /// The outputs of a batch whose inputs come one at a time (a list read as it is consumed),
 /// checked job by job as [`check_outputs`] checks a whole batch: a job is refused if one of its
 /// outputs is an input of this job or an earlier one, or an output already planned, or if one
-/// of its inputs is an earlier job's output.
+/// of its inputs is an earlier job's output. It keeps a few tens of bytes per job (a hash of
+/// each output's path, each file's device and inode), not the paths.
 #[derive(Debug, Default)]
 pub struct OutputCheck {
     inputs: std::collections::HashSet<Identity>,
-    outputs: std::collections::HashSet<std::path::PathBuf>,
+    outputs: std::collections::HashSet<u64>,
     /// The outputs that were files already when they were checked.
     output_files: std::collections::HashSet<Identity>,
+}
+
+/// A path's hash, for [`OutputCheck`]: a collision between two of a batch's paths (about one
+/// chance in 2^64 per pair) would refuse a job, never let one overwrite another.
+fn path_hash(path: &std::path::Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A file as [`file_identity`] knows it.
@@ -321,7 +374,7 @@ impl OutputCheck {
         let mut inputs_here = Vec::new();
         for input in inputs {
             let identity = file_identity(input);
-            if self.outputs.contains(input)
+            if self.outputs.contains(&path_hash(input))
                 || identity
                     .as_ref()
                     .is_some_and(|i| self.output_files.contains(i))
@@ -334,7 +387,9 @@ impl OutputCheck {
         }
         let mut outputs_here: Vec<(&std::path::Path, Option<Identity>)> = Vec::new();
         for output in outputs {
-            if self.outputs.contains(output) || outputs_here.iter().any(|(o, _)| *o == output) {
+            if self.outputs.contains(&path_hash(output))
+                || outputs_here.iter().any(|(o, _)| *o == output)
+            {
                 return Err(Error::OutputTwice {
                     path: output.to_owned(),
                 });
@@ -352,7 +407,7 @@ impl OutputCheck {
         }
         self.inputs.extend(inputs_here);
         for (output, identity) in outputs_here {
-            self.outputs.insert(output.to_owned());
+            self.outputs.insert(path_hash(output));
             self.output_files.extend(identity);
         }
         Ok(())
@@ -520,7 +575,8 @@ mod tests {
         assert_eq!(order, (0..1000).map(|i| (i, i)).collect::<Vec<_>>());
         let most_ahead = most_ahead.into_inner();
         assert!(
-            (AHEAD_PER_WORKER..=2 * AHEAD_PER_WORKER).contains(&most_ahead),
+            // Two workers may each take one more as they pass the check together.
+            (AHEAD_PER_WORKER..=2 * AHEAD_PER_WORKER + 2).contains(&most_ahead),
             "{most_ahead} inputs taken ahead of the reports"
         );
     }
@@ -559,6 +615,36 @@ mod tests {
         check
             .add([path("b.png").as_path()], [path("b-edge.png").as_path()])
             .unwrap();
+    }
+
+    #[test]
+    fn a_panic_in_a_worker_or_a_report_ends_the_batch_rather_than_hang_it() {
+        for in_report in [false, true] {
+            let (finished, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let outcome = std::panic::catch_unwind(|| {
+                    let plan = Batch {
+                        workers: 2,
+                        max_memory: 100,
+                    };
+                    run(
+                        &plan,
+                        0..1000u32,
+                        |_| false,
+                        |&i, _| {
+                            assert!(in_report || i != 0, "worker panics");
+                            Ok::<_, Error>(i)
+                        },
+                        |&i, _| assert!(!in_report || i != 3, "report panics"),
+                    )
+                });
+                let _ = finished.send(outcome.is_err());
+            });
+            let panicked = wait
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the batch ended");
+            assert!(panicked, "the panic is passed on (in report: {in_report})");
+        }
     }
 
     #[test]

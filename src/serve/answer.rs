@@ -84,18 +84,28 @@ pub(super) enum Piece {
 /// The writer a streamed answer's encoder writes into, on the filter's thread: it hands the
 /// connection a chunk at a time, waiting while the queue is full (the client sets the pace),
 /// and fails once the answer is dropped (the client gone or let go), which stops the filter.
+/// It waits at most `patience` for the client to make room: the filter holds a worker, which a
+/// client that takes nothing must not keep, whatever server the service's routes are mounted
+/// in (the service's own connections also keep a floor on the rate).
 pub(super) struct Outgoing {
     sender: mpsc::Sender<Piece>,
     pending: Vec<u8>,
     begun: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
+    runtime: tokio::runtime::Handle,
+    patience: std::time::Duration,
 }
 
 impl Outgoing {
-    pub(super) fn new(sender: mpsc::Sender<Piece>) -> Self {
+    /// Must be made on the runtime, whose timers it waits with.
+    pub(super) fn new(sender: mpsc::Sender<Piece>, patience: std::time::Duration) -> Self {
         Self {
             sender,
             pending: Vec::with_capacity(CHUNK),
             begun: Arc::new(AtomicBool::new(false)),
+            stalled: Arc::new(AtomicBool::new(false)),
+            runtime: tokio::runtime::Handle::current(),
+            patience,
         }
     }
 
@@ -105,13 +115,33 @@ impl Outgoing {
         self.begun.clone()
     }
 
+    /// Set when the client took nothing for the whole patience, which ended the answer.
+    pub(super) fn stalled(&self) -> Arc<AtomicBool> {
+        self.stalled.clone()
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
         self.begun.store(true, Ordering::SeqCst);
-        // The filter's threads are never the runtime's, where this would not be allowed.
-        self.sender
-            .blocking_send(Piece::Bytes(chunk.into()))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client is gone"))
+        // The filter's threads are never the runtime's, where blocking would not be allowed.
+        let sent = self.runtime.block_on(
+            self.sender
+                .send_timeout(Piece::Bytes(chunk.into()), self.patience),
+        );
+        match sent {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                self.stalled.store(true, Ordering::SeqCst);
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client took nothing of its answer for the read timeout",
+                ))
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client is gone",
+            )),
+        }
     }
 }
 

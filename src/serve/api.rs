@@ -342,6 +342,7 @@ struct Record {
 async fn filter(
     Shared(state): Shared<Arc<State>>,
     connection: Option<axum::Extension<CurrentRequest>>,
+    version: axum::http::Version,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
@@ -357,6 +358,9 @@ async fn filter(
         serve_filter(
             &state,
             &id,
+            // HTTP/1.0 has no chunks: an answer of unknown length ends when the connection
+            // closes, and one cut short would look complete. Its clients get answers whole.
+            version == axum::http::Version::HTTP_11,
             &headers,
             query.as_deref().unwrap_or(""),
             body,
@@ -463,6 +467,7 @@ const MEMORY_PATIENCE: Duration = Duration::from_secs(1);
 async fn serve_filter(
     state: &Arc<State>,
     id: &str,
+    may_stream: bool,
     headers: &HeaderMap,
     query: &str,
     body: Body,
@@ -514,10 +519,13 @@ async fn serve_filter(
     // A large answer is streamed as it is encoded: the filter hands it over through a queue of
     // a few chunks, and the status line goes out with the first of them.
     let (sender, mut receiver) = tokio::sync::mpsc::channel(answer::QUEUED_CHUNKS);
-    let outgoing = answer::Outgoing::new(sender.clone());
+    let outgoing = answer::Outgoing::new(sender.clone(), state.config.read_timeout);
     let begun = outgoing.begun();
+    let stalled = outgoing.stalled();
+    let outlet = may_stream.then(|| pipeline::Outlet::new(outgoing));
     let seen = Arc::new(Seen::default());
     let content_type = request.content_type;
+    let patience = state.config.read_timeout;
     let work = {
         let (state, id, seen) = (state.clone(), id.to_owned(), seen.clone());
         tokio::task::spawn_blocking(move || {
@@ -529,7 +537,7 @@ async fn serve_filter(
                 &request,
                 declared_format,
                 &limits,
-                pipeline::Outlet::new(outgoing),
+                outlet,
                 &seen,
             );
             match outcome {
@@ -542,21 +550,34 @@ async fn serve_filter(
                 Ok(Made::Streamed(filter_time)) => {
                     state.metrics.filtered(filter_time.as_secs_f64());
                     let memory = admission::keep_for_answer(share, answer::QUEUED_BYTES);
-                    let _ = sender.blocking_send(answer::Piece::Done(memory));
+                    // A client that makes no room for the last word within the read timeout
+                    // is cut as one that stalls mid-answer (the body then ends short).
+                    let last = sender.send_timeout(answer::Piece::Done(memory), patience);
+                    let _ = tokio::runtime::Handle::current().block_on(last);
                     Ok((Made::Streamed(filter_time), None))
                 }
                 Err(failure) if begun.load(std::sync::atomic::Ordering::SeqCst) => {
                     // The status line may be out: the connection is closed short. A client
                     // gone, or let go for its pace, was the connection's to report.
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let (reason, said) = if stalled.load(SeqCst) {
+                        (
+                            "slow_reader",
+                            "the client took nothing of it for the read timeout",
+                        )
+                    } else {
+                        ("failed", "filtering failed after the answer began")
+                    };
                     if !sender.is_closed() {
-                        state.metrics.cut("failed");
+                        state.metrics.cut(reason);
                         if state.config.log_requests {
                             crate::text::say!(
-                                "gpuconv serve: id={id} answer cut: filtering failed after the answer began: {}",
+                                "gpuconv serve: id={id} answer cut: {said}: {}",
                                 failure.message
                             );
                         }
-                        let _ = sender.blocking_send(answer::Piece::Failed(failure.message));
+                        // Without waiting: a full queue (a stalled client) ends short anyway.
+                        let _ = sender.try_send(answer::Piece::Failed(failure.message));
                     }
                     Err(None)
                 }
@@ -807,7 +828,7 @@ fn filter_image(
     request: &FilterRequest,
     declared_format: Option<image::ImageFormat>,
     limits: &crate::io::ReadLimits,
-    outlet: pipeline::Outlet,
+    outlet: Option<pipeline::Outlet>,
     seen: &Seen,
 ) -> Result<Made, Failure> {
     let source = Source::Bytes {
@@ -825,9 +846,12 @@ fn filter_image(
         ..Settings::new(&request.operation)
     };
     let started = Instant::now();
-    let destination = Destination::Streamed {
-        extension: request.format.clone(),
-        to: outlet,
+    let destination = match outlet {
+        Some(to) => Destination::Streamed {
+            extension: request.format.clone(),
+            to,
+        },
+        None => Destination::Encoded(request.format.clone()),
     };
     let filtered =
         pipeline::filter_image(engine, &source, &destination, &settings).map_err(|error| {

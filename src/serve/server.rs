@@ -196,6 +196,12 @@ impl<S> Paced<S> {
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             Poll::Pending => {
+                if self.waited.is_zero() {
+                    // A window begins with its first wait: what the connection took before
+                    // (its socket's buffers filling, an earlier answer) says nothing of the
+                    // client's pace now.
+                    self.taken = 0;
+                }
                 self.waiting_since = Some(now);
                 loop {
                     if self.waited >= self.window {

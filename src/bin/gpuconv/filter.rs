@@ -507,6 +507,13 @@ fn filter_one(
                 // pipeline say nothing, but the image was not all written.
                 return Failure::Input(crate::Reported.into());
             }
+            if let gpuconv::Error::Write { reason, .. } = &error
+                && to_standard_output
+            {
+                return Failure::Input(anyhow::anyhow!(
+                    "cannot write to standard output: {reason}"
+                ));
+            }
             // Reading and writing errors name their file already; the filter's do not.
             let doing = format!("filtering '{}'", source.name());
             Failure::of(error, doing)
