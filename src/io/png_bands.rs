@@ -50,6 +50,10 @@ impl Compression {
     }
 }
 
+/// The size of the IDAT chunks: libpng's 8 KiB would make a quarter million of them per 2 GiB
+/// image, each with its own CRC.
+const PNG_CHUNK_BYTES: usize = 1 << 20;
+
 /// Pixels of a band compressed on one core: large enough that a band's block header and flush
 /// (under 60 bytes) and its start without history cost nothing, small enough that an image of
 /// a few megapixels still spreads over every core.
@@ -163,7 +167,7 @@ impl<W: Write> PngRows<W> {
         for (data, adler, length) in compressed {
             self.adler = deflate::adler32_combine(self.adler, adler, length as u64);
             self.pending.extend_from_slice(&data);
-            if self.pending.len() >= super::write::PNG_CHUNK_BYTES {
+            if self.pending.len() >= PNG_CHUNK_BYTES {
                 let chunk = std::mem::take(&mut self.pending);
                 self.writer
                     .write_chunk(png::chunk::IDAT, &chunk)

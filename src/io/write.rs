@@ -84,9 +84,6 @@ pub fn is_bitmap_path(path: &Path) -> bool {
     extension(path) == "pbm"
 }
 
-/// The size of gpuconv's PNG IDAT chunks: the default 4 KiB makes a quarter million of them
-/// per GiB.
-pub(crate) const PNG_CHUNK_BYTES: usize = 1 << 20;
 
 /// A path's extension in lower case (empty when it has none).
 pub(crate) fn extension(path: &Path) -> String {
