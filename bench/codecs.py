@@ -76,7 +76,9 @@ def main() -> None:
             tools = {"baseline": filter_(args.base)}
             for compression in ["default", "fast", "small"]:
                 tools[f"gpuconv --compression {compression}"] = filter_(args.bin, "--compression", compression)
-            tools["libvips (pyvips)"] = [sys.executable, "-c", VIPS, str(source)]
+            if kind == "png":
+                # pyvips-binary's libvips has no PGM loader.
+                tools["libvips (pyvips)"] = [sys.executable, "-c", VIPS, str(source)]
             runs = {name: [] for name in tools}
             sizes = {}
             for _ in range(args.repeat):

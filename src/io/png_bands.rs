@@ -59,6 +59,11 @@ const PNG_CHUNK_BYTES: usize = 1 << 20;
 /// a few megapixels still spreads over every core.
 const BAND_PIXELS: usize = 256 << 10;
 
+/// The sample [`best_filter`] judges a row by: runs of this many pixels...
+const SAMPLE_RUN: usize = 32;
+/// ...every this many.
+const SAMPLE_EVERY: usize = 256;
+
 /// The PNG row filters (predictors) gpuconv writes, by their type byte.
 #[derive(Clone, Copy)]
 enum Predictor {
@@ -211,7 +216,6 @@ impl<W: Write> PngRows<W> {
 /// prediction; `above` is the row before the first.
 fn filter_rows(above: &[u8], rows: &[u8], width: usize, compression: Compression) -> Vec<u8> {
     let mut out = vec![0; rows.len() + rows.len() / width];
-    let mut candidates = Vec::new();
     let mut previous = above;
     for (row, target) in rows
         .chunks_exact(width)
@@ -220,8 +224,8 @@ fn filter_rows(above: &[u8], rows: &[u8], width: usize, compression: Compression
         let (kind, target) = target.split_first_mut().expect("a type byte and the row");
         *kind = match compression {
             Compression::Fast => filter(Predictor::Up, previous, row, target),
-            Compression::Default => filter(Predictor::Paeth, previous, row, target),
-            Compression::Small => best_filter(previous, row, target, &mut candidates),
+            Compression::Default => best_filter(previous, row, target),
+            Compression::Small => best_filter(previous, row, target),
         };
         previous = row;
     }
@@ -290,31 +294,55 @@ fn paeth(a: u8, b: u8, c: u8) -> u8 {
 }
 
 /// The row filtered by whichever predictor (or none) leaves the smallest sum of absolute
-/// values, the usual estimate of what deflates best (libpng's and the png crate's "adaptive").
-fn best_filter(above: &[u8], row: &[u8], out: &mut [u8], candidate: &mut Vec<u8>) -> u8 {
-    let cost = |bytes: &[u8]| -> u64 {
-        bytes
-            .iter()
-            .map(|&b| u64::from((b as i8).unsigned_abs()))
-            .sum()
+/// values, the usual estimate of what deflates best (libpng's and the png crate's "adaptive"),
+/// the sums taken over a sample of the row: runs of [`SAMPLE_RUN`] pixels every
+/// [`SAMPLE_EVERY`], which choose as well as the whole row on rows of photos and edge images at
+/// an eighth of the cost (BENCHMARKS.md), then the chosen filter over the whole row.
+fn best_filter(above: &[u8], row: &[u8], out: &mut [u8]) -> u8 {
+    // |v| of a byte taken as signed: how far from zero a filtered value is.
+    let cost = |v: u8| u32::from((v as i8).unsigned_abs());
+    let (x, b) = (row[0], above[0]);
+    // The first pixel: nothing to its left (a = c = 0).
+    let mut sums = [
+        cost(x),
+        cost(x),
+        cost(x.wrapping_sub(b)),
+        cost(x.wrapping_sub(b / 2)),
+        cost(x.wrapping_sub(b)),
+    ];
+    let width = row.len();
+    let (run, every) = if width < 4 * SAMPLE_EVERY {
+        (width, width)
+    } else {
+        (SAMPLE_RUN, SAMPLE_EVERY)
     };
-    out.copy_from_slice(row);
-    let mut best = (cost(row), 0u8);
-    candidate.resize(row.len(), 0);
-    for predictor in [
-        Predictor::Sub,
-        Predictor::Up,
-        Predictor::Average,
-        Predictor::Paeth,
-    ] {
-        let kind = filter(predictor, above, row, candidate);
-        let here = cost(candidate);
-        if here < best.0 {
-            best = (here, kind);
-            out.copy_from_slice(candidate);
+    for start in (1..width).step_by(every) {
+        let end = (start + run).min(width);
+        let pixels = row[start..end]
+            .iter()
+            .zip(&row[start - 1..end - 1])
+            .zip(&above[start..end])
+            .zip(&above[start - 1..end - 1]);
+        for (((&x, &a), &b), &c) in pixels {
+            sums[0] += cost(x);
+            sums[1] += cost(x.wrapping_sub(a));
+            sums[2] += cost(x.wrapping_sub(b));
+            sums[3] += cost(x.wrapping_sub(((u16::from(a) + u16::from(b)) / 2) as u8));
+            sums[4] += cost(x.wrapping_sub(paeth(a, b, c)));
         }
     }
-    best.1
+    // The first of the smallest, in type order, as libpng breaks ties.
+    let best = (0..5).min_by_key(|&i| sums[i]).expect("five sums");
+    match best {
+        0 => {
+            out.copy_from_slice(row);
+            0
+        }
+        1 => filter(Predictor::Sub, above, row, out),
+        2 => filter(Predictor::Up, above, row, out),
+        3 => filter(Predictor::Average, above, row, out),
+        _ => filter(Predictor::Paeth, above, row, out),
+    }
 }
 
 #[cfg(test)]
