@@ -84,7 +84,6 @@ pub fn is_bitmap_path(path: &Path) -> bool {
     extension(path) == "pbm"
 }
 
-
 /// A path's extension in lower case (empty when it has none).
 pub(crate) fn extension(path: &Path) -> String {
     path.extension()
