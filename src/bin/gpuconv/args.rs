@@ -264,9 +264,10 @@ pub struct FilterArgs {
     #[arg(long, value_name = "EXT")]
     pub format: Option<String>,
 
-    /// How PNG outputs are compressed: `fast` (rows predicted from the row above), `default`
-    /// (the Paeth predictor, as small as gpuconv's PNGs have always been), or `small` (each
-    /// row's best predictor and zlib's deflate: about a fifth smaller, several times slower).
+    /// How PNG outputs are compressed: `fast` (rows predicted from the row above: about a
+    /// fifth larger), `default` (each row's predictor chosen on a sample: as small as gpuconv's
+    /// PNGs have always been), or `small` (each row's best predictor and zlib's deflate: about
+    /// a fifth smaller, about seven times slower).
     /// Every core compresses either way.
     #[arg(long, value_name = "HOW", default_value = "default", value_parser = parse_compression)]
     pub compression: gpuconv::io::Compression,
