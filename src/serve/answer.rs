@@ -134,7 +134,7 @@ impl Outgoing {
                 self.stalled.store(true, Ordering::SeqCst);
                 Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    "the client took nothing of its answer for the read timeout",
+                    "the client took nothing of its answer for twice the read timeout",
                 ))
             }
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(std::io::Error::new(

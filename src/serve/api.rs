@@ -519,13 +519,15 @@ async fn serve_filter(
     // A large answer is streamed as it is encoded: the filter hands it over through a queue of
     // a few chunks, and the status line goes out with the first of them.
     let (sender, mut receiver) = tokio::sync::mpsc::channel(answer::QUEUED_CHUNKS);
-    let outgoing = answer::Outgoing::new(sender.clone(), state.config.read_timeout);
+    // Twice the window the service's own connections judge a client's pace in: there the
+    // connection lets a stalled client go first (and says so once); elsewhere this does.
+    let patience = 2 * state.config.read_timeout;
+    let outgoing = answer::Outgoing::new(sender.clone(), patience);
     let begun = outgoing.begun();
     let stalled = outgoing.stalled();
     let outlet = may_stream.then(|| pipeline::Outlet::new(outgoing));
     let seen = Arc::new(Seen::default());
     let content_type = request.content_type;
-    let patience = state.config.read_timeout;
     let work = {
         let (state, id, seen) = (state.clone(), id.to_owned(), seen.clone());
         tokio::task::spawn_blocking(move || {
@@ -563,7 +565,7 @@ async fn serve_filter(
                     let (reason, said) = if stalled.load(SeqCst) {
                         (
                             "slow_reader",
-                            "the client took nothing of it for the read timeout",
+                            "the client took nothing of it for twice the read timeout",
                         )
                     } else {
                         ("failed", "filtering failed after the answer began")
