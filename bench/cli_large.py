@@ -49,6 +49,16 @@ def reference_edge(image: np.ndarray, top: int, bottom: int) -> np.ndarray:
     return np.minimum(clip(vertical) + clip(horizontal), 255).astype(np.uint8)
 
 
+def matches_reference(target: Path, image: np.ndarray) -> bool:
+    """Whether the PNG at `target` is the edge image of `image`, compared band by band."""
+    written = np.asarray(Image.open(target))
+    height, width = image.shape
+    return written.shape == (height - 2, width - 2) and all(
+        np.array_equal(written[top : top + BAND], reference_edge(image, top, min(top + BAND, height - 2)))
+        for top in range(0, height - 2, BAND)
+    )
+
+
 def run(binary: str, source: Path, target: Path, backend: str) -> dict:
     command = [binary, "filter", str(source), "--edge", "-o", str(target), "--backend", backend, "--timings"]
     start = time.perf_counter()
@@ -102,12 +112,7 @@ def main() -> None:
         outputs.append(target)
         print(json.dumps(runs[-1]), flush=True)
     same_bytes = all(o.read_bytes() == outputs[0].read_bytes() for o in outputs[1:])
-    image = np.asarray(Image.open(source))
-    written = np.asarray(Image.open(outputs[0]))
-    matches = all(
-        np.array_equal(written[top : top + BAND], reference_edge(image, top, min(top + BAND, height - 2)))
-        for top in range(0, height - 2, BAND)
-    )
+    matches = matches_reference(outputs[0], np.asarray(Image.open(source)))
     for o in outputs:
         o.unlink()
     result = {

@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_large import BAND, reference_edge, synthetic  # noqa: E402
+from cli_large import matches_reference, synthetic  # noqa: E402
 
 Image.MAX_IMAGE_PIXELS = None
 
@@ -82,11 +81,7 @@ def main() -> None:
         for name, command in tools.items():
             target = args.out / f"stream-{size}-edge.png"
             runs = [measure(command + [str(target)]) for _ in range(args.repeat)]
-            written = np.asarray(Image.open(target))
-            correct = written.shape == (height - 2, width - 2) and all(
-                np.array_equal(written[top : top + BAND], reference_edge(image, top, min(top + BAND, height - 2)))
-                for top in range(0, height - 2, BAND)
-            )
+            correct = matches_reference(target, image)
             target.unlink()
             row = {
                 "size": size,
