@@ -279,6 +279,18 @@ pub enum Error {
         bytes: u64,
     },
 
+    /// An input file uses a feature of its format that gpuconv does not read.
+    #[error(
+        "cannot read image '{}': it is {what}, which gpuconv does not read",
+        crate::text::escape_path(path)
+    )]
+    Unsupported {
+        /// The input path.
+        path: PathBuf,
+        /// What the file uses, in plain words ("TIFF with LZMA compression").
+        what: String,
+    },
+
     /// An input file is in no format gpuconv reads, judged by its contents and its extension.
     #[error(
         "cannot read image '{}': not a PNG, JPEG, PNM, BMP, TIFF, GIF, WebP, TGA or QOI file",
@@ -370,6 +382,7 @@ impl Error {
             | Error::FileOverBudget { path, .. }
             | Error::DecoderOverBudget { path, .. }
             | Error::UnknownFormat { path, .. }
+            | Error::Unsupported { path, .. }
             | Error::Write { path, .. }
             | Error::UnsupportedOutputFormat { path, .. }
             | Error::OutputIsInput { path }
@@ -391,6 +404,7 @@ impl Error {
             | Error::Truncated { .. }
             | Error::Corrupt { .. }
             | Error::UnknownFormat { .. }
+            | Error::Unsupported { .. }
             | Error::Write { .. }
             | Error::OutputIsInput { .. }
             | Error::OutputTwice { .. }

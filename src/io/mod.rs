@@ -9,6 +9,7 @@ mod qoi;
 mod read;
 mod rows;
 mod sinks;
+mod tiff;
 mod write;
 
 pub use crate::memory::{default_memory_budget, parse_bytes, parse_positive_count};

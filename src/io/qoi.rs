@@ -3,7 +3,7 @@
 //! between calls. It follows the crate's decoder (which the whole-image path uses through the
 //! `image` crate) case for case, so both paths give the same pixels.
 
-use std::io::SeekFrom;
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use image::{ColorType, ImageError};
@@ -25,7 +25,7 @@ const OP_RGBA: u8 = 0xff;
 const PADDING: [u8; 8] = [0, 0, 0, 0, 0, 0, 0, 1];
 
 /// The rows of a QOI image, RGB or RGBA.
-pub(super) struct QoiRows<R: Reader> {
+pub(super) struct QoiRows<R: BufRead + Seek> {
     path: PathBuf,
     reader: R,
     width: u32,
@@ -42,26 +42,33 @@ pub(super) struct QoiRows<R: Reader> {
     rows_read: u32,
 }
 
-impl<R: Reader> QoiRows<R> {
-    /// `None` for a header the whole-image path should judge (and word its error for).
-    pub(super) fn open(input: &Input, mut reader: R) -> Result<Option<Self>> {
-        let head = input.head;
-        if head.len() < HEADER_BYTES || &head[..4] != b"qoif" {
-            return Ok(None);
-        }
-        let word = |at: usize| u32::from_be_bytes(head[at..at + 4].try_into().expect("4 bytes"));
-        let (width, height) = (word(4), word(8));
-        let color = match head[12] {
-            3 => ColorType::Rgb8,
-            4 => ColorType::Rgba8,
-            _ => return Ok(None),
-        };
-        // Over the `qoi` crate's limit the whole-image path refuses the file: so does this,
-        // by leaving it to that path and its words.
-        let pixels = u64::from(width) * u64::from(height);
-        if width == 0 || height == 0 || head[13] > 1 || pixels > QOI_PIXELS_MAX {
-            return Ok(None);
-        }
+/// A QOI header this reader decodes: its width, height and layout; `None` for one the `image`
+/// crate should judge (and word its error for).
+pub(super) fn header(head: &[u8]) -> Option<(u32, u32, ColorType)> {
+    if head.len() < HEADER_BYTES || &head[..4] != b"qoif" {
+        return None;
+    }
+    let word = |at: usize| u32::from_be_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+    let (width, height) = (word(4), word(8));
+    let color = match head[12] {
+        3 => ColorType::Rgb8,
+        4 => ColorType::Rgba8,
+        _ => return None,
+    };
+    // Over the `qoi` crate's limit the whole-image path refuses the file: so does this, by
+    // leaving it to that path and its words.
+    let pixels = u64::from(width) * u64::from(height);
+    (width > 0 && height > 0 && head[13] <= 1 && pixels <= QOI_PIXELS_MAX)
+        .then_some((width, height, color))
+}
+
+impl<R: BufRead + Seek> QoiRows<R> {
+    /// Starts reading after a [`header`] this reader decodes.
+    pub(super) fn open(
+        input: &Input,
+        mut reader: R,
+        (width, height, color): (u32, u32, ColorType),
+    ) -> Result<Self> {
         let line_bytes = width as usize * usize::from(color.bytes_per_pixel());
         check_stream(input, width, height, color, line_bytes)?;
         // The reader stands after the head that was read; go back to the first op.
@@ -72,7 +79,7 @@ impl<R: Reader> QoiRows<R> {
             line_bytes,
             &format!("reading '{}'", crate::text::escape_path(input.path)),
         )?;
-        Ok(Some(Self {
+        Ok(Self {
             path: input.path.to_owned(),
             reader,
             width,
@@ -83,7 +90,45 @@ impl<R: Reader> QoiRows<R> {
             pixel: [0, 0, 0, 255],
             run: 0,
             rows_read: 0,
-        }))
+        })
+    }
+
+    /// The next rows, whole, into `rows`.
+    pub(super) fn fill(&mut self, rows: &mut [u8]) -> Result<()> {
+        let channels = usize::from(self.color.bytes_per_pixel());
+        for row in rows.chunks_exact_mut(self.width as usize) {
+            let mut line = std::mem::take(&mut self.line);
+            for pixel in line.chunks_exact_mut(channels) {
+                let decoded = self.next_pixel();
+                let decoded = match decoded {
+                    Ok(decoded) => decoded,
+                    Err(error) => {
+                        self.line = line;
+                        return Err(error);
+                    }
+                };
+                pixel.copy_from_slice(&decoded[..channels]);
+            }
+            to_gray_row(&mut line, self.color, row);
+            self.line = line;
+            self.rows_read += 1;
+        }
+        if self.rows_read == self.height {
+            // A run past the last pixel is cut off there, as the crate does; then the end
+            // marker, which some writers leave out or cut short (Pillow reads such files).
+            let mut padding = Vec::with_capacity(PADDING.len());
+            (&mut self.reader)
+                .take(PADDING.len() as u64)
+                .read_to_end(&mut padding)
+                .map_err(|e| Input::read_failure(&self.path, e))?;
+            if !PADDING.starts_with(&padding) {
+                return Err(Error::Corrupt {
+                    path: self.path.clone(),
+                    detail: "the padding after the last pixel is wrong".to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn byte(&mut self) -> Result<u8> {
@@ -169,35 +214,6 @@ impl<R: Reader> RowSource for QoiRows<R> {
     }
 
     fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
-        let channels = usize::from(self.color.bytes_per_pixel());
-        for row in rows.chunks_exact_mut(self.width as usize) {
-            let mut line = std::mem::take(&mut self.line);
-            for pixel in line.chunks_exact_mut(channels) {
-                let decoded = self.next_pixel();
-                let decoded = match decoded {
-                    Ok(decoded) => decoded,
-                    Err(error) => {
-                        self.line = line;
-                        return Err(error);
-                    }
-                };
-                pixel.copy_from_slice(&decoded[..channels]);
-            }
-            to_gray_row(&mut line, self.color, row);
-            self.line = line;
-            self.rows_read += 1;
-        }
-        if self.rows_read == self.height {
-            // A run past the last pixel is cut off there, as the crate does; then the padding.
-            let mut padding = [0; PADDING.len()];
-            self.read(&mut padding)?;
-            if padding != PADDING {
-                return Err(Error::Corrupt {
-                    path: self.path.clone(),
-                    detail: "the padding after the last pixel is wrong".to_owned(),
-                });
-            }
-        }
-        Ok(())
+        self.fill(rows)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Once;
 
 use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
-use super::gray::{gray_in_place, sample_float_to_8};
+use super::gray::gray_in_place;
 use super::plausible::{bmp_rle_implausible, gif_screen_implausible, jpeg_is_complete, too_short};
 use crate::error::{Error, Result};
 use crate::memory::{default_memory_budget, zeroed_bytes};
@@ -267,12 +267,25 @@ fn decode<R: BufRead + Seek>(
     };
     match format {
         ImageFormat::Tiff => {
-            if let Some(gray) = decode_float_tiff(&input, &mut reader)? {
-                return Ok(gray);
-            }
-            reader.rewind().map_err(io_error)?;
-            decode_with_image(&input, reader, || None)
+            let mut rows = super::tiff::TiffRows::open(&input, reader)?;
+            let (width, height) = (rows.width(), rows.height());
+            let what = format!("TIFF of {}-bit samples", rows.bits());
+            read_through(&input, (width, height), what, rows.band_bytes(), |r| {
+                rows.fill(r)
+            })
         }
+        // QOI is read by gpuconv's own decoder where it reads the header (`qoi.rs`), which
+        // also takes files without their end marker.
+        ImageFormat::Qoi => match super::qoi::header(&head) {
+            Some(header) => {
+                let mut rows = super::qoi::QoiRows::open(&input, reader, header)?;
+                let (width, height, _) = header;
+                read_through(&input, (width, height), "QOI".to_owned(), 0, |r| {
+                    rows.fill(r)
+                })
+            }
+            None => decode_with_image(&input, reader, || None),
+        },
         ImageFormat::Jpeg => {
             // The JPEG decoder reads the whole file into memory anyway; holding it here first
             // lets its markers be walked. Twice the file must fit the budget before either.
@@ -494,6 +507,30 @@ fn decode_with_image<R: BufRead + Seek>(
     })
 }
 
+/// A whole image read through a row reader's `fill`: the gray image and `working` bytes of the
+/// reader's own checked against the budget, then every row read into it.
+fn read_through(
+    input: &Input,
+    (width, height): (u32, u32),
+    what: String,
+    working: u64,
+    fill: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<GrayImage> {
+    let pixels = u64::from(width) * u64::from(height);
+    input.check_budget(width, height, what, pixels, working)?;
+    let mut gray = zeroed_bytes(
+        usize::try_from(pixels).unwrap_or(usize::MAX),
+        &format!("decoding '{}'", crate::text::escape_path(input.path)),
+    )?;
+    if !gray.is_empty() {
+        fill(&mut gray)?;
+    }
+    GrayImage::from_raw(width, height, gray).ok_or_else(|| Error::Corrupt {
+        path: input.path.to_owned(),
+        detail: "its rows do not fill the image".to_owned(),
+    })
+}
+
 /// `8-bit RGBA`, `16-bit gray`, ...
 fn describe(color: ColorType) -> String {
     let channels = match color.channel_count() {
@@ -509,77 +546,6 @@ fn describe(color: ColorType) -> String {
         ""
     };
     format!("{bits}-bit{float} {channels}")
-}
-
-/// One-channel floating-point TIFF (16, 32 or 64 bits), which the `image` crate does not read:
-/// `None` for any other TIFF.
-fn decode_float_tiff<R: BufRead + Seek>(
-    input: &Input,
-    reader: &mut R,
-) -> Result<Option<GrayImage>> {
-    use tiff::ColorType as TiffColor;
-    use tiff::decoder::{Decoder, Limits};
-    use tiff::tags::Tag;
-
-    let probe = guarded(input.path, || {
-        let mut decoder = Decoder::new(&mut *reader).ok()?;
-        let Ok(TiffColor::Gray(bits @ (16 | 32 | 64))) = decoder.colortype() else {
-            return None;
-        };
-        let sample_format = decoder.find_tag_unsigned_vec::<u16>(Tag::SampleFormat);
-        let float = matches!(sample_format, Ok(Some(formats)) if formats.first() == Some(&3));
-        // PhotometricInterpretation 0: WhiteIsZero, so 0.0 is white.
-        let white_is_zero = matches!(decoder.get_tag_u32(Tag::PhotometricInterpretation), Ok(0));
-        let dimensions = decoder.dimensions();
-        float.then_some((decoder, bits, white_is_zero, dimensions))
-    })?;
-    let Some((decoder, bits, white_is_zero, dimensions)) = probe else {
-        return Ok(None);
-    };
-    let tiff_error = |error: tiff::TiffError| match error {
-        tiff::TiffError::IoError(e) => input.classify(ImageError::IoError(e)),
-        other => Error::Corrupt {
-            path: input.path.to_owned(),
-            detail: other.to_string(),
-        },
-    };
-    let (width, height) = dimensions.map_err(tiff_error)?;
-    let decoded = (u64::from(width) * u64::from(height)).saturating_mul(u64::from(bits / 8));
-    input.check_header(width, height, (ColorType::L8, decoded))?;
-    // Its strips pass through an intermediate buffer, at most the image's size.
-    let what = format!("{bits}-bit float gray");
-    input.check_budget(width, height, what, decoded, decoded)?;
-    let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
-    let mut limits = Limits::default();
-    limits.decoding_buffer_size = budget;
-    limits.intermediate_buffer_size = budget;
-    let mut decoder = decoder.with_limits(limits);
-    let layout = guarded(input.path, || decoder.image_buffer_layout())?.map_err(tiff_error)?;
-    let mut samples = zeroed_bytes(
-        layout.len,
-        &format!("decoding '{}'", crate::text::escape_path(input.path)),
-    )?;
-    guarded(input.path, || decoder.read_image_bytes(&mut samples))?.map_err(tiff_error)?;
-    let pixels = width as usize * height as usize;
-    let sample_bytes = usize::from(bits / 8);
-    // Written over the samples as they are read, as for every other layout.
-    for i in 0..pixels {
-        let sample = &samples[i * sample_bytes..(i + 1) * sample_bytes];
-        let value = match bits {
-            16 => f64::from(half::f16::from_ne_bytes([sample[0], sample[1]])),
-            32 => f64::from(f32::from_ne_bytes(sample.try_into().expect("4 bytes"))),
-            _ => f64::from_ne_bytes(sample.try_into().expect("8 bytes")),
-        };
-        samples[i] = sample_float_to_8(if white_is_zero { 1.0 - value } else { value });
-    }
-    samples.truncate(pixels);
-    samples.shrink_to_fit();
-    GrayImage::from_raw(width, height, samples)
-        .map(Some)
-        .ok_or_else(|| Error::Corrupt {
-            path: input.path.to_owned(),
-            detail: "its float samples do not fill the image".to_owned(),
-        })
 }
 
 /// The header checks of whole images (pixel limit, file length), then the memory budget

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use image::{ColorType, ImageError, ImageFormat};
 
-use super::gray::{gray_row, to_gray_row};
+use super::gray::to_gray_row;
 use super::qoi::QoiRows;
 use super::read::{Input, ReadLimits, Reader, check_stream, guarded, open_input, read_head};
+use super::tiff::TiffRows;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::rows::RowSource;
@@ -62,8 +63,11 @@ fn open_reader<R: Reader>(
     };
     let rows: Option<Box<dyn RowSource>> = match format {
         ImageFormat::Png => PngRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
-        ImageFormat::Tiff => TiffRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
-        ImageFormat::Qoi => QoiRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
+        ImageFormat::Tiff => Some(Box::new(TiffRows::open(&input, reader)?) as _),
+        ImageFormat::Qoi => match super::qoi::header(&head) {
+            Some(header) => Some(Box::new(QoiRows::open(&input, reader, header)?) as _),
+            None => None,
+        },
         _ => PnmRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
     };
     Ok(rows)
@@ -185,145 +189,6 @@ fn png_row_error(path: &Path, error: png::DecodingError) -> Error {
             path: path.to_owned(),
             detail: other.to_string(),
         },
-    }
-}
-
-/// The rows of a TIFF stored in strips, a strip at a time: 8- or 16-bit gray, gray + alpha, RGB
-/// or RGBA, samples interleaved, through the same `tiff` crate calls the `image` crate makes (so
-/// compression, predictors and WhiteIsZero come out the same).
-struct TiffRows<R: Reader> {
-    path: std::path::PathBuf,
-    decoder: tiff::decoder::Decoder<R>,
-    width: u32,
-    height: u32,
-    color: ColorType,
-    next_strip: u32,
-    /// Gray rows decoded from the last strip and not yet handed out.
-    pending: Vec<u8>,
-    handed_out: usize,
-}
-
-impl<R: Reader> TiffRows<R> {
-    fn open(input: &Input, reader: R) -> Result<Option<Self>> {
-        use tiff::ColorType as Tiff;
-        use tiff::decoder::{ChunkType, Decoder, Limits};
-        use tiff::tags::Tag;
-        let probe = guarded(input.path, || {
-            let mut decoder = Decoder::new(reader).ok()?;
-            let color = match decoder.colortype().ok()? {
-                Tiff::Gray(8) => ColorType::L8,
-                Tiff::Gray(16) => ColorType::L16,
-                Tiff::GrayA(8) => ColorType::La8,
-                Tiff::GrayA(16) => ColorType::La16,
-                Tiff::RGB(8) => ColorType::Rgb8,
-                Tiff::RGB(16) => ColorType::Rgb16,
-                Tiff::RGBA(8) => ColorType::Rgba8,
-                Tiff::RGBA(16) => ColorType::Rgba16,
-                _ => return None,
-            };
-            // Unsigned integer samples (the default), interleaved, in strips.
-            let unsigned = match decoder.find_tag_unsigned_vec::<u16>(Tag::SampleFormat) {
-                Ok(None) => true,
-                Ok(Some(formats)) => formats.iter().all(|&f| f == 1),
-                Err(_) => false,
-            };
-            let interleaved = !matches!(decoder.get_tag_u32(Tag::PlanarConfiguration), Ok(2));
-            if !unsigned || !interleaved || decoder.get_chunk_type() != ChunkType::Strip {
-                return None;
-            }
-            let dimensions = decoder.dimensions().ok()?;
-            let strip_rows = decoder.chunk_dimensions().1;
-            Some((decoder, color, dimensions, strip_rows))
-        })?;
-        let Some((decoder, color, (width, height), strip_rows)) = probe else {
-            return Ok(None);
-        };
-        // A strip is decoded whole: it counts as the decoder's line.
-        let strip_bytes = (u64::from(width) * u64::from(strip_rows.min(height)))
-            .saturating_mul(u64::from(color.bytes_per_pixel()));
-        let strip_bytes = usize::try_from(strip_bytes).unwrap_or(usize::MAX);
-        check_stream(input, width, height, color, strip_bytes)?;
-        let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
-        let mut limits = Limits::default();
-        limits.decoding_buffer_size = budget;
-        limits.intermediate_buffer_size = budget;
-        Ok(Some(Self {
-            path: input.path.to_owned(),
-            decoder: decoder.with_limits(limits),
-            width,
-            height,
-            color,
-            next_strip: 0,
-            pending: Vec::new(),
-            handed_out: 0,
-        }))
-    }
-
-    /// Decodes the next strip into gray rows.
-    fn next_strip(&mut self) -> Result<()> {
-        let (decoder, index) = (&mut self.decoder, self.next_strip);
-        let strip =
-            guarded(&self.path, || decoder.read_chunk(index))?.map_err(|error| match error {
-                tiff::TiffError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    Input::cut_short(&self.path)
-                }
-                other => Error::Corrupt {
-                    path: self.path.clone(),
-                    detail: other.to_string(),
-                },
-            })?;
-        let mut samples = match strip {
-            tiff::decoder::DecodingResult::U8(bytes) => bytes,
-            tiff::decoder::DecodingResult::U16(words) => {
-                words.iter().flat_map(|w| w.to_ne_bytes()).collect()
-            }
-            _ => {
-                return Err(Error::Corrupt {
-                    path: self.path.clone(),
-                    detail: "a strip's samples are not of the image's type".to_owned(),
-                });
-            }
-        };
-        let row_bytes = self.width as usize * usize::from(self.color.bytes_per_pixel());
-        if row_bytes == 0 || samples.len() % row_bytes != 0 || samples.is_empty() {
-            return Err(Error::Corrupt {
-                path: self.path.clone(),
-                detail: "a strip does not hold whole rows".to_owned(),
-            });
-        }
-        self.pending.clear();
-        for row in samples.chunks_exact_mut(row_bytes) {
-            let pixels = gray_row(row, self.color).expect("a layout with a gray rule");
-            self.pending.extend_from_slice(&row[..pixels]);
-        }
-        self.handed_out = 0;
-        self.next_strip += 1;
-        Ok(())
-    }
-}
-
-impl<R: Reader> RowSource for TiffRows<R> {
-    fn width(&self) -> u32 {
-        self.width
-    }
-
-    fn height(&self) -> u32 {
-        self.height
-    }
-
-    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
-        let mut filled = 0;
-        while filled < rows.len() {
-            if self.handed_out == self.pending.len() {
-                self.next_strip()?;
-            }
-            let take = (rows.len() - filled).min(self.pending.len() - self.handed_out);
-            rows[filled..filled + take]
-                .copy_from_slice(&self.pending[self.handed_out..self.handed_out + take]);
-            filled += take;
-            self.handed_out += take;
-        }
-        Ok(())
     }
 }
 

@@ -238,7 +238,9 @@ impl Failure {
     fn from_error(error: Error) -> Self {
         use crate::ErrorKind;
         let status = match (error.kind(), &error) {
-            (ErrorKind::Input, Error::UnknownFormat { .. }) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            (ErrorKind::Input, Error::UnknownFormat { .. } | Error::Unsupported { .. }) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             // The only output that can refuse an image: PBM, for one not black and white. The
             // path in the error is made up; the reason is the client's.
             (ErrorKind::Input, Error::Write { reason, .. }) => {

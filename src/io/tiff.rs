@@ -1,0 +1,1019 @@
+//! TIFF read a strip, or a row of tiles, at a time with the `tiff` crate's own API, for every
+//! layout gpuconv reads: gray of 1 to 64 bits (unsigned, signed or floating point), palettes,
+//! RGB, CMYK and YCbCr with or without extra samples, samples interleaved or in separate
+//! planes, in strips or tiles. The `image` crate reads part of this only, so TIFF never goes
+//! through it: one reader serves whole images and streamed bands alike.
+//!
+//! The `tiff` crate refuses a few things that are common in files users have; they are put
+//! right here rather than by forking it:
+//! - a palette image (it knows no colour maps) is read as its indices, and the map applied here;
+//! - a first directory without a PhotometricInterpretation, or that points on to further pages
+//!   (a loop among them makes the crate refuse the file), is read through an amended copy of
+//!   that one directory ([`Amended`]); only the first page is ever read, as Pillow does;
+//! - strips it cannot decode at all (CCITT Group 3, bits stored in reverse order, depths such as
+//!   12 bits) are decompressed here from their raw bytes ([`raw_chunk`]).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use image::ColorType;
+use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
+use tiff::tags::Tag;
+
+use super::gray::{luma, sample_16_to_8, sample_float_to_8};
+use super::read::{Input, Reader, check_stream, guarded};
+use crate::error::{Error, Result};
+use crate::rows::RowSource;
+
+/// How a pixel's samples become gray.
+enum Colour {
+    /// One sample; `white_is_zero` for PhotometricInterpretation 0.
+    Gray {
+        white_is_zero: bool,
+    },
+    /// One sample, an index into this table of gray levels (the colour map's luma).
+    Palette(Box<[u8; 256]>),
+    Rgb,
+    Cmyk,
+    /// Decoded by JPEG and left in YCbCr by the `tiff` crate.
+    YCbCr,
+}
+
+impl Colour {
+    /// How many of a pixel's samples the rule reads.
+    fn samples(&self) -> usize {
+        match self {
+            Colour::Gray { .. } | Colour::Palette(_) => 1,
+            Colour::Rgb | Colour::YCbCr => 3,
+            Colour::Cmyk => 4,
+        }
+    }
+
+    /// A pixel's gray level from its first [`samples`](Self::samples) levels (indices, for a
+    /// palette).
+    fn gray(&self, levels: &[u8]) -> u8 {
+        match self {
+            Colour::Gray { white_is_zero } => {
+                if *white_is_zero {
+                    255 - levels[0]
+                } else {
+                    levels[0]
+                }
+            }
+            Colour::Palette(table) => table[usize::from(levels[0])],
+            Colour::Rgb => luma([levels[0], levels[1], levels[2]]),
+            Colour::Cmyk => luma(cmyk_to_rgb([levels[0], levels[1], levels[2], levels[3]])),
+            Colour::YCbCr => luma(ycbcr_to_rgb([levels[0], levels[1], levels[2]])),
+        }
+    }
+}
+
+/// CMYK to RGB as the `image` crate converts it (so gpuconv's CMYK TIFFs read as before).
+fn cmyk_to_rgb([c, m, y, k]: [u8; 4]) -> [u8; 3] {
+    let kf = 1. - f32::from(k) / 255.;
+    [c, m, y].map(|v| ((255. - f32::from(v)) * kf) as u8)
+}
+
+/// YCbCr (ITU-R 601, full range, as JPEG stores it) to RGB in libjpeg's fixed point, the
+/// conversion Pillow's TIFF reader gets from libtiff.
+fn ycbcr_to_rgb([y, cb, cr]: [u8; 3]) -> [u8; 3] {
+    const ONE_HALF: i32 = 1 << 15;
+    let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
+    let (y, cb, cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
+    let r = y + ((fix(1.402) * cr + ONE_HALF) >> 16);
+    let g = y + ((-fix(0.34414) * cb - fix(0.71414) * cr + ONE_HALF) >> 16);
+    let b = y + ((fix(1.772) * cb + ONE_HALF) >> 16);
+    [r, g, b].map(|v| v.clamp(0, 255) as u8)
+}
+
+/// How the samples are stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unsigned,
+    Signed,
+    Float,
+}
+
+/// What the raw path (strips the `tiff` crate cannot decode) needs to know.
+struct Raw {
+    compression: u16,
+    /// FillOrder 2: each byte's bits stored least significant first.
+    reversed: bool,
+    /// The file's byte order, for samples of 16, 32 or 64 bits.
+    little: bool,
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+}
+
+/// One TIFF's first page: its layout, and where the next band comes from.
+pub(super) struct TiffRows<R: Read + Seek> {
+    path: PathBuf,
+    /// The memory budget, for messages.
+    budget: u64,
+    decoder: Decoder<Amended<R>>,
+    width: u32,
+    height: u32,
+    bits: u8,
+    colour: Colour,
+    /// Samples a pixel has (interleaved; 1 a plane when planar).
+    samples: usize,
+    planar: bool,
+    /// A strip's or tile's width and height.
+    chunk: (u32, u32),
+    /// Tiles across the image (1 for strips).
+    across: u32,
+    chunks_per_plane: u32,
+    raw: Option<Raw>,
+    /// What decoding a row of strips or tiles holds, in bytes.
+    band_bytes: u64,
+    /// The next row of chunks to decode.
+    next_band: u32,
+    /// Gray rows decoded from the last row of chunks and not yet handed out.
+    pending: Vec<u8>,
+    handed_out: usize,
+}
+
+impl<R: Read + Seek> TiffRows<R> {
+    /// Reads a TIFF's first directory and judges its layout, its header and the memory
+    /// streaming it takes.
+    pub(super) fn open(input: &Input, reader: R) -> Result<Self> {
+        let (path, budget) = (input.path, input.limits.max_memory);
+        let amended = Amended::new(reader).map_err(|e| tiff_error(path, budget, e))?;
+        let bytes = usize::try_from(budget).unwrap_or(usize::MAX);
+        let mut limits = Limits::default();
+        limits.decoding_buffer_size = bytes;
+        limits.intermediate_buffer_size = bytes;
+        limits.ifd_value_size = bytes;
+        let mut decoder = guarded(path, || Decoder::new(amended))?
+            .map_err(|e| tiff_error(path, budget, e))?
+            .with_limits(limits);
+        let (amended_from, little) = (decoder.inner().photometric, decoder.inner().little);
+        let palette = amended_from == Some(3);
+        let tag = |decoder: &mut Decoder<Amended<R>>, tag: Tag| {
+            guarded(path, || decoder.find_tag_unsigned_vec::<u64>(tag))
+                .and_then(|found| found.map_err(|e| tiff_error(path, budget, e)))
+        };
+        let (width, height) =
+            guarded(path, || decoder.dimensions())?.map_err(|e| tiff_error(path, budget, e))?;
+        let bits_per_sample = tag(&mut decoder, Tag::BitsPerSample)?.unwrap_or_else(|| vec![1]);
+        let samples = tag(&mut decoder, Tag::SamplesPerPixel)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        let sample_format = tag(&mut decoder, Tag::SampleFormat)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        let photometric = match amended_from {
+            Some(original) => u64::from(original),
+            None => tag(&mut decoder, Tag::PhotometricInterpretation)?
+                .and_then(|v| v.first().copied())
+                .unwrap_or(1),
+        };
+        let compression = tag(&mut decoder, Tag::Compression)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        let planar = tag(&mut decoder, Tag::PlanarConfiguration)?.and_then(|v| v.first().copied())
+            == Some(2);
+        let fill_order = tag(&mut decoder, Tag::FillOrder)?.and_then(|v| v.first().copied());
+        let predictor = tag(&mut decoder, Tag::Predictor)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        let bits = bits_per_sample.first().copied().unwrap_or(1);
+        if bits_per_sample.iter().any(|&b| b != bits) {
+            return Err(unsupported(path, "samples of different depths"));
+        }
+        let bits = u8::try_from(bits)
+            .ok()
+            .filter(|b| (1..=64).contains(b))
+            .ok_or_else(|| corrupt(path, format!("its samples claim {bits} bits")))?;
+        let kind = match sample_format {
+            1 => Kind::Unsigned,
+            2 => Kind::Signed,
+            3 if matches!(bits, 16 | 32 | 64) => Kind::Float,
+            3 => {
+                return Err(unsupported(
+                    path,
+                    &format!("{bits}-bit floating-point samples"),
+                ));
+            }
+            other => return Err(unsupported(path, &format!("sample format {other}"))),
+        };
+        let colour = match (photometric, palette) {
+            (_, true) if bits > 8 || kind != Kind::Unsigned => {
+                return Err(unsupported(
+                    path,
+                    &format!("a palette of {bits}-bit indices"),
+                ));
+            }
+            (_, true) => Colour::Palette(palette_gray(path, &mut decoder, bits)?),
+            (0, false) => Colour::Gray {
+                white_is_zero: true,
+            },
+            (1, false) => Colour::Gray {
+                white_is_zero: false,
+            },
+            (2, false) => Colour::Rgb,
+            (5, false) => Colour::Cmyk,
+            (6, false) if compression == 7 => Colour::YCbCr,
+            (6, false) => return Err(unsupported(path, "YCbCr colour without JPEG compression")),
+            (4, false) => return Err(unsupported(path, "a transparency mask")),
+            (8 | 9 | 10, false) => return Err(unsupported(path, "CIE L*a*b* colour")),
+            (other, false) => {
+                return Err(unsupported(
+                    path,
+                    &format!("photometric interpretation {other}"),
+                ));
+            }
+        };
+        let samples = usize::try_from(samples).unwrap_or(usize::MAX);
+        if samples < colour.samples() || samples > 64 {
+            return Err(corrupt(
+                path,
+                format!("{samples} samples a pixel do not fit its colours"),
+            ));
+        }
+        let tiles = decoder.get_chunk_type() == ChunkType::Tile;
+        let chunk = decoder.chunk_dimensions();
+        if chunk.0 == 0 || chunk.1 == 0 {
+            return Err(corrupt(path, "its strips or tiles are empty".to_owned()));
+        }
+        let across = if tiles { width.div_ceil(chunk.0) } else { 1 };
+        let rows_of_chunks = height.div_ceil(chunk.1);
+        let chunks_per_plane = across.saturating_mul(rows_of_chunks);
+        // Depths, bit orders and compressions the `tiff` crate cannot decode.
+        let odd_depth = !matches!(bits, 1 | 2 | 4 | 8 | 16 | 32 | 64) && kind == Kind::Unsigned;
+        let reversed = fill_order == Some(2);
+        let raw = if odd_depth || reversed || matches!(compression, 2 | 3) {
+            if !matches!(compression, 1 | 3 | 4 | 5 | 8 | 32946 | 32773) {
+                let what = match compression {
+                    2 => "CCITT modified Huffman (RLE) compression".to_owned(),
+                    other => format!("{} with {bits}-bit samples", compression_name(other)),
+                };
+                return Err(unsupported(path, &what));
+            }
+            if predictor != 1 {
+                return Err(unsupported(
+                    path,
+                    "a predictor with bits stored in reverse order",
+                ));
+            }
+            if tiles {
+                return Err(unsupported(path, &format!("tiles of {bits}-bit samples")));
+            }
+            let (offsets_tag, counts_tag) = if tiles {
+                (Tag::TileOffsets, Tag::TileByteCounts)
+            } else {
+                (Tag::StripOffsets, Tag::StripByteCounts)
+            };
+            let offsets = tag(&mut decoder, offsets_tag)?.unwrap_or_default();
+            let counts = tag(&mut decoder, counts_tag)?.unwrap_or_default();
+            Some(Raw {
+                compression: compression as u16,
+                reversed,
+                little,
+                offsets,
+                counts,
+            })
+        } else {
+            if !matches!(compression, 1 | 4 | 5 | 7 | 8 | 32946 | 32773) {
+                return Err(unsupported(path, &compression_name(compression)));
+            }
+            None
+        };
+        // What a row of chunks holds decoded, each plane read counted: the decoder's line.
+        let planes = if planar { colour.samples() } else { 1 };
+        let chunk_bytes = (u64::from(chunk.0) * u64::from(across))
+            .saturating_mul(u64::from(chunk.1.min(height)))
+            .saturating_mul(if planar { 1 } else { samples as u64 })
+            .saturating_mul(u64::from(bits).div_ceil(8).max(1))
+            .saturating_mul(planes as u64 + 1);
+        let line_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
+        check_stream(input, width, height, ColorType::L8, line_bytes)?;
+        Ok(Self {
+            path: path.to_owned(),
+            budget,
+            decoder,
+            width,
+            height,
+            bits,
+            colour,
+            samples: if planar { 1 } else { samples },
+            planar,
+            chunk,
+            across,
+            chunks_per_plane,
+            raw,
+            band_bytes: chunk_bytes,
+            next_band: 0,
+            pending: Vec::new(),
+            handed_out: 0,
+        })
+    }
+
+    /// The width of the image.
+    pub(super) fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// The height of the image.
+    pub(super) fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The depth of its samples, in bits.
+    pub(super) fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// What decoding a row of strips or tiles holds, in bytes.
+    pub(super) fn band_bytes(&self) -> u64 {
+        self.band_bytes
+    }
+
+    /// The next rows, whole, into `rows`.
+    pub(super) fn fill(&mut self, rows: &mut [u8]) -> Result<()> {
+        let mut filled = 0;
+        while filled < rows.len() {
+            if self.handed_out == self.pending.len() {
+                self.next_band()?;
+            }
+            let take = (rows.len() - filled).min(self.pending.len() - self.handed_out);
+            rows[filled..filled + take]
+                .copy_from_slice(&self.pending[self.handed_out..self.handed_out + take]);
+            filled += take;
+            self.handed_out += take;
+        }
+        Ok(())
+    }
+
+    /// Decodes one strip or tile (of one plane) to a level per sample, with its width and
+    /// height.
+    fn chunk_levels(&mut self, index: u32) -> Result<(Vec<u8>, u32, u32)> {
+        let (path, budget) = (&self.path, self.budget);
+        let decoder = &mut self.decoder;
+        let (width, height) = guarded(path, || decoder.chunk_data_dimensions(index))?;
+        let result = match &self.raw {
+            Some(raw) => raw_chunk(
+                path,
+                decoder,
+                raw,
+                index,
+                (width, height),
+                self.bits,
+                self.samples,
+            )?,
+            None => guarded(path, || decoder.read_chunk(index))?
+                .map_err(|e| tiff_error(path, budget, e))?,
+        };
+        let row_samples = width as usize * self.samples;
+        let indices = matches!(self.colour, Colour::Palette(_));
+        let levels = levels(result, self.bits, indices, row_samples, height as usize)
+            .ok_or_else(|| corrupt(path, "a strip or tile does not hold its samples".to_owned()))?;
+        Ok((levels, width, height))
+    }
+
+    /// Decodes the next row of strips or tiles into gray rows.
+    fn next_band(&mut self) -> Result<()> {
+        let band = self.next_band;
+        let used = self.colour.samples();
+        let band_height = self.chunk.1.min(self.height - band * self.chunk.1);
+        let width = self.width as usize;
+        self.pending.clear();
+        self.pending.resize(width * band_height as usize, 0);
+        let mut pixel = [0u8; 4];
+        for column in 0..self.across {
+            let index = band * self.across + column;
+            let mut planes = Vec::with_capacity(if self.planar { used } else { 1 });
+            for plane in 0..if self.planar { used } else { 1 } {
+                let plane_index = index
+                    .checked_add(plane as u32 * self.chunks_per_plane)
+                    .ok_or_else(|| corrupt(&self.path, "too many planes".to_owned()))?;
+                planes.push(self.chunk_levels(plane_index)?);
+            }
+            // The `tiff` crate gives a later plane's bottom tiles their whole height (it takes
+            // them for inner tiles); the rows beyond the image are not read.
+            let (_, chunk_width, _) = planes[0];
+            if planes
+                .iter()
+                .any(|(_, w, h)| *w != chunk_width || *h < band_height)
+            {
+                return Err(corrupt(
+                    &self.path,
+                    "its strips or tiles disagree in size".to_owned(),
+                ));
+            }
+            let x0 = (column * self.chunk.0) as usize;
+            let visible = (chunk_width as usize).min(width.saturating_sub(x0));
+            for y in 0..band_height as usize {
+                let row = &mut self.pending[y * width + x0..y * width + x0 + visible];
+                for (x, out) in row.iter_mut().enumerate() {
+                    let at = y * chunk_width as usize + x;
+                    let levels = if self.planar {
+                        for (p, (plane, _, _)) in planes.iter().enumerate() {
+                            pixel[p] = plane[at];
+                        }
+                        &pixel[..used]
+                    } else {
+                        &planes[0].0[at * self.samples..at * self.samples + used]
+                    };
+                    *out = self.colour.gray(levels);
+                }
+            }
+        }
+        self.handed_out = 0;
+        self.next_band += 1;
+        Ok(())
+    }
+}
+
+impl<R: Reader> RowSource for TiffRows<R> {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
+        self.fill(rows)
+    }
+}
+
+/// A chunk's samples as 8-bit levels, `rows` rows of `row_samples` each: n-bit unsigned samples
+/// scaled as `round(v · 255 / (2ⁿ − 1))` (16 bits: [`sample_16_to_8`]), signed ones with
+/// negatives at 0 and the positive range scaled the same way, floating point by
+/// [`sample_float_to_8`]. Palette `indices` are kept as they are. `None` when the chunk is
+/// shorter than its rows.
+fn levels(
+    result: DecodingResult,
+    bits: u8,
+    indices: bool,
+    row_samples: usize,
+    rows: usize,
+) -> Option<Vec<u8>> {
+    let count = row_samples.checked_mul(rows)?;
+    let max = |bits: u8| u64::MAX.checked_shr(64 - u32::from(bits)).unwrap_or(0);
+    let scale = |v: u64, max: u64| {
+        ((u128::from(v.min(max)) * 255 + u128::from(max) / 2) / u128::from(max)) as u8
+    };
+    let signed = |v: i64| scale(v.max(0) as u64, max(bits.saturating_sub(1)).max(1));
+    let take = |n: usize| (n >= count).then_some(());
+    Some(match result {
+        DecodingResult::U8(bytes) if bits == 8 => {
+            take(bytes.len())?;
+            let mut bytes = bytes;
+            bytes.truncate(count);
+            bytes
+        }
+        DecodingResult::U8(bytes) => {
+            // Packed rows, each starting on a byte, most significant bits first.
+            let row_bytes = (row_samples * usize::from(bits)).div_ceil(8);
+            take(bytes.len() / row_bytes.max(1) * row_samples)?;
+            let mask = max(bits) as u8;
+            let mut out = Vec::with_capacity(count);
+            for row in bytes.chunks_exact(row_bytes).take(rows) {
+                for i in 0..row_samples {
+                    let bit = i * usize::from(bits);
+                    let v = (row[bit / 8] >> (8 - usize::from(bits) - bit % 8)) & mask;
+                    out.push(if indices {
+                        v
+                    } else {
+                        scale(u64::from(v), u64::from(mask))
+                    });
+                }
+            }
+            out
+        }
+        DecodingResult::U16(words) => {
+            take(words.len())?;
+            let top = max(bits);
+            words[..count]
+                .iter()
+                .map(|&v| {
+                    if bits == 16 {
+                        sample_16_to_8(v)
+                    } else {
+                        scale(u64::from(v), top)
+                    }
+                })
+                .collect()
+        }
+        DecodingResult::U32(words) => {
+            take(words.len())?;
+            words[..count]
+                .iter()
+                .map(|&v| scale(u64::from(v), max(bits)))
+                .collect()
+        }
+        DecodingResult::U64(words) => {
+            take(words.len())?;
+            words[..count]
+                .iter()
+                .map(|&v| scale(v, max(bits)))
+                .collect()
+        }
+        DecodingResult::I8(v) => {
+            take(v.len())?;
+            v[..count].iter().map(|&v| signed(i64::from(v))).collect()
+        }
+        DecodingResult::I16(v) => {
+            take(v.len())?;
+            v[..count].iter().map(|&v| signed(i64::from(v))).collect()
+        }
+        DecodingResult::I32(v) => {
+            take(v.len())?;
+            v[..count].iter().map(|&v| signed(i64::from(v))).collect()
+        }
+        DecodingResult::I64(v) => {
+            take(v.len())?;
+            v[..count].iter().map(|&v| signed(v)).collect()
+        }
+        DecodingResult::F16(v) => {
+            take(v.len())?;
+            v[..count]
+                .iter()
+                .map(|&v| sample_float_to_8(f64::from(v)))
+                .collect()
+        }
+        DecodingResult::F32(v) => {
+            take(v.len())?;
+            v[..count]
+                .iter()
+                .map(|&v| sample_float_to_8(f64::from(v)))
+                .collect()
+        }
+        DecodingResult::F64(v) => {
+            take(v.len())?;
+            v[..count].iter().map(|&v| sample_float_to_8(v)).collect()
+        }
+    })
+}
+
+/// The gray level of each palette index: the luma of its colour-map entry made 8-bit. Maps
+/// are 16-bit, but some writers store 8-bit values in them: a map with no value above 255 is
+/// read as 8-bit, as libtiff and Pillow read it.
+fn palette_gray<R: Read + Seek>(
+    path: &Path,
+    decoder: &mut Decoder<R>,
+    bits: u8,
+) -> Result<Box<[u8; 256]>> {
+    let map = guarded(path, || decoder.get_tag_u16_vec(Tag::ColorMap))?
+        .map_err(|_| corrupt(path, "its palette has no colour map".to_owned()))?;
+    let entries = 1usize << bits;
+    if map.len() < 3 * entries {
+        return Err(corrupt(
+            path,
+            format!("its colour map holds fewer than {entries} colours"),
+        ));
+    }
+    let eight_bit = map.iter().all(|&v| v <= 255);
+    let level = |v: u16| if eight_bit { v as u8 } else { (v >> 8) as u8 };
+    let mut table = Box::new([0u8; 256]);
+    for (i, gray) in table.iter_mut().enumerate().take(entries) {
+        *gray = luma([map[i], map[entries + i], map[2 * entries + i]].map(level));
+    }
+    Ok(table)
+}
+
+/// A strip or tile decoded here from its raw bytes: bits reversed where FillOrder says so, then
+/// decompressed (none, LZW, Deflate, PackBits, CCITT Group 3 or 4), as packed bytes (depths up
+/// to 8) or one word per sample (deeper, unpacked from their bit stream).
+fn raw_chunk<R: Read + Seek>(
+    path: &Path,
+    decoder: &mut Decoder<R>,
+    raw: &Raw,
+    index: u32,
+    (width, height): (u32, u32),
+    bits: u8,
+    samples: usize,
+) -> Result<DecodingResult> {
+    let i = index as usize;
+    let (Some(&offset), Some(&count)) = (raw.offsets.get(i), raw.counts.get(i)) else {
+        return Err(corrupt(
+            path,
+            "a strip or tile has no offset or length".to_owned(),
+        ));
+    };
+    let row_samples = width as usize * samples;
+    let row_bytes = (row_samples * usize::from(bits)).div_ceil(8);
+    let expected = row_bytes
+        .checked_mul(height as usize)
+        .ok_or_else(|| corrupt(path, "a strip is too large".to_owned()))?;
+    // No strip's compressed bytes exceed what the file holds; what they decompress to is cut
+    // at what the strip needs.
+    let mut data = Vec::new();
+    let inner = decoder.inner();
+    inner
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| inner.take(count).read_to_end(&mut data))
+        .map_err(|e| Input::read_failure(path, e))?;
+    if (data.len() as u64) < count {
+        return Err(Input::cut_short(path));
+    }
+    if raw.reversed {
+        for byte in &mut data {
+            *byte = byte.reverse_bits();
+        }
+    }
+    let short = || Input::cut_short(path);
+    let mut bytes = match raw.compression {
+        1 => data,
+        5 => {
+            let mut out = Vec::new();
+            let mut lzw = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+            let result = lzw.into_vec(&mut out).decode(&data);
+            if out.len() < expected {
+                result
+                    .status
+                    .map_err(|e| corrupt(path, format!("its LZW data is damaged ({e})")))?;
+            }
+            out
+        }
+        8 | 32946 => {
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(data.as_slice())
+                .take(expected as u64)
+                .read_to_end(&mut out)
+                .map_err(|e| corrupt(path, format!("its Deflate data is damaged ({e})")))?;
+            out
+        }
+        32773 => unpack_bits(&data, expected),
+        3 | 4 => {
+            let fax_width = u16::try_from(width)
+                .map_err(|_| unsupported(path, "CCITT fax rows wider than 65535 pixels"))?;
+            let mut out = Vec::with_capacity(expected);
+            let mut line = |transitions: &[u16]| {
+                if out.len() < expected {
+                    let mut row = vec![0u8; row_bytes];
+                    for (x, colour) in fax::decoder::pels(transitions, fax_width).enumerate() {
+                        if colour == fax::Color::Black {
+                            row[x / 8] |= 0x80 >> (x % 8);
+                        }
+                    }
+                    out.extend_from_slice(&row);
+                }
+            };
+            // Group 3 lines end in EOL codes, and the fax crate loses a last line with none
+            // after it: an RTC (six EOLs) after the data ends the page whatever the writer did.
+            let rtc = [0x00, 0x10, 0x01].repeat(3);
+            let tail = if raw.compression == 3 {
+                &rtc[..]
+            } else {
+                &[][..]
+            };
+            let bytes = data.iter().chain(tail).copied();
+            let decoded = if raw.compression == 4 {
+                let rows = u16::try_from(height).ok();
+                fax::decoder::decode_g4(bytes, fax_width, rows, &mut line)
+            } else {
+                fax::decoder::decode_g3(bytes, &mut line)
+            };
+            if decoded.is_none() && out.len() < expected {
+                return Err(corrupt(path, "its CCITT fax data is damaged".to_owned()));
+            }
+            out
+        }
+        _ => unreachable!("compressions are checked when the file is opened"),
+    };
+    if bytes.len() < expected {
+        return Err(short());
+    }
+    bytes.truncate(expected);
+    if bits <= 8 {
+        // Fax "black" is a 1 bit, which WhiteIsZero (as fax TIFFs are) reads as black.
+        return Ok(DecodingResult::U8(bytes));
+    }
+    let mut words = Vec::with_capacity(row_samples * height as usize);
+    if bits % 8 == 0 {
+        // Whole bytes: in the file's byte order.
+        for sample in bytes.chunks_exact(usize::from(bits / 8)) {
+            let mut v = 0u64;
+            for i in 0..sample.len() {
+                let byte = if raw.little {
+                    sample[sample.len() - 1 - i]
+                } else {
+                    sample[i]
+                };
+                v = (v << 8) | u64::from(byte);
+            }
+            words.push(v);
+        }
+    }
+    // Other depths are one bit stream, most significant bit first, each row on a byte.
+    for row in bytes.chunks_exact(row_bytes).filter(|_| bits % 8 != 0) {
+        let mut bit = 0usize;
+        for _ in 0..row_samples {
+            let mut v = 0u64;
+            for _ in 0..bits {
+                v = (v << 1) | u64::from((row[bit / 8] >> (7 - bit % 8)) & 1);
+                bit += 1;
+            }
+            words.push(v);
+        }
+    }
+    Ok(if bits <= 16 {
+        DecodingResult::U16(words.into_iter().map(|v| v as u16).collect())
+    } else if bits <= 32 {
+        DecodingResult::U32(words.into_iter().map(|v| v as u32).collect())
+    } else {
+        DecodingResult::U64(words)
+    })
+}
+
+/// PackBits (Apple's run-length coding), stopping at `limit` bytes.
+fn unpack_bits(data: &[u8], limit: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(limit);
+    let mut i = 0;
+    while i < data.len() && out.len() < limit {
+        let n = data[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let end = (i + n as usize + 1).min(data.len());
+            out.extend_from_slice(&data[i..end]);
+            i = end;
+        } else if n != -128 {
+            if let Some(&byte) = data.get(i) {
+                out.extend(std::iter::repeat_n(byte, (1 - isize::from(n)) as usize));
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A compression's name, for messages.
+fn compression_name(code: u64) -> String {
+    match code {
+        2 => "CCITT modified Huffman (RLE) compression".to_owned(),
+        6 => "old-style JPEG compression".to_owned(),
+        34925 => "LZMA compression".to_owned(),
+        50000 | 34926 => "Zstandard compression".to_owned(),
+        50001 | 34927 => "WebP compression".to_owned(),
+        34712 | 33003 | 33005 => "JPEG 2000 compression".to_owned(),
+        other => format!("compression method {other}"),
+    }
+}
+
+fn unsupported(path: &Path, what: &str) -> Error {
+    Error::Unsupported {
+        path: path.to_owned(),
+        what: format!("TIFF with {what}"),
+    }
+}
+
+fn corrupt(path: &Path, detail: String) -> Error {
+    Error::Corrupt {
+        path: path.to_owned(),
+        detail,
+    }
+}
+
+/// A `tiff` crate error as what it means to a user.
+fn tiff_error(path: &Path, budget: u64, error: tiff::TiffError) -> Error {
+    use tiff::TiffError;
+    match error {
+        TiffError::IoError(e) => Input::read_failure(path, e),
+        TiffError::LimitsExceeded => Error::DecoderOverBudget {
+            path: path.to_owned(),
+            budget,
+        },
+        TiffError::UnsupportedError(e) => unsupported(path, &e.to_string()),
+        other => {
+            let detail = other.to_string();
+            if detail.contains("fill whole buffer") {
+                Input::cut_short(path)
+            } else {
+                corrupt(path, detail)
+            }
+        }
+    }
+}
+
+/// The file with its first directory amended where the `tiff` crate would refuse it: read
+/// through here, the file's first directory is a copy placed after its end, with no next
+/// directory, a PhotometricInterpretation (BlackIsZero where none is given) and a palette's
+/// photometric interpretation made BlackIsZero, so that the crate reads a palette's indices as
+/// gray ([`palette`](Self::palette) remembers it was one). Every other byte is the file's own,
+/// and the file itself is never written.
+struct Amended<R> {
+    inner: R,
+    position: u64,
+    /// The file's length, where the amended directory starts.
+    end: u64,
+    /// The header's bytes with the first directory's offset changed (empty: nothing amended).
+    header: Vec<u8>,
+    /// The amended directory.
+    directory: Vec<u8>,
+    /// The photometric interpretation the directory had where it was changed to BlackIsZero:
+    /// WhiteIsZero (0), which the crate would invert for some sample types only, and palette
+    /// (3), which it refuses.
+    photometric: Option<u16>,
+    /// Whether the file is little-endian, for samples read from raw bytes.
+    little: bool,
+    /// Where the file is positioned, to seek only when a read jumps (a buffered reader drops
+    /// its buffer on every seek).
+    inner_position: u64,
+}
+
+impl<R: Read + Seek> Amended<R> {
+    fn new(mut inner: R) -> std::result::Result<Self, tiff::TiffError> {
+        let end = inner.seek(SeekFrom::End(0))?;
+        inner.seek(SeekFrom::Start(0))?;
+        let mut amended = Self {
+            inner,
+            position: 0,
+            end,
+            header: Vec::new(),
+            directory: Vec::new(),
+            photometric: None,
+            little: true,
+            inner_position: 0,
+        };
+        // A header or directory that cannot be parsed here is left to the crate to judge.
+        let _ = amended.amend();
+        amended.inner.seek(SeekFrom::Start(0))?;
+        amended.inner_position = 0;
+        Ok(amended)
+    }
+
+    fn amend(&mut self) -> std::io::Result<()> {
+        let mut head = [0u8; 16];
+        self.inner.read_exact(&mut head[..8])?;
+        let little = match &head[..2] {
+            b"II" => true,
+            b"MM" => false,
+            _ => return Ok(()),
+        };
+        self.little = little;
+        let u16_at = |b: &[u8]| {
+            let b = [b[0], b[1]];
+            if little {
+                u16::from_le_bytes(b)
+            } else {
+                u16::from_be_bytes(b)
+            }
+        };
+        let uint = |b: &[u8]| -> u64 {
+            let mut v = 0u64;
+            for i in 0..b.len() {
+                let byte = if little { b[b.len() - 1 - i] } else { b[i] };
+                v = (v << 8) | u64::from(byte);
+            }
+            v
+        };
+        let big = match u16_at(&head[2..4]) {
+            42 => false,
+            43 => true,
+            _ => return Ok(()),
+        };
+        let (header_len, count_len, entry_len, value_at) = if big {
+            self.inner.read_exact(&mut head[8..16])?;
+            (16, 8, 20, 12)
+        } else {
+            (8, 2, 12, 8)
+        };
+        let first = if big {
+            uint(&head[8..16])
+        } else {
+            uint(&head[4..8])
+        };
+        self.inner.seek(SeekFrom::Start(first))?;
+        let mut count_bytes = vec![0u8; count_len];
+        self.inner.read_exact(&mut count_bytes)?;
+        let count = uint(&count_bytes);
+        if count == 0 || count > 4096 {
+            return Ok(());
+        }
+        let mut entries = vec![0u8; count as usize * entry_len];
+        self.inner.read_exact(&mut entries)?;
+        let mut next = vec![0u8; if big { 8 } else { 4 }];
+        self.inner.read_exact(&mut next)?;
+        let mut rows: Vec<Vec<u8>> = entries
+            .chunks_exact(entry_len)
+            .map(<[u8]>::to_vec)
+            .collect();
+        let photometric = rows.iter().position(|e| u16_at(&e[..2]) == 262);
+        let mut changed = uint(&next) != 0;
+        match photometric {
+            Some(i) => {
+                let value = u16_at(&rows[i][value_at..value_at + 2]);
+                // Both read as BlackIsZero, and turned into gray here.
+                if matches!(value, 0 | 3) {
+                    self.photometric = Some(value);
+                    let one = if little { [1, 0] } else { [0, 1] };
+                    rows[i][value_at..value_at + 2].copy_from_slice(&one);
+                    changed = true;
+                }
+            }
+            None => {
+                // PhotometricInterpretation, SHORT, one value: BlackIsZero.
+                let mut entry = vec![0u8; entry_len];
+                let put16 = |v: u16| {
+                    if little {
+                        v.to_le_bytes()
+                    } else {
+                        v.to_be_bytes()
+                    }
+                };
+                entry[..2].copy_from_slice(&put16(262));
+                entry[2..4].copy_from_slice(&put16(3));
+                let one_count = if big {
+                    1u64.to_le_bytes().to_vec()
+                } else {
+                    1u32.to_le_bytes().to_vec()
+                };
+                let mut one_count = one_count;
+                if !little {
+                    one_count.reverse();
+                }
+                entry[4..value_at].copy_from_slice(&one_count);
+                entry[value_at..value_at + 2].copy_from_slice(&put16(1));
+                let at = rows
+                    .iter()
+                    .position(|e| u16_at(&e[..2]) > 262)
+                    .unwrap_or(rows.len());
+                rows.insert(at, entry);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        // The copy starts on a word boundary after the file's end.
+        let start = self.end.next_multiple_of(2);
+        let mut directory = vec![0u8; (start - self.end) as usize];
+        let rows_count = rows.len() as u64;
+        let mut count_out = if big {
+            rows_count.to_le_bytes().to_vec()
+        } else {
+            (rows_count as u16).to_le_bytes().to_vec()
+        };
+        if !little {
+            count_out.reverse();
+        }
+        directory.extend_from_slice(&count_out);
+        for row in rows {
+            directory.extend_from_slice(&row);
+        }
+        directory.extend(std::iter::repeat_n(0, if big { 8 } else { 4 }));
+        let mut header = head[..header_len].to_vec();
+        let mut offset = if big {
+            start.to_le_bytes().to_vec()
+        } else {
+            u32::try_from(start)
+                .map_err(|_| std::io::ErrorKind::InvalidData)?
+                .to_le_bytes()
+                .to_vec()
+        };
+        if !little {
+            offset.reverse();
+        }
+        let at = if big { 8 } else { 4 };
+        header[at..at + offset.len()].copy_from_slice(&offset);
+        self.header = header;
+        self.directory = directory;
+        Ok(())
+    }
+}
+
+impl<R: Read + Seek> Read for Amended<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let position = self.position;
+        let n = if position >= self.end {
+            let at = (position - self.end) as usize;
+            let tail = self.directory.get(at..).unwrap_or_default();
+            let n = tail.len().min(buf.len());
+            buf[..n].copy_from_slice(&tail[..n]);
+            n
+        } else {
+            let want = buf.len().min((self.end - position) as usize);
+            if self.inner_position != position {
+                self.inner.seek(SeekFrom::Start(position))?;
+            }
+            let n = self.inner.read(&mut buf[..want])?;
+            self.inner_position = position + n as u64;
+            // The amended header over the file's own.
+            if (position as usize) < self.header.len() {
+                let from = position as usize;
+                let to = (from + n).min(self.header.len());
+                buf[..to - from].copy_from_slice(&self.header[from..to]);
+            }
+            n
+        };
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for Amended<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let length = self.end + self.directory.len() as u64;
+        let position = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => length.checked_add_signed(d),
+            SeekFrom::Current(d) => self.position.checked_add_signed(d),
+        };
+        self.position = position.ok_or(std::io::ErrorKind::InvalidInput)?;
+        Ok(self.position)
+    }
+}
