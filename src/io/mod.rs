@@ -3,6 +3,7 @@
 
 mod deflate;
 mod gray;
+mod input;
 mod plausible;
 mod png_bands;
 mod qoi;
@@ -15,10 +16,11 @@ mod write;
 pub use crate::memory::{default_memory_budget, parse_bytes, parse_positive_count};
 pub use crate::units::format_bytes;
 pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
+pub use input::{DEFAULT_MAX_PIXELS, ReadLimits, quiet_decoder_panics};
 pub use png_bands::Compression;
 pub use read::{
-    DEFAULT_MAX_PIXELS, READABLE_EXTENSIONS, ReadLimits, decode_gray, decode_gray_as, load_gray,
-    load_gray_as, load_gray_with, quiet_decoder_panics, readable_format,
+    READABLE_EXTENSIONS, decode_gray, decode_gray_as, load_gray, load_gray_as, load_gray_with,
+    readable_format,
 };
 pub use rows::{open_rows, open_rows_in};
 pub use sinks::{EncodedRows, create_row_sink, encode_rows, encodes_rows, writes_rows};

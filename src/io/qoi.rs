@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use image::{ColorType, ImageError};
 
 use super::gray::to_gray_row;
-use super::read::Input;
-use super::read::Reader;
-use super::read::check_stream;
+use super::input::Input;
+use super::input::Reader;
+use super::input::check_stream;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 use crate::rows::RowSource;

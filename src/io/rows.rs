@@ -8,8 +8,8 @@ use std::path::Path;
 use image::{ColorType, ImageError, ImageFormat};
 
 use super::gray::to_gray_row;
+use super::input::{Input, ReadLimits, Reader, check_stream, guarded, open_input, read_head};
 use super::qoi::QoiRows;
-use super::read::{Input, ReadLimits, Reader, check_stream, guarded, open_input, read_head};
 use super::tiff::TiffRows;
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;

@@ -21,7 +21,7 @@ use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
 use tiff::tags::Tag;
 
 use super::gray::{luma, sample_16_to_8, sample_float_to_8};
-use super::read::{Input, Reader, check_stream, guarded};
+use super::input::{Input, Reader, check_stream, guarded};
 use crate::error::{Error, Result};
 use crate::rows::RowSource;
 
