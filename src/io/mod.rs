@@ -2,6 +2,7 @@
 //! without ever leaving a half-written file.
 
 mod deflate;
+mod gif;
 mod gray;
 mod input;
 mod plausible;

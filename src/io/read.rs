@@ -8,7 +8,7 @@ use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageRe
 
 use super::gray::gray_in_place;
 use super::input::{Input, ReadLimits, guarded, open_input, read_head};
-use super::plausible::{bmp_rle_implausible, gif_screen_implausible, jpeg_is_complete};
+use super::plausible::{bmp_rle_implausible, jpeg_is_complete};
 use crate::error::{Error, Result};
 use crate::memory::zeroed_bytes;
 
@@ -170,6 +170,7 @@ fn decode<R: BufRead + Seek>(
             }
             None => decode_with_image(&input, reader, || None),
         },
+        ImageFormat::Gif => super::gif::read_whole(&input, reader),
         ImageFormat::Jpeg => {
             // The JPEG decoder reads the whole file into memory anyway; holding it here first
             // lets its markers be walked. Twice the file must fit the budget before either.
@@ -217,7 +218,6 @@ fn decode_with_image<R: BufRead + Seek>(
         return Err(input.truncated(detail));
     }
     let implausible = match input.format {
-        ImageFormat::Gif => gif_screen_implausible(input.head, width, height),
         ImageFormat::Bmp => bmp_rle_implausible(input.head, width, height, input.file_bytes),
         _ => None,
     };
@@ -233,13 +233,8 @@ fn decode_with_image<R: BufRead + Seek>(
         // progressive JPEG: two bytes per sample.
         ImageFormat::Jpeg => (2 * input.file_bytes)
             .saturating_add(pixels.saturating_mul(2 * u64::from(color.channel_count()))),
-        // A frame smaller than its screen is decoded aside, then placed.
-        ImageFormat::Gif => decoded,
         // Lossless WebP works on 32-bit pixels.
         ImageFormat::WebP => pixels.saturating_mul(4),
-        // The TIFF decoder decodes into a buffer of its own (a third larger for CMYK), then
-        // copies.
-        ImageFormat::Tiff => decoded.saturating_mul(2),
         _ => 0,
     };
     input.check_budget(width, height, describe(color), decoded, working)?;

@@ -1,0 +1,114 @@
+//! A GIF's first frame read as Pillow reads it, with the `gif` crate's indexed output: every
+//! index becomes the luma of its palette colour (the frame's own palette, else the file's),
+//! transparent ones included, on a screen filled with the transparent index (or index 0) where
+//! the frame does not cover it; a file with no palette at all is read as gray indices. The
+//! `image` crate instead makes transparent pixels black, and both it and the `gif` crate
+//! refuse a file without a palette: such a file is read with a gray global palette put after
+//! its screen descriptor as it is read (the file itself is never changed).
+
+use std::io::{Cursor, Read};
+use std::num::NonZeroU64;
+
+use image::{ColorType, GrayImage};
+
+use super::gray::luma;
+use super::input::{Input, guarded};
+use super::plausible::gif_screen_implausible;
+use crate::error::{Error, Result};
+use crate::memory::zeroed_bytes;
+
+/// Reads the first frame of the GIF `reader` holds as gray, on its screen.
+pub(super) fn read_whole<R: Read>(input: &Input, mut reader: R) -> Result<GrayImage> {
+    let path = input.path;
+    // The signature and logical screen descriptor; its flags say whether a global palette
+    // follows (bit 7) and its size (bits 0-2).
+    let mut screen = [0u8; 13];
+    reader
+        .read_exact(&mut screen)
+        .map_err(|e| Input::read_failure(path, e))?;
+    let gray_palette: Vec<u8> = if screen[10] & 0x80 == 0 {
+        screen[10] |= 0x87;
+        (0..=255u8).flat_map(|i| [i, i, i]).collect()
+    } else {
+        Vec::new()
+    };
+    let reader = Cursor::new(screen).chain(Cursor::new(gray_palette)).chain(reader);
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let limit = NonZeroU64::new(input.limits.max_memory)
+        .map_or(gif::MemoryLimit::Unlimited, gif::MemoryLimit::Bytes);
+    options.set_memory_limit(limit);
+    let mut decoder =
+        guarded(path, || options.read_info(reader))?.map_err(|e| gif_error(input, e))?;
+    let (width, height) = (u32::from(decoder.width()), u32::from(decoder.height()));
+    let pixels = u64::from(width) * u64::from(height);
+    input.check_header(width, height, (ColorType::L8, pixels))?;
+    if let Some(detail) = gif_screen_implausible(input.head, width, height) {
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            detail,
+        });
+    }
+    // The screen, and the frame's indices decoded aside (at most the screen's size).
+    input.check_budget(width, height, "GIF".to_owned(), pixels, pixels)?;
+    let global = decoder.global_palette().map(<[u8]>::to_vec);
+    let frame = guarded(path, || decoder.read_next_frame().map(|f| f.cloned()))?
+        .map_err(|e| gif_error(input, e))?
+        .ok_or_else(|| Error::Corrupt {
+            path: path.to_owned(),
+            detail: "it holds no image".to_owned(),
+        })?;
+    let mut table = [0u8; 256];
+    match frame.palette.as_deref().or(global.as_deref()) {
+        // Entries the palette does not have are black, as in Pillow.
+        Some(palette) => {
+            for (gray, rgb) in table.iter_mut().zip(palette.chunks_exact(3)) {
+                *gray = luma([rgb[0], rgb[1], rgb[2]]);
+            }
+        }
+        None => {
+            for (i, gray) in table.iter_mut().enumerate() {
+                *gray = i as u8;
+            }
+        }
+    }
+    let mut gray = zeroed_bytes(
+        usize::try_from(pixels).unwrap_or(usize::MAX),
+        &format!("decoding '{}'", crate::text::escape_path(path)),
+    )?;
+    gray.fill(table[usize::from(frame.transparent.unwrap_or(0))]);
+    let (left, top) = (usize::from(frame.left), usize::from(frame.top));
+    let frame_width = usize::from(frame.width);
+    let (width_px, height_px) = (width as usize, height as usize);
+    if frame_width > 0 && left < width_px {
+        let visible = frame_width.min(width_px - left);
+        for (y, row) in frame.buffer.chunks_exact(frame_width).enumerate() {
+            let Some(out) = (top + y < height_px).then(|| (top + y) * width_px + left) else {
+                break;
+            };
+            for (pixel, &index) in gray[out..out + visible].iter_mut().zip(row) {
+                *pixel = table[usize::from(index)];
+            }
+        }
+    }
+    GrayImage::from_raw(width, height, gray).ok_or_else(|| Error::Corrupt {
+        path: path.to_owned(),
+        detail: "its frame does not fill the image".to_owned(),
+    })
+}
+
+/// A `gif` crate error as what it means to a user.
+fn gif_error(input: &Input, error: gif::DecodingError) -> Error {
+    match error {
+        gif::DecodingError::Io(e) => Input::read_failure(input.path, e),
+        gif::DecodingError::UnexpectedEof => Input::cut_short(input.path),
+        gif::DecodingError::MemoryLimit => Error::DecoderOverBudget {
+            path: input.path.to_owned(),
+            budget: input.limits.max_memory,
+        },
+        other => Error::Corrupt {
+            path: input.path.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
