@@ -32,7 +32,9 @@ pub(super) fn read_whole<R: Read>(input: &Input, mut reader: R) -> Result<GrayIm
     } else {
         Vec::new()
     };
-    let reader = Cursor::new(screen).chain(Cursor::new(gray_palette)).chain(reader);
+    let reader = Cursor::new(screen)
+        .chain(Cursor::new(gray_palette))
+        .chain(reader);
     let mut options = gif::DecodeOptions::new();
     options.set_color_output(gif::ColorOutput::Indexed);
     let limit = NonZeroU64::new(input.limits.max_memory)

@@ -260,6 +260,19 @@ impl Input<'_> {
                 path,
                 budget: self.limits.max_memory,
             },
+            // What a decoder does not support, in one plain line that names the format.
+            ImageError::Unsupported(unsupported) => {
+                use image::error::UnsupportedErrorKind as Kind;
+                let format = format!("{:?}", self.format).to_uppercase();
+                let what = match unsupported.kind() {
+                    Kind::Color(color) => format!("{format} with the pixel layout {color:?}"),
+                    Kind::GenericFeature(feature) => {
+                        format!("{format} with {}", feature.to_lowercase())
+                    }
+                    _ => format!("a kind of {format} ({unsupported})"),
+                };
+                Error::Unsupported { path, what }
+            }
             source => Error::Decode { path, source },
         }
     }

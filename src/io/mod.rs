@@ -11,6 +11,7 @@ mod qoi;
 mod read;
 mod rows;
 mod sinks;
+mod tga;
 mod tiff;
 mod write;
 

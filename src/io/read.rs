@@ -1,10 +1,10 @@
 //! Reading any supported file as 8-bit gray, within limits judged from its header before
 //! anything large is allocated.
 
-use std::io::{BufRead, BufReader, Cursor, Seek};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
-use image::{ColorType, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
+use image::{ColorType, GrayImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::gray::gray_in_place;
 use super::input::{Input, ReadLimits, guarded, open_input, read_head};
@@ -124,10 +124,6 @@ fn decode<R: BufRead + Seek>(
     limits: &ReadLimits,
     hint: Option<ImageFormat>,
 ) -> Result<GrayImage> {
-    let io_error = |e| Error::Decode {
-        path: path.to_owned(),
-        source: ImageError::IoError(e),
-    };
     let head = read_head(path, &mut reader)?;
     // The contents first; then what the caller says, the name's extension, and a TGA header
     // (the one format without a signature), in that order. A hint counts only for a format
@@ -171,21 +167,22 @@ fn decode<R: BufRead + Seek>(
             None => decode_with_image(&input, reader, || None),
         },
         ImageFormat::Gif => super::gif::read_whole(&input, reader),
+        ImageFormat::Tga if super::tga::reads(&head) => super::tga::read_whole(&input, reader),
+        // A BMP header the `image` crate refuses but Pillow reads: amended in a copy held in
+        // memory (such files are small test files, and the copy is counted in the budget).
+        ImageFormat::Bmp if bmp_amendment(&head).is_some() => {
+            let mut data = read_all(path, &mut reader, file_bytes, limits)?;
+            let flip = bmp_amendment(&data).is_some_and(|amend| amend.apply(&mut data));
+            let mut gray = decode_with_image(&input, Cursor::new(data.as_slice()), || None)?;
+            if flip {
+                image::imageops::flip_vertical_in_place(&mut gray);
+            }
+            Ok(gray)
+        }
         ImageFormat::Jpeg => {
             // The JPEG decoder reads the whole file into memory anyway; holding it here first
-            // lets its markers be walked. Twice the file must fit the budget before either.
-            if file_bytes.saturating_mul(2) > limits.max_memory {
-                return Err(Error::FileOverBudget {
-                    path: path.to_owned(),
-                    bytes: file_bytes,
-                    budget: limits.max_memory,
-                });
-            }
-            let mut data = zeroed_bytes(
-                file_bytes as usize,
-                &format!("reading '{}'", crate::text::escape_path(path)),
-            )?;
-            reader.read_exact(&mut data).map_err(io_error)?;
+            // lets its markers be walked.
+            let data = read_all(path, &mut reader, file_bytes, limits)?;
             let complete = || {
                 (!jpeg_is_complete(&data)).then(|| {
                     "its compressed data stops before the JPEG end-of-image marker".to_owned()
@@ -246,6 +243,69 @@ fn decode_with_image<R: BufRead + Seek>(
     gray_in_place(samples, color, width, height).ok_or_else(|| Error::Corrupt {
         path: input.path.to_owned(),
         detail: format!("its pixel layout {color:?} has no gray rule"),
+    })
+}
+
+/// The whole file in memory, when twice its length (this copy, and a decoder's) fits the budget.
+fn read_all<R: Read>(
+    path: &Path,
+    reader: &mut R,
+    file_bytes: u64,
+    limits: &ReadLimits,
+) -> Result<Vec<u8>> {
+    if file_bytes.saturating_mul(2) > limits.max_memory {
+        return Err(Error::FileOverBudget {
+            path: path.to_owned(),
+            bytes: file_bytes,
+            budget: limits.max_memory,
+        });
+    }
+    let mut data = zeroed_bytes(
+        file_bytes as usize,
+        &format!("reading '{}'", crate::text::escape_path(path)),
+    )?;
+    reader
+        .read_exact(&mut data)
+        .map_err(|e| Input::read_failure(path, e))?;
+    Ok(data)
+}
+
+/// How a BMP's header is amended so that the `image` crate reads it as Pillow does: a plane
+/// count other than 1 (the format allows no other; Pillow ignores it) made 1, and a run-length
+/// coded image stored top down (which the format forbids and Pillow reads) made bottom up,
+/// after which the decoded image is flipped back.
+#[derive(Clone, Copy)]
+struct BmpAmendment {
+    /// The height, negative where the rows are stored top down.
+    height: i32,
+    top_down_rle: bool,
+}
+
+impl BmpAmendment {
+    /// Amends the file's bytes; whether the decoded image must be flipped.
+    fn apply(self, data: &mut [u8]) -> bool {
+        data[26..28].copy_from_slice(&1u16.to_le_bytes());
+        if self.top_down_rle {
+            data[22..26].copy_from_slice(&(-self.height).to_le_bytes());
+        }
+        self.top_down_rle
+    }
+}
+
+/// The amendment a BMP's header needs, if any.
+fn bmp_amendment(head: &[u8]) -> Option<BmpAmendment> {
+    // BITMAPINFOHEADER or later: height at 22, planes at 26, compression at 30.
+    let header = head.get(14..34)?;
+    if u32::from_le_bytes(header[..4].try_into().ok()?) < 40 {
+        return None;
+    }
+    let height = i32::from_le_bytes(header[8..12].try_into().ok()?);
+    let planes = u16::from_le_bytes(header[12..14].try_into().ok()?);
+    let compression = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    let top_down_rle = height < 0 && height != i32::MIN && matches!(compression, 1 | 2);
+    (planes != 1 || top_down_rle).then_some(BmpAmendment {
+        height,
+        top_down_rle,
     })
 }
 

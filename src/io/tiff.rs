@@ -214,6 +214,9 @@ impl<R: Read + Seek> TiffRows<R> {
             (2, false) => Colour::Rgb,
             (5, false) => Colour::Cmyk,
             (6, false) if compression == 7 => Colour::YCbCr,
+            (6, false) if compression == 6 => {
+                return Err(unsupported(path, &compression_name(compression)));
+            }
             (6, false) => return Err(unsupported(path, "YCbCr colour without JPEG compression")),
             (4, false) => return Err(unsupported(path, "a transparency mask")),
             (8 | 9 | 10, false) => return Err(unsupported(path, "CIE L*a*b* colour")),
@@ -780,7 +783,10 @@ fn tiff_error(path: &Path, budget: u64, error: tiff::TiffError) -> Error {
         TiffError::UnsupportedError(e) => unsupported(path, &e.to_string()),
         other => {
             let detail = other.to_string();
-            if detail.contains("fill whole buffer") {
+            if detail == "Decode Error" {
+                // The fax decoder's only words.
+                corrupt(path, "its CCITT fax data is damaged".to_owned())
+            } else if detail.contains("fill whole buffer") {
                 Input::cut_short(path)
             } else {
                 corrupt(path, detail)
@@ -894,6 +900,26 @@ impl<R: Read + Seek> Amended<R> {
             .collect();
         let photometric = rows.iter().position(|e| u16_at(&e[..2]) == 262);
         let mut changed = uint(&next) != 0;
+        // BitsPerSample with more values than SamplesPerPixel (GIMP wrote such files): only
+        // the first values are read, as libtiff reads them, while they stay out of line.
+        let value_bytes = value_at - 4;
+        let samples = rows
+            .iter()
+            .find(|e| u16_at(&e[..2]) == 277)
+            .map(|e| u64::from(u16_at(&e[value_at..value_at + 2])));
+        if let (Some(samples), Some(bits)) =
+            (samples, rows.iter_mut().find(|e| u16_at(&e[..2]) == 258))
+        {
+            let count = uint(&bits[4..value_at]);
+            if count > samples && samples * 2 > value_bytes as u64 {
+                let mut new_count = samples.to_le_bytes()[..value_at - 4].to_vec();
+                if !little {
+                    new_count.reverse();
+                }
+                bits[4..value_at].copy_from_slice(&new_count);
+                changed = true;
+            }
+        }
         match photometric {
             Some(i) => {
                 let value = u16_at(&rows[i][value_at..value_at + 2]);
