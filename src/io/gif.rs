@@ -114,3 +114,36 @@ fn gif_error(input: &Input, error: gif::DecodingError) -> Error {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::io::{ReadLimits, decode_gray, luma};
+    use std::path::Path;
+
+    #[test]
+    fn transparent_pixels_keep_their_colour_and_the_screen_its_fill() {
+        let palette = [200u8, 10, 10, 10, 200, 10, 10, 10, 200, 90, 90, 90];
+        let mut bytes = Vec::new();
+        {
+            let mut encoder = gif::Encoder::new(&mut bytes, 7, 5, &[]).unwrap();
+            let indices: Vec<u8> = (0..15).map(|i| (i * 7 % 4) as u8).collect();
+            let mut frame = gif::Frame::from_indexed_pixels(5, 3, indices, Some(1));
+            frame.palette = Some(palette.to_vec());
+            (frame.left, frame.top) = (1, 2);
+            encoder.write_frame(&frame).unwrap();
+        }
+        let gray = decode_gray(&bytes, Path::new("t.gif"), &ReadLimits::default()).unwrap();
+        let colour = |i: usize| luma([palette[3 * i], palette[3 * i + 1], palette[3 * i + 2]]);
+        for y in 0..5u32 {
+            for x in 0..7u32 {
+                let inside = (1..6).contains(&x) && (2..5).contains(&y);
+                let index = if inside {
+                    ((y - 2) * 5 + (x - 1)) as usize * 7 % 4
+                } else {
+                    1 // the transparent index fills the screen
+                };
+                assert_eq!(gray.get_pixel(x, y).0[0], colour(index), "({x}, {y})");
+            }
+        }
+    }
+}

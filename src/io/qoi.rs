@@ -217,3 +217,34 @@ impl<R: Reader> RowSource for QoiRows<R> {
         self.fill(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::io::{ReadLimits, decode_gray};
+    use std::path::Path;
+
+    #[test]
+    fn a_file_without_its_end_marker_reads_and_a_wrong_one_does_not() {
+        let rgb =
+            image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([(x * 50) as u8, (y * 80) as u8, 7]));
+        let mut qoi = Vec::new();
+        image::DynamicImage::ImageRgb8(rgb.clone())
+            .write_to(&mut std::io::Cursor::new(&mut qoi), image::ImageFormat::Qoi)
+            .unwrap();
+        let limits = ReadLimits::default();
+        let whole = decode_gray(&qoi, Path::new("a.qoi"), &limits).unwrap();
+        let expected = crate::io::to_gray(image::DynamicImage::ImageRgb8(rgb));
+        assert_eq!(whole, expected);
+        for cut in [8, 3] {
+            let short = &qoi[..qoi.len() - cut];
+            assert_eq!(
+                decode_gray(short, Path::new("b.qoi"), &limits).unwrap(),
+                expected,
+                "{cut}"
+            );
+        }
+        let mut wrong = qoi.clone();
+        *wrong.last_mut().unwrap() = 9;
+        assert!(decode_gray(&wrong, Path::new("c.qoi"), &limits).is_err());
+    }
+}

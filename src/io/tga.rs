@@ -86,3 +86,47 @@ pub(super) fn read_whole<R: Read>(input: &Input, mut reader: R) -> Result<GrayIm
     }
     Ok(image)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::io::{ReadLimits, decode_gray_as, luma};
+    use std::path::Path;
+
+    #[test]
+    fn sixteen_bit_pixels_raw_and_run_length_coded_read_top_down() {
+        let pixels: Vec<u16> = (0..12u16)
+            .map(|i| i.wrapping_mul(0x1b3d) ^ 0x8000)
+            .collect();
+        let widen = |v: u16| (u32::from(v & 31) * 255 / 31) as u8;
+        let gray = |v: u16| luma([widen(v >> 10), widen(v >> 5), widen(v)]);
+        let header = |kind: u8| {
+            let mut h = vec![0, 0, kind, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 3, 0, 16, 0x20];
+            h[17] |= 1; // one alpha bit
+            h
+        };
+        let mut raw = header(2);
+        raw.extend(pixels.iter().flat_map(|p| p.to_le_bytes()));
+        // Run-length coded: a run of the first pixel twice, then the rest raw.
+        let mut rle = header(10);
+        rle.extend([0x81]);
+        rle.extend(pixels[0].to_le_bytes());
+        let rest = &pixels[2..];
+        rle.push(rest.len() as u8 - 1);
+        rle.extend(rest.iter().flat_map(|p| p.to_le_bytes()));
+        let mut expected: Vec<u8> = pixels.iter().map(|&p| gray(p)).collect();
+        let limits = ReadLimits::default();
+        let read = |bytes: &[u8]| {
+            decode_gray_as(
+                bytes,
+                Path::new("t.tga"),
+                &limits,
+                Some(image::ImageFormat::Tga),
+            )
+            .unwrap()
+            .into_raw()
+        };
+        assert_eq!(read(&raw), expected);
+        expected[1] = expected[0];
+        assert_eq!(read(&rle), expected);
+    }
+}

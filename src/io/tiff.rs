@@ -1043,3 +1043,287 @@ impl<R: Read + Seek> Seek for Amended<R> {
         Ok(self.position)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{ReadLimits, decode_gray};
+
+    /// A little-endian TIFF of one page: `entries` as (tag, type, values), each strip's bytes
+    /// placed after the directory and StripOffsets/StripByteCounts added for them; `next`: the
+    /// next directory's offset (8: the directory itself, a loop).
+    fn tiff(entries: &[(u16, u16, Vec<u32>)], strips: &[Vec<u8>], next: u32) -> Vec<u8> {
+        let mut entries = entries.to_vec();
+        let count = entries.len() + 2;
+        let directory_end = 8 + 2 + 12 * count + 4;
+        // Out-of-line values, then strips.
+        let mut extra = Vec::new();
+        let mut strip_offsets = Vec::new();
+        let out_of_line = |values: &[u32], kind: u16, extra: &mut Vec<u8>| -> Option<u32> {
+            let bytes: Vec<u8> = values
+                .iter()
+                .flat_map(|&v| {
+                    if kind == 3 {
+                        (v as u16).to_le_bytes().to_vec()
+                    } else {
+                        v.to_le_bytes().to_vec()
+                    }
+                })
+                .collect();
+            (bytes.len() > 4).then(|| {
+                let at = (directory_end + extra.len()) as u32;
+                extra.extend_from_slice(&bytes);
+                at
+            })
+        };
+        let mut offsets_at = Vec::new();
+        for strip in strips {
+            offsets_at.push(strip.len() as u32);
+        }
+        entries.push((279, 4, offsets_at));
+        entries.push((273, 4, vec![0; strips.len()]));
+        entries.sort_by_key(|e| e.0);
+        // Strips go after every out-of-line value: lay out the values first.
+        let mut fields = Vec::new();
+        for (tag, kind, values) in &entries {
+            let at = if *tag == 273 {
+                None
+            } else {
+                out_of_line(values, *kind, &mut extra)
+            };
+            fields.push((*tag, *kind, values.clone(), at));
+        }
+        let mut at = (directory_end + extra.len()) as u32;
+        if strips.len() > 1 {
+            at += 4 * strips.len() as u32;
+        }
+        for strip in strips {
+            strip_offsets.push(at);
+            at += strip.len() as u32;
+        }
+        let mut file = b"II*\0".to_vec();
+        file.extend_from_slice(&8u32.to_le_bytes());
+        file.extend_from_slice(&(count as u16).to_le_bytes());
+        let mut offsets_table = None;
+        for (tag, kind, values, out) in &fields {
+            let values = if *tag == 273 { &strip_offsets } else { values };
+            file.extend_from_slice(&tag.to_le_bytes());
+            file.extend_from_slice(&kind.to_le_bytes());
+            file.extend_from_slice(&(values.len() as u32).to_le_bytes());
+            let mut value = [0u8; 4];
+            match (out, *tag == 273 && values.len() > 1) {
+                (_, true) => {
+                    let place = (directory_end + extra.len()) as u32;
+                    value = place.to_le_bytes();
+                    offsets_table = Some(values.clone());
+                }
+                (Some(at), false) => value = at.to_le_bytes(),
+                (None, false) if *kind == 3 => {
+                    for (i, v) in values.iter().enumerate() {
+                        value[2 * i..2 * i + 2].copy_from_slice(&(*v as u16).to_le_bytes());
+                    }
+                }
+                (None, false) => value = values[0].to_le_bytes(),
+            }
+            file.extend_from_slice(&value);
+        }
+        file.extend_from_slice(&next.to_le_bytes());
+        file.extend_from_slice(&extra);
+        if let Some(table) = offsets_table {
+            for v in table {
+                file.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for strip in strips {
+            file.extend_from_slice(strip);
+        }
+        file
+    }
+
+    fn random(n: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn read(file: &[u8]) -> crate::Result<image::GrayImage> {
+        decode_gray(file, Path::new("test.tif"), &ReadLimits::default())
+    }
+
+    const W: u32 = 7;
+    const H: u32 = 5;
+
+    fn size() -> Vec<(u16, u16, Vec<u32>)> {
+        vec![(256, 3, vec![W]), (257, 3, vec![H]), (278, 3, vec![H])]
+    }
+
+    #[test]
+    fn low_depths_scale_to_the_full_range_either_way_round() {
+        for (bits, white_is_zero) in [(2u32, false), (4, false), (4, true), (1, true)] {
+            let values: Vec<u8> = random((W * H) as usize, bits)
+                .iter()
+                .map(|v| v >> (8 - bits))
+                .collect();
+            // Pack each row from its first bit.
+            let row_bytes = (W * bits).div_ceil(8) as usize;
+            let mut strip = vec![0u8; row_bytes * H as usize];
+            for (i, &v) in values.iter().enumerate() {
+                let (y, x) = (i / W as usize, i % W as usize);
+                let bit = x * bits as usize;
+                strip[y * row_bytes + bit / 8] |= v << (8 - bits as usize - bit % 8);
+            }
+            let mut entries = size();
+            entries.extend([
+                (258, 3, vec![bits]),
+                (262, 3, vec![u32::from(!white_is_zero)]),
+            ]);
+            let gray = read(&tiff(&entries, &[strip], 0)).unwrap();
+            let max = (1u32 << bits) - 1;
+            let expected: Vec<u8> = values
+                .iter()
+                .map(|&v| {
+                    let level = (u32::from(v) * 255 / max) as u8;
+                    if white_is_zero { 255 - level } else { level }
+                })
+                .collect();
+            assert_eq!(
+                gray.as_raw(),
+                &expected,
+                "{bits} bits, white is zero: {white_is_zero}"
+            );
+        }
+    }
+
+    #[test]
+    fn palettes_read_their_colour_maps_luma() {
+        let indices = random((W * H) as usize, 3)
+            .iter()
+            .map(|v| v % 4)
+            .collect::<Vec<u8>>();
+        // A 2-bit palette of 16-bit colours: red, green, blue, a gray.
+        let map = vec![
+            0xffff, 0, 0, 0x8080, // red
+            0, 0xffff, 0, 0x8080, // green
+            0, 0, 0xffff, 0x8080, // blue
+        ];
+        let mut strip = vec![0u8; 2 * H as usize];
+        for (i, &v) in indices.iter().enumerate() {
+            let (y, x) = (i / W as usize, i % W as usize);
+            strip[y * 2 + x / 4] |= v << (6 - 2 * (x % 4));
+        }
+        let mut entries = size();
+        entries.extend([(258, 3, vec![2]), (262, 3, vec![3]), (320, 3, map)]);
+        let gray = read(&tiff(&entries, &[strip], 0)).unwrap();
+        let colours = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]];
+        let expected: Vec<u8> = indices
+            .iter()
+            .map(|&i| luma(colours[usize::from(i)]))
+            .collect();
+        assert_eq!(gray.as_raw(), &expected);
+    }
+
+    #[test]
+    fn separate_planes_twelve_bits_reversed_bits_and_signed_samples() {
+        let n = (W * H) as usize;
+        let (r, g, b) = (random(n, 5), random(n, 6), random(n, 7));
+        let mut entries = size();
+        entries.extend([
+            (258, 3, vec![8, 8, 8]),
+            (262, 3, vec![2]),
+            (277, 3, vec![3]),
+            (284, 3, vec![2]),
+        ]);
+        let gray = read(&tiff(&entries, &[r.clone(), g.clone(), b.clone()], 0)).unwrap();
+        let expected: Vec<u8> = (0..n).map(|i| luma([r[i], g[i], b[i]])).collect();
+        assert_eq!(gray.as_raw(), &expected, "planar RGB");
+
+        // 12-bit gray: two samples in three bytes, rows starting on a byte.
+        let values: Vec<u16> = random(2 * n, 8)
+            .chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]) & 0x0fff)
+            .collect();
+        let row_bytes = (W * 12).div_ceil(8) as usize;
+        let mut strip = vec![0u8; row_bytes * H as usize];
+        for (i, &v) in values.iter().enumerate() {
+            let (y, x) = (i / W as usize, i % W as usize);
+            for k in 0..12 {
+                if v & (0x800 >> k) != 0 {
+                    let bit = x * 12 + k;
+                    strip[y * row_bytes + bit / 8] |= 0x80 >> (bit % 8);
+                }
+            }
+        }
+        let mut entries = size();
+        entries.extend([(258, 3, vec![12]), (262, 3, vec![1])]);
+        let gray = read(&tiff(&entries, &[strip], 0)).unwrap();
+        let expected: Vec<u8> = values
+            .iter()
+            .map(|&v| ((u32::from(v) * 255 + 2047) / 4095) as u8)
+            .collect();
+        assert_eq!(gray.as_raw(), &expected, "12 bits");
+
+        // FillOrder 2: each byte's bits stored the other way round.
+        let pixels = random(n, 9);
+        let reversed: Vec<u8> = pixels.iter().map(|v| v.reverse_bits()).collect();
+        let mut entries = size();
+        entries.extend([(258, 3, vec![8]), (262, 3, vec![1]), (266, 3, vec![2])]);
+        let gray = read(&tiff(&entries, &[reversed], 0)).unwrap();
+        assert_eq!(gray.as_raw(), &pixels, "FillOrder 2");
+
+        // Signed 16-bit: negatives are black, the positive range scales to 255.
+        let samples: Vec<i16> = random(2 * n, 10)
+            .chunks_exact(2)
+            .map(|p| i16::from_le_bytes([p[0], p[1]]))
+            .collect();
+        let strip: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut entries = size();
+        entries.extend([(258, 3, vec![16]), (262, 3, vec![1]), (339, 3, vec![2])]);
+        let gray = read(&tiff(&entries, &[strip], 0)).unwrap();
+        let expected: Vec<u8> = samples
+            .iter()
+            .map(|&v| ((i64::from(v).max(0) * 255 + 16383) / 32767) as u8)
+            .collect();
+        assert_eq!(gray.as_raw(), &expected, "signed 16 bits");
+        assert!(expected.contains(&0) && expected.iter().any(|&v| v > 128));
+    }
+
+    #[test]
+    fn a_directory_without_photometric_or_looping_to_itself_is_read() {
+        let pixels = random((W * H) as usize, 11);
+        let mut entries = size();
+        entries.push((258, 3, vec![8]));
+        for next in [0, 8] {
+            let file = tiff(&entries, &[pixels.clone()], next);
+            assert_eq!(
+                read(&file).unwrap().as_raw(),
+                &pixels,
+                "next directory {next}"
+            );
+        }
+        // Streamed the same.
+        let file = tiff(&entries, &[pixels.clone()], 8);
+        let mut rows = crate::io::open_rows_in(file, Path::new("t.tif"), &ReadLimits::default())
+            .unwrap()
+            .expect("TIFF streams");
+        let mut out = vec![0; pixels.len()];
+        rows.read_rows(&mut out).unwrap();
+        assert_eq!(out, pixels);
+    }
+
+    #[test]
+    fn what_is_not_read_is_named_in_one_plain_line() {
+        let mut entries = size();
+        entries.extend([(258, 3, vec![8]), (262, 3, vec![1]), (259, 3, vec![34925])]);
+        let error = read(&tiff(&entries, &[vec![0; 35]], 0)).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
+        assert!(message.contains("TIFF with LZMA compression"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+}
