@@ -83,10 +83,10 @@ fn resource_limits() -> impl Iterator<Item = u64> {
     let mut found = Vec::new();
     for line in limits.lines() {
         for name in ["Max address space", "Max data size"] {
-            if let Some(rest) = line.strip_prefix(name) {
-                if let Some(Ok(bytes)) = rest.split_whitespace().next().map(str::parse::<u64>) {
-                    found.push(bytes);
-                }
+            if let Some(rest) = line.strip_prefix(name)
+                && let Some(Ok(bytes)) = rest.split_whitespace().next().map(str::parse::<u64>)
+            {
+                found.push(bytes);
             }
         }
     }

@@ -166,12 +166,12 @@ impl Operation {
                 kernels.len()
             )));
         }
-        if let Combine::Threshold(t) = combine {
-            if t > 510 {
-                return Err(Error::InvalidOperation(format!(
-                    "threshold {t} can never be reached: V + H is at most 510"
-                )));
-            }
+        if let Combine::Threshold(t) = combine
+            && t > 510
+        {
+            return Err(Error::InvalidOperation(format!(
+                "threshold {t} can never be reached: V + H is at most 510"
+            )));
         }
         Ok(Self {
             kernels,

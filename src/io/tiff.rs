@@ -219,7 +219,7 @@ impl<R: Read + Seek> TiffRows<R> {
             }
             (6, false) => return Err(unsupported(path, "YCbCr colour without JPEG compression")),
             (4, false) => return Err(unsupported(path, "a transparency mask")),
-            (8 | 9 | 10, false) => return Err(unsupported(path, "CIE L*a*b* colour")),
+            (8..=10, false) => return Err(unsupported(path, "CIE L*a*b* colour")),
             (other, false) => {
                 return Err(unsupported(
                     path,
@@ -687,7 +687,7 @@ fn raw_chunk<R: Read + Seek>(
         return Ok(DecodingResult::U8(bytes));
     }
     let mut words = Vec::with_capacity(row_samples * height as usize);
-    if bits % 8 == 0 {
+    if bits.is_multiple_of(8) {
         // Whole bytes: in the file's byte order.
         for sample in bytes.chunks_exact(usize::from(bits / 8)) {
             let mut v = 0u64;
@@ -703,7 +703,10 @@ fn raw_chunk<R: Read + Seek>(
         }
     }
     // Other depths are one bit stream, most significant bit first, each row on a byte.
-    for row in bytes.chunks_exact(row_bytes).filter(|_| bits % 8 != 0) {
+    for row in bytes
+        .chunks_exact(row_bytes)
+        .filter(|_| !bits.is_multiple_of(8))
+    {
         let mut bit = 0usize;
         for _ in 0..row_samples {
             let mut v = 0u64;
@@ -1299,7 +1302,7 @@ mod tests {
         let mut entries = size();
         entries.push((258, 3, vec![8]));
         for next in [0, 8] {
-            let file = tiff(&entries, &[pixels.clone()], next);
+            let file = tiff(&entries, std::slice::from_ref(&pixels), next);
             assert_eq!(
                 read(&file).unwrap().as_raw(),
                 &pixels,
@@ -1307,7 +1310,7 @@ mod tests {
             );
         }
         // Streamed the same.
-        let file = tiff(&entries, &[pixels.clone()], 8);
+        let file = tiff(&entries, std::slice::from_ref(&pixels), 8);
         let mut rows = crate::io::open_rows_in(file, Path::new("t.tif"), &ReadLimits::default())
             .unwrap()
             .expect("TIFF streams");

@@ -275,13 +275,13 @@ fn read_header(
             crate::text::escape(&colour)
         )));
     }
-    if let Some(given) = size {
-        if given != (width, height) {
-            return Err(Error::Frames(format!(
-                "the size given, {}x{}, is not the Y4M header's {width}x{height}",
-                given.0, given.1
-            )));
-        }
+    if let Some(given) = size
+        && given != (width, height)
+    {
+        return Err(Error::Frames(format!(
+            "the size given, {}x{}, is not the Y4M header's {width}x{height}",
+            given.0, given.1
+        )));
     }
     Ok((Container::Y4m { parameters }, (width, height)))
 }

@@ -146,10 +146,10 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     if done.failures > 0 {
         return Err(crate::Reported.into());
     }
-    if args.timings {
-        if let Some(peak) = peak_resident_mib() {
-            eprintln!("peak resident memory: {peak:.0} MiB");
-        }
+    if args.timings
+        && let Some(peak) = peak_resident_mib()
+    {
+        eprintln!("peak resident memory: {peak:.0} MiB");
     }
     Ok(())
 }

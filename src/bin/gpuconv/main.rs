@@ -159,13 +159,13 @@ pub fn hint(error: &anyhow::Error) -> &'static str {
 /// CPU, and why. A GPU engine starts from the pipeline cache an earlier run saved.
 fn open_engine(choice: BackendChoice, workload: &gpuconv::Workload) -> gpuconv::Result<Engine> {
     let engine = Engine::for_workload(choice, workload)?;
-    if let Some(gpu) = engine.gpu() {
-        if let Some(data) = pipeline_cache_path(gpu).and_then(|path| std::fs::read(path).ok()) {
-            // SAFETY: the file is only ever written by `save_pipeline_cache`, whole (renamed
-            // into place), from `pipeline_cache_data`, under the adapter's own cache key; wgpu
-            // checks that key and the data's header before using it.
-            unsafe { gpu.load_pipeline_cache(&data) };
-        }
+    if let Some(gpu) = engine.gpu()
+        && let Some(data) = pipeline_cache_path(gpu).and_then(|path| std::fs::read(path).ok())
+    {
+        // SAFETY: the file is only ever written by `save_pipeline_cache`, whole (renamed
+        // into place), from `pipeline_cache_data`, under the adapter's own cache key; wgpu
+        // checks that key and the data's header before using it.
+        unsafe { gpu.load_pipeline_cache(&data) };
     }
     if let Some(reason) = engine.fallback_reason() {
         // The library's reason names no flag; the ones that override it are ours.
