@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 # Pillow keeps its decompression-bomb limit: some test files claim gigapixels.
 
@@ -32,11 +32,13 @@ LOSSY = {"jpg", "jpeg", "webp"}
 IDENTITY = "0,0,0;0,1,0;0,0,0"
 
 
-def pillow_gray(path):
-    """Pillow's gray image of `path` by gpuconv's rules, or the reason Pillow cannot read it."""
+def pillow_gray(path, orient=False):
+    """Pillow's gray image of `path` by gpuconv's rules (turned upright by its orientation with
+    `orient`), or the reason Pillow cannot read it."""
     try:
-        with Image.open(path) as image:
-            image.load()
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened) if orient else opened
             mode = image.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
                 values = np.asarray(image, dtype=np.int64)
@@ -69,10 +71,10 @@ def read_pgm(path):
     return np.frombuffer(data[position + 1:position + 1 + width * height], np.uint8).reshape(height, width)
 
 
-def gpuconv_gray(binary, path, out, timeout):
+def gpuconv_gray(binary, path, out, timeout, orient):
     """gpuconv's gray image, or its one-line refusal; exit code and seconds."""
     command = [binary, "filter", "--backend", "cpu", "-q", "-k", IDENTITY, "--border", "replicate",
-               "-o", str(out), str(path)]
+               *(["--orient"] if orient else []), "-o", str(out), str(path)]
     start = time.perf_counter()
     try:
         process = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -84,11 +86,12 @@ def gpuconv_gray(binary, path, out, timeout):
     return read_pgm(out), process.stderr.strip(), 0, seconds
 
 
-def judge(binary, path, timeout):
+def judge(binary, path, timeout, orient):
     extension = path.suffix.lower().lstrip(".")
-    expected, mode = pillow_gray(path)
+    expected, mode = pillow_gray(path, orient)
     with tempfile.TemporaryDirectory() as scratch:
-        got, message, code, seconds = gpuconv_gray(binary, path, Path(scratch) / "out.pgm", timeout)
+        got, message, code, seconds = gpuconv_gray(binary, path, Path(scratch) / "out.pgm", timeout,
+                                                   orient)
     if code is None:
         verdict = "timeout"
     elif code not in (0, 1, 2):
@@ -116,11 +119,13 @@ def main() -> None:
     parser.add_argument("--bin", default="target/release/gpuconv")
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--orient", action="store_true",
+                        help="gpuconv --orient against Pillow's ImageOps.exif_transpose")
     args = parser.parse_args()
     files = sorted(p for p in args.folder.rglob("*")
                    if p.is_file() and p.suffix.lower().lstrip(".") in READABLE)
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda p: judge(args.bin, p, args.timeout), files))
+        results = list(pool.map(lambda p: judge(args.bin, p, args.timeout, args.orient), files))
     counts = collections.Counter(verdict for *_, verdict, _, _ in results)
     by_format = collections.defaultdict(collections.Counter)
     for _, extension, _, verdict, _, _ in results:

@@ -1026,6 +1026,45 @@ fn standard_input_and_output_carry_one_image_and_nothing_else() {
 }
 
 #[test]
+fn orient_turns_a_tiff_upright_by_its_orientation_tag_and_the_default_keeps_it_as_stored() {
+    let scratch = Scratch::new();
+    let stored = common::random_image(37, 21, 255, 41);
+    // Orientation 6: the stored image must be turned 90° clockwise to be upright.
+    std::fs::write(
+        scratch.path("turned.tif"),
+        common::oriented_tiff(&stored, 6),
+    )
+    .unwrap();
+    let operation = gpuconv::Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    for (orient, upright) in [
+        (false, stored.clone()),
+        (true, image::imageops::rotate90(&stored)),
+    ] {
+        let name = format!("edge-{orient}.png");
+        let mut command = scratch.gpuconv();
+        command.args([
+            "filter",
+            "turned.tif",
+            "--edge",
+            "-o",
+            &name,
+            "--backend",
+            "cpu",
+        ]);
+        if orient {
+            command.arg("--orient");
+        }
+        command.assert().success();
+        let want = common::reference_image(&upright, &operation);
+        assert_same(
+            &load(&scratch.path(&name)),
+            &want,
+            &format!("orient {orient}"),
+        );
+    }
+}
+
+#[test]
 fn every_compression_writes_the_same_pixels_and_small_is_smallest() {
     let scratch = Scratch::new();
     // A photo-like image: smooth shading, edges and noise, odd sizes; large enough for several

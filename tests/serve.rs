@@ -1213,6 +1213,37 @@ fn wait_for_metric(server: &Server, line: &str) {
 }
 
 #[test]
+fn orient_is_asked_per_request_and_anything_but_true_or_false_is_refused() {
+    let stored = common::random_image(33, 19, 255, 43);
+    let body = common::oriented_tiff(&stored, 8);
+    let Some(server) = Server::start("cpu", &[]) else {
+        unreachable!()
+    };
+    let operation = gpuconv::Operation::edge(
+        gpuconv::Kernel::vertical_lines(),
+        gpuconv::Kernel::horizontal_lines(),
+    );
+    // Orientation 8: turned 90° counter-clockwise to be upright.
+    for (query, upright) in [
+        ("edge=true", stored.clone()),
+        ("edge=true&orient=false", stored.clone()),
+        ("edge=true&orient=true", image::imageops::rotate270(&stored)),
+    ] {
+        let reply = post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
+        assert_eq!(reply.status, 200, "{query}");
+        let want = common::reference_image(&upright, &operation);
+        common::assert_same(&reply.image(), &want, query);
+    }
+    let reply = post(&server.url("/v1/filter?edge=true&orient=yes"), &body, &[]);
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.error().contains("orient=yes: give true or false"),
+        "{}",
+        reply.error()
+    );
+}
+
+#[test]
 fn compression_is_chosen_per_request_and_every_choice_gives_the_same_pixels() {
     let (body, want) = edge_case(301, 199, 23);
     let Some(server) = Server::start("cpu", &[]) else {

@@ -40,6 +40,10 @@ pub struct ReadLimits {
     /// most formats, more for some ([`encoded_images_per_output`](super::encoded_images_per_output)),
     /// counted whether the image is read whole or in bands.
     pub encoded_images: u64,
+    /// Whether images are turned upright by their TIFF or EXIF orientation (false by default:
+    /// as stored, as the lesson's Pillow `Image.open` gives them). An image to be turned is read
+    /// whole, and turning it by a quarter counts a second copy in `max_memory`.
+    pub orient: bool,
 }
 
 impl Default for ReadLimits {
@@ -49,6 +53,7 @@ impl Default for ReadLimits {
             max_memory: default_memory_budget(),
             output_images: 1,
             encoded_images: 0,
+            orient: false,
         }
     }
 }

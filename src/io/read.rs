@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{ColorType, GrayImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::gray::gray_in_place;
@@ -150,9 +151,10 @@ fn decode<R: BufRead + Seek>(
             let mut rows = super::tiff::TiffRows::open(&input, reader)?;
             let (width, height) = (rows.width(), rows.height());
             let what = format!("TIFF of {}-bit samples", rows.bits());
-            read_through(&input, (width, height), what, rows.band_bytes(), |r| {
+            let gray = read_through(&input, (width, height), what, rows.band_bytes(), |r| {
                 rows.fill(r)
-            })
+            })?;
+            upright(&input, gray, rows.orientation())
         }
         // QOI is read by gpuconv's own decoder where it reads the header (`qoi.rs`), which
         // also takes files without their end marker.
@@ -205,7 +207,7 @@ fn decode_with_image<R: BufRead + Seek>(
     let mut decoder_limits = image::Limits::no_limits();
     decoder_limits.max_alloc = Some(input.limits.max_memory);
     image_reader.limits(decoder_limits);
-    let decoder =
+    let mut decoder =
         guarded(input.path, || image_reader.into_decoder())?.map_err(|e| input.classify(e))?;
     let (width, height) = decoder.dimensions();
     let color = decoder.color_type();
@@ -239,11 +241,40 @@ fn decode_with_image<R: BufRead + Seek>(
         usize::try_from(decoded).unwrap_or(usize::MAX),
         &format!("decoding '{}'", crate::text::escape_path(input.path)),
     )?;
+    // EXIF orientation (JPEG, PNG, WebP): a decoder that cannot read it reads as stored.
+    let orientation = match input.limits.orient {
+        true => guarded(input.path, || decoder.orientation())?.unwrap_or(Orientation::NoTransforms),
+        false => Orientation::NoTransforms,
+    };
     guarded(input.path, || decoder.read_image(&mut samples))?.map_err(|e| input.classify(e))?;
-    gray_in_place(samples, color, width, height).ok_or_else(|| Error::Corrupt {
+    let gray = gray_in_place(samples, color, width, height).ok_or_else(|| Error::Corrupt {
         path: input.path.to_owned(),
         detail: format!("its pixel layout {color:?} has no gray rule"),
-    })
+    })?;
+    upright(input, gray, orientation)
+}
+
+/// `gray` turned upright by `orientation` when the caller asks for it
+/// ([`ReadLimits::orient`]); a quarter turn needs a second image, counted in the budget.
+fn upright(input: &Input, gray: GrayImage, orientation: Orientation) -> Result<GrayImage> {
+    if !input.limits.orient || orientation == Orientation::NoTransforms {
+        return Ok(gray);
+    }
+    let (width, height) = gray.dimensions();
+    let quarter = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    if quarter {
+        let pixels = u64::from(width) * u64::from(height);
+        input.check_budget(width, height, "turned upright".to_owned(), 2 * pixels, 0)?;
+    }
+    let mut image = image::DynamicImage::ImageLuma8(gray);
+    image.apply_orientation(orientation);
+    Ok(image.into_luma8())
 }
 
 /// The whole file in memory, when twice its length (this copy, and a decoder's) fits the budget.

@@ -5,6 +5,7 @@
 use std::io::{BufReader, Cursor};
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{ColorType, ImageError, ImageFormat};
 
 use super::gray::to_gray_row;
@@ -62,8 +63,12 @@ fn open_reader<R: Reader>(
         limits,
     };
     let rows: Option<Box<dyn RowSource>> = match format {
-        ImageFormat::Png => PngRows::open(&input, reader)?.map(|rows| Box::new(rows) as _),
-        ImageFormat::Tiff => Some(Box::new(TiffRows::open(&input, reader)?) as _),
+        ImageFormat::Png => PngRows::open(&input, reader)?
+            .filter(|rows| !limits.orient || rows.orientation() == Orientation::NoTransforms)
+            .map(|rows| Box::new(rows) as _),
+        ImageFormat::Tiff => Some(TiffRows::open(&input, reader)?)
+            .filter(|rows| !limits.orient || rows.orientation() == Orientation::NoTransforms)
+            .map(|rows| Box::new(rows) as _),
         ImageFormat::Qoi => match super::qoi::header(&head) {
             Some(header) => Some(Box::new(QoiRows::open(&input, reader, header)?) as _),
             None => None,
@@ -86,6 +91,13 @@ struct PngRows<R: Reader> {
 }
 
 impl<R: Reader> PngRows<R> {
+    /// The orientation its EXIF chunk gives, where the chunk comes before the image data.
+    fn orientation(&self) -> Orientation {
+        let exif = self.reader.info().exif_metadata.as_deref();
+        exif.and_then(Orientation::from_exif_chunk)
+            .unwrap_or(Orientation::NoTransforms)
+    }
+
     fn open(input: &Input, reader: R) -> Result<Option<Self>> {
         let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
         let mut decoder = png::Decoder::new_with_limits(reader, png::Limits { bytes: budget });

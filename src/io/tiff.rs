@@ -126,6 +126,8 @@ pub(super) struct TiffRows<R: Read + Seek> {
     raw: Option<Raw>,
     /// What decoding a row of strips or tiles holds, in bytes.
     band_bytes: u64,
+    /// The Orientation tag's value (1, as stored, where there is none).
+    orientation: u16,
     /// The next row of chunks to decode.
     next_band: u32,
     /// Gray rows decoded from the last row of chunks and not yet handed out.
@@ -176,6 +178,10 @@ impl<R: Read + Seek> TiffRows<R> {
         let fill_order = tag(&mut decoder, Tag::FillOrder)?.and_then(|v| v.first().copied());
         let predictor = tag(&mut decoder, Tag::Predictor)?
             .and_then(|v| v.first().copied())
+            .unwrap_or(1);
+        let orientation = tag(&mut decoder, Tag::Orientation)?
+            .and_then(|v| v.first().copied())
+            .and_then(|v| u16::try_from(v).ok())
             .unwrap_or(1);
         let bits = bits_per_sample.first().copied().unwrap_or(1);
         if bits_per_sample.iter().any(|&b| b != bits) {
@@ -306,6 +312,7 @@ impl<R: Read + Seek> TiffRows<R> {
             chunks_per_plane,
             raw,
             band_bytes: chunk_bytes,
+            orientation,
             next_band: 0,
             pending: Vec::new(),
             handed_out: 0,
@@ -325,6 +332,15 @@ impl<R: Read + Seek> TiffRows<R> {
     /// The depth of its samples, in bits.
     pub(super) fn bits(&self) -> u8 {
         self.bits
+    }
+
+    /// How the image is turned, by its Orientation tag (as stored where it has none or an
+    /// unknown one).
+    pub(super) fn orientation(&self) -> image::metadata::Orientation {
+        u8::try_from(self.orientation)
+            .ok()
+            .and_then(image::metadata::Orientation::from_exif)
+            .unwrap_or(image::metadata::Orientation::NoTransforms)
     }
 
     /// What decoding a row of strips or tiles holds, in bytes.
@@ -1317,6 +1333,26 @@ mod tests {
         let mut out = vec![0; pixels.len()];
         rows.read_rows(&mut out).unwrap();
         assert_eq!(out, pixels);
+    }
+
+    #[test]
+    fn orientation_is_honoured_only_when_asked_and_an_image_to_turn_is_read_whole() {
+        let pixels = random((W * H) as usize, 12);
+        let mut entries = size();
+        entries.extend([(258, 3, vec![8]), (262, 3, vec![1]), (274, 3, vec![6])]);
+        let file = tiff(&entries, &[pixels.clone()], 0);
+        let stored = image::GrayImage::from_raw(W, H, pixels).unwrap();
+        assert_eq!(read(&file).unwrap(), stored);
+        let orient = ReadLimits {
+            orient: true,
+            ..ReadLimits::default()
+        };
+        let upright = decode_gray(&file, Path::new("t.tif"), &orient).unwrap();
+        assert_eq!(upright, image::imageops::rotate90(&stored));
+        let rows = crate::io::open_rows_in(file.clone(), Path::new("t.tif"), &orient).unwrap();
+        assert!(rows.is_none(), "an image to turn is not streamed");
+        let rows = crate::io::open_rows_in(file, Path::new("t.tif"), &ReadLimits::default());
+        assert!(rows.unwrap().is_some());
     }
 
     #[test]

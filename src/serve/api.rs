@@ -517,7 +517,10 @@ async fn serve_filter(
         .and_then(|v| v.to_str().ok())
         .and_then(crate::io::readable_format);
     let engine = state.engine.clone();
-    let limits = state.config.worker_limits();
+    let limits = crate::io::ReadLimits {
+        orient: request.orient,
+        ..state.config.worker_limits()
+    };
     // A large answer is streamed as it is encoded: the filter hands it over through a queue of
     // a few chunks, and the status line goes out with the first of them.
     let (sender, mut receiver) = tokio::sync::mpsc::channel(answer::QUEUED_CHUNKS);

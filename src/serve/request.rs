@@ -18,6 +18,8 @@ pub(super) struct FilterRequest {
     pub input_format: Option<image::ImageFormat>,
     /// How a PNG answer is compressed (`compression=fast`).
     pub compression: crate::io::Compression,
+    /// Whether the image is turned upright by its TIFF or EXIF orientation (`orient=true`).
+    pub orient: bool,
 }
 
 /// Parses the query of a filter request; the error names the parameter at fault.
@@ -29,6 +31,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     let mut format = "png".to_owned();
     let mut input_format = None;
     let mut compression = crate::io::Compression::default();
+    let mut orient = false;
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         // Only kernels add up; any other parameter given twice is ambiguous, and a last one
@@ -107,9 +110,21 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                     )
                 })?;
             }
+            "orient" => {
+                orient = match value.as_ref() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(format!(
+                            "orient={}: give true or false",
+                            crate::text::escape(&value)
+                        ));
+                    }
+                };
+            }
             other => {
                 return Err(format!(
-                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border, format, compression and input)",
+                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border, format, compression, orient and input)",
                     crate::text::escape(other)
                 ));
             }
@@ -169,6 +184,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         summary,
         input_format,
         compression,
+        orient,
     })
 }
 

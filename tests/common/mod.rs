@@ -236,3 +236,19 @@ pub fn listing(dir: &std::path::Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// `image` as an 8-bit gray TIFF whose Orientation tag is `orientation` (1 to 8, EXIF's
+/// numbering).
+#[allow(dead_code)]
+pub fn oriented_tiff(image: &GrayImage, orientation: u16) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    let mut encoder = tiff::encoder::TiffEncoder::new(&mut bytes).unwrap();
+    let mut page = encoder
+        .new_image::<tiff::encoder::colortype::Gray8>(image.width(), image.height())
+        .unwrap();
+    page.encoder()
+        .write_tag(tiff::tags::Tag::Orientation, orientation)
+        .unwrap();
+    page.write_data(image.as_raw()).unwrap();
+    bytes.into_inner()
+}

@@ -272,6 +272,12 @@ pub struct FilterArgs {
     #[arg(long, value_name = "HOW", default_value = "default", value_parser = parse_compression)]
     pub compression: gpuconv::io::Compression,
 
+    /// Turn each input upright by its TIFF or EXIF orientation before filtering (by default
+    /// images are filtered as stored, as the lesson's Pillow `Image.open` gives them). An image
+    /// to be turned is read whole.
+    #[arg(long)]
+    pub orient: bool,
+
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,

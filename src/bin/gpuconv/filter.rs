@@ -59,6 +59,7 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     let limits = io::ReadLimits {
         max_pixels: args.limits.max_pixels,
         max_memory: args.limits.memory_budget(),
+        orient: args.orient,
         ..Default::default()
     };
     // Opened once the first input is decoded, so that a bad input is reported alone, without
