@@ -10,8 +10,8 @@
 //! - a first directory without a PhotometricInterpretation, or that points on to further pages
 //!   (a loop among them makes the crate refuse the file), is read through an amended copy of
 //!   that one directory ([`Amended`]); only the first page is ever read, as Pillow does;
-//! - strips it cannot decode at all (CCITT Group 3, bits stored in reverse order, depths such as
-//!   12 bits) are decompressed here from their raw bytes ([`raw_chunk`]).
+//! - strips it cannot decode at all (CCITT Group 3, LZMA, bits stored in reverse order, depths
+//!   such as 12 bits) are decompressed here from their raw bytes ([`raw_chunk`]).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -101,6 +101,8 @@ struct Raw {
     reversed: bool,
     /// The file's byte order, for samples of 16, 32 or 64 bits.
     little: bool,
+    /// The memory budget, for decoders that keep a dictionary (LZMA).
+    budget: u64,
     offsets: Vec<u64>,
     counts: Vec<u64>,
 }
@@ -251,8 +253,8 @@ impl<R: Read + Seek> TiffRows<R> {
         // Depths, bit orders and compressions the `tiff` crate cannot decode.
         let odd_depth = !matches!(bits, 1 | 2 | 4 | 8 | 16 | 32 | 64) && kind == Kind::Unsigned;
         let reversed = fill_order == Some(2);
-        let raw = if odd_depth || reversed || matches!(compression, 2 | 3) {
-            if !matches!(compression, 1 | 3 | 4 | 5 | 8 | 32946 | 32773) {
+        let raw = if odd_depth || reversed || matches!(compression, 2 | 3 | 34925) {
+            if !matches!(compression, 1 | 3 | 4 | 5 | 8 | 32946 | 32773 | 34925) {
                 let what = match compression {
                     2 => "CCITT modified Huffman (RLE) compression".to_owned(),
                     other => format!("{} with {bits}-bit samples", compression_name(other)),
@@ -279,6 +281,7 @@ impl<R: Read + Seek> TiffRows<R> {
                 compression: compression as u16,
                 reversed,
                 little,
+                budget,
                 offsets,
                 counts,
             })
@@ -595,7 +598,7 @@ fn palette_gray<R: Read + Seek>(
 }
 
 /// A strip or tile decoded here from its raw bytes: bits reversed where FillOrder says so, then
-/// decompressed (none, LZW, Deflate, PackBits, CCITT Group 3 or 4), as packed bytes (depths up
+/// decompressed (none, LZW, Deflate, PackBits, LZMA, CCITT Group 3 or 4), as packed bytes (depths up
 /// to 8) or one word per sample (deeper, unpacked from their bit stream).
 fn raw_chunk<R: Read + Seek>(
     path: &Path,
@@ -657,6 +660,17 @@ fn raw_chunk<R: Read + Seek>(
             out
         }
         32773 => unpack_bits(&data, expected),
+        // libtiff writes LZMA strips as .xz streams.
+        34925 => {
+            let mut out = Vec::new();
+            // The decoder's dictionary counted against the budget, in KiB.
+            let limit = u32::try_from(raw.budget / 1024).unwrap_or(u32::MAX);
+            lzma_rust2::XzReader::new_mem_limit(data.as_slice(), false, limit)
+                .take(expected as u64)
+                .read_to_end(&mut out)
+                .map_err(|e| corrupt(path, format!("its LZMA data is damaged ({e})")))?;
+            out
+        }
         3 | 4 => {
             let fax_width = u16::try_from(width)
                 .map_err(|_| unsupported(path, "CCITT fax rows wider than 65535 pixels"))?;
@@ -1356,13 +1370,38 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_read_is_named_in_one_plain_line() {
+    fn lzma_strips_are_read_and_what_is_not_read_is_named_in_one_plain_line() {
+        // RGB in an xz stream with a delta filter over each pixel, as libtiff writes LZMA.
+        let n = (W * H) as usize;
+        let rgb = random(3 * n, 13);
+        let mut options = lzma_rust2::XzOptions::with_preset(6);
+        options.filters = vec![lzma_rust2::FilterConfig::new_delta(3)];
+        let mut writer = lzma_rust2::XzWriter::new(Vec::new(), options).unwrap();
+        std::io::Write::write_all(&mut writer, &rgb).unwrap();
+        let strip = writer.finish().unwrap();
         let mut entries = size();
-        entries.extend([(258, 3, vec![8]), (262, 3, vec![1]), (259, 3, vec![34925])]);
+        entries.extend([
+            (258, 3, vec![8, 8, 8]),
+            (262, 3, vec![2]),
+            (277, 3, vec![3]),
+            (259, 3, vec![34925]),
+        ]);
+        let gray = read(&tiff(&entries, &[strip.clone()], 0)).unwrap();
+        let expected: Vec<u8> = rgb
+            .chunks_exact(3)
+            .map(|p| luma([p[0], p[1], p[2]]))
+            .collect();
+        assert_eq!(gray.as_raw(), &expected);
+        // Cut short: the file's own words for it, not a panic.
+        let cut = tiff(&entries, &[strip[..strip.len() / 2].to_vec()], 0);
+        assert!(read(&cut).is_err());
+
+        let mut entries = size();
+        entries.extend([(258, 3, vec![8]), (262, 3, vec![1]), (259, 3, vec![50001])]);
         let error = read(&tiff(&entries, &[vec![0; 35]], 0)).unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
-        assert!(message.contains("TIFF with LZMA compression"), "{message}");
+        assert!(message.contains("TIFF with WebP compression"), "{message}");
         assert!(!message.contains('\n'));
     }
 }
