@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
         max_memory: 256 << 20,
         output_images: 1,
         encoded_images: 0,
+        // Half the inputs turned upright by their orientation, exercising that path too.
+        orient: data.len() % 2 == 1,
     };
     if let Ok(gray) = gpuconv::io::decode_gray(data, std::path::Path::new("fuzz-input"), &limits) {
         let (width, height) = gray.dimensions();
