@@ -37,7 +37,11 @@ pub(super) fn read_whole<R: Read>(input: &Input, mut reader: R) -> Result<GrayIm
     };
     let skip = (HEADER_BYTES + usize::from(head[0]) + map_bytes) as u64;
     let read_failure = |e| Input::read_failure(path, e);
-    std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink()).map_err(read_failure)?;
+    let skipped =
+        std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink()).map_err(read_failure)?;
+    if skipped < skip {
+        return Err(Input::cut_short(path));
+    }
     let mut gray = zeroed_bytes(
         usize::try_from(pixels).unwrap_or(usize::MAX),
         &format!("decoding '{}'", crate::text::escape_path(path)),

@@ -474,6 +474,9 @@ fn levels(
     rows: usize,
 ) -> Option<Vec<u8>> {
     let count = row_samples.checked_mul(rows)?;
+    if count == 0 {
+        return Some(Vec::new());
+    }
     let max = |bits: u8| u64::MAX.checked_shr(64 - u32::from(bits)).unwrap_or(0);
     let scale = |v: u64, max: u64| {
         ((u128::from(v.min(max)) * 255 + u128::from(max) / 2) / u128::from(max)) as u8
@@ -618,6 +621,9 @@ fn raw_chunk<R: Read + Seek>(
     };
     let row_samples = width as usize * samples;
     let row_bytes = (row_samples * usize::from(bits)).div_ceil(8);
+    if row_bytes == 0 || height == 0 {
+        return Err(corrupt(path, "a strip is empty".to_owned()));
+    }
     let expected = row_bytes
         .checked_mul(height as usize)
         .ok_or_else(|| corrupt(path, "a strip is too large".to_owned()))?;
@@ -933,6 +939,7 @@ impl<R: Read + Seek> Amended<R> {
             .collect();
         let photometric = rows.iter().position(|e| u16_at(&e[..2]) == 262);
         let mut changed = uint(&next) != 0;
+        let mut photometric_was = None;
         // BitsPerSample with more values than SamplesPerPixel (GIMP wrote such files): only
         // the first values are read, as libtiff reads them, while they stay out of line.
         let value_bytes = value_at - 4;
@@ -958,7 +965,7 @@ impl<R: Read + Seek> Amended<R> {
                 let value = u16_at(&rows[i][value_at..value_at + 2]);
                 // Both read as BlackIsZero, and turned into gray here.
                 if matches!(value, 0 | 3) {
-                    self.photometric = Some(value);
+                    photometric_was = Some(value);
                     let one = if little { [1, 0] } else { [0, 1] };
                     rows[i][value_at..value_at + 2].copy_from_slice(&one);
                     changed = true;
@@ -1030,6 +1037,8 @@ impl<R: Read + Seek> Amended<R> {
         let at = if big { 8 } else { 4 };
         header[at..at + offset.len()].copy_from_slice(&offset);
         self.header = header;
+        // Only once the copy is in place: a palette's indices are read as gray through it.
+        self.photometric = photometric_was;
         self.directory = directory;
         Ok(())
     }
