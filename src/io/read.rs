@@ -168,6 +168,20 @@ fn decode<R: BufRead + Seek>(
             }
             None => decode_with_image(&input, reader, || None),
         },
+        // PNG a row at a time, as the band path reads it (faster than the `image` crate's whole
+        // decoding for colour: BENCHMARKS.md, "Decoders"); interlaced PNG through `image`.
+        ImageFormat::Png => {
+            if let Some(mut rows) = super::rows::PngRows::open(&input, &mut reader)? {
+                let (width, height) = (rows.width(), rows.height());
+                let (orientation, line) = (rows.orientation(), rows.line_bytes());
+                let gray = read_through(&input, (width, height), "PNG".to_owned(), line, |r| {
+                    rows.fill(r)
+                })?;
+                return upright(&input, gray, orientation);
+            }
+            reader.rewind().map_err(|e| Input::read_failure(path, e))?;
+            decode_with_image(&input, reader, || None)
+        }
         ImageFormat::Gif => super::gif::read_whole(&input, reader),
         ImageFormat::Tga if super::tga::reads(&head) => super::tga::read_whole(&input, reader),
         // A BMP header the `image` crate refuses but Pillow reads: amended in a copy held in

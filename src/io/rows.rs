@@ -2,7 +2,7 @@
 //! PNM and QOI (`qoi.rs`) read a row at a time and TIFF a strip at a time, made gray by the same rules as
 //! whole images. Other formats are read whole; `sinks.rs` writes rows.
 
-use std::io::{BufReader, Cursor};
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::path::Path;
 
 use image::metadata::Orientation;
@@ -80,7 +80,7 @@ fn open_reader<R: Reader>(
 
 /// The rows of a PNG, through the same transformation the `image` crate asks for (palettes and
 /// low bit depths expanded to 8 bits, 16 bits kept).
-struct PngRows<R: Reader> {
+pub(super) struct PngRows<R: BufRead + Seek> {
     path: std::path::PathBuf,
     reader: png::Reader<R>,
     width: u32,
@@ -90,15 +90,63 @@ struct PngRows<R: Reader> {
     rows_read: u32,
 }
 
-impl<R: Reader> PngRows<R> {
+impl<R: BufRead + Seek> PngRows<R> {
+    /// The width of the image.
+    pub(super) fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// The height of the image.
+    pub(super) fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The bytes of its decoded row buffer.
+    pub(super) fn line_bytes(&self) -> u64 {
+        self.line.len() as u64
+    }
+
     /// The orientation its EXIF chunk gives, where the chunk comes before the image data.
-    fn orientation(&self) -> Orientation {
+    pub(super) fn orientation(&self) -> Orientation {
         let exif = self.reader.info().exif_metadata.as_deref();
         exif.and_then(Orientation::from_exif_chunk)
             .unwrap_or(Orientation::NoTransforms)
     }
 
-    fn open(input: &Input, reader: R) -> Result<Option<Self>> {
+    /// The next rows, whole, into `rows`.
+    pub(super) fn fill(&mut self, rows: &mut [u8]) -> Result<()> {
+        for row in rows.chunks_exact_mut(self.width as usize) {
+            let (reader, line) = (&mut self.reader, &mut self.line);
+            let read = guarded(&self.path, || reader.read_row(line))?;
+            match read {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(Input::cut_short(&self.path)),
+                Err(e) => return Err(png_row_error(&self.path, e)),
+            }
+            to_gray_row(&mut self.line, self.color, row);
+            self.rows_read += 1;
+        }
+        if self.rows_read == self.height {
+            // One more read checks the end of the data (the zlib stream's checksum, the CRC,
+            // IEND), as decoding the whole image does.
+            let (reader, line) = (&mut self.reader, &mut self.line);
+            match guarded(&self.path, || reader.read_row(line))? {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        detail: "it holds more rows than its header says".to_owned(),
+                    });
+                }
+                Err(e) => return Err(png_row_error(&self.path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `None` for what the whole-image path reads instead (interlaced images; layouts it
+    /// words its own refusal for).
+    pub(super) fn open(input: &Input, reader: R) -> Result<Option<Self>> {
         let budget = usize::try_from(input.limits.max_memory).unwrap_or(usize::MAX);
         let mut decoder = png::Decoder::new_with_limits(reader, png::Limits { bytes: budget });
         decoder.set_transformations(png::Transformations::EXPAND);
@@ -148,33 +196,7 @@ impl<R: Reader> RowSource for PngRows<R> {
     }
 
     fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
-        for row in rows.chunks_exact_mut(self.width as usize) {
-            let (reader, line) = (&mut self.reader, &mut self.line);
-            let read = guarded(&self.path, || reader.read_row(line))?;
-            match read {
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(Input::cut_short(&self.path)),
-                Err(e) => return Err(png_row_error(&self.path, e)),
-            }
-            to_gray_row(&mut self.line, self.color, row);
-            self.rows_read += 1;
-        }
-        if self.rows_read == self.height {
-            // One more read checks the end of the data (the zlib stream's checksum, the CRC,
-            // IEND), as decoding the whole image does.
-            let (reader, line) = (&mut self.reader, &mut self.line);
-            match guarded(&self.path, || reader.read_row(line))? {
-                Ok(None) => {}
-                Ok(Some(_)) => {
-                    return Err(Error::Corrupt {
-                        path: self.path.clone(),
-                        detail: "it holds more rows than its header says".to_owned(),
-                    });
-                }
-                Err(e) => return Err(png_row_error(&self.path, e)),
-            }
-        }
-        Ok(())
+        self.fill(rows)
     }
 }
 

@@ -68,6 +68,48 @@ impl Colour {
     }
 }
 
+impl Colour {
+    /// A row of interleaved pixels of `samples` levels each made gray: [`gray`](Self::gray)
+    /// pixel by pixel, with a loop of its own for each rule (the common layouts run at the
+    /// speed of a copy).
+    fn gray_row(&self, row: &[u8], samples: usize, out: &mut [u8]) {
+        let pixels = row.chunks_exact(samples);
+        match self {
+            Colour::Gray {
+                white_is_zero: false,
+            } if samples == 1 => out.copy_from_slice(row),
+            Colour::Gray {
+                white_is_zero: true,
+            } if samples == 1 => {
+                for (out, &level) in out.iter_mut().zip(row) {
+                    *out = 255 - level;
+                }
+            }
+            Colour::Palette(table) if samples == 1 => {
+                for (out, &index) in out.iter_mut().zip(row) {
+                    *out = table[usize::from(index)];
+                }
+            }
+            Colour::Rgb if samples == 3 => {
+                for (out, p) in out.iter_mut().zip(row.chunks_exact(3)) {
+                    *out = luma([p[0], p[1], p[2]]);
+                }
+            }
+            Colour::Rgb if samples == 4 => {
+                for (out, p) in out.iter_mut().zip(row.chunks_exact(4)) {
+                    *out = luma([p[0], p[1], p[2]]);
+                }
+            }
+            _ => {
+                let used = self.samples();
+                for (out, p) in out.iter_mut().zip(pixels) {
+                    *out = self.gray(&p[..used]);
+                }
+            }
+        }
+    }
+}
+
 /// CMYK to RGB as the `image` crate converts it (so gpuconv's CMYK TIFFs read as before).
 fn cmyk_to_rgb([c, m, y, k]: [u8; 4]) -> [u8; 3] {
     let kf = 1. - f32::from(k) / 255.;
@@ -425,19 +467,20 @@ impl<R: Read + Seek> TiffRows<R> {
             }
             let x0 = (column * self.chunk.0) as usize;
             let visible = (chunk_width as usize).min(width.saturating_sub(x0));
+            let chunk_width = chunk_width as usize;
             for y in 0..band_height as usize {
-                let row = &mut self.pending[y * width + x0..y * width + x0 + visible];
-                for (x, out) in row.iter_mut().enumerate() {
-                    let at = y * chunk_width as usize + x;
-                    let levels = if self.planar {
+                let out = &mut self.pending[y * width + x0..y * width + x0 + visible];
+                if self.planar {
+                    for (x, out) in out.iter_mut().enumerate() {
                         for (p, (plane, _, _)) in planes.iter().enumerate() {
-                            pixel[p] = plane[at];
+                            pixel[p] = plane[y * chunk_width + x];
                         }
-                        &pixel[..used]
-                    } else {
-                        &planes[0].0[at * self.samples..at * self.samples + used]
-                    };
-                    *out = self.colour.gray(levels);
+                        *out = self.colour.gray(&pixel[..used]);
+                    }
+                } else {
+                    let start = y * chunk_width * self.samples;
+                    let row = &planes[0].0[start..start + visible * self.samples];
+                    self.colour.gray_row(row, self.samples, out);
                 }
             }
         }
