@@ -95,22 +95,14 @@ impl<R: BufRead + Seek> QoiRows<R> {
 
     /// The next rows, whole, into `rows`.
     pub(super) fn fill(&mut self, rows: &mut [u8]) -> Result<()> {
-        let channels = usize::from(self.color.bytes_per_pixel());
         for row in rows.chunks_exact_mut(self.width as usize) {
             let mut line = std::mem::take(&mut self.line);
-            for pixel in line.chunks_exact_mut(channels) {
-                let decoded = self.next_pixel();
-                let decoded = match decoded {
-                    Ok(decoded) => decoded,
-                    Err(error) => {
-                        self.line = line;
-                        return Err(error);
-                    }
-                };
-                pixel.copy_from_slice(&decoded[..channels]);
+            let decoded = self.decode_line(&mut line);
+            if decoded.is_ok() {
+                to_gray_row(&mut line, self.color, row);
             }
-            to_gray_row(&mut line, self.color, row);
             self.line = line;
+            decoded?;
             self.rows_read += 1;
         }
         if self.rows_read == self.height {
@@ -126,6 +118,51 @@ impl<R: BufRead + Seek> QoiRows<R> {
                     path: self.path.clone(),
                     detail: "the padding after the last pixel is wrong".to_owned(),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// One row of pixels into `line`, decoded straight from the reader's buffer; an op that
+    /// straddles the buffer's end, or the file's, goes through [`next_pixel`](Self::next_pixel).
+    fn decode_line(&mut self, line: &mut [u8]) -> Result<()> {
+        let channels = usize::from(self.color.bytes_per_pixel());
+        let width = self.width as usize;
+        let mut x = 0;
+        while x < width {
+            if self.run > 0 {
+                let n = (self.run as usize).min(width - x);
+                for out in line[x * channels..(x + n) * channels].chunks_exact_mut(channels) {
+                    out.copy_from_slice(&self.pixel[..channels]);
+                }
+                self.run -= n as u32;
+                x += n;
+                continue;
+            }
+            let buffer = self
+                .reader
+                .fill_buf()
+                .map_err(|e| Input::read_failure(&self.path, e))?;
+            let mut used = 0;
+            while x < width && self.run == 0 {
+                let Some(n) = op(
+                    &buffer[used..],
+                    self.color,
+                    &mut self.pixel,
+                    &mut self.index,
+                    &mut self.run,
+                ) else {
+                    break;
+                };
+                line[x * channels..(x + 1) * channels].copy_from_slice(&self.pixel[..channels]);
+                used += n;
+                x += 1;
+            }
+            self.reader.consume(used);
+            if used == 0 {
+                let pixel = self.next_pixel()?;
+                line[x * channels..(x + 1) * channels].copy_from_slice(&pixel[..channels]);
+                x += 1;
             }
         }
         Ok(())
@@ -218,10 +255,125 @@ impl<R: Reader> RowSource for QoiRows<R> {
     }
 }
 
+/// Decodes the op at the start of `bytes` into `pixel` (and the cache, and a run's length):
+/// the bytes it took, or `None` where `bytes` holds less than the whole op. The same cases as
+/// [`QoiRows::next_pixel`], which reads an op byte by byte.
+fn op(
+    bytes: &[u8],
+    color: ColorType,
+    pixel: &mut [u8; 4],
+    index: &mut [[u8; 4]; 64],
+    run: &mut u32,
+) -> Option<usize> {
+    let &op = bytes.first()?;
+    let used = match op {
+        OP_RGB => {
+            pixel[..3].copy_from_slice(bytes.get(1..4)?);
+            4
+        }
+        OP_RGBA if color == ColorType::Rgba8 => {
+            pixel.copy_from_slice(bytes.get(1..5)?);
+            5
+        }
+        OP_RGBA => 1,
+        0x00..=0x3f => {
+            *pixel = index[usize::from(op)];
+            if color == ColorType::Rgb8 {
+                pixel[3] = 255;
+            }
+            return Some(1);
+        }
+        0x40..=0x7f => {
+            let [r, g, b, _] = pixel;
+            *r = r.wrapping_add((op >> 4) & 3).wrapping_sub(2);
+            *g = g.wrapping_add((op >> 2) & 3).wrapping_sub(2);
+            *b = b.wrapping_add(op & 3).wrapping_sub(2);
+            1
+        }
+        0x80..=0xbf => {
+            let &second = bytes.get(1)?;
+            let green = (op & 0x3f).wrapping_sub(32);
+            let [r, g, b, _] = pixel;
+            *r = r.wrapping_add(green.wrapping_sub(8).wrapping_add(second >> 4));
+            *g = g.wrapping_add(green);
+            *b = b.wrapping_add(green.wrapping_sub(8).wrapping_add(second & 0x0f));
+            2
+        }
+        _ => {
+            *run = u32::from(op & 0x3f);
+            return Some(1);
+        }
+    };
+    let [r, g, b, a] = *pixel;
+    let hash = r
+        .wrapping_mul(3)
+        .wrapping_add(g.wrapping_mul(5))
+        .wrapping_add(b.wrapping_mul(7))
+        .wrapping_add(a.wrapping_mul(11));
+    index[usize::from(hash % 64)] = *pixel;
+    Some(used)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::io::{ReadLimits, decode_gray};
     use std::path::Path;
+
+    #[test]
+    fn every_op_decodes_as_the_qoi_crate_decodes_it_across_buffer_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 0x9e37_79b9u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        // Runs, small and large steps, repeats of earlier colours and changing alpha: every
+        // op, over far more than one 8 KiB read buffer.
+        let (width, height) = (301, 207);
+        let mut pixels = Vec::new();
+        let mut last = [10u8, 20, 30, 255];
+        let mut seen = vec![last];
+        for _ in 0..width * height {
+            let pick = next() % 8;
+            match pick {
+                0..=2 => {}
+                3 => last = seen[next() as usize % seen.len()],
+                4 => last[1] = last[1].wrapping_add((next() % 5) as u8).wrapping_sub(2),
+                5 => last[0] = last[0].wrapping_add((next() % 30) as u8),
+                6 => last[3] = (next() % 256) as u8,
+                _ => last = next().to_le_bytes(),
+            }
+            seen.push(last);
+            pixels.extend_from_slice(&last);
+        }
+        let rgba = image::RgbaImage::from_raw(width, height, pixels).unwrap();
+        let images = [
+            image::DynamicImage::ImageRgba8(rgba.clone()),
+            image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(rgba).to_rgb8()),
+        ];
+        for (i, image) in images.into_iter().enumerate() {
+            let path = dir.path().join(format!("{i}.qoi"));
+            image.save(&path).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(bytes.len() > 3 * 8192, "{}", bytes.len());
+            let theirs =
+                image::load_from_memory_with_format(&bytes, image::ImageFormat::Qoi).unwrap();
+            let want = crate::io::to_gray(theirs);
+            assert_eq!(
+                crate::io::load_gray(&path).unwrap(),
+                want,
+                "{i}: from a file"
+            );
+            let limits = ReadLimits::default();
+            assert_eq!(
+                decode_gray(&bytes, &path, &limits).unwrap(),
+                want,
+                "{i}: from memory"
+            );
+        }
+    }
 
     #[test]
     fn a_file_without_its_end_marker_reads_and_a_wrong_one_does_not() {

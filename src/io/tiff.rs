@@ -168,6 +168,12 @@ pub(super) struct TiffRows<R: Read + Seek> {
     across: u32,
     chunks_per_plane: u32,
     raw: Option<Raw>,
+    /// Whether rows are read straight from uncompressed strips ([`next_rows`](Self::next_rows)).
+    direct: bool,
+    /// The next row to read straight from the file.
+    next_row: u32,
+    /// The bytes of the rows read straight from the file.
+    read: Vec<u8>,
     /// What decoding a row of strips or tiles holds, in bytes.
     band_bytes: u64,
     /// The Orientation tag's value (1, as stored, where there is none).
@@ -295,7 +301,16 @@ impl<R: Read + Seek> TiffRows<R> {
         // Depths, bit orders and compressions the `tiff` crate cannot decode.
         let odd_depth = !matches!(bits, 1 | 2 | 4 | 8 | 16 | 32 | 64) && kind == Kind::Unsigned;
         let reversed = fill_order == Some(2);
-        let raw = if odd_depth || reversed || matches!(compression, 2 | 3 | 34925) {
+        // Uncompressed 8-bit strips, interleaved: read a few rows at a time straight from the
+        // file, at the speed of a copy, however long the strips (Pillow writes one strip).
+        let direct = compression == 1
+            && predictor == 1
+            && !tiles
+            && !planar
+            && !reversed
+            && bits == 8
+            && kind == Kind::Unsigned;
+        let raw = if direct || odd_depth || reversed || matches!(compression, 2 | 3 | 34925) {
             if !matches!(compression, 1 | 3 | 4 | 5 | 8 | 32946 | 32773 | 34925) {
                 let what = match compression {
                     2 => "CCITT modified Huffman (RLE) compression".to_owned(),
@@ -340,6 +355,13 @@ impl<R: Read + Seek> TiffRows<R> {
             .saturating_mul(if planar { 1 } else { samples as u64 })
             .saturating_mul(u64::from(bits).div_ceil(8).max(1))
             .saturating_mul(planes as u64 + 1);
+        let row_bytes = u64::from(width) * samples as u64;
+        let chunk_bytes = if direct {
+            // The rows read, and their gray.
+            2 * direct_rows(row_bytes, height) * row_bytes
+        } else {
+            chunk_bytes
+        };
         let line_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
         check_stream(input, width, height, ColorType::L8, line_bytes)?;
         Ok(Self {
@@ -356,6 +378,9 @@ impl<R: Read + Seek> TiffRows<R> {
             across,
             chunks_per_plane,
             raw,
+            direct,
+            next_row: 0,
+            read: Vec::new(),
             band_bytes: chunk_bytes,
             orientation,
             next_band: 0,
@@ -435,8 +460,61 @@ impl<R: Read + Seek> TiffRows<R> {
         Ok((levels, width, height))
     }
 
+    /// Reads the next few rows of uncompressed strips straight from the file into gray rows.
+    fn next_rows(&mut self) -> Result<()> {
+        let row_bytes = self.width as usize * self.samples;
+        let first = self.next_row;
+        let rows = direct_rows(row_bytes as u64, self.height - first) as u32;
+        let raw = self
+            .raw
+            .as_ref()
+            .expect("direct reading keeps the strips' offsets");
+        self.read.resize(rows as usize * row_bytes, 0);
+        let strip_rows = self.chunk.1;
+        let mut done = 0;
+        while done < rows {
+            let row = first + done;
+            let (strip, in_strip) = ((row / strip_rows) as usize, row % strip_rows);
+            let n = (strip_rows - in_strip).min(rows - done);
+            let (Some(&offset), Some(&count)) = (raw.offsets.get(strip), raw.counts.get(strip))
+            else {
+                return Err(corrupt(
+                    &self.path,
+                    "a strip has no offset or length".to_owned(),
+                ));
+            };
+            let start = u64::from(in_strip) * row_bytes as u64;
+            let length = u64::from(n) * row_bytes as u64;
+            if count < start + length {
+                return Err(Input::cut_short(&self.path));
+            }
+            let file = self.decoder.inner();
+            let into = &mut self.read[done as usize * row_bytes..(done + n) as usize * row_bytes];
+            file.seek(SeekFrom::Start(offset.saturating_add(start)))
+                .and_then(|_| file.read_exact(into))
+                .map_err(|e| Input::read_failure(&self.path, e))?;
+            done += n;
+        }
+        let width = self.width as usize;
+        self.pending.resize(width * rows as usize, 0);
+        for (row, out) in self
+            .read
+            .chunks_exact(row_bytes)
+            .zip(self.pending.chunks_exact_mut(width))
+        {
+            self.colour.gray_row(row, self.samples, out);
+        }
+        self.pending.truncate(width * rows as usize);
+        self.handed_out = 0;
+        self.next_row += rows;
+        Ok(())
+    }
+
     /// Decodes the next row of strips or tiles into gray rows.
     fn next_band(&mut self) -> Result<()> {
+        if self.direct {
+            return self.next_rows();
+        }
         let band = self.next_band;
         let used = self.colour.samples();
         let band_height = self.chunk.1.min(self.height - band * self.chunk.1);
@@ -502,6 +580,12 @@ impl<R: Reader> RowSource for TiffRows<R> {
     fn read_rows(&mut self, rows: &mut [u8]) -> Result<()> {
         self.fill(rows)
     }
+}
+
+/// How many rows of `row_bytes` uncompressed strips are read at a time: about 1 MiB, at least
+/// one, at most the `left` still to read.
+fn direct_rows(row_bytes: u64, left: u32) -> u64 {
+    ((1 << 20) / row_bytes.max(1)).clamp(1, u64::from(left.max(1)))
 }
 
 /// A chunk's samples as 8-bit levels, `rows` rows of `row_samples` each: n-bit unsigned samples
@@ -1399,6 +1483,33 @@ mod tests {
         let mut out = vec![0; pixels.len()];
         rows.read_rows(&mut out).unwrap();
         assert_eq!(out, pixels);
+    }
+
+    #[test]
+    fn uncompressed_strips_are_read_row_by_row_across_their_ends_and_a_short_one_is_refused() {
+        let n = (W * H) as usize;
+        let rgb = random(3 * n, 14);
+        let row = 3 * W as usize;
+        let strips: Vec<Vec<u8>> = rgb.chunks(2 * row).map(<[u8]>::to_vec).collect();
+        assert_eq!(strips.len(), 3);
+        let mut entries = vec![(256, 3, vec![W]), (257, 3, vec![H]), (278, 3, vec![2])];
+        entries.extend([(258, 3, vec![8, 8, 8]), (262, 3, vec![2]), (277, 3, vec![3])]);
+        let expected: Vec<u8> = rgb.chunks_exact(3).map(|p| luma([p[0], p[1], p[2]])).collect();
+        let file = tiff(&entries, &strips, 0);
+        assert_eq!(read(&file).unwrap().as_raw(), &expected);
+        let mut rows = crate::io::open_rows_in(file, Path::new("t.tif"), &ReadLimits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = vec![0; n];
+        for part in out.chunks_mut(W as usize) {
+            rows.read_rows(part).unwrap();
+        }
+        assert_eq!(out, expected);
+        // The last strip one byte short.
+        let mut short = strips.clone();
+        short[2].pop();
+        let error = read(&tiff(&entries, &short, 0)).unwrap_err();
+        assert!(matches!(error, Error::Truncated { .. }), "{error:?}");
     }
 
     #[test]
