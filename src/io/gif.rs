@@ -42,24 +42,36 @@ pub(super) fn read_whole<R: Read>(input: &Input, mut reader: R) -> Result<GrayIm
     options.set_memory_limit(limit);
     let mut decoder =
         guarded(path, || options.read_info(reader))?.map_err(|e| gif_error(input, e))?;
-    let (width, height) = (u32::from(decoder.width()), u32::from(decoder.height()));
-    let pixels = u64::from(width) * u64::from(height);
-    input.check_header(width, height, (ColorType::L8, pixels))?;
-    if let Some(detail) = gif_screen_implausible(input.head, width, height) {
+    let (screen_width, screen_height) = (u32::from(decoder.width()), u32::from(decoder.height()));
+    if let Some(detail) = gif_screen_implausible(input.head, screen_width, screen_height) {
         return Err(Error::Corrupt {
             path: path.to_owned(),
             detail,
         });
     }
-    // The screen, and the frame's indices decoded aside (at most the screen's size).
-    input.check_budget(width, height, "GIF".to_owned(), pixels, pixels)?;
     let global = decoder.global_palette().map(<[u8]>::to_vec);
-    let frame = guarded(path, || decoder.read_next_frame().map(|f| f.cloned()))?
+    // The first frame's place and palette, before any pixel is decoded.
+    let frame = guarded(path, || decoder.next_frame_info().map(|f| f.cloned()))?
         .map_err(|e| gif_error(input, e))?
         .ok_or_else(|| Error::Corrupt {
             path: path.to_owned(),
             detail: "it holds no image".to_owned(),
         })?;
+    // Pillow enlarges the screen to hold a first frame that reaches beyond it.
+    let (left, top) = (u32::from(frame.left), u32::from(frame.top));
+    let (frame_width, frame_height) = (u32::from(frame.width), u32::from(frame.height));
+    let width = screen_width.max(left + frame_width);
+    let height = screen_height.max(top + frame_height);
+    let pixels = u64::from(width) * u64::from(height);
+    let frame_pixels = u64::from(frame_width) * u64::from(frame_height);
+    input.check_header(width, height, (ColorType::L8, pixels))?;
+    // The screen, and the frame's indices decoded aside.
+    input.check_budget(width, height, "GIF".to_owned(), pixels, frame_pixels)?;
+    let mut indices = zeroed_bytes(
+        usize::try_from(frame_pixels).unwrap_or(usize::MAX),
+        &format!("decoding '{}'", crate::text::escape_path(path)),
+    )?;
+    guarded(path, || decoder.read_into_buffer(&mut indices))?.map_err(|e| gif_error(input, e))?;
     let mut table = [0u8; 256];
     match frame.palette.as_deref().or(global.as_deref()) {
         // Entries the palette does not have are black, as in Pillow.
@@ -79,16 +91,11 @@ pub(super) fn read_whole<R: Read>(input: &Input, mut reader: R) -> Result<GrayIm
         &format!("decoding '{}'", crate::text::escape_path(path)),
     )?;
     gray.fill(table[usize::from(frame.transparent.unwrap_or(0))]);
-    let (left, top) = (usize::from(frame.left), usize::from(frame.top));
-    let frame_width = usize::from(frame.width);
-    let (width_px, height_px) = (width as usize, height as usize);
-    if frame_width > 0 && left < width_px {
-        let visible = frame_width.min(width_px - left);
-        for (y, row) in frame.buffer.chunks_exact(frame_width).enumerate() {
-            let Some(out) = (top + y < height_px).then(|| (top + y) * width_px + left) else {
-                break;
-            };
-            for (pixel, &index) in gray[out..out + visible].iter_mut().zip(row) {
+    if frame_width > 0 {
+        let (left, top, width) = (left as usize, top as usize, width as usize);
+        for (y, row) in indices.chunks_exact(frame_width as usize).enumerate() {
+            let out = (top + y) * width + left;
+            for (pixel, &index) in gray[out..out + row.len()].iter_mut().zip(row) {
                 *pixel = table[usize::from(index)];
             }
         }

@@ -147,7 +147,6 @@ impl<R: BufRead + Seek> QoiRows<R> {
             while x < width && self.run == 0 {
                 let Some(n) = op(
                     &buffer[used..],
-                    self.color,
                     &mut self.pixel,
                     &mut self.index,
                     &mut self.run,
@@ -193,21 +192,17 @@ impl<R: BufRead + Seek> QoiRows<R> {
                 self.read(&mut rgb)?;
                 self.pixel[..3].copy_from_slice(&rgb);
             }
-            // In a three-channel file the `qoi` crate reads nothing more for this op and
-            // repeats the last pixel; so does this, to give the whole-image path's pixels.
-            OP_RGBA if self.color == ColorType::Rgba8 => {
+            // Four bytes in any file, as the specification and Pillow read it (the `qoi`
+            // crate reads none in a three-channel file).
+            OP_RGBA => {
                 let mut rgba = [0; 4];
                 self.read(&mut rgba)?;
                 self.pixel = rgba;
             }
-            OP_RGBA => {}
             0x00..=0x3f => {
-                // Cached pixels were hashed when cached: nothing to update. A three-channel
-                // file's pixels are opaque, whatever the (zeroed) cache held.
+                // Cached pixels were hashed when cached: nothing to update. Alpha is kept in
+                // every file, so that later hashes are the specification's (and Pillow's).
                 self.pixel = self.index[usize::from(op)];
-                if self.color == ColorType::Rgb8 {
-                    self.pixel[3] = 255;
-                }
                 return Ok(self.pixel);
             }
             0x40..=0x7f => {
@@ -260,7 +255,6 @@ impl<R: Reader> RowSource for QoiRows<R> {
 /// [`QoiRows::next_pixel`], which reads an op byte by byte.
 fn op(
     bytes: &[u8],
-    color: ColorType,
     pixel: &mut [u8; 4],
     index: &mut [[u8; 4]; 64],
     run: &mut u32,
@@ -271,16 +265,12 @@ fn op(
             pixel[..3].copy_from_slice(bytes.get(1..4)?);
             4
         }
-        OP_RGBA if color == ColorType::Rgba8 => {
+        OP_RGBA => {
             pixel.copy_from_slice(bytes.get(1..5)?);
             5
         }
-        OP_RGBA => 1,
         0x00..=0x3f => {
             *pixel = index[usize::from(op)];
-            if color == ColorType::Rgb8 {
-                pixel[3] = 255;
-            }
             return Some(1);
         }
         0x40..=0x7f => {

@@ -110,10 +110,14 @@ impl Colour {
     }
 }
 
-/// CMYK to RGB as the `image` crate converts it (so gpuconv's CMYK TIFFs read as before).
+/// CMYK to RGB as Pillow converts it: `(255 − k) − c·(255 − k)/255`, the product rounded as
+/// its `MULDIV255` rounds it.
 fn cmyk_to_rgb([c, m, y, k]: [u8; 4]) -> [u8; 3] {
-    let kf = 1. - f32::from(k) / 255.;
-    [c, m, y].map(|v| ((255. - f32::from(v)) * kf) as u8)
+    let nk = 255 - u32::from(k);
+    [c, m, y].map(|v| {
+        let product = u32::from(v) * nk + 128;
+        (nk - (((product >> 8) + product) >> 8)) as u8
+    })
 }
 
 /// YCbCr (ITU-R 601, full range, as JPEG stores it) to RGB in libjpeg's fixed point, the
@@ -199,7 +203,12 @@ impl<R: Read + Seek> TiffRows<R> {
         let mut decoder = guarded(path, || Decoder::new(amended))?
             .map_err(|e| tiff_error(path, budget, e))?
             .with_limits(limits);
-        let (amended_from, little) = (decoder.inner().photometric, decoder.inner().little);
+        let amended = decoder.inner();
+        let (amended_from, missing, little) = (
+            amended.photometric,
+            amended.photometric_missing,
+            amended.little,
+        );
         let palette = amended_from == Some(3);
         let tag = |decoder: &mut Decoder<Amended<R>>, tag: Tag| {
             guarded(path, || decoder.find_tag_unsigned_vec::<u64>(tag))
@@ -216,6 +225,15 @@ impl<R: Read + Seek> TiffRows<R> {
             .unwrap_or(1);
         let photometric = match amended_from {
             Some(original) => u64::from(original),
+            // Pillow reads 1- to 8-bit integer gray without the tag as WhiteIsZero (the tag's
+            // default), deeper and float samples as BlackIsZero.
+            None if missing
+                && sample_format == 1
+                && bits_per_sample.first().is_some_and(|&b| b <= 8) =>
+            {
+                0
+            }
+            None if missing => 1,
             None => tag(&mut decoder, Tag::PhotometricInterpretation)?
                 .and_then(|v| v.first().copied())
                 .unwrap_or(1),
@@ -233,6 +251,15 @@ impl<R: Read + Seek> TiffRows<R> {
             .and_then(|v| v.first().copied())
             .and_then(|v| u16::try_from(v).ok())
             .unwrap_or(1);
+        let t4_options = tag(&mut decoder, Tag::Unknown(292))?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0);
+        if compression == 3 && t4_options & 1 != 0 {
+            return Err(unsupported(
+                path,
+                "CCITT Group 3 two-dimensional compression",
+            ));
+        }
         let bits = bits_per_sample.first().copied().unwrap_or(1);
         if bits_per_sample.iter().any(|&b| b != bits) {
             return Err(unsupported(path, "samples of different depths"));
@@ -326,6 +353,17 @@ impl<R: Read + Seek> TiffRows<R> {
             }
             if tiles {
                 return Err(unsupported(path, &format!("tiles of {bits}-bit samples")));
+            }
+            if kind != Kind::Unsigned {
+                let what = if reversed {
+                    "bits stored in reverse order"
+                } else {
+                    &compression_name(compression)
+                };
+                return Err(unsupported(
+                    path,
+                    &format!("signed or float samples and {what}"),
+                ));
             }
             let (offsets_tag, counts_tag) = if tiles {
                 (Tag::TileOffsets, Tag::TileByteCounts)
@@ -626,7 +664,10 @@ fn levels(
             for row in bytes.chunks_exact(row_bytes).take(rows) {
                 for i in 0..row_samples {
                     let bit = i * usize::from(bits);
-                    let v = (row[bit / 8] >> (8 - usize::from(bits) - bit % 8)) & mask;
+                    // A sample of 3, 5, 6 or 7 bits may cross into the next byte.
+                    let window = u16::from(row[bit / 8]) << 8
+                        | u16::from(row.get(bit / 8 + 1).copied().unwrap_or(0));
+                    let v = (window >> (16 - usize::from(bits) - bit % 8)) as u8 & mask;
                     out.push(if indices {
                         v
                     } else {
@@ -701,9 +742,9 @@ fn levels(
     })
 }
 
-/// The gray level of each palette index: the luma of its colour-map entry made 8-bit. Maps
-/// are 16-bit, but some writers store 8-bit values in them: a map with no value above 255 is
-/// read as 8-bit, as libtiff and Pillow read it.
+/// The gray level of each palette index: the luma of its colour-map entry made 8-bit by its
+/// high byte, as Pillow reads it (libtiff would take a map with no value above 255 for an
+/// 8-bit one; Pillow does not).
 fn palette_gray<R: Read + Seek>(
     path: &Path,
     decoder: &mut Decoder<R>,
@@ -718,8 +759,7 @@ fn palette_gray<R: Read + Seek>(
             format!("its colour map holds fewer than {entries} colours"),
         ));
     }
-    let eight_bit = map.iter().all(|&v| v <= 255);
-    let level = |v: u16| if eight_bit { v as u8 } else { (v >> 8) as u8 };
+    let level = |v: u16| (v >> 8) as u8;
     let mut table = Box::new([0u8; 256]);
     for (i, gray) in table.iter_mut().enumerate().take(entries) {
         *gray = luma([map[i], map[entries + i], map[2 * entries + i]].map(level));
@@ -774,14 +814,21 @@ fn raw_chunk<R: Read + Seek>(
     let mut bytes = match raw.compression {
         1 => data,
         5 => {
-            let mut out = Vec::new();
+            // Decoded into what the strip needs and no further, whatever the data claims.
+            let mut out = vec![0; expected];
             let mut lzw = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
-            let result = lzw.into_vec(&mut out).decode(&data);
-            if out.len() < expected {
-                result
-                    .status
-                    .map_err(|e| corrupt(path, format!("its LZW data is damaged ({e})")))?;
+            let (mut input, mut filled) = (data.as_slice(), 0);
+            while filled < expected {
+                let step = lzw.decode_bytes(input, &mut out[filled..]);
+                filled += step.consumed_out;
+                input = &input[step.consumed_in..];
+                match step.status {
+                    Ok(weezl::LzwStatus::Ok) if step.consumed_in + step.consumed_out > 0 => {}
+                    Ok(_) => break,
+                    Err(e) => return Err(corrupt(path, format!("its LZW data is damaged ({e})"))),
+                }
             }
+            out.truncate(filled);
             out
         }
         8 | 32946 => {
@@ -970,7 +1017,9 @@ fn tiff_error(path: &Path, budget: u64, error: tiff::TiffError) -> Error {
 struct Amended<R> {
     inner: R,
     position: u64,
-    /// The file's length, where the amended directory starts.
+    /// Where the amended directory starts, [`GAP`] after the file's end.
+    start: u64,
+    /// The file's length.
     end: u64,
     /// The header's bytes with the first directory's offset changed (empty: nothing amended).
     header: Vec<u8>,
@@ -980,6 +1029,8 @@ struct Amended<R> {
     /// WhiteIsZero (0), which the crate would invert for some sample types only, and palette
     /// (3), which it refuses.
     photometric: Option<u16>,
+    /// Whether the directory had no PhotometricInterpretation (one was added).
+    photometric_missing: bool,
     /// Whether the file is little-endian, for samples read from raw bytes.
     little: bool,
     /// Where the file is positioned, to seek only when a read jumps (a buffered reader drops
@@ -995,9 +1046,11 @@ impl<R: Read + Seek> Amended<R> {
             inner,
             position: 0,
             end,
+            start: end,
             header: Vec::new(),
             directory: Vec::new(),
             photometric: None,
+            photometric_missing: false,
             little: true,
             inner_position: 0,
         };
@@ -1064,16 +1117,26 @@ impl<R: Read + Seek> Amended<R> {
             .chunks_exact(entry_len)
             .map(<[u8]>::to_vec)
             .collect();
-        let photometric = rows.iter().position(|e| u16_at(&e[..2]) == 262);
+        // An entry's single value by its type (SHORT, LONG or LONG8); where a tag is given
+        // twice, the crate reads the last.
+        let value_of = |e: &[u8]| match u16_at(&e[2..4]) {
+            3 => u64::from(u16_at(&e[value_at..value_at + 2])),
+            4 => uint(&e[value_at..value_at + 4]),
+            16 if big => uint(&e[value_at..value_at + 8]),
+            _ => u64::MAX,
+        };
+        let photometric = rows.iter().rposition(|e| u16_at(&e[..2]) == 262);
         let mut changed = uint(&next) != 0;
         let mut photometric_was = None;
+        let mut photometric_missing = false;
         // BitsPerSample with more values than SamplesPerPixel (GIMP wrote such files): only
         // the first values are read, as libtiff reads them, while they stay out of line.
         let value_bytes = value_at - 4;
         let samples = rows
             .iter()
-            .find(|e| u16_at(&e[..2]) == 277)
-            .map(|e| u64::from(u16_at(&e[value_at..value_at + 2])));
+            .rfind(|e| u16_at(&e[..2]) == 277)
+            .map(|e| value_of(e))
+            .filter(|&v| v != u64::MAX);
         if let (Some(samples), Some(bits)) =
             (samples, rows.iter_mut().find(|e| u16_at(&e[..2]) == 258))
         {
@@ -1087,54 +1150,57 @@ impl<R: Read + Seek> Amended<R> {
                 changed = true;
             }
         }
+        // PhotometricInterpretation as one SHORT: BlackIsZero.
+        let black_is_zero = || {
+            let mut entry = vec![0u8; entry_len];
+            let put16 = |v: u16| {
+                if little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            entry[..2].copy_from_slice(&put16(262));
+            entry[2..4].copy_from_slice(&put16(3));
+            let mut one_count = if big {
+                1u64.to_le_bytes().to_vec()
+            } else {
+                1u32.to_le_bytes().to_vec()
+            };
+            if !little {
+                one_count.reverse();
+            }
+            entry[4..value_at].copy_from_slice(&one_count);
+            entry[value_at..value_at + 2].copy_from_slice(&put16(1));
+            entry
+        };
         match photometric {
             Some(i) => {
-                let value = u16_at(&rows[i][value_at..value_at + 2]);
+                let value = value_of(&rows[i]);
                 // Both read as BlackIsZero, and turned into gray here.
                 if matches!(value, 0 | 3) {
-                    photometric_was = Some(value);
-                    let one = if little { [1, 0] } else { [0, 1] };
-                    rows[i][value_at..value_at + 2].copy_from_slice(&one);
+                    photometric_was = Some(value as u16);
+                    rows[i] = black_is_zero();
                     changed = true;
                 }
             }
             None => {
-                // PhotometricInterpretation, SHORT, one value: BlackIsZero.
-                let mut entry = vec![0u8; entry_len];
-                let put16 = |v: u16| {
-                    if little {
-                        v.to_le_bytes()
-                    } else {
-                        v.to_be_bytes()
-                    }
-                };
-                entry[..2].copy_from_slice(&put16(262));
-                entry[2..4].copy_from_slice(&put16(3));
-                let one_count = if big {
-                    1u64.to_le_bytes().to_vec()
-                } else {
-                    1u32.to_le_bytes().to_vec()
-                };
-                let mut one_count = one_count;
-                if !little {
-                    one_count.reverse();
-                }
-                entry[4..value_at].copy_from_slice(&one_count);
-                entry[value_at..value_at + 2].copy_from_slice(&put16(1));
                 let at = rows
                     .iter()
                     .position(|e| u16_at(&e[..2]) > 262)
                     .unwrap_or(rows.len());
-                rows.insert(at, entry);
+                rows.insert(at, black_is_zero());
+                photometric_missing = true;
                 changed = true;
             }
         }
         if !changed {
             return Ok(());
         }
-        // The copy starts on a word boundary after the file's end.
-        let start = self.end.next_multiple_of(2);
-        let mut directory = vec![0u8; (start - self.end) as usize];
+        // The copy starts a gap after the file's end, on a word boundary: a strip that runs
+        // on past the end meets the end of the file there, not the copy.
+        let start = (self.end + GAP).next_multiple_of(2);
+        let mut directory = Vec::new();
         let rows_count = rows.len() as u64;
         let mut count_out = if big {
             rows_count.to_le_bytes().to_vec()
@@ -1164,19 +1230,27 @@ impl<R: Read + Seek> Amended<R> {
         let at = if big { 8 } else { 4 };
         header[at..at + offset.len()].copy_from_slice(&offset);
         self.header = header;
+        self.start = start;
         // Only once the copy is in place: a palette's indices are read as gray through it.
         self.photometric = photometric_was;
+        self.photometric_missing = photometric_missing;
         self.directory = directory;
         Ok(())
     }
 }
 
+/// The bytes between a file's end and its amended directory, which read as the end of the file.
+const GAP: u64 = 1 << 16;
+
 impl<R: Read + Seek> Read for Amended<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let position = self.position;
         let n = if position >= self.end {
-            let at = (position - self.end) as usize;
-            let tail = self.directory.get(at..).unwrap_or_default();
+            // Nothing in the gap; the copy after it.
+            let tail = match position.checked_sub(self.start) {
+                Some(at) => self.directory.get(at as usize..).unwrap_or_default(),
+                None => &[][..],
+            };
             let n = tail.len().min(buf.len());
             buf[..n].copy_from_slice(&tail[..n]);
             n
@@ -1202,7 +1276,11 @@ impl<R: Read + Seek> Read for Amended<R> {
 
 impl<R: Read + Seek> Seek for Amended<R> {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let length = self.end + self.directory.len() as u64;
+        let length = if self.directory.is_empty() {
+            self.end
+        } else {
+            self.start + self.directory.len() as u64
+        };
         let position = match to {
             SeekFrom::Start(n) => Some(n),
             SeekFrom::End(d) => length.checked_add_signed(d),
@@ -1370,6 +1448,52 @@ mod tests {
     }
 
     #[test]
+    fn samples_that_cross_bytes_and_strips_cut_short_behind_an_amended_directory() {
+        // 3-bit gray: samples straddle byte boundaries.
+        let values: Vec<u8> = random((W * H) as usize, 15)
+            .iter()
+            .map(|v| v >> 5)
+            .collect();
+        let row_bytes = (W * 3).div_ceil(8) as usize;
+        let mut strip = vec![0u8; row_bytes * H as usize];
+        for (i, &v) in values.iter().enumerate() {
+            let (y, x) = (i / W as usize, i % W as usize);
+            for k in 0..3 {
+                if v & (4 >> k) != 0 {
+                    let bit = x * 3 + k;
+                    strip[y * row_bytes + bit / 8] |= 0x80 >> (bit % 8);
+                }
+            }
+        }
+        let mut entries = size();
+        entries.extend([(258, 3, vec![3]), (262, 3, vec![1])]);
+        let gray = read(&tiff(&entries, &[strip], 0)).unwrap();
+        let expected: Vec<u8> = values
+            .iter()
+            .map(|&v| ((u32::from(v) * 255 + 3) / 7) as u8)
+            .collect();
+        assert_eq!(gray.as_raw(), &expected, "3 bits");
+
+        // WhiteIsZero (read through an amended directory) with its strip cut short: the end
+        // of the file, not the amended copy, is what the strip runs into.
+        let mut entries = size();
+        entries.extend([(258, 3, vec![8]), (262, 3, vec![0]), (259, 3, vec![8])]);
+        let pixels = random((W * H) as usize, 16);
+        let mut deflated = Vec::new();
+        std::io::Write::write_all(
+            &mut flate2::write::ZlibEncoder::new(&mut deflated, flate2::Compression::fast()),
+            &pixels,
+        )
+        .unwrap();
+        let whole = read(&tiff(&entries, std::slice::from_ref(&deflated), 0)).unwrap();
+        let inverted: Vec<u8> = pixels.iter().map(|v| 255 - v).collect();
+        assert_eq!(whole.as_raw(), &inverted);
+        let mut file = tiff(&entries, &[deflated.clone()], 0);
+        file.truncate(file.len() - deflated.len() / 2);
+        assert!(read(&file).is_err(), "a strip cut short is refused");
+    }
+
+    #[test]
     fn palettes_read_their_colour_maps_luma() {
         let indices = random((W * H) as usize, 3)
             .iter()
@@ -1464,19 +1588,30 @@ mod tests {
 
     #[test]
     fn a_directory_without_photometric_or_looping_to_itself_is_read() {
-        let pixels = random((W * H) as usize, 11);
+        let stored = random((W * H) as usize, 11);
+        // Without the tag, 8-bit gray is WhiteIsZero (its default), as Pillow reads it.
+        let pixels: Vec<u8> = stored.iter().map(|v| 255 - v).collect();
         let mut entries = size();
         entries.push((258, 3, vec![8]));
         for next in [0, 8] {
-            let file = tiff(&entries, std::slice::from_ref(&pixels), next);
+            let file = tiff(&entries, std::slice::from_ref(&stored), next);
             assert_eq!(
                 read(&file).unwrap().as_raw(),
                 &pixels,
                 "next directory {next}"
             );
         }
+        // With it given twice, the last is read (as the tiff crate reads it).
+        let mut twice = entries.clone();
+        twice.extend([(262, 3, vec![0]), (262, 3, vec![1])]);
+        let file = tiff(&twice, std::slice::from_ref(&stored), 0);
+        assert_eq!(
+            read(&file).unwrap().as_raw(),
+            &stored,
+            "BlackIsZero given last"
+        );
         // Streamed the same.
-        let file = tiff(&entries, std::slice::from_ref(&pixels), 8);
+        let file = tiff(&entries, std::slice::from_ref(&stored), 8);
         let mut rows = crate::io::open_rows_in(file, Path::new("t.tif"), &ReadLimits::default())
             .unwrap()
             .expect("TIFF streams");
@@ -1493,8 +1628,15 @@ mod tests {
         let strips: Vec<Vec<u8>> = rgb.chunks(2 * row).map(<[u8]>::to_vec).collect();
         assert_eq!(strips.len(), 3);
         let mut entries = vec![(256, 3, vec![W]), (257, 3, vec![H]), (278, 3, vec![2])];
-        entries.extend([(258, 3, vec![8, 8, 8]), (262, 3, vec![2]), (277, 3, vec![3])]);
-        let expected: Vec<u8> = rgb.chunks_exact(3).map(|p| luma([p[0], p[1], p[2]])).collect();
+        entries.extend([
+            (258, 3, vec![8, 8, 8]),
+            (262, 3, vec![2]),
+            (277, 3, vec![3]),
+        ]);
+        let expected: Vec<u8> = rgb
+            .chunks_exact(3)
+            .map(|p| luma([p[0], p[1], p[2]]))
+            .collect();
         let file = tiff(&entries, &strips, 0);
         assert_eq!(read(&file).unwrap().as_raw(), &expected);
         let mut rows = crate::io::open_rows_in(file, Path::new("t.tif"), &ReadLimits::default())
