@@ -1659,7 +1659,7 @@ mod tests {
         let pixels = random((W * H) as usize, 12);
         let mut entries = size();
         entries.extend([(258, 3, vec![8]), (262, 3, vec![1]), (274, 3, vec![6])]);
-        let file = tiff(&entries, &[pixels.clone()], 0);
+        let file = tiff(&entries, std::slice::from_ref(&pixels), 0);
         let stored = image::GrayImage::from_raw(W, H, pixels).unwrap();
         assert_eq!(read(&file).unwrap(), stored);
         let orient = ReadLimits {
@@ -1691,7 +1691,7 @@ mod tests {
             (277, 3, vec![3]),
             (259, 3, vec![34925]),
         ]);
-        let gray = read(&tiff(&entries, &[strip.clone()], 0)).unwrap();
+        let gray = read(&tiff(&entries, std::slice::from_ref(&strip), 0)).unwrap();
         let expected: Vec<u8> = rgb
             .chunks_exact(3)
             .map(|p| luma([p[0], p[1], p[2]]))
