@@ -145,6 +145,9 @@ pub(crate) struct Input<'a> {
     pub(crate) head: &'a [u8],
     pub(crate) file_bytes: u64,
     pub(crate) limits: &'a ReadLimits,
+    /// Whether the image is read in bands (the budget judged by [`check_stream`]) or whole
+    /// through a row reader (judged by the whole-image reader, for the whole image).
+    pub(crate) streamed: bool,
 }
 
 impl Input<'_> {
@@ -285,7 +288,8 @@ impl Input<'_> {
 
 /// The header checks of whole images (pixel limit, file length), then the memory budget
 /// against what streaming holds: the decoder's `line_bytes` of row buffers and a few bands of
-/// three rows or more, for the input and each output.
+/// three rows or more, for the input and each output. An input read whole through its row
+/// reader ([`Input::streamed`] false) has only its header checked here.
 pub(super) fn check_stream(
     input: &Input,
     width: u32,
@@ -296,6 +300,9 @@ pub(super) fn check_stream(
     let decoded =
         (u64::from(width) * u64::from(height)).saturating_mul(u64::from(color.bytes_per_pixel()));
     input.check_header(width, height, (color, decoded))?;
+    if !input.streamed {
+        return Ok(());
+    }
     let row = u64::from(width);
     // A band is never more than the image (and never less than the three rows a window needs),
     // and its buffers hold two rows more: the first band's rows above its first output row.

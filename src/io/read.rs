@@ -145,6 +145,7 @@ fn decode<R: BufRead + Seek>(
         head: &head,
         file_bytes,
         limits,
+        streamed: false,
     };
     match format {
         ImageFormat::Tiff => {
@@ -174,9 +175,8 @@ fn decode<R: BufRead + Seek>(
             if let Some(mut rows) = super::rows::PngRows::open(&input, &mut reader)? {
                 let (width, height) = (rows.width(), rows.height());
                 let (orientation, line) = (rows.orientation(), rows.line_bytes());
-                let gray = read_through(&input, (width, height), "PNG".to_owned(), line, |r| {
-                    rows.fill(r)
-                })?;
+                let what = describe(rows.color());
+                let gray = read_through(&input, (width, height), what, line, |r| rows.fill(r))?;
                 return upright(&input, gray, orientation);
             }
             reader.rewind().map_err(|e| Input::read_failure(path, e))?;

@@ -61,6 +61,7 @@ fn open_reader<R: Reader>(
         head: &head,
         file_bytes,
         limits,
+        streamed: true,
     };
     let rows: Option<Box<dyn RowSource>> = match format {
         ImageFormat::Png => PngRows::open(&input, reader)?
@@ -99,6 +100,11 @@ impl<R: BufRead + Seek> PngRows<R> {
     /// The height of the image.
     pub(super) fn height(&self) -> u32 {
         self.height
+    }
+
+    /// The layout its rows decode to.
+    pub(super) fn color(&self) -> ColorType {
+        self.color
     }
 
     /// The bytes of its decoded row buffer.
