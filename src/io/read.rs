@@ -186,15 +186,18 @@ fn decode<R: BufRead + Seek>(
         ImageFormat::Tga if super::tga::reads(&head) => super::tga::read_whole(&input, reader),
         // A BMP header the `image` crate refuses but Pillow reads: amended in a copy held in
         // memory (such files are small test files, and the copy is counted in the budget).
-        ImageFormat::Bmp if bmp_amendment(&head).is_some() => {
-            let mut data = read_all(path, &mut reader, file_bytes, limits)?;
-            let flip = bmp_amendment(&data).is_some_and(|amend| amend.apply(&mut data));
-            let mut gray = decode_with_image(&input, Cursor::new(data.as_slice()), || None)?;
-            if flip {
-                image::imageops::flip_vertical_in_place(&mut gray);
+        ImageFormat::Bmp => match bmp_amendment(&head) {
+            Some(amendment) => {
+                let mut data = read_all(path, &mut reader, file_bytes, limits)?;
+                let flip = amendment.apply(&mut data);
+                let mut gray = decode_with_image(&input, Cursor::new(data.as_slice()), || None)?;
+                if flip {
+                    image::imageops::flip_vertical_in_place(&mut gray);
+                }
+                Ok(gray)
             }
-            Ok(gray)
-        }
+            None => decode_with_image(&input, reader, || None),
+        },
         ImageFormat::Jpeg => {
             // The JPEG decoder reads the whole file into memory anyway; holding it here first
             // lets its markers be walked.
