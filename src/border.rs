@@ -8,28 +8,49 @@ use image::GrayImage;
 
 use crate::error::Result;
 use crate::memory::zeroed_bytes;
-use crate::operation::{Border, Operation};
+use crate::operation::{Border, GrayView, Operation, view};
 use crate::rows::RowSource;
+
+/// The image a 'valid' filter reads: the caller's own, or a widened copy of it.
+pub(crate) enum Padded<'a> {
+    /// The caller's image, as it is ([`Border::Valid`]).
+    Borrowed(GrayView<'a>),
+    /// The caller's image widened by a pixel on every side.
+    Owned(GrayImage),
+}
+
+impl Padded<'_> {
+    /// The pixels to filter.
+    pub(crate) fn view(&self) -> GrayView<'_> {
+        match self {
+            Padded::Borrowed(image) => image.clone(),
+            Padded::Owned(image) => view(image),
+        }
+    }
+}
 
 /// `image` and `operation` as the 'valid' filter takes them: unchanged for [`Border::Valid`],
 /// else the image widened by one pixel on every side and the operation made 'valid'.
 pub(crate) fn for_valid_filter<'a>(
-    image: &'a GrayImage,
+    image: &GrayView<'a>,
     operation: &Operation,
-) -> Result<(Cow<'a, GrayImage>, Cow<'static, Operation>)> {
+) -> Result<(Padded<'a>, Cow<'static, Operation>)> {
     let border = operation.border();
     if border == Border::Valid {
-        return Ok((Cow::Borrowed(image), Cow::Owned(operation.clone())));
+        return Ok((
+            Padded::Borrowed(image.clone()),
+            Cow::Owned(operation.clone()),
+        ));
     }
     operation.output_size(image.width(), image.height())?;
     Ok((
-        Cow::Owned(pad(image, border)?),
+        Padded::Owned(pad(image, border)?),
         Cow::Owned(operation.clone().with_border(Border::Valid)),
     ))
 }
 
 /// `image` widened by one pixel on every side, the new pixels as `border` says.
-pub(crate) fn pad(image: &GrayImage, border: Border) -> Result<GrayImage> {
+pub(crate) fn pad(image: &GrayView<'_>, border: Border) -> Result<GrayImage> {
     let (width, height) = image.dimensions();
     let padded_width = width as usize + 2;
     let mut pixels = zeroed_bytes(padded_width * (height as usize + 2), "a padded image")?;

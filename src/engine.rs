@@ -6,7 +6,7 @@ use crate::auto::{self, Workload};
 use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::{GpuEngine, device};
-use crate::operation::{FilterOutput, Operation};
+use crate::operation::{FilterOutput, GrayView, Operation};
 use crate::timings::Timings;
 
 /// Which backend to use.
@@ -153,8 +153,8 @@ impl Engine {
     }
 
     /// The backend `image` goes to.
-    fn route(&mut self, image: &GrayImage, operation: &Operation) -> Route<'_> {
-        let gpu = self.goes_to_gpu(image.width(), image.height(), operation);
+    fn route(&mut self, (width, height): (u32, u32), operation: &Operation) -> Route<'_> {
+        let gpu = self.goes_to_gpu(width, height, operation);
         match &mut self.backend {
             Backend::Gpu(engine) => Route::Gpu(engine),
             Backend::Cpu(cpu) => Route::Cpu(cpu),
@@ -241,9 +241,36 @@ impl Engine {
 
     /// Applies `operation` to `image`.
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
-        match self.route(image, operation) {
+        match self.route(image.dimensions(), operation) {
             Route::Gpu(gpu) => gpu.run(image, operation),
             Route::Cpu(cpu) => cpu.run(image, operation),
+        }
+    }
+
+    /// [`run`](Self::run) on pixels held elsewhere (a [`GrayView`]), read where they lie.
+    pub fn run_view(
+        &mut self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+    ) -> Result<FilterOutput> {
+        match self.route(image.dimensions(), operation) {
+            Route::Gpu(gpu) => gpu.run_view(image, operation),
+            Route::Cpu(cpu) => cpu.run_view(image, operation),
+        }
+    }
+
+    /// [`run_into`](Self::run_into) on pixels held elsewhere (a [`GrayView`]), read where they
+    /// lie: with [`run_view`](Self::run_view), how a caller's own arrays are filtered without a
+    /// copy in or out.
+    pub fn run_view_into(
+        &mut self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        match self.route(image.dimensions(), operation) {
+            Route::Gpu(gpu) => gpu.run_view_into(image, operation, outputs),
+            Route::Cpu(cpu) => cpu.run_view_into(image, operation, outputs),
         }
     }
 
@@ -257,7 +284,7 @@ impl Engine {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
-        match self.route(image, operation) {
+        match self.route(image.dimensions(), operation) {
             Route::Gpu(gpu) => gpu.run_into(image, operation, outputs),
             Route::Cpu(cpu) => cpu.run_into(image, operation, outputs),
         }
@@ -269,7 +296,7 @@ impl Engine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<(FilterOutput, Timings)> {
-        match self.route(image, operation) {
+        match self.route(image.dimensions(), operation) {
             Route::Gpu(gpu) => gpu.run_timed(image, operation),
             Route::Cpu(cpu) => cpu.run_timed(image, operation),
         }

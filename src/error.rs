@@ -41,6 +41,15 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A CPU backend's own threads could not be started (or zero were asked for).
+    #[error("could not start {threads} threads for the CPU backend: {detail}")]
+    Threads {
+        /// How many were asked for.
+        threads: usize,
+        /// Why not.
+        detail: String,
+    },
+
     /// The image is smaller than the 3×3 kernel, so a 'valid' convolution has no output pixel.
     #[error("image is {width}×{height}, smaller than the 3×3 kernel (at least 3×3 is needed)")]
     ImageTooSmall {
@@ -427,6 +436,7 @@ impl Error {
             | Error::EngineLost
             | Error::Readback(_)
             | Error::InvalidSetting { .. }
+            | Error::Threads { .. }
             | Error::FrameIo { .. } => ErrorKind::RunWide,
         }
     }

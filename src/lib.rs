@@ -112,7 +112,9 @@ pub use engine::{BackendChoice, Engine, Fallback};
 pub use error::{Error, ErrorKind, Result};
 pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;
-pub use operation::{Border, Combine, FilterOutput, MAX_KERNELS, Operation, output_size};
+pub use operation::{
+    Border, Combine, FilterOutput, GrayView, MAX_KERNELS, Operation, output_size, view,
+};
 pub use timings::Timings;
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.

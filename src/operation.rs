@@ -1,6 +1,6 @@
 //! What one filtering call computes, and what it gives back.
 
-use image::GrayImage;
+use image::{GrayImage, ImageBuffer, Luma};
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
@@ -290,6 +290,18 @@ pub struct FilterOutput {
     pub combined: Option<GrayImage>,
     /// One response per kernel, in the operation's order, when they were asked for.
     pub responses: Vec<GrayImage>,
+}
+
+/// An 8-bit gray image borrowed from whatever holds its pixels (a [`GrayImage`], a numpy array,
+/// a caller's frame buffer): rows packed, top to bottom. The backends filter views, so that an
+/// image held elsewhere is read where it lies, without a copy.
+pub type GrayView<'a> = ImageBuffer<Luma<u8>, &'a [u8]>;
+
+/// `image` as a [`GrayView`], without copying its pixels.
+pub fn view(image: &GrayImage) -> GrayView<'_> {
+    let (width, height) = image.dimensions();
+    ImageBuffer::from_raw(width, height, image.as_raw().as_slice())
+        .expect("a GrayImage holds width × height pixels")
 }
 
 /// The size of the 'valid' output for an input of `width × height`, or an error when the image

@@ -274,3 +274,54 @@ proptest! {
         prop_assert!(decoded.as_raw() == image.as_raw());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4 + 1, ..ProptestConfig::default() })]
+
+    /// Pixels read where they lie (a view into a larger buffer, as the Python package reads a
+    /// numpy array) and a backend with threads of its own give the reference's bits, on every
+    /// border.
+    #[test]
+    fn views_and_own_threads_equal_the_reference(
+        width in side(),
+        height in side(),
+        seed in any::<u64>(),
+        threads in 1usize..4,
+        operation in operation(),
+        border in prop::sample::select(gpuconv::Border::ALL.to_vec()),
+    ) {
+        let operation = operation.with_border(border);
+        let image = random_image(width, height, 255, seed);
+        let expected = reference::run(&image, &operation);
+        // The view's pixels lie in the middle of a larger buffer, after random bytes.
+        let mut held = random_image(width + 5, height + 3, 255, !seed).into_raw();
+        let start = 7;
+        held[start..start + image.as_raw().len()].copy_from_slice(image.as_raw());
+        let view = gpuconv::GrayView::from_raw(
+            width,
+            height,
+            &held[start..start + image.as_raw().len()],
+        )
+        .unwrap();
+        let what = format!("{width}×{height}, seed {seed}, {threads} threads, {operation:?}");
+        let own = gpuconv::CpuBackend::with_threads(threads).unwrap();
+        prop_assert_eq!(own.threads(), threads);
+        let actual = own.run_view(&view, &operation).unwrap();
+        assert_same_output(&actual, &expected, &format!("cpu view on {what}"));
+        if let Some(mut gpu) = gpu() {
+            let actual = gpu.run_view(&view, &operation).unwrap();
+            if operation.kernels().iter().all(Kernel::is_integer) {
+                assert_same_output(&actual, &expected, &format!("gpu view on {what}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_backend_of_zero_threads_is_refused_in_one_line() {
+    let error = gpuconv::CpuBackend::with_threads(0).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "could not start 0 threads for the CPU backend: at least one is needed"
+    );
+}

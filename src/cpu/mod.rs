@@ -2,19 +2,21 @@
 
 mod conv3x3;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use image::GrayImage;
 
-use crate::error::Result;
-use crate::operation::{FilterOutput, Operation, check_outputs, output_planes};
+use crate::error::{Error, Result};
+use crate::operation::{FilterOutput, GrayView, Operation, check_outputs, output_planes, view};
 use crate::params::{Conv3x3Params, SourceLayout, TARGET_BUFFER, TargetLayout};
 use crate::timings::Timings;
 
 /// Runs [`Operation`]s on the CPU. Bit-identical to the GPU backend for integer kernels.
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend {
-    _private: (),
+    /// Its own threads, or rayon's global pool when `None`.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl CpuBackend {
@@ -23,12 +25,44 @@ impl CpuBackend {
         Self::default()
     }
 
+    /// A CPU backend with `threads` threads of its own (the global pool's size is fixed at its
+    /// first use, so a caller that wants a different count per call, such as the Python
+    /// package's `threads=`, keeps a backend per count). Clones share the threads.
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        let failed = |detail: String| Error::Threads { threads, detail };
+        if threads == 0 {
+            return Err(failed("at least one is needed".into()));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gpuconv-cpu-{i}"))
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Self {
+            pool: Some(Arc::new(pool)),
+        })
+    }
+
+    /// How many threads filter an image.
+    pub fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |pool| {
+                pool.current_num_threads()
+            })
+    }
+
     /// Applies `operation` to `image`.
     pub fn run(&self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
+        self.run_view(&view(image), operation)
+    }
+
+    /// [`run`](Self::run) on pixels held elsewhere, read where they lie.
+    pub fn run_view(&self, image: &GrayView<'_>, operation: &Operation) -> Result<FilterOutput> {
         let (out_width, out_height) = operation.output_size(image.width(), image.height())?;
         let mut planes = output_planes(operation, out_width, out_height)?;
         let mut outputs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
-        self.run_into(image, operation, &mut outputs)?;
+        self.run_view_into(image, operation, &mut outputs)?;
         Ok(FilterOutput::from_planes(
             operation, out_width, out_height, planes,
         ))
@@ -44,9 +78,20 @@ impl CpuBackend {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
+        self.run_view_into(&view(image), operation, outputs)
+    }
+
+    /// [`run_into`](Self::run_into) on pixels held elsewhere, read where they lie.
+    pub fn run_view_into(
+        &self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
         let (out_width, out_height) = operation.output_size(image.width(), image.height())?;
         check_outputs(operation, out_width, out_height, outputs)?;
-        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
+        let (padded, operation) = crate::border::for_valid_filter(image, operation)?;
+        let image = padded.view();
         let (width, height) = image.dimensions();
         let target = TargetLayout {
             bytes_per_row: out_width,
@@ -55,7 +100,11 @@ impl CpuBackend {
             kind: TARGET_BUFFER,
         };
         let params = Conv3x3Params::new(&operation, SourceLayout::packed(width, height), target);
-        conv3x3::main(&params, image.as_raw(), outputs);
+        let mut filter = || conv3x3::main(&params, image.as_raw(), outputs);
+        match &self.pool {
+            Some(pool) => pool.install(filter),
+            None => filter(),
+        }
         Ok(())
     }
 

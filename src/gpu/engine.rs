@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, Operation, check_outputs};
+use crate::operation::{FilterOutput, GrayView, Operation, check_outputs, view};
 use crate::params::Conv3x3Params;
 use crate::timings::Timings;
 
@@ -199,8 +199,17 @@ impl GpuEngine {
     /// Applies `operation` to `image`: upload, compute pass, readback; large images in strips,
     /// two in flight at once. Blocks until the GPU is done; see [`run_async`](Self::run_async).
     pub fn run(&mut self, image: &GrayImage, operation: &Operation) -> Result<FilterOutput> {
+        self.run_view(&view(image), operation)
+    }
+
+    /// [`run`](Self::run) on pixels held elsewhere, read where they lie.
+    pub fn run_view(
+        &mut self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+    ) -> Result<FilterOutput> {
         // Untimed: no timestamp queries, no clock readings, no extra mapping.
-        pollster::block_on(self.run_async(image, operation))
+        pollster::block_on(self.run_view_async(image, operation))
     }
 
     /// [`run`](Self::run), writing into the caller's buffers instead of new ones: one per
@@ -213,7 +222,17 @@ impl GpuEngine {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
-        pollster::block_on(self.run_into_async(image, operation, outputs))
+        self.run_view_into(&view(image), operation, outputs)
+    }
+
+    /// [`run_into`](Self::run_into) on pixels held elsewhere, read where they lie.
+    pub fn run_view_into(
+        &mut self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
+        pollster::block_on(self.run_view_into_async(image, operation, outputs))
     }
 
     /// [`run_into`](Self::run_into) without blocking.
@@ -223,11 +242,22 @@ impl GpuEngine {
         operation: &Operation,
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
+        self.run_view_into_async(&view(image), operation, outputs)
+            .await
+    }
+
+    /// [`run_view_into`](Self::run_view_into) without blocking.
+    pub async fn run_view_into_async(
+        &mut self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+        outputs: &mut [&mut [u8]],
+    ) -> Result<()> {
         let (out_width, out_height) = operation.output_size(image.width(), image.height())?;
         check_outputs(operation, out_width, out_height, outputs)?;
-        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
+        let (padded, operation) = crate::border::for_valid_filter(image, operation)?;
         self.strips
-            .run_into(&self.core, &image, &operation, outputs, false)
+            .run_into(&self.core, &padded.view(), &operation, outputs, false)
             .await
             .map(drop)
     }
@@ -240,8 +270,11 @@ impl GpuEngine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<(FilterOutput, Timings)> {
-        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
-        pollster::block_on(self.strips.run(&self.core, &image, &operation, true))
+        let (padded, operation) = crate::border::for_valid_filter(&view(image), operation)?;
+        pollster::block_on(
+            self.strips
+                .run(&self.core, &padded.view(), &operation, true),
+        )
     }
 
     /// [`run`](Self::run) without blocking: the future resolves when the results are back. On
@@ -252,9 +285,18 @@ impl GpuEngine {
         image: &GrayImage,
         operation: &Operation,
     ) -> Result<FilterOutput> {
-        let (image, operation) = crate::border::for_valid_filter(image, operation)?;
+        self.run_view_async(&view(image), operation).await
+    }
+
+    /// [`run_view`](Self::run_view) without blocking.
+    pub async fn run_view_async(
+        &mut self,
+        image: &GrayView<'_>,
+        operation: &Operation,
+    ) -> Result<FilterOutput> {
+        let (padded, operation) = crate::border::for_valid_filter(image, operation)?;
         self.strips
-            .run(&self.core, &image, &operation, false)
+            .run(&self.core, &padded.view(), &operation, false)
             .await
             .map(|(output, _)| output)
     }

@@ -10,10 +10,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use image::GrayImage;
-
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, Operation, output_planes, output_size};
+use crate::operation::{FilterOutput, GrayView, Operation, output_planes, output_size};
 use crate::params::{Conv3x3Params, SourceLayout, TargetLayout, VECTOR_BYTES};
 use crate::timings::{Timings, add};
 
@@ -126,7 +124,7 @@ impl Strips {
     pub async fn run(
         &mut self,
         gpu: &GpuCore,
-        image: &GrayImage,
+        image: &GrayView<'_>,
         operation: &Operation,
         timed: bool,
     ) -> Result<(FilterOutput, Timings)> {
@@ -148,7 +146,7 @@ impl Strips {
     pub async fn run_into(
         &mut self,
         gpu: &GpuCore,
-        image: &GrayImage,
+        image: &GrayView<'_>,
         operation: &Operation,
         planes: &mut [&mut [u8]],
         timed: bool,
