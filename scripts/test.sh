@@ -43,8 +43,31 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 
 if ! command -v cargo >/dev/null; then
-    echo "scripts/test.sh: cargo not found: install Rust 1.87 or newer (https://rustup.rs)" >&2
+    echo "scripts/test.sh: cargo not found: install Rust 1.88 or newer (https://rustup.rs)" >&2
     exit 1
 fi
 
 cargo test "$@"
+
+# The Python package (python/): built with maturin into a virtual environment of its own and
+# tested with pytest, both backends (lavapipe without a GPU). Skipped when arguments choose
+# particular Rust tests.
+if [ "$#" -eq 0 ]; then
+    venv=target/python-venv
+    if [ ! -x "$venv/bin/python" ]; then
+        if ! python3 -m venv "$venv" 2>/dev/null; then
+            echo "scripts/test.sh: installing python3-venv (the Python package is tested in a virtual environment)"
+            sudo=""
+            [ "$(id -u)" -eq 0 ] || sudo="sudo"
+            export DEBIAN_FRONTEND=noninteractive
+            $sudo apt-get update -qq
+            $sudo apt-get install -y -qq python3-venv python3-pip >/dev/null
+            rm -rf "$venv"
+            python3 -m venv "$venv"
+        fi
+    fi
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q "./python[test]"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider --doctest-modules "$("$venv/bin/python" -c 'import gpuconv, os; print(os.path.dirname(gpuconv.__file__))')/__init__.py"
+fi

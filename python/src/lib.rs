@@ -1,0 +1,370 @@
+//! `gpuconv._gpuconv`: the native half of the Python package. It takes arguments already put in
+//! shape by `gpuconv/__init__.py` (kernels as names or nine weights, a 2-D `uint8` array) and
+//! does the work with the GIL released: reading images where they lie, filtering on the
+//! engine, writing into numpy arrays. Errors become the package's exception classes
+//! (`gpuconv/_errors.py`), with the library's one-line messages.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use gpuconv::{BackendChoice, Border, Combine, CpuBackend, ErrorKind, GrayView, Kernel, Operation};
+use numpy::ndarray::{Array2, ArrayView, Dimension};
+use numpy::{
+    PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyReadwriteArray2,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use rayon::prelude::*;
+
+/// A kernel as `gpuconv/__init__.py` passes it: words the library parses (a name, rows, or
+/// `NAME=` either), or nine weights in row-major order.
+#[derive(FromPyObject)]
+enum KernelArg {
+    Words(String),
+    Weights([f64; 9]),
+}
+
+/// The library's error as the package's exception: `ArgumentError` (a `ValueError`) for what the
+/// caller asked, else by the library's sorting (`ErrorKind`) into `InputError`, `LimitError`
+/// and `EngineError`.
+fn raise(error: gpuconv::Error) -> PyErr {
+    use gpuconv::Error as E;
+    let class = match &error {
+        E::InvalidKernel { .. }
+        | E::InvalidOperation(_)
+        | E::NoKernel
+        | E::ResponsesWithoutCombine
+        | E::ImageTooSmall { .. } => "ArgumentError",
+        _ => match error.kind() {
+            ErrorKind::Input => "InputError",
+            ErrorKind::Limit => "LimitError",
+            ErrorKind::RunWide => "EngineError",
+        },
+    };
+    exception(class, error.to_string())
+}
+
+/// An exception of `gpuconv._errors` by its class name.
+fn exception(class: &str, message: String) -> PyErr {
+    Python::attach(|py| {
+        let made = py
+            .import("gpuconv._errors")
+            .and_then(|module| module.getattr(class))
+            .and_then(|class| class.call1((message.clone(),)));
+        match made {
+            Ok(value) => PyErr::from_value(value),
+            Err(_) => PyRuntimeError::new_err(message),
+        }
+    })
+}
+
+fn argument_error(message: String) -> PyErr {
+    exception("ArgumentError", message)
+}
+
+/// The operation the arguments describe, checked by the library.
+fn operation(
+    kernels: Vec<KernelArg>,
+    combine: &str,
+    threshold: Option<u16>,
+    border: &str,
+) -> PyResult<Operation> {
+    let kernels = kernels
+        .into_iter()
+        .enumerate()
+        .map(|(i, kernel)| {
+            let default_name = format!("kernel{}", i + 1);
+            match kernel {
+                KernelArg::Words(words) => Kernel::parse(&words, &default_name),
+                // f64 to f32 rounds to nearest; a weight beyond f32's range becomes infinite and
+                // is refused as not finite.
+                KernelArg::Weights(weights) => Kernel::new(default_name, weights.map(|w| w as f32)),
+            }
+        })
+        .collect::<gpuconv::Result<Vec<_>>>()
+        .map_err(raise)?;
+    let combine = match (combine, threshold) {
+        ("none", None) => Combine::None,
+        ("edge", None) => Combine::Edge,
+        ("threshold", Some(t)) => Combine::Threshold(t),
+        _ => {
+            return Err(argument_error(format!(
+                "combine '{combine}' with threshold {threshold:?}"
+            )));
+        }
+    };
+    let border: Border = border.parse().map_err(raise)?;
+    Operation::new(kernels, combine, false)
+        .map(|operation| operation.with_border(border))
+        .map_err(raise)
+}
+
+/// An array's samples in row-major order: read in place when they are packed that way already,
+/// otherwise (strided, transposed, reversed) copied once.
+fn packed<'a, D: Dimension>(array: &'a ArrayView<'a, u8, D>) -> Cow<'a, [u8]> {
+    match array.as_slice() {
+        Some(samples) => Cow::Borrowed(samples),
+        None => Cow::Owned(array.iter().copied().collect()),
+    }
+}
+
+/// A filtering engine kept between calls: a GPU's device, pipelines and buffers stay open; the
+/// CPU backend keeps a pool of threads per count asked for.
+#[pyclass(frozen, module = "gpuconv._gpuconv")]
+struct Engine {
+    /// The library's engine, when it has a GPU open (alone, or routed beside the CPU).
+    gpu: Option<Mutex<gpuconv::Engine>>,
+    /// The CPU backend on every core (rayon's global pool).
+    cpu: CpuBackend,
+    /// CPU backends of a given thread count, made on first use.
+    pools: Mutex<HashMap<usize, CpuBackend>>,
+    description: String,
+    fallback: Option<String>,
+}
+
+impl Engine {
+    /// The CPU backend with `threads` threads (`None`: every core).
+    fn cpu_with(&self, threads: Option<usize>) -> PyResult<CpuBackend> {
+        let Some(threads) = threads else {
+            return Ok(self.cpu.clone());
+        };
+        let mut pools = self
+            .pools
+            .lock()
+            .map_err(|_| argument_error("a thread pool panicked".into()))?;
+        if let Some(cpu) = pools.get(&threads) {
+            return Ok(cpu.clone());
+        }
+        let cpu = CpuBackend::with_threads(threads).map_err(raise)?;
+        pools.insert(threads, cpu.clone());
+        Ok(cpu)
+    }
+}
+
+#[pymethods]
+impl Engine {
+    /// `backend`: "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu".
+    #[new]
+    fn new(py: Python<'_>, backend: &str) -> PyResult<Self> {
+        let choice = match backend {
+            "auto" => BackendChoice::Auto,
+            "gpu" => BackendChoice::Gpu,
+            "cpu" => BackendChoice::Cpu,
+            other => {
+                return Err(argument_error(format!(
+                    "backend '{other}' is not one of auto, gpu, cpu"
+                )));
+            }
+        };
+        let engine = py
+            .detach(|| {
+                let engine = gpuconv::Engine::new(choice)?;
+                // Auto keeps a GPU open for large images and sends small ones to the CPU, whose
+                // start costs nothing, as the service does.
+                if choice == BackendChoice::Auto {
+                    engine.into_routed()
+                } else {
+                    Ok(engine)
+                }
+            })
+            .map_err(raise)?;
+        Ok(Self {
+            description: engine.describe(),
+            fallback: engine.fallback_reason().map(str::to_owned),
+            gpu: engine.is_gpu().then(|| Mutex::new(engine)),
+            cpu: CpuBackend::new(),
+            pools: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A line saying where images are filtered, such as "cpu (8 threads)".
+    #[getter]
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Why "auto" chose the CPU, or None.
+    #[getter]
+    fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// Whether a GPU is open.
+    #[getter]
+    fn has_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// Filters `image` (a C-contiguous 2-D uint8 array, or any other 2-D uint8 array, copied
+    /// first) into `outputs` (C-contiguous uint8 arrays of the output size, one per output
+    /// image: the combined one, or one per kernel), or into new arrays when `outputs` is None.
+    /// Returns the arrays written.
+    #[pyo3(signature = (image, kernels, combine, threshold, border, threads, outputs))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call from the Python wrapper, by position"
+    )]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        image: PyReadonlyArray2<'py, u8>,
+        kernels: Vec<KernelArg>,
+        combine: &str,
+        threshold: Option<u16>,
+        border: &str,
+        threads: Option<usize>,
+        outputs: Option<Vec<Bound<'py, PyArray2<u8>>>>,
+    ) -> PyResult<Vec<Bound<'py, PyArray2<u8>>>> {
+        let operation = operation(kernels, combine, threshold, border)?;
+        let array = image.as_array();
+        let (height, width) = array.dim();
+        let (width, height) = match (u32::try_from(width), u32::try_from(height)) {
+            (Ok(w), Ok(h)) => (w, h),
+            _ => {
+                return Err(argument_error(format!(
+                    "image is {height}×{width}: too large"
+                )));
+            }
+        };
+        let (out_width, out_height) = operation.output_size(width, height).map_err(raise)?;
+        let shape = [out_height as usize, out_width as usize];
+        let count = operation.output_count() as usize;
+        let outputs = match outputs {
+            Some(outputs) => {
+                if outputs.len() != count {
+                    return Err(argument_error(format!(
+                        "out holds {} arrays; this call writes {count}",
+                        outputs.len()
+                    )));
+                }
+                for out in &outputs {
+                    if out.shape() != shape || !out.is_c_contiguous() {
+                        return Err(argument_error(format!(
+                            "an out array is {:?}{}; it must be a writeable, C-contiguous uint8 \
+                             array of shape ({}, {})",
+                            out.shape(),
+                            if out.is_c_contiguous() {
+                                ""
+                            } else {
+                                ", not C-contiguous"
+                            },
+                            shape[0],
+                            shape[1]
+                        )));
+                    }
+                }
+                outputs
+            }
+            None => (0..count)
+                .map(|_| PyArray2::<u8>::zeros(py, shape, false))
+                .collect(),
+        };
+        let pixels = packed(&array);
+        let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
+        let mut writers: Vec<PyReadwriteArray2<'py, u8>> = Vec::with_capacity(count);
+        for out in &outputs {
+            writers.push(
+                out.try_readwrite()
+                    .map_err(|e| argument_error(format!("an out array: {e}")))?,
+            );
+        }
+        let mut planes: Vec<&mut [u8]> = writers
+            .iter_mut()
+            .map(|w| w.as_slice_mut().expect("C-contiguous"))
+            .collect();
+
+        let on_gpu = match &self.gpu {
+            Some(engine) => {
+                let engine = engine
+                    .lock()
+                    .map_err(|_| exception("EngineError", "the engine panicked".into()))?;
+                engine.backend_for(width, height, &operation) == "gpu"
+            }
+            None => false,
+        };
+        let result = if on_gpu {
+            let engine = self.gpu.as_ref().expect("a GPU engine");
+            py.detach(|| {
+                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
+                engine.run_view_into(&view, &operation, &mut planes)
+            })
+        } else {
+            let cpu = self.cpu_with(threads)?;
+            py.detach(|| cpu.run_view_into(&view, &operation, &mut planes))
+        };
+        result.map_err(raise)?;
+        drop(planes);
+        drop(writers);
+        Ok(outputs)
+    }
+}
+
+/// The gray image of an RGB or RGBA `uint8` array (H×W×3 or H×W×4), by the library's luma rule
+/// (Pillow's `convert('L')`), alpha ignored.
+#[pyfunction]
+fn gray<'py>(
+    py: Python<'py>,
+    image: PyReadonlyArray3<'py, u8>,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let array = image.as_array();
+    let (height, width, channels) = array.dim();
+    if !(channels == 3 || channels == 4) {
+        return Err(argument_error(format!(
+            "a 3-D image has 3 (RGB) or 4 (RGBA) channels; this one has {channels}"
+        )));
+    }
+    let samples = packed(&array);
+    let out = PyArray2::<u8>::zeros(py, [height, width], false);
+    {
+        let mut writer = out.readwrite();
+        let pixels = writer.as_slice_mut().expect("a new array is C-contiguous");
+        py.detach(|| {
+            pixels
+                .par_chunks_mut(width.max(1) * 64)
+                .zip(samples.par_chunks(width.max(1) * 64 * channels))
+                .for_each(|(gray, samples)| {
+                    for (pixel, sample) in gray.iter_mut().zip(samples.chunks_exact(channels)) {
+                        *pixel = gpuconv::io::luma([sample[0], sample[1], sample[2]]);
+                    }
+                });
+        });
+    }
+    Ok(out)
+}
+
+/// The nine weights, row by row, of a kernel given in words (a name, or rows as text).
+#[pyfunction]
+fn kernel_weights(words: &str) -> PyResult<[f32; 9]> {
+    Kernel::parse(words, "kernel")
+        .map(|kernel| *kernel.weights())
+        .map_err(raise)
+}
+
+/// The gray image in the file at `path`, read as the command line reads it.
+#[pyfunction]
+fn load<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let image = py.detach(|| gpuconv::io::load_gray(&path)).map_err(raise)?;
+    let (width, height) = image.dimensions();
+    let pixels = Array2::from_shape_vec((height as usize, width as usize), image.into_raw())
+        .expect("width × height pixels");
+    Ok(PyArray2::from_owned_array(py, pixels))
+}
+
+#[pymodule]
+fn _gpuconv(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Engine>()?;
+    let kernels: Vec<&str> = gpuconv::kernel::NAMED_KERNELS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .collect();
+    module.add("KERNELS", kernels)?;
+    let borders: Vec<&str> = Border::ALL.iter().map(|border| border.name()).collect();
+    module.add("BORDERS", borders)?;
+    module.add_function(wrap_pyfunction!(gray, module)?)?;
+    module.add_function(wrap_pyfunction!(load, module)?)?;
+    module.add_function(wrap_pyfunction!(kernel_weights, module)?)?;
+    Ok(())
+}
