@@ -280,11 +280,13 @@ struct Scratch {
 
 /// `main` in the shader: fills `planes` (the combined image first when there is one, then one
 /// per kernel if responses are written), each `out_height` rows `params.out_bytes_per_row` bytes apart.
+/// Its tasks run on rayon's current pool when `parallel`, else one after another on the
+/// calling thread.
 ///
 /// # Panics
 /// When `planes` does not hold [`Conv3x3Params::output_count`] planes large enough for
 /// `out_height` rows, or `input` is shorter than `params` say.
-pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
+pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], parallel: bool) {
     let width = params.out_width as usize;
     let height = params.out_height as usize;
     let stride = params.out_bytes_per_row as usize;
@@ -323,47 +325,57 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]]) {
         }
     }
 
-    tasks.into_par_iter().enumerate().for_each_init(
-        || Scratch {
-            integer_sums: vec![0; width],
-            float_sums: vec![0.0; width],
-            responses: vec![vec![0; width]; kernel_count],
-        },
-        |scratch, (task, mut outputs)| {
-            let rows_in_task = task_rows.min(height - task * task_rows);
-            for row in 0..rows_in_task {
-                let y = (task * task_rows + row) as u32;
-                let span = row * stride..row * stride + width;
-                for k in 0..kernel_count {
-                    // Write straight into the response plane when there is one.
-                    let out = match outputs.get_mut(first_response_plane + k) {
-                        Some(plane) => &mut plane[span.clone()],
-                        None => &mut scratch.responses[k][..],
-                    };
-                    if let Some(taps) = &integer_taps[k] {
-                        integer_response(params, input, y, taps, &mut scratch.integer_sums, out);
-                    } else {
-                        float_response(params, input, y, k, &mut scratch.float_sums, out);
-                    }
-                }
-                if combined {
-                    let (combined_plane, responses) = outputs.split_at_mut(1);
-                    let response = |k: usize| -> &[u8] {
-                        match responses.get(k) {
-                            Some(plane) => &plane[span.clone()],
-                            None => &scratch.responses[k],
-                        }
-                    };
-                    combine(
-                        params,
-                        response(0),
-                        response(1),
-                        &mut combined_plane[0][span.clone()],
-                    );
+    let scratch = || Scratch {
+        integer_sums: vec![0; width],
+        float_sums: vec![0.0; width],
+        responses: vec![vec![0; width]; kernel_count],
+    };
+    let run = |scratch: &mut Scratch, (task, mut outputs): (usize, Vec<&mut [u8]>)| {
+        let rows_in_task = task_rows.min(height - task * task_rows);
+        for row in 0..rows_in_task {
+            let y = (task * task_rows + row) as u32;
+            let span = row * stride..row * stride + width;
+            for k in 0..kernel_count {
+                // Write straight into the response plane when there is one.
+                let out = match outputs.get_mut(first_response_plane + k) {
+                    Some(plane) => &mut plane[span.clone()],
+                    None => &mut scratch.responses[k][..],
+                };
+                if let Some(taps) = &integer_taps[k] {
+                    integer_response(params, input, y, taps, &mut scratch.integer_sums, out);
+                } else {
+                    float_response(params, input, y, k, &mut scratch.float_sums, out);
                 }
             }
-        },
-    );
+            if combined {
+                let (combined_plane, responses) = outputs.split_at_mut(1);
+                let response = |k: usize| -> &[u8] {
+                    match responses.get(k) {
+                        Some(plane) => &plane[span.clone()],
+                        None => &scratch.responses[k],
+                    }
+                };
+                combine(
+                    params,
+                    response(0),
+                    response(1),
+                    &mut combined_plane[0][span.clone()],
+                );
+            }
+        }
+    };
+    if parallel {
+        tasks
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(scratch, run);
+    } else {
+        let mut scratch = scratch();
+        tasks
+            .into_iter()
+            .enumerate()
+            .for_each(|task| run(&mut scratch, task));
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,20 @@ use crate::timings::Timings;
 /// Runs [`Operation`]s on the CPU. Bit-identical to the GPU backend for integer kernels.
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend {
-    /// Its own threads, or rayon's global pool when `None`.
-    pool: Option<Arc<rayon::ThreadPool>>,
+    threads: Threads,
+}
+
+/// Where a [`CpuBackend`] filters.
+#[derive(Clone, Debug, Default)]
+enum Threads {
+    /// On rayon's global pool.
+    #[default]
+    Global,
+    /// On the calling thread alone: no hand-over to a pool thread and back, which costs tens of
+    /// microseconds a call when that thread has gone to sleep.
+    Caller,
+    /// On a pool of its own.
+    Pool(Arc<rayon::ThreadPool>),
 }
 
 impl CpuBackend {
@@ -30,26 +42,27 @@ impl CpuBackend {
     /// package's `threads=`, keeps a backend per count). Clones share the threads.
     pub fn with_threads(threads: usize) -> Result<Self> {
         let failed = |detail: String| Error::Threads { threads, detail };
-        if threads == 0 {
-            return Err(failed("at least one is needed".into()));
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("gpuconv-cpu-{i}"))
-            .build()
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(Self {
-            pool: Some(Arc::new(pool)),
-        })
+        let threads = match threads {
+            0 => return Err(failed("at least one is needed".into())),
+            1 => Threads::Caller,
+            _ => Threads::Pool(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("gpuconv-cpu-{i}"))
+                    .build()
+                    .map_err(|e| failed(e.to_string()))?,
+            )),
+        };
+        Ok(Self { threads })
     }
 
     /// How many threads filter an image.
     pub fn threads(&self) -> usize {
-        self.pool
-            .as_ref()
-            .map_or_else(rayon::current_num_threads, |pool| {
-                pool.current_num_threads()
-            })
+        match &self.threads {
+            Threads::Global => rayon::current_num_threads(),
+            Threads::Caller => 1,
+            Threads::Pool(pool) => pool.current_num_threads(),
+        }
     }
 
     /// Applies `operation` to `image`.
@@ -100,10 +113,11 @@ impl CpuBackend {
             kind: TARGET_BUFFER,
         };
         let params = Conv3x3Params::new(&operation, SourceLayout::packed(width, height), target);
-        let mut filter = || conv3x3::main(&params, image.as_raw(), outputs);
-        match &self.pool {
-            Some(pool) => pool.install(filter),
-            None => filter(),
+        let parallel = !matches!(self.threads, Threads::Caller);
+        let mut filter = || conv3x3::main(&params, image.as_raw(), outputs, parallel);
+        match &self.threads {
+            Threads::Pool(pool) => pool.install(filter),
+            Threads::Global | Threads::Caller => filter(),
         }
         Ok(())
     }
