@@ -6,7 +6,7 @@ use crate::auto::{self, Workload};
 use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::{GpuEngine, device};
-use crate::operation::{FilterOutput, GrayView, Operation};
+use crate::operation::{FilterOutput, GrayView, Operation, SumPlane, Sums};
 use crate::timings::Timings;
 
 /// Which backend to use.
@@ -261,7 +261,9 @@ impl Engine {
 
     /// [`run_into`](Self::run_into) on pixels held elsewhere (a [`GrayView`]), read where they
     /// lie: with [`run_view`](Self::run_view), how a caller's own arrays are filtered without a
-    /// copy in or out.
+    /// copy in or out. For an [`Operation::sums`], each output holds 4 bytes a pixel, the
+    /// kernel's `i32` or `f32` sums in native byte order ([`run_sums`](Self::run_sums) gives
+    /// them typed).
     pub fn run_view_into(
         &mut self,
         image: &GrayView<'_>,
@@ -272,6 +274,17 @@ impl Engine {
             Route::Gpu(gpu) => gpu.run_view_into(image, operation, outputs),
             Route::Cpu(cpu) => cpu.run_view_into(image, operation, outputs),
         }
+    }
+
+    /// The unclipped, signed sums of each kernel of `operation` (an [`Operation::sums`]) over
+    /// `image`: `i32` for whole-number kernels, `f32` for fractional ones, bit-identical on
+    /// both backends for whole-number kernels.
+    pub fn run_sums(&mut self, image: &GrayView<'_>, operation: &Operation) -> Result<Sums> {
+        let mut sums = Sums::for_image(operation, image.width(), image.height())?;
+        let mut outputs: Vec<&mut [u8]> =
+            sums.planes.iter_mut().map(SumPlane::as_bytes_mut).collect();
+        self.run_view_into(image, operation, &mut outputs)?;
+        Ok(sums)
     }
 
     /// Applies `operation` to `image`, writing into the caller's buffers: one per output image

@@ -113,7 +113,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use gpu::{FilterPass, GpuEngine, GpuSource, GpuTarget};
 pub use kernel::Kernel;
 pub use operation::{
-    Border, Combine, FilterOutput, GrayView, MAX_KERNELS, Operation, output_size, view,
+    Border, Combine, FilterOutput, GrayView, MAX_KERNELS, Operation, SumPlane, Sums, output_size,
+    view,
 };
 pub use timings::Timings;
 

@@ -98,24 +98,31 @@ fn resource_limits() -> impl Iterator<Item = u64> {
 /// Like `vec![0; len]` the block comes from the allocator's zeroing path, so untouched pages
 /// cost nothing, but a refusal is an error instead of an abort.
 pub(crate) fn zeroed_bytes(len: usize, what: &str) -> Result<Vec<u8>> {
-    if len == 0 {
+    zeroed(len, what)
+}
+
+/// `len` zeroed values of a plain type (all bits zero is a valid value: `Pod`), as
+/// [`zeroed_bytes`] allocates them.
+pub(crate) fn zeroed<T: bytemuck::Pod>(len: usize, what: &str) -> Result<Vec<T>> {
+    let bytes = len.saturating_mul(size_of::<T>());
+    if bytes == 0 {
         return Ok(Vec::new());
     }
     let refused = || Error::OutOfMemory {
         what: what.to_owned(),
-        bytes: len as u64,
+        bytes: bytes as u64,
     };
-    let layout = Layout::array::<u8>(len).map_err(|_| refused())?;
-    // SAFETY: `layout` has a non-zero size. A non-null result is a block of `len` zeroed bytes
-    // with `u8`'s alignment from the global allocator, which is exactly what a `Vec<u8>` of
+    let layout = Layout::array::<T>(len).map_err(|_| refused())?;
+    // SAFETY: `layout` has a non-zero size. A non-null result is a block of `len` zeroed `T`s
+    // with `T`'s alignment from the global allocator, which is exactly what a `Vec<T>` of
     // length and capacity `len` owns and later frees with the same layout.
     let pointer = unsafe { std::alloc::alloc_zeroed(layout) };
     if pointer.is_null() {
         return Err(refused());
     }
-    advise_huge_pages(pointer, len);
-    // SAFETY: see above; all `len` bytes are initialised (zero).
-    Ok(unsafe { Vec::from_raw_parts(pointer, len, len) })
+    advise_huge_pages(pointer, bytes);
+    // SAFETY: see above; every `T` is initialised, and all-zero bits are a valid `T` (`Pod`).
+    Ok(unsafe { Vec::from_raw_parts(pointer.cast::<T>(), len, len) })
 }
 
 /// Blocks at least this large ask for transparent huge pages.

@@ -121,6 +121,8 @@ pub struct Operation {
     combine: Combine,
     keep_responses: bool,
     border: Border,
+    /// Each kernel's signed sum is written unclipped, 32 bits a pixel ([`Operation::sums`]).
+    sums: bool,
 }
 
 impl Operation {
@@ -137,7 +139,31 @@ impl Operation {
             combine: Combine::Edge,
             keep_responses: false,
             border: Border::Valid,
+            sums: false,
         }
+    }
+
+    /// Each kernel's sum over its windows, unclipped and signed, as a Keras `Conv2D` (no bias,
+    /// no activation) computes it: for a whole-number kernel the exact `i32`, for a fractional
+    /// one the `f32` summed in row-major tap order. 1 to [`MAX_KERNELS`] kernels. An engine's
+    /// `run_sums` returns them typed; `run_view_into` writes them as 4 bytes a pixel (native
+    /// byte order) into each output. `|V| + |H|` of the lesson's two kernels is its Keras
+    /// model's output.
+    pub fn sums(kernels: Vec<Kernel>) -> Result<Self> {
+        Ok(Self {
+            sums: true,
+            ..Self::responses(kernels)?
+        })
+    }
+
+    /// Whether this operation writes unclipped sums ([`Operation::sums`]) rather than pixels.
+    pub fn is_sums(&self) -> bool {
+        self.sums
+    }
+
+    /// Bytes of one output pixel: 4 for [`Operation::sums`], 1 otherwise.
+    pub fn output_pixel_bytes(&self) -> u32 {
+        if self.sums { 4 } else { 1 }
     }
 
     /// The lesson's binary edge image: 255 where `V + H >= threshold`, else 0 (threshold 0 to 510).
@@ -178,6 +204,7 @@ impl Operation {
             combine,
             keep_responses: keep_responses || combine == Combine::None,
             border: Border::Valid,
+            sums: false,
         })
     }
 
@@ -304,6 +331,67 @@ pub fn view(image: &GrayImage) -> GrayView<'_> {
         .expect("a GrayImage holds width × height pixels")
 }
 
+/// One kernel's unclipped sums ([`Operation::sums`]), row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SumPlane {
+    /// A whole-number kernel's exact sums.
+    Integer(Vec<i32>),
+    /// A fractional kernel's sums, in `f32` in row-major tap order.
+    Float(Vec<f32>),
+}
+
+impl SumPlane {
+    /// The plane's bytes, 4 a pixel in native byte order: what `run_view_into` writes.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            SumPlane::Integer(sums) => bytemuck::cast_slice_mut(sums),
+            SumPlane::Float(sums) => bytemuck::cast_slice_mut(sums),
+        }
+    }
+}
+
+/// What an engine's `run_sums` gives back: one [`SumPlane`] per kernel, each
+/// `width × height` (the output size of the operation's border).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sums {
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// One plane per kernel, in the operation's order.
+    pub planes: Vec<SumPlane>,
+}
+
+impl Sums {
+    /// Zeroed planes for `operation` (an [`Operation::sums`]) on a `width × height` image,
+    /// allocated fallibly: `i32` for whole-number kernels, `f32` for fractional ones.
+    pub(crate) fn for_image(operation: &Operation, width: u32, height: u32) -> Result<Self> {
+        if !operation.is_sums() {
+            return Err(Error::InvalidOperation(
+                "run_sums takes an Operation::sums".into(),
+            ));
+        }
+        let (width, height) = operation.output_size(width, height)?;
+        let pixels = width as usize * height as usize;
+        let planes = operation
+            .kernels()
+            .iter()
+            .map(|kernel| {
+                Ok(if kernel.is_integer() {
+                    SumPlane::Integer(crate::memory::zeroed(pixels, "unclipped sums")?)
+                } else {
+                    SumPlane::Float(crate::memory::zeroed(pixels, "unclipped sums")?)
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            width,
+            height,
+            planes,
+        })
+    }
+}
+
 /// The size of the 'valid' output for an input of `width × height`, or an error when the image
 /// is smaller than the kernel.
 pub fn output_size(width: u32, height: u32) -> Result<(u32, u32)> {
@@ -322,7 +410,8 @@ pub(crate) fn check_outputs(
     out_height: u32,
     outputs: &[&mut [u8]],
 ) -> Result<()> {
-    let expected = out_width as usize * out_height as usize;
+    let expected =
+        out_width as usize * out_height as usize * operation.output_pixel_bytes() as usize;
     if outputs.len() != operation.output_count() as usize {
         return Err(Error::InvalidOperation(format!(
             "{} output buffers for an operation with {} outputs",
@@ -343,13 +432,18 @@ pub(crate) fn check_outputs(
     Ok(())
 }
 
-/// One zeroed plane per output image of `operation`, `out_width × out_height` each, allocated
-/// fallibly.
+/// One zeroed plane per output image of `operation`, `out_width × out_height` 8-bit pixels
+/// each, allocated fallibly. Unclipped sums are no images: an [`Operation::sums`] is refused.
 pub(crate) fn output_planes(
     operation: &Operation,
     out_width: u32,
     out_height: u32,
 ) -> Result<Vec<Vec<u8>>> {
+    if operation.is_sums() {
+        return Err(Error::InvalidOperation(
+            "unclipped sums are 32 bits a pixel, not images: use run_sums or run_view_into".into(),
+        ));
+    }
     let pixels = out_width as usize * out_height as usize;
     // One zeroed allocation each, never a clone of one: fresh zeroed pages cost nothing until
     // the filter writes them, where a clone would copy a whole plane.

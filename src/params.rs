@@ -10,6 +10,14 @@ pub const MODE_RESPONSES: u32 = 0;
 pub const MODE_EDGE: u32 = 1;
 /// `MODE_THRESHOLD` in `shaders/conv3x3.wgsl`.
 pub const MODE_THRESHOLD: u32 = 2;
+/// `MODE_SUMS` in `shaders/conv3x3.wgsl`: each kernel's signed sum, unclipped, as a 32-bit word
+/// a pixel (an `i32` for a whole-number kernel, the `f32` for a fractional one).
+pub const MODE_SUMS: u32 = 3;
+
+/// Bytes of one output pixel in `mode`: 4 for [`MODE_SUMS`], 1 for the others.
+pub fn pixel_bytes(mode: u32) -> u32 {
+    if mode == MODE_SUMS { 4 } else { 1 }
+}
 
 /// `SOURCE_BUFFER` in the shader: packed 8-bit pixels in a storage buffer.
 pub const SOURCE_BUFFER: u32 = 0;
@@ -89,10 +97,11 @@ impl SourceLayout {
 }
 
 impl TargetLayout {
-    /// Output images of `out_width × out_height` in a buffer, each row starting on a 16-byte
-    /// boundary, which lets the shader store 16 pixels (one `vec4<u32>`) at a time.
-    pub fn vector_aligned_rows(out_width: u32, out_height: u32) -> Self {
-        let bytes_per_row = out_width.next_multiple_of(VECTOR_BYTES);
+    /// Output images of `out_height` rows of `row_bytes` bytes (the output width, times 4 for
+    /// [`MODE_SUMS`]) in a buffer, each row starting on a 16-byte boundary, which lets the shader
+    /// store a `vec4<u32>` at a time.
+    pub fn vector_aligned_rows(row_bytes: u32, out_height: u32) -> Self {
+        let bytes_per_row = row_bytes.next_multiple_of(VECTOR_BYTES);
         Self {
             bytes_per_row,
             offset: 0,
@@ -146,7 +155,7 @@ pub struct Conv3x3Params {
     pub threshold: u32,
     /// How many kernels are applied.
     pub kernel_count: u32,
-    /// `MODE_RESPONSES`, `MODE_EDGE` or `MODE_THRESHOLD`.
+    /// `MODE_RESPONSES`, `MODE_EDGE`, `MODE_THRESHOLD` or `MODE_SUMS`.
     pub mode: u32,
     /// Non-zero when responses are written after a combined image.
     pub write_responses: u32,
@@ -192,6 +201,7 @@ impl Conv3x3Params {
             integer_mask |= u32::from(kernel.is_integer()) << k;
         }
         let (mode, threshold) = match operation.combine() {
+            Combine::None if operation.is_sums() => (MODE_SUMS, 0),
             Combine::None => (MODE_RESPONSES, 0),
             Combine::Edge => (MODE_EDGE, 0),
             Combine::Threshold(t) => (MODE_THRESHOLD, u32::from(t)),
@@ -242,7 +252,7 @@ impl Conv3x3Params {
     /// How many images the shader writes: the combined one (if any), then the responses (if any).
     pub fn output_count(&self) -> u32 {
         match self.mode {
-            MODE_RESPONSES => self.kernel_count,
+            MODE_RESPONSES | MODE_SUMS => self.kernel_count,
             _ if self.write_responses != 0 => 1 + self.kernel_count,
             _ => 1,
         }
@@ -278,6 +288,11 @@ impl Conv3x3Params {
             + u64::from(self.bytes_per_image) * u64::from(self.output_count() - 1);
         let last_row =
             last_image + u64::from(self.out_bytes_per_row) * u64::from(self.out_height - 1);
-        (last_row + u64::from(self.out_width)).next_multiple_of(4)
+        (last_row + u64::from(self.out_row_bytes())).next_multiple_of(4)
+    }
+
+    /// Bytes of one output row's pixels (the width, times 4 for [`MODE_SUMS`]), padding aside.
+    pub fn out_row_bytes(&self) -> u32 {
+        self.out_width * pixel_bytes(self.mode)
     }
 }

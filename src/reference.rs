@@ -6,7 +6,7 @@
 use image::GrayImage;
 
 use crate::kernel::Kernel;
-use crate::operation::{Border, Combine, FilterOutput, Operation};
+use crate::operation::{Border, Combine, FilterOutput, Operation, SumPlane, Sums};
 
 /// 'valid' cross-correlation of `image` with `kernel`: for every 3×3 patch, the sum of the
 /// patch times the kernel element-wise, then `clamp(|sum|, 0, 255)`.
@@ -29,6 +29,21 @@ pub fn convolve(image: &GrayImage, kernel: &Kernel) -> GrayImage {
 /// weight × pixel, exact in `i64` for integer kernels, else in `f32` in row-major order and
 /// rounded half to even; then `clamp(|sum|, 0, 255)`.
 fn window_response(kernel: &Kernel, patch: impl Fn(u32, u32) -> u8) -> u8 {
+    match window_sum(kernel, patch) {
+        WindowSum::Integer(sum) => sum.abs().min(255) as u8,
+        WindowSum::Float(sum) => sum.abs().round_ties_even().min(255.0) as u8,
+    }
+}
+
+/// One window's sum, before `|sum|` and the clamp.
+enum WindowSum {
+    Integer(i64),
+    Float(f32),
+}
+
+/// The sum of weight × pixel over one window: exact in `i64` for integer kernels, else in
+/// `f32` in row-major order.
+fn window_sum(kernel: &Kernel, patch: impl Fn(u32, u32) -> u8) -> WindowSum {
     if kernel.is_integer() {
         let mut sum = 0i64;
         for r in 0..3 {
@@ -36,7 +51,7 @@ fn window_response(kernel: &Kernel, patch: impl Fn(u32, u32) -> u8) -> u8 {
                 sum += i64::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize] as i64;
             }
         }
-        sum.abs().min(255) as u8
+        WindowSum::Integer(sum)
     } else {
         let mut sum = 0f32;
         for r in 0..3 {
@@ -44,7 +59,7 @@ fn window_response(kernel: &Kernel, patch: impl Fn(u32, u32) -> u8) -> u8 {
                 sum += f32::from(patch(r, c)) * kernel.weights()[(r * 3 + c) as usize];
             }
         }
-        sum.abs().round_ties_even().min(255.0) as u8
+        WindowSum::Float(sum)
     }
 }
 
@@ -77,16 +92,59 @@ pub fn convolve_with_border(image: &GrayImage, kernel: &Kernel, border: Border) 
     }
     let (width, height) = image.dimensions();
     GrayImage::from_fn(width, height, |x, y| {
-        let patch = |r: u32, c: u32| {
-            let column = border.source_index(i64::from(x + c) - 1, width);
-            let row = border.source_index(i64::from(y + r) - 1, height);
-            match (column, row) {
-                (Some(column), Some(row)) => image.get_pixel(column, row)[0],
-                _ => 0,
-            }
-        };
-        image::Luma([window_response(kernel, patch)])
+        image::Luma([window_response(kernel, bordered_patch(image, border, x, y))])
     })
+}
+
+/// The window whose top-left is output pixel (x, y) of a same-size border: pixel (r, c) of it
+/// read where [`Border::source_index`] says, or 0.
+fn bordered_patch(image: &GrayImage, border: Border, x: u32, y: u32) -> impl Fn(u32, u32) -> u8 {
+    let (width, height) = image.dimensions();
+    move |r: u32, c: u32| {
+        let column = border.source_index(i64::from(x + c) - 1, width);
+        let row = border.source_index(i64::from(y + r) - 1, height);
+        match (column, row) {
+            (Some(column), Some(row)) => image.get_pixel(column, row)[0],
+            _ => 0,
+        }
+    }
+}
+
+/// Each kernel's sums over `image`, unclipped, as [`Operation::sums`] asks: exact for integer
+/// kernels (in `i64`, then narrowed: they fit `i32`), in `f32` in row-major order otherwise.
+pub fn sums(image: &GrayImage, operation: &Operation) -> Sums {
+    let (width, height) = image.dimensions();
+    let (out_width, out_height) = operation.output_size(width, height).unwrap_or((0, 0));
+    let window = |kernel: &Kernel, x: u32, y: u32| match operation.border() {
+        Border::Valid => window_sum(kernel, |r, c| image.get_pixel(x + c, y + r)[0]),
+        border => window_sum(kernel, bordered_patch(image, border, x, y)),
+    };
+    let planes = operation
+        .kernels()
+        .iter()
+        .map(|kernel| {
+            let mut integer = Vec::new();
+            let mut float = Vec::new();
+            for y in 0..out_height {
+                for x in 0..out_width {
+                    match window(kernel, x, y) {
+                        WindowSum::Integer(sum) => integer.push(sum as i32),
+                        WindowSum::Float(sum) => float.push(sum),
+                    }
+                }
+            }
+            if kernel.is_integer() {
+                SumPlane::Integer(integer)
+            } else {
+                SumPlane::Float(float)
+            }
+        })
+        .collect();
+    Sums {
+        width: out_width,
+        height: out_height,
+        planes,
+    }
 }
 
 /// Everything `operation` asks for, computed the plain way.

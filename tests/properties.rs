@@ -325,3 +325,99 @@ fn a_backend_of_zero_threads_is_refused_in_one_line() {
         "could not start 0 threads for the CPU backend: at least one is needed"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4 + 1, ..ProptestConfig::default() })]
+
+    /// Unclipped sums (`Operation::sums`, the lesson's Keras model before `abs`) equal the
+    /// reference's on every backend and border: exactly for integer kernels; for fractional
+    /// ones exactly on the CPU, and on a GPU within what a fused multiply-add may change.
+    #[test]
+    fn unclipped_sums_equal_the_reference(
+        width in side(),
+        height in side(),
+        seed in any::<u64>(),
+        kernels in prop::collection::vec(any_kernel(), 1..=4),
+        border in prop::sample::select(gpuconv::Border::ALL.to_vec()),
+    ) {
+        let operation = Operation::sums(kernels).unwrap().with_border(border);
+        let image = random_image(width, height, 255, seed);
+        let expected = reference::sums(&image, &operation);
+        let what = format!("{width}×{height}, seed {seed}, {operation:?}");
+        let cpu = gpuconv::Engine::new(gpuconv::BackendChoice::Cpu)
+            .unwrap()
+            .run_sums(&gpuconv::view(&image), &operation)
+            .unwrap();
+        prop_assert_eq!(&cpu, &expected, "cpu on {}", what);
+        if let Some(mut gpu) = gpu() {
+            let actual = gpu.engine().run_sums(&gpuconv::view(&image), &operation).unwrap();
+            prop_assert_eq!((actual.width, actual.height), (expected.width, expected.height));
+            for (k, (actual, expected)) in actual.planes.iter().zip(&expected.planes).enumerate() {
+                match (actual, expected) {
+                    (gpuconv::SumPlane::Integer(a), gpuconv::SumPlane::Integer(e)) => {
+                        prop_assert!(a == e, "gpu kernel {} on {}", k, what);
+                    }
+                    (gpuconv::SumPlane::Float(a), gpuconv::SumPlane::Float(e)) => {
+                        for (a, e) in a.iter().zip(e) {
+                            prop_assert!((a - e).abs() <= 1e-3 * e.abs().max(1.0), "gpu kernel {} on {}: {} vs {}", k, what, a, e);
+                        }
+                    }
+                    _ => prop_assert!(false, "kernel {} on {}: integer and float planes", k, what),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sums_are_no_images_and_images_are_no_sums() {
+    let image = random_image(9, 7, 255, 3);
+    let sums = Operation::sums(vec![Kernel::vertical_lines()]).unwrap();
+    let error = gpuconv::CpuBackend::new().run(&image, &sums).unwrap_err();
+    assert!(error.to_string().contains("use run_sums"), "{error}");
+    let responses = Operation::responses(vec![Kernel::vertical_lines()]).unwrap();
+    let mut engine = gpuconv::Engine::new(gpuconv::BackendChoice::Cpu).unwrap();
+    let error = engine
+        .run_sums(&gpuconv::view(&image), &responses)
+        .unwrap_err();
+    assert!(error.to_string().contains("Operation::sums"), "{error}");
+    // Outputs of the wrong size for 32-bit sums are refused, naming the size needed.
+    let mut small = vec![0u8; 7 * 5];
+    let error = engine
+        .run_view_into(&gpuconv::view(&image), &sums, &mut [&mut small])
+        .unwrap_err();
+    assert!(error.to_string().contains("needs 140"), "{error}");
+}
+
+#[test]
+fn sums_in_strips_equal_the_reference() {
+    let Some(mut gpu) = gpu() else {
+        return;
+    };
+    let image = random_image(83, 61, 255, 17);
+    let operation = Operation::sums(vec![
+        Kernel::vertical_lines(),
+        Kernel::named("box-blur").unwrap(),
+        Kernel::horizontal_lines(),
+    ])
+    .unwrap();
+    let expected = reference::sums(&image, &operation);
+    // Strips of 4 output rows: 15 strips, two in flight, each read back into its rows.
+    gpu.set_max_strip_rows(Some(4));
+    let actual = gpu
+        .engine()
+        .run_sums(&gpuconv::view(&image), &operation)
+        .unwrap();
+    assert_eq!(actual.planes[0], expected.planes[0], "vertical");
+    assert_eq!(actual.planes[2], expected.planes[2], "horizontal");
+    let (gpuconv::SumPlane::Float(a), gpuconv::SumPlane::Float(e)) =
+        (&actual.planes[1], &expected.planes[1])
+    else {
+        panic!("box-blur's sums are f32");
+    };
+    assert!(
+        a.iter()
+            .zip(e)
+            .all(|(a, e)| (a - e).abs() <= 1e-3 * e.abs().max(1.0))
+    );
+}

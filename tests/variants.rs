@@ -3,7 +3,7 @@
 //! on the app's own buffers and textures, against the reference, on random images of odd sizes.
 //!
 //! The axes: combination (responses, edge, threshold, each combined one with and without its
-//! responses), border, source (buffers read 16 bytes, 4 bytes or 1 byte at a time; gray, RGBA and
+//! responses, and unclipped sums, 32 bits a pixel, which go to buffers only), border, source (buffers read 16 bytes, 4 bytes or 1 byte at a time; gray, RGBA and
 //! sRGB textures), target (buffers written 16 or 4 bytes at a time; RGBA8 and R32Uint textures),
 //! kernel count (1 to 8; a combination takes exactly 2), integer, fractional or mixed kernels,
 //! and output rows per invocation (1 to 8). The cases are a pairwise covering set built greedily
@@ -18,7 +18,9 @@ use common::random_image;
 use gpuconv::{Border, Combine, GpuEngine, GpuSource, GpuTarget, Kernel, Operation, reference};
 use image::GrayImage;
 
-const MODES: usize = 5;
+const MODES: usize = 6;
+/// The mode of unclipped sums (`Operation::sums`).
+const SUMS: usize = 5;
 const BORDERS: [Border; 4] = [
     Border::Valid,
     Border::Zero,
@@ -44,12 +46,14 @@ const AXES: [usize; 7] = [
 /// One case: a value index per axis.
 type Case = [usize; 7];
 
-/// Whether a case can exist: a combination takes exactly two kernels, and a mix of integer and
-/// fractional kernels needs at least two.
+/// Whether a case can exist: a combination takes exactly two kernels, a mix of integer and
+/// fractional kernels needs at least two, and unclipped sums go to buffers only.
 fn feasible(case: &Case) -> bool {
     let kernels = case[4] + 1;
-    let combined = case[0] != 0;
-    (!combined || kernels == 2) && (case[5] != 2 || kernels >= 2)
+    let combined = case[0] != 0 && case[0] != SUMS;
+    (!combined || kernels == 2)
+        && (case[5] != 2 || kernels >= 2)
+        && (case[0] != SUMS || case[3] < 2)
 }
 
 /// Whether some feasible case has value `a` on axis `i` and `b` on axis `j`.
@@ -124,6 +128,9 @@ fn covering_cases() -> Vec<Case> {
                 if !feasible(&case) && i != 5 && j != 5 {
                     case[5] = 0;
                 }
+                if !feasible(&case) && i != 3 && j != 3 {
+                    case[3] = 0;
+                }
                 if !feasible(&case) {
                     continue;
                 }
@@ -171,6 +178,7 @@ fn operation(case: &Case, seed: u64) -> Operation {
         .collect();
     let operation = match mode {
         0 => Operation::responses(kernels).unwrap(),
+        SUMS => Operation::sums(kernels).unwrap(),
         1 | 2 => Operation::new(kernels, Combine::Edge, mode == 2).unwrap(),
         _ => Operation::new(kernels, Combine::Threshold(140), mode == 4).unwrap(),
     };
@@ -254,7 +262,19 @@ fn check(
     let operation = operation(case, seed);
     let what = format!("case {case:?} on {}×{}", image.width(), image.height());
     engine.set_rows_per_invocation(case[6] as u32 + 1);
-    let expected = common::raw_outputs(reference::run(image, &operation));
+    // Expected bytes per output image: pixels, or 4 bytes a pixel (native order) for sums.
+    let expected: Vec<Vec<u8>> = if operation.is_sums() {
+        reference::sums(image, &operation)
+            .planes
+            .into_iter()
+            .map(|plane| match plane {
+                gpuconv::SumPlane::Integer(sums) => bytemuck::cast_slice(&sums).to_vec(),
+                gpuconv::SumPlane::Float(sums) => bytemuck::cast_slice(&sums).to_vec(),
+            })
+            .collect()
+    } else {
+        common::raw_outputs(reference::run(image, &operation))
+    };
     let (out_width, out_height) = operation
         .output_size(image.width(), image.height())
         .unwrap();
@@ -275,10 +295,11 @@ fn check(
         Source::Texture(texture) => GpuSource::Texture(texture),
     };
     let (variant, actual): (gpuconv::gpu::Variant, Vec<Vec<u8>>) = if target_kind < 2 {
+        let row_bytes = out_width * operation.output_pixel_bytes();
         let (offset, bytes_per_row) = if target_kind == 0 {
-            (16, out_width.next_multiple_of(16) + 16)
+            (16, row_bytes.next_multiple_of(16) + 16)
         } else {
-            (4, out_width.next_multiple_of(16) + 4)
+            (4, row_bytes.next_multiple_of(16) + 4)
         };
         let bytes_per_image = u64::from(bytes_per_row * out_height) + 16;
         let size = offset + bytes_per_image * u64::from(images) + 16;
@@ -307,7 +328,7 @@ fn check(
                 for y in 0..out_height as usize {
                     let start =
                         offset as usize + i * bytes_per_image as usize + y * bytes_per_row as usize;
-                    let row = start..start + out_width as usize;
+                    let row = start..start + row_bytes as usize;
                     plane.extend_from_slice(&written[row.clone()]);
                     written[row].fill(UNTOUCHED);
                 }
@@ -359,6 +380,13 @@ fn check(
         (*pass.variant(), outputs)
     };
     assert_eq!(actual.len(), expected.len(), "{what}: number of images");
+    if operation.is_sums() {
+        // Every sum exact: integer kernels in i32, and the fractional ones' eighths in f32.
+        for (i, (actual, expected)) in actual.iter().zip(&expected).enumerate() {
+            assert!(actual == expected, "{what}, sums of kernel {i} differ");
+        }
+        return variant;
+    }
     for (i, (actual, expected)) in actual.iter().zip(&expected).enumerate() {
         let actual = GrayImage::from_raw(out_width, out_height, actual.clone()).unwrap();
         let expected = GrayImage::from_raw(out_width, out_height, expected.clone()).unwrap();

@@ -50,6 +50,7 @@ __all__ = [
     "LimitError",
     "filter",
     "kernel",
+    "responses",
 ]
 
 #: The kernels gpuconv knows by name, as the library and the command line name them.
@@ -124,12 +125,7 @@ class Engine:
             if not 0 <= int(threshold) <= 510:
                 raise ArgumentError(f"threshold {threshold} can never be reached: V + H is 0 to 510")
         combine = "edge" if edge else "threshold" if threshold is not None else "none"
-        if not isinstance(border, str):
-            raise ArgumentError(f"border must be a string, one of {', '.join(BORDERS)}")
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
-        ):
-            raise ArgumentError(f"threads must be a whole number of at least 1, not {threads!r}")
+        _check_border_and_threads(border, threads)
         outs = None
         if out is not None:
             outs = [out] if isinstance(out, np.ndarray) else list(out)
@@ -148,6 +144,26 @@ class Engine:
         if combine != "none" or single:
             return written[0]
         return list(written)
+
+    def responses(
+        self,
+        image: ImageLike,
+        kernels: Kernels = ("vertical", "horizontal"),
+        clip: bool = False,
+        border: str = "valid",
+        threads: int | None = None,
+    ) -> npt.NDArray[Any] | list[npt.NDArray[Any]]:
+        """Each kernel's response; see :func:`gpuconv.responses`."""
+        if clip is True:
+            return self.filter(image, kernels, border=border, threads=threads)
+        if clip is not False:
+            raise ArgumentError(f"clip must be True or False, not {clip!r}")
+        gray = _as_gray(image)
+        single = _is_one_kernel(kernels)
+        specs = [_kernel_arg(k) for k in ([kernels] if single else list(kernels))]
+        _check_border_and_threads(border, threads)
+        sums = self._native.sums(gray, specs, border, None if threads is None else int(threads))
+        return sums[0] if single else list(sums)
 
 
 _engines: dict[str, Engine] = {}
@@ -225,6 +241,46 @@ def kernel(words: str) -> npt.NDArray[np.float32]:
     if not isinstance(words, str):
         raise ArgumentError(f"a kernel's words must be a string, not {type(words).__name__}")
     return np.array(_gpuconv.kernel_weights(words), dtype=np.float32).reshape(3, 3)
+
+
+def responses(
+    image: ImageLike,
+    kernels: Kernels = ("vertical", "horizontal"),
+    clip: bool = False,
+    border: str = "valid",
+    backend: str = "auto",
+    threads: int | None = None,
+) -> npt.NDArray[Any] | list[npt.NDArray[Any]]:
+    """Each kernel's response to ``image``, unclipped by default: the signed sum of each window
+    times the kernel, as a Keras ``Conv2D`` layer (no bias, no activation) computes it. An
+    ``int32`` array for a whole-number kernel (exact, and the same on every backend), a
+    ``float32`` one for a fractional kernel (summed in row-major tap order). ``clip=True`` gives
+    :func:`gpuconv.filter`'s ``uint8`` pixels instead, ``clamp(|sum|, 0, 255)``.
+
+    ``image``, ``kernels``, ``border``, ``backend`` and ``threads`` are as for
+    :func:`gpuconv.filter`; one kernel gives one array, a sequence a list.
+
+    The lesson's Keras model, two 3x3 filters set to the Sobel kernels, adds the absolute
+    responses without clipping: ``abs(v) + abs(h)``.
+
+    >>> import numpy as np, gpuconv
+    >>> stripes = np.array([[0, 0, 0, 10, 10, 10, 10]] * 5, dtype=np.uint8)
+    >>> v, h = gpuconv.responses(stripes, backend="cpu")
+    >>> v[0]
+    array([  0, -40, -40,   0,   0], dtype=int32)
+    >>> int((np.abs(v) + np.abs(h)).max())
+    40
+    """
+    if not isinstance(backend, str):
+        raise ArgumentError(f"backend must be a string, not {type(backend).__name__}")
+    return _engine(backend).responses(image, kernels, clip, border, threads)
+
+
+def _check_border_and_threads(border: Any, threads: Any) -> None:
+    if not isinstance(border, str):
+        raise ArgumentError(f"border must be a string, one of {', '.join(BORDERS)}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
+        raise ArgumentError(f"threads must be a whole number of at least 1, not {threads!r}")
 
 
 def _as_gray(image: Any) -> npt.NDArray[np.uint8]:

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,13 @@ class Engine:
         threads: int | None,
         outputs: Sequence[npt.NDArray[np.uint8]] | None,
     ) -> list[npt.NDArray[np.uint8]]: ...
+    def sums(
+        self,
+        image: npt.NDArray[np.uint8],
+        kernels: Sequence[str | Sequence[float]],
+        border: str,
+        threads: int | None,
+    ) -> list[npt.NDArray[Any]]: ...
 
 def gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]: ...
 def load(path: str | PathLike[str]) -> npt.NDArray[np.uint8]: ...

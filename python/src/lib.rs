@@ -102,6 +102,16 @@ fn operation(
         .map_err(raise)
 }
 
+/// An array's (rows, columns) as the library's (width, height).
+fn dimensions((height, width): (usize, usize)) -> PyResult<(u32, u32)> {
+    match (u32::try_from(width), u32::try_from(height)) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err(argument_error(format!(
+            "image is {height}×{width}: too large"
+        ))),
+    }
+}
+
 /// An array's samples in row-major order: read in place when they are packed that way already,
 /// otherwise (strided, transposed, reversed) copied once.
 fn packed<'a, D: Dimension>(array: &'a ArrayView<'a, u8, D>) -> Cow<'a, [u8]> {
@@ -220,15 +230,7 @@ impl Engine {
     ) -> PyResult<Vec<Bound<'py, PyArray2<u8>>>> {
         let operation = operation(kernels, combine, threshold, border)?;
         let array = image.as_array();
-        let (height, width) = array.dim();
-        let (width, height) = match (u32::try_from(width), u32::try_from(height)) {
-            (Ok(w), Ok(h)) => (w, h),
-            _ => {
-                return Err(argument_error(format!(
-                    "image is {height}×{width}: too large"
-                )));
-            }
-        };
+        let (width, height) = dimensions(array.dim())?;
         let (out_width, out_height) = operation.output_size(width, height).map_err(raise)?;
         let shape = [out_height as usize, out_width as usize];
         let count = operation.output_count() as usize;
@@ -276,12 +278,85 @@ impl Engine {
             .map(|w| w.as_slice_mut().expect("C-contiguous"))
             .collect();
 
+        self.filter_into(py, &view, &operation, &mut planes, threads)?;
+        drop(planes);
+        drop(writers);
+        Ok(outputs)
+    }
+
+    /// Each kernel's unclipped, signed sums over `image` (a 2-D uint8 array): an int32 array
+    /// for a whole-number kernel, a float32 one for a fractional kernel.
+    #[pyo3(signature = (image, kernels, border, threads))]
+    fn sums<'py>(
+        &self,
+        py: Python<'py>,
+        image: PyReadonlyArray2<'py, u8>,
+        kernels: Vec<KernelArg>,
+        border: &str,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let responses = operation(kernels, "none", None, border)?;
+        let operation = Operation::sums(responses.kernels().to_vec())
+            .map(|sums| sums.with_border(responses.border()))
+            .map_err(raise)?;
+        let array = image.as_array();
+        let (width, height) = dimensions(array.dim())?;
+        let (out_width, out_height) = operation.output_size(width, height).map_err(raise)?;
+        let shape = [out_height as usize, out_width as usize];
+        let pixels = packed(&array);
+        let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
+        let mut integer: Vec<PyReadwriteArray2<'py, i32>> = Vec::new();
+        let mut float: Vec<PyReadwriteArray2<'py, f32>> = Vec::new();
+        let mut arrays = Vec::new();
+        for kernel in operation.kernels() {
+            if kernel.is_integer() {
+                let out = PyArray2::<i32>::zeros(py, shape, false);
+                integer.push(out.readwrite());
+                arrays.push(out.into_any());
+            } else {
+                let out = PyArray2::<f32>::zeros(py, shape, false);
+                float.push(out.readwrite());
+                arrays.push(out.into_any());
+            }
+        }
+        // In kernel order, each plane a view of its array's bytes.
+        let mut integer_planes = integer.iter_mut().map(|a| a.as_slice_mut().expect("new"));
+        let mut float_planes = float.iter_mut().map(|a| a.as_slice_mut().expect("new"));
+        let mut planes: Vec<&mut [u8]> = operation
+            .kernels()
+            .iter()
+            .map(|kernel| {
+                if kernel.is_integer() {
+                    bytemuck::cast_slice_mut(integer_planes.next().expect("one per kernel"))
+                } else {
+                    bytemuck::cast_slice_mut(float_planes.next().expect("one per kernel"))
+                }
+            })
+            .collect();
+        self.filter_into(py, &view, &operation, &mut planes, threads)?;
+        Ok(arrays)
+    }
+}
+
+impl Engine {
+    /// Filters `view` into `planes` with the GIL released: on the GPU when this engine has one
+    /// and routes the image there (taking its turn with the engine), else on the CPU with
+    /// `threads` threads, no turns needed.
+    fn filter_into(
+        &self,
+        py: Python<'_>,
+        view: &GrayView<'_>,
+        operation: &Operation,
+        planes: &mut [&mut [u8]],
+        threads: Option<usize>,
+    ) -> PyResult<()> {
+        let (width, height) = view.dimensions();
         let on_gpu = match &self.gpu {
             Some(engine) => {
                 let engine = engine
                     .lock()
                     .map_err(|_| exception("EngineError", "the engine panicked".into()))?;
-                engine.backend_for(width, height, &operation) == "gpu"
+                engine.backend_for(width, height, operation) == "gpu"
             }
             None => false,
         };
@@ -289,16 +364,13 @@ impl Engine {
             let engine = self.gpu.as_ref().expect("a GPU engine");
             py.detach(|| {
                 let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
-                engine.run_view_into(&view, &operation, &mut planes)
+                engine.run_view_into(view, operation, planes)
             })
         } else {
             let cpu = self.cpu_with(threads)?;
-            py.detach(|| cpu.run_view_into(&view, &operation, &mut planes))
+            py.detach(|| cpu.run_view_into(view, operation, planes))
         };
-        result.map_err(raise)?;
-        drop(planes);
-        drop(writers);
-        Ok(outputs)
+        result.map_err(raise)
     }
 }
 

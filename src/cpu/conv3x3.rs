@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::params::{Conv3x3Params, MODE_EDGE, MODE_RESPONSES};
+use crate::params::{Conv3x3Params, MODE_EDGE, MODE_RESPONSES, MODE_SUMS};
 
 /// Input bytes one rayon task reads, roughly: big enough to amortise scheduling, small enough
 /// that a task's three input rows and its accumulators stay in L2 cache. (A "band" is the
@@ -202,23 +202,41 @@ fn row_pass_i16(columns: &[i16], row: &[(usize, i16)], x: usize, out: &mut [u8])
     }
 }
 
-#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.1"))]
 fn integer_response_i32(
     rows: &[&[u8]; 3],
     taps: &[(usize, usize, i32)],
     sums: &mut [i32],
     out: &mut [u8],
 ) {
-    let width = out.len();
+    let sums = &mut sums[..out.len()];
+    integer_sum_i32(rows, taps, sums);
+    for (o, &sum) in out.iter_mut().zip(sums.iter()) {
+        *o = sum.unsigned_abs().min(255) as u8;
+    }
+}
+
+/// `integer_sum` in the shader, for a whole output row: the exact `i32` sums (`|weight|` at most
+/// 65536, so nine products of a byte fit with room to spare), one per element of `sums`.
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.1"))]
+fn integer_sum_i32(rows: &[&[u8]; 3], taps: &[(usize, usize, i32)], sums: &mut [i32]) {
+    let width = sums.len();
     sums.fill(0);
     for &(r, c, weight) in taps {
         for (sum, &pixel) in sums.iter_mut().zip(&rows[r][c..c + width]) {
             *sum += i32::from(pixel) * weight;
         }
     }
-    for (o, &sum) in out.iter_mut().zip(sums.iter()) {
-        *o = sum.unsigned_abs().min(255) as u8;
-    }
+}
+
+/// A kernel's nonzero taps as `(row, column, weight)`, for sums in `i32`.
+type WideTaps = Vec<(usize, usize, i32)>;
+
+/// Integer kernel `k`'s [`WideTaps`].
+fn wide_taps(params: &Conv3x3Params, k: usize) -> WideTaps {
+    (0..9)
+        .map(|tap| (tap / 3, tap % 3, params.weight(k, tap) as i32))
+        .filter(|&(_, _, weight)| weight != 0)
+        .collect()
 }
 
 /// `float_response` in the shader, for a whole output row: `f32` products summed in row-major tap
@@ -232,6 +250,15 @@ fn float_response(
     sums: &mut [f32],
     out: &mut [u8],
 ) {
+    float_sum(params, input, y, k, sums);
+    for (o, &sum) in out.iter_mut().zip(sums.iter()) {
+        *o = sum.abs().round_ties_even().min(255.0) as u8;
+    }
+}
+
+/// `float_sum` in the shader, for a whole output row: `f32` products summed in row-major tap
+/// order, one output pixel per element of `sums`.
+fn float_sum(params: &Conv3x3Params, input: &[u8], y: u32, k: usize, sums: &mut [f32]) {
     sums.fill(0.0);
     for tap in 0..9 {
         let weight = params.weight(k, tap);
@@ -249,8 +276,29 @@ fn float_response(
             *sum += f32::from(pixel) * weight;
         }
     }
-    for (o, &sum) in out.iter_mut().zip(sums.iter()) {
-        *o = sum.abs().round_ties_even().min(255.0) as u8;
+}
+
+/// The sums of output row `y` for every kernel ([`MODE_SUMS`]), each written as 4 bytes a pixel
+/// (native byte order) into its output row.
+fn write_sums(
+    params: &Conv3x3Params,
+    input: &[u8],
+    y: u32,
+    wide: &[Option<WideTaps>],
+    scratch: &mut Scratch,
+    outputs: &mut [&mut [u8]],
+) {
+    let width = params.out_width as usize;
+    for (k, out) in outputs.iter_mut().enumerate() {
+        if let Some(taps) = &wide[k] {
+            let rows: [&[u8]; 3] =
+                std::array::from_fn(|r| load_row(params, input, 0, y + r as u32, width + 2));
+            integer_sum_i32(&rows, taps, &mut scratch.integer_sums);
+            out.copy_from_slice(bytemuck::cast_slice(&scratch.integer_sums));
+        } else {
+            float_sum(params, input, y, k, &mut scratch.float_sums);
+            out.copy_from_slice(bytemuck::cast_slice(&scratch.float_sums));
+        }
     }
 }
 
@@ -290,11 +338,12 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], para
     let width = params.out_width as usize;
     let height = params.out_height as usize;
     let stride = params.out_bytes_per_row as usize;
+    let row_bytes = params.out_row_bytes() as usize;
     assert_eq!(planes.len(), params.output_count() as usize);
     assert!(
         planes
             .iter()
-            .all(|p| p.len() >= (height - 1) * stride + width)
+            .all(|p| p.len() >= (height - 1) * stride + row_bytes)
     );
     debug_assert_eq!(
         params.border,
@@ -305,8 +354,12 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], para
     let combined = params.mode != MODE_RESPONSES;
     let first_response_plane = usize::from(combined);
     let task_rows = (TASK_BYTES / params.in_width as usize).clamp(1, 256);
+    let sums = params.mode == MODE_SUMS;
     let integer_taps: Vec<Option<IntegerTaps>> = (0..kernel_count)
-        .map(|k| params.is_integer(k).then(|| IntegerTaps::new(params, k)))
+        .map(|k| (params.is_integer(k) && !sums).then(|| IntegerTaps::new(params, k)))
+        .collect();
+    let wide: Vec<Option<WideTaps>> = (0..kernel_count)
+        .map(|k| (params.is_integer(k) && sums).then(|| wide_taps(params, k)))
         .collect();
 
     // Split every plane into the same pieces of rows, then regroup so each task owns one piece of
@@ -334,6 +387,15 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], para
         let rows_in_task = task_rows.min(height - task * task_rows);
         for row in 0..rows_in_task {
             let y = (task * task_rows + row) as u32;
+            if sums {
+                let span = row * stride..row * stride + row_bytes;
+                let mut rows: Vec<&mut [u8]> = outputs
+                    .iter_mut()
+                    .map(|plane| &mut plane[span.clone()])
+                    .collect();
+                write_sums(params, input, y, &wide, scratch, &mut rows);
+                continue;
+            }
             let span = row * stride..row * stride + width;
             for k in 0..kernel_count {
                 // Write straight into the response plane when there is one.

@@ -106,10 +106,11 @@ impl CpuBackend {
         let (padded, operation) = crate::border::for_valid_filter(image, operation)?;
         let image = padded.view();
         let (width, height) = image.dimensions();
+        let row_bytes = out_width * operation.output_pixel_bytes();
         let target = TargetLayout {
-            bytes_per_row: out_width,
+            bytes_per_row: row_bytes,
             offset: 0,
-            bytes_per_image: out_width * out_height,
+            bytes_per_image: row_bytes * out_height,
             kind: TARGET_BUFFER,
         };
         let params = Conv3x3Params::new(&operation, SourceLayout::packed(width, height), target);

@@ -171,7 +171,7 @@ impl GpuEngine {
         let (out_width, out_height) =
             operation.output_size(source_layout.width, source_layout.height)?;
         let (target_layout, target_binding) =
-            target.bind(out_width, out_height, operation.output_count(), &limits)?;
+            target.bind(operation, out_width, out_height, &limits)?;
         let params = Conv3x3Params::new(operation, source_layout, target_layout)
             .with_rows_per_invocation(self.core.rows_per_invocation);
         // What the checks above cannot see (a destroyed buffer, a resource from another device)

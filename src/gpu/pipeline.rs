@@ -74,7 +74,7 @@ impl Variant {
         let last_target_group_end = u64::from(params.out_offset)
             + u64::from(params.bytes_per_image) * u64::from(images - 1)
             + u64::from(params.out_bytes_per_row) * u64::from(params.out_height - 1)
-            + u64::from(params.out_width.next_multiple_of(VECTOR_BYTES));
+            + u64::from(params.out_row_bytes().next_multiple_of(VECTOR_BYTES));
         let target_align = if params.target_kind == TARGET_BUFFER
             && params.out_offset.is_multiple_of(VECTOR_BYTES)
             && params.out_bytes_per_row.is_multiple_of(VECTOR_BYTES)

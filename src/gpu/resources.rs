@@ -2,7 +2,7 @@
 //! mistake is an [`Error::InvalidResource`] and never a wgpu validation panic.
 
 use crate::error::{Error, Result};
-use crate::operation::Border;
+use crate::operation::{Border, Operation};
 use crate::params::{
     SOURCE_BUFFER, SOURCE_TEXTURE_GRAY, SOURCE_TEXTURE_RGBA, SOURCE_TEXTURE_RGBA_SRGB,
     SourceLayout, TARGET_BUFFER, TARGET_TEXTURE_R32UINT, TARGET_TEXTURE_RGBA8, TargetLayout,
@@ -251,15 +251,18 @@ impl GpuSource<'_> {
 }
 
 impl GpuTarget<'_> {
-    /// Checks the target for `images` output images of `out_width × out_height` and describes it
-    /// for the shader.
+    /// Checks the target for `operation`'s output images of `out_width × out_height` and
+    /// describes it for the shader.
     pub(crate) fn bind(
         &self,
+        operation: &Operation,
         out_width: u32,
         out_height: u32,
-        images: u32,
         limits: &wgpu::Limits,
     ) -> Result<(TargetLayout, Binding)> {
+        let images = operation.output_count();
+        // The bytes of one output row's pixels: 4 a pixel for unclipped sums.
+        let row_bytes = out_width * operation.output_pixel_bytes();
         match *self {
             GpuTarget::Buffer {
                 buffer,
@@ -278,16 +281,16 @@ impl GpuTarget<'_> {
                         ),
                     ));
                 }
-                if bytes_per_row < out_width {
+                if bytes_per_row < row_bytes {
                     return Err(invalid(
                         WHAT,
                         format!(
-                            "bytes_per_row {bytes_per_row} is less than the output width {out_width}"
+                            "bytes_per_row {bytes_per_row} is less than an output row's {row_bytes} bytes"
                         ),
                     ));
                 }
                 let image_bytes =
-                    u64::from(bytes_per_row) * u64::from(out_height - 1) + u64::from(out_width);
+                    u64::from(bytes_per_row) * u64::from(out_height - 1) + u64::from(row_bytes);
                 if images > 1 && bytes_per_image < image_bytes {
                     return Err(invalid(
                         WHAT,
@@ -319,6 +322,12 @@ impl GpuTarget<'_> {
             }
             GpuTarget::Texture(texture) => {
                 const WHAT: &str = "target texture";
+                if operation.is_sums() {
+                    return Err(invalid(
+                        WHAT,
+                        "unclipped sums are 32-bit words: write them to a buffer",
+                    ));
+                }
                 let kind = match texture.format() {
                     wgpu::TextureFormat::Rgba8Unorm => TARGET_TEXTURE_RGBA8,
                     wgpu::TextureFormat::R32Uint => TARGET_TEXTURE_R32UINT,

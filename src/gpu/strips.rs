@@ -63,7 +63,7 @@ impl StripPlan {
         let params = Conv3x3Params::new(
             operation,
             SourceLayout::vector_aligned_rows(width, rows + 2),
-            TargetLayout::vector_aligned_rows(out_width, rows),
+            TargetLayout::vector_aligned_rows(out_width * operation.output_pixel_bytes(), rows),
         )
         .with_rows_per_invocation(rows_per_invocation);
         Ok(Self {
@@ -154,7 +154,7 @@ impl Strips {
         let run_start = timed.then(Instant::now);
         let (width, height) = image.dimensions();
         let (_, out_height) = output_size(width, height)?;
-        let rows = self.rows_per_strip(gpu, width, out_height, operation.output_count())?;
+        let rows = self.rows_per_strip(gpu, width, out_height, operation)?;
         let plan = StripPlan::new(operation, width, height, rows, gpu.rows_per_invocation)?;
         dispatch_grid(&gpu.device.limits(), &plan.params)?;
         let slots = plan.count().min(STRIPS_IN_FLIGHT);
@@ -222,8 +222,11 @@ impl Strips {
         gpu: &GpuCore,
         width: u32,
         out_height: u32,
-        images: u32,
+        operation: &Operation,
     ) -> Result<u32> {
+        // Output rows of 8-bit pixels each strip row writes: one per image, four per image of
+        // 32-bit sums (a bound: their rows are padded to 16 bytes once, not four times).
+        let images = operation.output_count() * operation.output_pixel_bytes();
         let limits = gpu.device.limits();
         let limit = limits
             .max_storage_buffer_binding_size

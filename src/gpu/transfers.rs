@@ -167,7 +167,8 @@ pub fn unpack_rows_into(
     planes: &mut [&mut [u8]],
     first_row: u32,
 ) {
-    let (width, rows) = (params.out_width as usize, params.out_height as usize);
+    // `width` in bytes: 4 a pixel for unclipped sums.
+    let (width, rows) = (params.out_row_bytes() as usize, params.out_height as usize);
     let (row_stride, bytes_per_image) = (
         params.out_bytes_per_row as usize,
         params.bytes_per_image as usize,
