@@ -791,9 +791,26 @@ fn demo_prints_the_lessons_answer_and_writes_figures() {
         let figure = load(&scratch.path(&format!("figs/{name}-figure.png")));
         assert!(
             figure.width() > figure.height() * 3,
-            "{name}: five panels side by side"
+            "{name}: panels side by side"
         );
     }
+    // The Keras model's |V| + |H|, unclipped: 4 × 255 on the stripes' edges, where the clipped
+    // responses show 255.
+    assert!(
+        stdout.contains(
+            "stripe-vertical: the Keras model, |V| + |H| unclipped (5×5):\n  [1020 1020    0 1020 1020]"
+        ),
+        "{stdout}"
+    );
+    // Six panels of the camera's 510×510 outputs and itself, each about as wide as tall: the
+    // sixth is the Keras model's, scaled to its maximum.
+    let camera = load(&scratch.path("figs/camera-figure.png"));
+    assert!(
+        camera.width() > camera.height() * 5,
+        "six panels: {}×{}",
+        camera.width(),
+        camera.height()
+    );
 }
 
 #[test]
