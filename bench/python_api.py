@@ -8,9 +8,10 @@ checked against shared/bench's numpy reference first.
     python bench/python_api.py [--sizes 1024,4096,8192] [--repeat 9] [--json out.json]
 
 Needs the package installed (`pip install ./python`), opencv-python-headless, and
-target/release/gpuconv (built if missing). Each figure is the median of `--rounds` rounds (3), each
-round the median of `--repeat` runs after one warm-up; within a round the tools take turns, so
-a slow spell of the machine falls on each alike.
+target/release/gpuconv (built if missing). Each tool's figure is the median over `--rounds`
+rounds (11) of its median of `--repeat` runs (3) after one warm-up, and its best round beside it;
+within a round the tools take turns, so that a slow spell of the machine falls on each alike
+(on the shared 2-core VM a run's time wanders by a third from one minute to the next).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def median_ms(call, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1024,4096,8192")
-    parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--binary", default=str(ROOT / "target" / "release" / "gpuconv")
@@ -94,9 +95,11 @@ def main() -> None:
         f"gpuconv {gpuconv.Engine('cpu').description}; OpenCV peers from shared/bench; {cores} cores"
     )
     print(
-        "| size | threads | op | Rust run ms | Python filter ms | Python / Rust | OpenCV filter2D ms | OpenCV Sobel ms | OpenCV best / Python |"
+        "| size | threads | op | Rust run ms (best) | Python filter ms (best) "
+        "| Python / Rust (best) | OpenCV filter2D ms | OpenCV Sobel ms "
+        "| filter2D / Python | Sobel / Python |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for side in (int(s) for s in args.sizes.split(",")):
             image = synthetic_image(side, side)
@@ -158,6 +161,7 @@ def main() -> None:
                         tool: statistics.median(times)
                         for tool, times in rounds[op].items()
                     }
+                    best = {tool: min(times) for tool, times in rounds[op].items()}
                     row = {
                         "size": f"{side}x{side}",
                         "threads": threads,
@@ -170,9 +174,14 @@ def main() -> None:
                     }
                     results.append(row)
                     print(
-                        f"| {side}x{side} | {threads} | {op} | {m['rust']:.2f} | {m['python']:.2f} | "
-                        f"{m['python'] / m['rust']:.3f} | {m['filter2d']:.2f} | {m['sobel']:.2f} | "
-                        f"{min(m['filter2d'], m['sobel']) / m['python']:.2f} |",
+                        f"| {side}x{side} | {threads} | {op} "
+                        f"| {m['rust']:.2f} ({best['rust']:.2f}) "
+                        f"| {m['python']:.2f} ({best['python']:.2f}) "
+                        f"| {m['python'] / m['rust']:.3f} "
+                        f"({best['python'] / best['rust']:.3f}) "
+                        f"| {m['filter2d']:.2f} | {m['sobel']:.2f} "
+                        f"| {m['filter2d'] / m['python']:.2f} "
+                        f"| {m['sobel'] / m['python']:.2f} |",
                         flush=True,
                     )
     if args.json:

@@ -6,7 +6,7 @@ use crate::auto::{self, Workload};
 use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::{GpuEngine, device};
-use crate::operation::{FilterOutput, GrayView, Operation, SumPlane, Sums};
+use crate::operation::{FilterOutput, GrayView, Operation, Sums};
 use crate::timings::Timings;
 
 /// Which backend to use.
@@ -280,11 +280,10 @@ impl Engine {
     /// `image`: `i32` for whole-number kernels, `f32` for fractional ones, bit-identical on
     /// both backends for whole-number kernels.
     pub fn run_sums(&mut self, image: &GrayView<'_>, operation: &Operation) -> Result<Sums> {
-        let mut sums = Sums::for_image(operation, image.width(), image.height())?;
-        let mut outputs: Vec<&mut [u8]> =
-            sums.planes.iter_mut().map(SumPlane::as_bytes_mut).collect();
-        self.run_view_into(image, operation, &mut outputs)?;
-        Ok(sums)
+        match self.route(image.dimensions(), operation) {
+            Route::Gpu(gpu) => gpu.run_sums(image, operation),
+            Route::Cpu(cpu) => cpu.run_sums(image, operation),
+        }
     }
 
     /// Applies `operation` to `image`, writing into the caller's buffers: one per output image

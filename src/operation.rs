@@ -390,6 +390,11 @@ impl Sums {
             planes,
         })
     }
+
+    /// Each plane's bytes, as `run_view_into` writes them.
+    pub(crate) fn planes_as_bytes(&mut self) -> Vec<&mut [u8]> {
+        self.planes.iter_mut().map(SumPlane::as_bytes_mut).collect()
+    }
 }
 
 /// The size of the 'valid' output for an input of `width × height`, or an error when the image

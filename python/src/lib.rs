@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use gpuconv::{BackendChoice, Border, Combine, CpuBackend, ErrorKind, GrayView, Kernel, Operation};
+use gpuconv::{
+    BackendChoice, Border, Combine, CpuBackend, ErrorKind, GrayView, Kernel, Operation, SumPlane,
+};
 use numpy::ndarray::{Array2, ArrayView, Dimension};
 use numpy::{
     PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyReadwriteArray2,
@@ -100,6 +102,16 @@ fn operation(
     Operation::new(kernels, combine, false)
         .map(|operation| operation.with_border(border))
         .map_err(raise)
+}
+
+/// `values` (row-major) as a numpy array of `shape`, which takes them over without a copy.
+fn owned_array<T: numpy::Element>(
+    py: Python<'_>,
+    values: Vec<T>,
+    shape: [usize; 2],
+) -> Bound<'_, PyArray2<T>> {
+    let array = Array2::from_shape_vec(shape, values).expect("rows × columns values");
+    PyArray2::from_owned_array(py, array)
 }
 
 /// An array's (rows, columns) as the library's (width, height).
@@ -234,6 +246,8 @@ impl Engine {
         let (out_width, out_height) = operation.output_size(width, height).map_err(raise)?;
         let shape = [out_height as usize, out_width as usize];
         let count = operation.output_count() as usize;
+        let pixels = packed(&array);
+        let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
         let outputs = match outputs {
             Some(outputs) => {
                 if outputs.len() != count {
@@ -260,12 +274,16 @@ impl Engine {
                 }
                 outputs
             }
-            None => (0..count)
-                .map(|_| PyArray2::<u8>::zeros(py, shape, false))
-                .collect(),
+            None => {
+                // The library allocates the planes (zeroed pages, huge ones where the system
+                // has them), and numpy takes them over without a copy.
+                let planes = self.filter_new(py, &view, &operation, threads)?;
+                return Ok(planes
+                    .into_iter()
+                    .map(|plane| owned_array(py, plane, shape))
+                    .collect());
+            }
         };
-        let pixels = packed(&array);
-        let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
         let mut writers: Vec<PyReadwriteArray2<'py, u8>> = Vec::with_capacity(count);
         for out in &outputs {
             writers.push(
@@ -305,40 +323,69 @@ impl Engine {
         let shape = [out_height as usize, out_width as usize];
         let pixels = packed(&array);
         let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
-        let mut integer: Vec<PyReadwriteArray2<'py, i32>> = Vec::new();
-        let mut float: Vec<PyReadwriteArray2<'py, f32>> = Vec::new();
-        let mut arrays = Vec::new();
-        for kernel in operation.kernels() {
-            if kernel.is_integer() {
-                let out = PyArray2::<i32>::zeros(py, shape, false);
-                integer.push(out.readwrite());
-                arrays.push(out.into_any());
-            } else {
-                let out = PyArray2::<f32>::zeros(py, shape, false);
-                float.push(out.readwrite());
-                arrays.push(out.into_any());
-            }
-        }
-        // In kernel order, each plane a view of its array's bytes.
-        let mut integer_planes = integer.iter_mut().map(|a| a.as_slice_mut().expect("new"));
-        let mut float_planes = float.iter_mut().map(|a| a.as_slice_mut().expect("new"));
-        let mut planes: Vec<&mut [u8]> = operation
-            .kernels()
-            .iter()
-            .map(|kernel| {
-                if kernel.is_integer() {
-                    bytemuck::cast_slice_mut(integer_planes.next().expect("one per kernel"))
-                } else {
-                    bytemuck::cast_slice_mut(float_planes.next().expect("one per kernel"))
-                }
+        let on_gpu = self.routes_to_gpu(&view, &operation)?;
+        let sums = if on_gpu {
+            let engine = self.gpu.as_ref().expect("a GPU engine");
+            py.detach(|| {
+                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
+                engine.run_sums(&view, &operation)
             })
-            .collect();
-        self.filter_into(py, &view, &operation, &mut planes, threads)?;
-        Ok(arrays)
+        } else {
+            let cpu = self.cpu_with(threads)?;
+            py.detach(|| cpu.run_sums(&view, &operation))
+        }
+        .map_err(raise)?;
+        // numpy takes each plane over without a copy.
+        Ok(sums
+            .planes
+            .into_iter()
+            .map(|plane| match plane {
+                SumPlane::Integer(sums) => owned_array(py, sums, shape).into_any(),
+                SumPlane::Float(sums) => owned_array(py, sums, shape).into_any(),
+            })
+            .collect())
     }
 }
 
 impl Engine {
+    /// Whether this engine has a GPU and sends `view` there.
+    fn routes_to_gpu(&self, view: &GrayView<'_>, operation: &Operation) -> PyResult<bool> {
+        let Some(engine) = &self.gpu else {
+            return Ok(false);
+        };
+        let engine = engine
+            .lock()
+            .map_err(|_| exception("EngineError", "the engine panicked".into()))?;
+        Ok(engine.backend_for(view.width(), view.height(), operation) == "gpu")
+    }
+
+    /// [`filter_into`](Self::filter_into) into new planes, the library's, in output order.
+    fn filter_new(
+        &self,
+        py: Python<'_>,
+        view: &GrayView<'_>,
+        operation: &Operation,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<Vec<u8>>> {
+        let output = if self.routes_to_gpu(view, operation)? {
+            let engine = self.gpu.as_ref().expect("a GPU engine");
+            py.detach(|| {
+                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
+                engine.run_view(view, operation)
+            })
+        } else {
+            let cpu = self.cpu_with(threads)?;
+            py.detach(|| cpu.run_view(view, operation))
+        }
+        .map_err(raise)?;
+        Ok(output
+            .combined
+            .into_iter()
+            .chain(output.responses)
+            .map(image::GrayImage::into_raw)
+            .collect())
+    }
+
     /// Filters `view` into `planes` with the GIL released: on the GPU when this engine has one
     /// and routes the image there (taking its turn with the engine), else on the CPU with
     /// `threads` threads, no turns needed.
@@ -350,17 +397,7 @@ impl Engine {
         planes: &mut [&mut [u8]],
         threads: Option<usize>,
     ) -> PyResult<()> {
-        let (width, height) = view.dimensions();
-        let on_gpu = match &self.gpu {
-            Some(engine) => {
-                let engine = engine
-                    .lock()
-                    .map_err(|_| exception("EngineError", "the engine panicked".into()))?;
-                engine.backend_for(width, height, operation) == "gpu"
-            }
-            None => false,
-        };
-        let result = if on_gpu {
+        let result = if self.routes_to_gpu(view, operation)? {
             let engine = self.gpu.as_ref().expect("a GPU engine");
             py.detach(|| {
                 let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;

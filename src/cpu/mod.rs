@@ -8,7 +8,9 @@ use std::time::Instant;
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, GrayView, Operation, check_outputs, output_planes, view};
+use crate::operation::{
+    FilterOutput, GrayView, Operation, Sums, check_outputs, output_planes, view,
+};
 use crate::params::{Conv3x3Params, SourceLayout, TARGET_BUFFER, TargetLayout};
 use crate::timings::Timings;
 
@@ -92,6 +94,13 @@ impl CpuBackend {
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
         self.run_view_into(&view(image), operation, outputs)
+    }
+
+    /// Each kernel's unclipped sums (an [`Operation::sums`]); see `Engine::run_sums`.
+    pub fn run_sums(&self, image: &GrayView<'_>, operation: &Operation) -> Result<Sums> {
+        let mut sums = Sums::for_image(operation, image.width(), image.height())?;
+        self.run_view_into(image, operation, &mut sums.planes_as_bytes())?;
+        Ok(sums)
     }
 
     /// [`run_into`](Self::run_into) on pixels held elsewhere, read where they lie.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use image::GrayImage;
 
 use crate::error::{Error, Result};
-use crate::operation::{FilterOutput, GrayView, Operation, check_outputs, view};
+use crate::operation::{FilterOutput, GrayView, Operation, Sums, check_outputs, view};
 use crate::params::Conv3x3Params;
 use crate::timings::Timings;
 
@@ -223,6 +223,13 @@ impl GpuEngine {
         outputs: &mut [&mut [u8]],
     ) -> Result<()> {
         self.run_view_into(&view(image), operation, outputs)
+    }
+
+    /// Each kernel's unclipped sums (an [`Operation::sums`]); see `Engine::run_sums`. Blocks.
+    pub fn run_sums(&mut self, image: &GrayView<'_>, operation: &Operation) -> Result<Sums> {
+        let mut sums = Sums::for_image(operation, image.width(), image.height())?;
+        self.run_view_into(image, operation, &mut sums.planes_as_bytes())?;
+        Ok(sums)
     }
 
     /// [`run_into`](Self::run_into) on pixels held elsewhere, read where they lie.
