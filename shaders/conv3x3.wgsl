@@ -56,6 +56,9 @@ const COLUMNS: u32 = 16u;
 const MODE_RESPONSES: u32 = 0u;
 const MODE_EDGE: u32 = 1u;
 const MODE_THRESHOLD: u32 = 2u;
+// Each kernel's signed sum, unclipped, a 32-bit word a pixel: the i32 of a whole-number kernel,
+// the f32's bits of a fractional one (Keras Conv2D's output, before any activation).
+const MODE_SUMS: u32 = 3u;
 
 const SOURCE_BUFFER: u32 = 0u;
 const SOURCE_TEXTURE_GRAY: u32 = 1u;
@@ -262,19 +265,21 @@ fn taps(low: vec3<u32>, high: vec3<u32>) -> Taps {
 // ---- The arithmetic, per pixel (four pixels a lane each): the CPU twin's ----
 
 // Exact: |weights| <= 65536, so nine products of a byte fit i32 with room to spare.
-fn integer_response(t: Taps, k: u32) -> vec4<u32> {
+fn integer_sum(t: Taps, k: u32) -> vec4<i32> {
     let w0 = params.integer_weights[k * 3u];
     let w1 = params.integer_weights[k * 3u + 1u];
     let w2 = params.integer_weights[k * 3u + 2u];
-    let sum = vec4<i32>(t.t0) * w0.x + vec4<i32>(t.t1) * w0.y + vec4<i32>(t.t2) * w0.z
+    return vec4<i32>(t.t0) * w0.x + vec4<i32>(t.t1) * w0.y + vec4<i32>(t.t2) * w0.z
         + vec4<i32>(t.t3) * w0.w + vec4<i32>(t.t4) * w1.x + vec4<i32>(t.t5) * w1.y
         + vec4<i32>(t.t6) * w1.z + vec4<i32>(t.t7) * w1.w + vec4<i32>(t.t8) * w2.x;
-    return vec4<u32>(min(abs(sum), vec4(255i)));
 }
 
-// Summed in f32 in row-major tap order; round() in WGSL rounds half to even, like
-// f32::round_ties_even on the CPU.
-fn float_response(t: Taps, k: u32) -> vec4<u32> {
+fn integer_response(t: Taps, k: u32) -> vec4<u32> {
+    return vec4<u32>(min(abs(integer_sum(t, k)), vec4(255i)));
+}
+
+// Summed in f32 in row-major tap order.
+fn float_sum(t: Taps, k: u32) -> vec4<f32> {
     let w0 = params.weights[k * 3u];
     let w1 = params.weights[k * 3u + 1u];
     let w2 = params.weights[k * 3u + 2u];
@@ -287,7 +292,20 @@ fn float_response(t: Taps, k: u32) -> vec4<u32> {
     sum += vec4<f32>(t.t6) * w1.z;
     sum += vec4<f32>(t.t7) * w1.w;
     sum += vec4<f32>(t.t8) * w2.x;
-    return vec4<u32>(min(round(abs(sum)), vec4(255.0)));
+    return sum;
+}
+
+// round() in WGSL rounds half to even, like f32::round_ties_even on the CPU.
+fn float_response(t: Taps, k: u32) -> vec4<u32> {
+    return vec4<u32>(min(round(abs(float_sum(t, k))), vec4(255.0)));
+}
+
+// Kernel k's unclipped sums (MODE_SUMS) as the bits of the words they are stored in.
+fn sum_bits(t: Taps, k: u32) -> vec4<u32> {
+    if (INTEGER_MASK & (1u << k)) != 0u {
+        return bitcast<vec4<u32>>(integer_sum(t, k));
+    }
+    return bitcast<vec4<u32>>(float_sum(t, k));
 }
 
 fn response(t: Taps, k: u32) -> vec4<u32> {
@@ -365,6 +383,31 @@ fn store_pixels(plane: u32, x0: u32, y: u32, lanes: u32, packed: vec4<u32>) {
     store_texels(x0 + 12u, y, plane, left.w, packed.w);
 }
 
+// Writes the `lanes` (1 to 16) sums of `sums` (pixel i in lane i % 4 of sums[i / 4]) at (x0, y)
+// of output plane `plane`, a word a pixel (MODE_SUMS; buffer targets only).
+fn store_sums(plane: u32, x0: u32, y: u32, lanes: u32, sums: array<vec4<u32>, 4>) {
+    var words = sums;
+    let first = (params.out_offset + plane * params.bytes_per_image + y * params.out_bytes_per_row)
+        / 4u + x0;
+    if TARGET_ALIGN == 16u {
+        // Rows start on 16 bytes and x0 is a multiple of 16 pixels, so `first` starts a group.
+        // In the row's last group, the words past the image belong to the caller: kept.
+        for (var g = 0u; g < 4u; g++) {
+            let left = lanes - min(lanes, g * 4u);
+            if left >= 4u {
+                output4[first / 4u + g] = words[g];
+            } else if left > 0u {
+                let keep = vec4(left) <= vec4(0u, 1u, 2u, 3u);
+                output4[first / 4u + g] = select(words[g], output4[first / 4u + g], keep);
+            }
+        }
+        return;
+    }
+    for (var i = 0u; i < lanes; i++) {
+        output[first + i] = words[i / 4u][i % 4u];
+    }
+}
+
 // ---- The kernel ----
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -399,6 +442,13 @@ fn filter_row(a: Row, b: Row, c: Row, x0: u32, y: u32, lanes: u32) {
     let t1 = taps(vec3(a.words.y, b.words.y, c.words.y), vec3(a.words.z, b.words.z, c.words.z));
     let t2 = taps(vec3(a.words.z, b.words.z, c.words.z), vec3(a.words.w, b.words.w, c.words.w));
     let t3 = taps(vec3(a.words.w, b.words.w, c.words.w), vec3(a.tail, b.tail, c.tail));
+    if MODE == MODE_SUMS {
+        for (var k = 0u; k < KERNEL_COUNT; k++) {
+            store_sums(k, x0, y, lanes,
+                array(sum_bits(t0, k), sum_bits(t1, k), sum_bits(t2, k), sum_bits(t3, k)));
+        }
+        return;
+    }
     let combined = MODE != MODE_RESPONSES;
     let first_response_plane = select(0u, 1u, combined);
     // The first two responses, kept for `combine`.
