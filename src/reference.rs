@@ -110,6 +110,30 @@ fn bordered_patch(image: &GrayImage, border: Border, x: u32, y: u32) -> impl Fn(
     }
 }
 
+/// The lesson's Keras model the plain way: `|V| + |H|` of the two kernels' sums over `image`
+/// with `border`, unclipped, row-major, with the output's width and height. Whole-number
+/// kernels only (it panics on a fractional one).
+pub fn unclipped_edge(
+    image: &GrayImage,
+    vertical: &Kernel,
+    horizontal: &Kernel,
+    border: Border,
+) -> (u32, u32, Vec<u64>) {
+    let operation = Operation::sums(vec![vertical.clone(), horizontal.clone()])
+        .expect("two kernels")
+        .with_border(border);
+    let sums = sums(image, &operation);
+    let [SumPlane::Integer(v), SumPlane::Integer(h)] = &sums.planes[..] else {
+        panic!("reference::unclipped_edge takes whole-number kernels");
+    };
+    let values = v
+        .iter()
+        .zip(h)
+        .map(|(v, h)| u64::from(v.unsigned_abs()) + u64::from(h.unsigned_abs()))
+        .collect();
+    (sums.width, sums.height, values)
+}
+
 /// Each kernel's sums over `image`, unclipped, as [`Operation::sums`] asks: exact for integer
 /// kernels (in `i64`, then narrowed: they fit `i32`), in `f32` in row-major order otherwise.
 pub fn sums(image: &GrayImage, operation: &Operation) -> Sums {

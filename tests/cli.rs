@@ -1610,3 +1610,80 @@ fn one_large_streamed_image_shows_a_bar_of_its_rows_on_a_terminal() {
         (8192, 8192)
     );
 }
+
+#[test]
+fn unclipped_writes_the_keras_models_edge_image_in_16_bits() {
+    let scratch = Scratch::new();
+    let image = random_image(67, 45, 255, 41);
+    scratch.write_image("in.png", &image);
+    for border in ["valid", "reflect"] {
+        let (width, height, expected) = reference::unclipped_edge(
+            &image,
+            &Kernel::vertical_lines(),
+            &Kernel::horizontal_lines(),
+            border.parse().unwrap(),
+        );
+        let expected: Vec<u16> = expected.iter().map(|&e| e as u16).collect();
+        assert!(expected.iter().any(|&e| e > 255), "past 8 bits");
+        for (out, backend) in [("k.png", "cpu"), ("k.pgm", "gpu"), ("k.tif", "auto")] {
+            if backend == "gpu" && common::gpu().is_none() {
+                continue;
+            }
+            scratch
+                .gpuconv()
+                .args(["filter", "in.png", "--edge", "--unclipped", "-o", out])
+                .args(["--border", border, "--backend", backend])
+                .assert()
+                .success();
+            let written = image::open(scratch.path(out)).unwrap();
+            let written = written.as_luma16().expect("16-bit gray");
+            assert_eq!(written.dimensions(), (width, height), "{out}");
+            assert!(written.as_raw() == &expected, "{out} with {border}");
+        }
+    }
+    // Where 16 bits cannot hold it, or the format has no 16-bit gray: one line, no file.
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["-o", "k.jpg"],
+            "a 16-bit image is written as PNG, PGM or TIFF",
+        ),
+        (
+            &[
+                "-k",
+                "big=300,0,-300;0,0,0;0,0,0",
+                "-k",
+                "horizontal",
+                "-o",
+                "k2.png",
+            ],
+            "can reach 155040, more than a 16-bit image holds (65535)",
+        ),
+        (
+            &["-k", "box-blur", "-k", "horizontal", "-o", "k2.png"],
+            "'box-blur' has fractions",
+        ),
+        (&["-o", "-"], "not standard input or output"),
+        (&["in.png", "-o", "k2/"], "give one input, not 2"),
+    ];
+    for (args, expected) in cases {
+        let before = scratch.listing();
+        let output = scratch
+            .gpuconv()
+            .args([
+                "filter",
+                "in.png",
+                "--edge",
+                "--unclipped",
+                "--backend",
+                "cpu",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert_eq!(scratch.listing(), before, "{args:?}: no file written");
+    }
+}

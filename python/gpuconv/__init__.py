@@ -113,10 +113,12 @@ class Engine:
     ) -> npt.NDArray[np.uint8] | list[npt.NDArray[np.uint8]]:
         """Filters ``image`` with ``kernels``; see :func:`gpuconv.filter`."""
         gray = _as_gray(image)
+        kernels = _listed(kernels)
         single = _is_one_kernel(kernels)
         specs = [_kernel_arg(k) for k in ([kernels] if single else list(kernels))]
-        if edge is not True and edge is not False:
+        if not isinstance(edge, (bool, np.bool_)):
             raise ArgumentError(f"edge must be True or False, not {edge!r}")
+        edge = bool(edge)
         if edge and threshold is not None:
             raise ArgumentError("edge and threshold exclude each other: choose one")
         if threshold is not None:
@@ -128,10 +130,20 @@ class Engine:
         _check_border_and_threads(border, threads)
         outs = None
         if out is not None:
-            outs = [out] if isinstance(out, np.ndarray) else list(out)
+            try:
+                outs = [out] if isinstance(out, np.ndarray) else list(out)
+            except TypeError:
+                raise ArgumentError(f"out must be a numpy array or a sequence of them, not {out!r}") from None
             for array in outs:
-                if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
-                    raise ArgumentError("out must hold uint8 numpy arrays")
+                if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 2:
+                    raise ArgumentError("out must hold 2-D uint8 numpy arrays")
+            # Filtering reads the image while it writes the outputs, with the GIL released:
+            # arrays that share memory would read half-written pixels.
+            for i, array in enumerate(outs):
+                if np.may_share_memory(array, gray):
+                    raise ArgumentError("an out array shares memory with the image: use another array")
+                if any(np.may_share_memory(array, other) for other in outs[:i]):
+                    raise ArgumentError("two out arrays share memory: give each output its own")
         written = self._native.run(
             gray,
             specs,
@@ -154,11 +166,12 @@ class Engine:
         threads: int | None = None,
     ) -> npt.NDArray[Any] | list[npt.NDArray[Any]]:
         """Each kernel's response; see :func:`gpuconv.responses`."""
-        if clip is True:
-            return self.filter(image, kernels, border=border, threads=threads)
-        if clip is not False:
+        if not isinstance(clip, (bool, np.bool_)):
             raise ArgumentError(f"clip must be True or False, not {clip!r}")
+        if clip:
+            return self.filter(image, kernels, border=border, threads=threads)
         gray = _as_gray(image)
+        kernels = _listed(kernels)
         single = _is_one_kernel(kernels)
         specs = [_kernel_arg(k) for k in ([kernels] if single else list(kernels))]
         _check_border_and_threads(border, threads)
@@ -279,8 +292,10 @@ def responses(
 def _check_border_and_threads(border: Any, threads: Any) -> None:
     if not isinstance(border, str):
         raise ArgumentError(f"border must be a string, one of {', '.join(BORDERS)}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
-        raise ArgumentError(f"threads must be a whole number of at least 1, not {threads!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= int(threads) <= 1 << 20
+    ):
+        raise ArgumentError(f"threads must be a whole number from 1 to a few per core, not {threads!r}")
 
 
 def _as_gray(image: Any) -> npt.NDArray[np.uint8]:
@@ -296,7 +311,9 @@ def _as_gray(image: Any) -> npt.NDArray[np.uint8]:
             values = np.asarray(image)
         except (ValueError, TypeError) as error:
             raise ArgumentError(f"image is not an array, a Pillow image or a path: {error}") from None
-        if values.dtype.kind not in "iub" or values.size == 0:
+        if values.size == 0:
+            raise ArgumentError("image is empty")
+        if values.dtype.kind not in "iub":
             raise ArgumentError(f"image is not an array of whole numbers 0 to 255 (dtype {values.dtype})")
         if values.min() < 0 or values.max() > 255:
             raise ArgumentError("image values must lie from 0 to 255")
@@ -334,6 +351,17 @@ def _pillow_gray(image: Any) -> npt.NDArray[np.uint8]:
         wide = np.asarray(image).astype(np.uint32)
         return ((wide + 128) // 257).astype(np.uint8)
     return np.asarray(image.convert("L"))
+
+
+def _listed(kernels: Any) -> Any:
+    """``kernels`` as given when it is one name or an array, else as a list, read once (a
+    generator is read here, not twice)."""
+    if isinstance(kernels, (str, np.ndarray)):
+        return kernels
+    try:
+        return list(kernels)
+    except TypeError:
+        raise ArgumentError(f"kernels must be a name, a 3x3 matrix or a sequence of them, not {kernels!r}") from None
 
 
 def _is_one_kernel(kernels: Any) -> bool:

@@ -81,9 +81,20 @@ fn operation(
             let default_name = format!("kernel{}", i + 1);
             match kernel {
                 KernelArg::Words(words) => Kernel::parse(&words, &default_name),
-                // f64 to f32 rounds to nearest; a weight beyond f32's range becomes infinite and
-                // is refused as not finite.
-                KernelArg::Weights(weights) => Kernel::new(default_name, weights.map(|w| w as f32)),
+                // f64 to f32 rounds to nearest; a finite weight beyond f32's range, which would
+                // turn infinite, is named as given.
+                KernelArg::Weights(weights) => {
+                    match weights
+                        .iter()
+                        .find(|w| w.is_finite() && w.abs() > f64::from(f32::MAX))
+                    {
+                        Some(w) => Err(gpuconv::Error::InvalidKernel {
+                            spec: default_name,
+                            reason: format!("weight {w} is beyond any kernel's range"),
+                        }),
+                        None => Kernel::new(default_name, weights.map(|w| w as f32)),
+                    }
+                }
             }
         })
         .collect::<gpuconv::Result<Vec<_>>>()
@@ -119,18 +130,39 @@ fn dimensions((height, width): (usize, usize)) -> PyResult<(u32, u32)> {
     match (u32::try_from(width), u32::try_from(height)) {
         (Ok(w), Ok(h)) => Ok((w, h)),
         _ => Err(argument_error(format!(
-            "image is {height}×{width}: too large"
+            "image is {width}×{height}: too large"
         ))),
     }
 }
 
 /// An array's samples in row-major order: read in place when they are packed that way already,
 /// otherwise (strided, transposed, reversed) copied once.
-fn packed<'a, D: Dimension>(array: &'a ArrayView<'a, u8, D>) -> Cow<'a, [u8]> {
-    match array.as_slice() {
-        Some(samples) => Cow::Borrowed(samples),
-        None => Cow::Owned(array.iter().copied().collect()),
+fn packed<'a, D: Dimension>(array: &'a ArrayView<'a, u8, D>) -> PyResult<Cow<'a, [u8]>> {
+    if let Some(samples) = array.as_slice() {
+        return Ok(Cow::Borrowed(samples));
     }
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(array.len()).map_err(|_| {
+        exception(
+            "LimitError",
+            format!(
+                "out of memory copying a strided array of {} bytes into rows",
+                array.len()
+            ),
+        )
+    })?;
+    copy.extend(array.iter().copied());
+    Ok(Cow::Owned(copy))
+}
+
+/// `threads=` may ask for at most this many threads per core.
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// How many thread counts keep their pools at once.
+const KEPT_POOLS: usize = 4;
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// A filtering engine kept between calls: a GPU's device, pipelines and buffers stay open; the
@@ -149,20 +181,34 @@ struct Engine {
 
 impl Engine {
     /// The CPU backend with `threads` threads (`None`: every core).
-    fn cpu_with(&self, threads: Option<usize>) -> PyResult<CpuBackend> {
+    fn cpu_with(&self, py: Python<'_>, threads: Option<usize>) -> PyResult<CpuBackend> {
         let Some(threads) = threads else {
             return Ok(self.cpu.clone());
         };
-        let mut pools = self
-            .pools
-            .lock()
-            .map_err(|_| argument_error("a thread pool panicked".into()))?;
-        if let Some(cpu) = pools.get(&threads) {
+        let most = MAX_THREADS_PER_CORE * available_cores();
+        if threads > most {
+            return Err(argument_error(format!(
+                "threads={threads} is more than {MAX_THREADS_PER_CORE} per core of this machine's \
+                 {} (at most {most})",
+                available_cores()
+            )));
+        }
+        let poisoned = |_| exception("EngineError", "a thread pool panicked".into());
+        if let Some(cpu) = self.pools.lock().map_err(poisoned)?.get(&threads) {
             return Ok(cpu.clone());
         }
-        let cpu = CpuBackend::with_threads(threads).map_err(raise)?;
-        pools.insert(threads, cpu.clone());
-        Ok(cpu)
+        // Started without the GIL: other Python threads go on meanwhile.
+        let cpu = py
+            .detach(|| CpuBackend::with_threads(threads))
+            .map_err(raise)?;
+        let mut pools = self.pools.lock().map_err(poisoned)?;
+        // A few counts are kept; beyond, one is let go (its threads end with its last call).
+        if pools.len() >= KEPT_POOLS
+            && let Some(&other) = pools.keys().find(|&&count| count != threads)
+        {
+            pools.remove(&other);
+        }
+        Ok(pools.entry(threads).or_insert(cpu).clone())
     }
 }
 
@@ -246,7 +292,7 @@ impl Engine {
         let (out_width, out_height) = operation.output_size(width, height).map_err(raise)?;
         let shape = [out_height as usize, out_width as usize];
         let count = operation.output_count() as usize;
-        let pixels = packed(&array);
+        let pixels = packed(&array)?;
         let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
         let outputs = match outputs {
             Some(outputs) => {
@@ -321,20 +367,16 @@ impl Engine {
         let (width, height) = dimensions(array.dim())?;
         let (out_width, out_height) = operation.output_size(width, height).map_err(raise)?;
         let shape = [out_height as usize, out_width as usize];
-        let pixels = packed(&array);
+        let pixels = packed(&array)?;
         let view = GrayView::from_raw(width, height, &pixels[..]).expect("width × height pixels");
-        let on_gpu = self.routes_to_gpu(&view, &operation)?;
-        let sums = if on_gpu {
-            let engine = self.gpu.as_ref().expect("a GPU engine");
-            py.detach(|| {
-                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
-                engine.run_sums(&view, &operation)
-            })
-        } else {
-            let cpu = self.cpu_with(threads)?;
-            py.detach(|| cpu.run_sums(&view, &operation))
-        }
-        .map_err(raise)?;
+        let sums = self.dispatch(
+            py,
+            &view,
+            &operation,
+            threads,
+            |engine| engine.run_sums(&view, &operation),
+            |cpu| cpu.run_sums(&view, &operation),
+        )?;
         // numpy takes each plane over without a copy.
         Ok(sums
             .planes
@@ -348,15 +390,30 @@ impl Engine {
 }
 
 impl Engine {
-    /// Whether this engine has a GPU and sends `view` there.
-    fn routes_to_gpu(&self, view: &GrayView<'_>, operation: &Operation) -> PyResult<bool> {
-        let Some(engine) = &self.gpu else {
-            return Ok(false);
-        };
-        let engine = engine
-            .lock()
-            .map_err(|_| exception("EngineError", "the engine panicked".into()))?;
-        Ok(engine.backend_for(view.width(), view.height(), operation) == "gpu")
+    /// Runs `on_gpu` with the engine's GPU when it has one and sends `view` there, else
+    /// `on_cpu` with the CPU backend of `threads` threads, all with the GIL released: a thread
+    /// waiting for its turn with the GPU holds up no other Python thread.
+    fn dispatch<T: Send>(
+        &self,
+        py: Python<'_>,
+        view: &GrayView<'_>,
+        operation: &Operation,
+        threads: Option<usize>,
+        on_gpu: impl FnOnce(&mut gpuconv::Engine) -> gpuconv::Result<T> + Send,
+        on_cpu: impl FnOnce(&CpuBackend) -> gpuconv::Result<T> + Send,
+    ) -> PyResult<T> {
+        let cpu = self.cpu_with(py, threads)?;
+        let (width, height) = view.dimensions();
+        py.detach(|| {
+            if let Some(engine) = &self.gpu {
+                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
+                if engine.backend_for(width, height, operation) == "gpu" {
+                    return on_gpu(&mut engine);
+                }
+            }
+            on_cpu(&cpu)
+        })
+        .map_err(raise)
     }
 
     /// [`filter_into`](Self::filter_into) into new planes, the library's, in output order.
@@ -367,17 +424,14 @@ impl Engine {
         operation: &Operation,
         threads: Option<usize>,
     ) -> PyResult<Vec<Vec<u8>>> {
-        let output = if self.routes_to_gpu(view, operation)? {
-            let engine = self.gpu.as_ref().expect("a GPU engine");
-            py.detach(|| {
-                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
-                engine.run_view(view, operation)
-            })
-        } else {
-            let cpu = self.cpu_with(threads)?;
-            py.detach(|| cpu.run_view(view, operation))
-        }
-        .map_err(raise)?;
+        let output = self.dispatch(
+            py,
+            view,
+            operation,
+            threads,
+            |engine| engine.run_view(view, operation),
+            |cpu| cpu.run_view(view, operation),
+        )?;
         Ok(output
             .combined
             .into_iter()
@@ -386,9 +440,7 @@ impl Engine {
             .collect())
     }
 
-    /// Filters `view` into `planes` with the GIL released: on the GPU when this engine has one
-    /// and routes the image there (taking its turn with the engine), else on the CPU with
-    /// `threads` threads, no turns needed.
+    /// Filters `view` into `planes` (see [`dispatch`](Self::dispatch)).
     fn filter_into(
         &self,
         py: Python<'_>,
@@ -397,17 +449,16 @@ impl Engine {
         planes: &mut [&mut [u8]],
         threads: Option<usize>,
     ) -> PyResult<()> {
-        let result = if self.routes_to_gpu(view, operation)? {
-            let engine = self.gpu.as_ref().expect("a GPU engine");
-            py.detach(|| {
-                let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
-                engine.run_view_into(view, operation, planes)
-            })
-        } else {
-            let cpu = self.cpu_with(threads)?;
-            py.detach(|| cpu.run_view_into(view, operation, planes))
-        };
-        result.map_err(raise)
+        // Both closures need the planes and only one runs: a mutex lends them to whichever does.
+        let planes = std::sync::Mutex::new(planes);
+        self.dispatch(
+            py,
+            view,
+            operation,
+            threads,
+            |engine| engine.run_view_into(view, operation, &mut planes.lock().expect("one user")),
+            |cpu| cpu.run_view_into(view, operation, &mut planes.lock().expect("one user")),
+        )
     }
 }
 
@@ -425,7 +476,7 @@ fn gray<'py>(
             "a 3-D image has 3 (RGB) or 4 (RGBA) channels; this one has {channels}"
         )));
     }
-    let samples = packed(&array);
+    let samples = packed(&array)?;
     let out = PyArray2::<u8>::zeros(py, [height, width], false);
     {
         let mut writer = out.readwrite();

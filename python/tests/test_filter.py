@@ -252,3 +252,51 @@ def test_auto_says_where_it_filters() -> None:
     if not engine.has_gpu:
         assert engine.fallback_reason
     np.testing.assert_array_equal(engine.filter(LESSON_EXAMPLE, X), [[4, 3, 4], [2, 4, 3], [2, 3, 4]])
+
+
+def test_arrays_sharing_memory_and_odd_arguments_are_refused(engine: gpuconv.Engine) -> None:
+    # An out array over the image's own bytes (another view of one buffer) would read
+    # half-written pixels: refused, as are two outs over the same bytes.
+    buffer = bytearray(random_image(64, 68, seed=11).tobytes())
+    image = np.frombuffer(buffer, np.uint8, count=64 * 64).reshape(64, 64)
+    overlapping = np.frombuffer(buffer, np.uint8, count=62 * 62, offset=64).reshape(62, 62)
+    with pytest.raises(gpuconv.ArgumentError, match="shares memory with the image"):
+        engine.filter(image, "vertical", out=overlapping)
+    twice = np.empty((62, 62), np.uint8)
+    with pytest.raises(gpuconv.ArgumentError, match="two out arrays share memory"):
+        engine.filter(image.copy(), out=[twice, twice[:, :]])
+    with pytest.raises(gpuconv.ArgumentError, match="2-D uint8"):
+        engine.filter(image.copy(), edge=True, out=np.empty((62, 62, 1), np.uint8))
+    with pytest.raises(gpuconv.ArgumentError, match="a numpy array or a sequence"):
+        engine.filter(image.copy(), edge=True, out=5)
+    # Kernels from a generator are read once; numpy's booleans are booleans.
+    expected = engine.filter(image.copy(), ["vertical", "horizontal"])
+    from_generator = engine.filter(image.copy(), (k for k in ["vertical", "horizontal"]))
+    np.testing.assert_array_equal(from_generator[1], expected[1])
+    np.testing.assert_array_equal(engine.filter(image, edge=np.True_), engine.filter(image, edge=True))
+    with pytest.raises(gpuconv.ArgumentError, match="threads must be"):
+        engine.filter(image, threads=2**70)
+    with pytest.raises(gpuconv.ArgumentError, match="per core"):
+        engine.filter(image, threads=100_000)
+    with pytest.raises(gpuconv.ArgumentError, match="beyond any kernel's range"):
+        engine.filter(image, [[1e300, 0, 0], [0, 0, 0], [0, 0, 0]])
+    with pytest.raises(gpuconv.ArgumentError, match="image is empty"):
+        engine.filter([])
+
+
+def test_many_thread_counts_keep_a_few_pools() -> None:
+    import threading as _threading
+
+    image = random_image(40, 41, seed=2)
+    expected = reference_edge(image)
+    before = _threading.active_count()
+    import os
+
+    # Up to 4 per core are allowed: 2 to 8 on two cores, at most 10 counts anywhere.
+    for threads in list(range(2, 4 * (os.cpu_count() or 1) + 1))[:10]:
+        np.testing.assert_array_equal(gpuconv.filter(image, edge=True, backend="cpu", threads=threads), expected)
+    # rayon's threads are not Python threads; the process's own count is what matters.
+    tasks = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+    assert _threading.active_count() == before
+    # At most 4 pools of at most 11 threads, beside the global pool and Python's own.
+    assert tasks < 80, tasks

@@ -29,7 +29,7 @@ pub use sinks::{EncodedRows, create_row_sink, encode_rows, encodes_rows, writes_
 pub(crate) use write::write_partial;
 pub use write::{
     check_output_folder, encode_gray, encode_gray_with, encoded_images_per_output, is_bitmap_path,
-    output_format, remove_partial_outputs, save_gray, save_gray_with,
+    output_format, remove_partial_outputs, save_gray, save_gray_with, save_gray16,
 };
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use image::{GrayImage, ImageFormat};
+use image::{GrayImage, ImageBuffer, ImageFormat, Luma};
 use tempfile::NamedTempFile;
 
 use super::png_bands::{Compression, PngRows};
@@ -142,6 +142,48 @@ pub fn save_gray(image: &GrayImage, path: &Path) -> Result<()> {
 /// [`save_gray`], compressed as `compression` says.
 pub fn save_gray_with(image: &GrayImage, path: &Path, compression: Compression) -> Result<()> {
     write_partial(image, path, compression)?.commit()
+}
+
+/// Saves a 16-bit gray image as PNG, PGM (`.pgm`, `.pnm`: P5 with maxval 65535) or TIFF, by
+/// `path`'s extension, through a temporary file renamed into place.
+pub fn save_gray16(image: &ImageBuffer<Luma<u16>, Vec<u16>>, path: &Path) -> Result<()> {
+    let write_error = |reason: String| Error::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let format = match (output_format(path)?, extension(path).as_str()) {
+        (ImageFormat::Png, _) => ImageFormat::Png,
+        (ImageFormat::Pnm, "pgm" | "pnm") => ImageFormat::Pnm,
+        (ImageFormat::Tiff, _) => ImageFormat::Tiff,
+        _ => {
+            return Err(write_error(
+                "a 16-bit image is written as PNG, PGM or TIFF (.png, .pgm, .tif)".into(),
+            ));
+        }
+    };
+    let partial = PartialFile::create(path)?;
+    let mut writer = BufWriter::new(partial.file());
+    if format == ImageFormat::Pnm {
+        // Written here: image's PNM encoder writes 16-bit gray only as PAM (P7). A 16-bit PGM
+        // is its header, then the samples big-endian.
+        let header = format!("P5\n{} {}\n65535\n", image.width(), image.height());
+        writer
+            .write_all(header.as_bytes())
+            .and_then(|()| {
+                image.as_raw().chunks(64 * 1024).try_for_each(|samples| {
+                    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_be_bytes()).collect();
+                    writer.write_all(&bytes)
+                })
+            })
+            .map_err(|e| write_error(e.to_string()))?;
+    } else {
+        image
+            .write_to(&mut writer, format)
+            .map_err(|e| write_error(e.to_string()))?;
+    }
+    writer.flush().map_err(|e| write_error(e.to_string()))?;
+    drop(writer);
+    partial.commit()
 }
 
 /// [`save_gray`] up to the rename: the complete file under its temporary name, for a caller

@@ -8,6 +8,7 @@
 //! - [`batch`]: many inputs at once, a worker per core with its share of the memory budget.
 //! - [`SharedEngine`]: the one engine a batch's workers or a service's requests share, re-opened
 //!   after a lost GPU device.
+//! - [`unclipped_edge`]: the lesson's Keras model, `|V| + |H|` unclipped, as a 16-bit image.
 //!
 //! All three overlap reading, filtering and writing with the same stage runner: bounded queues
 //! of buffers that go round, so that memory is a few bands or frames whatever the length.
@@ -17,6 +18,7 @@ pub mod batch;
 pub mod frames;
 mod image;
 mod shared;
+mod unclipped;
 
 pub use crate::rows::{CollectRows, DEFAULT_BAND_BYTES, ImageRows, RowSink, RowSource};
 pub use bands::{filter_rows, filter_rows_timed};
@@ -25,3 +27,6 @@ pub use image::{
     Destination, Filtered, Observer, Outlet, STREAM_FROM_PIXELS, Settings, Source, filter_image,
 };
 pub use shared::{SharedEngine, Unavailable};
+pub use unclipped::{
+    Gray16Image, UNCLIPPED_EDGE_BYTES_PER_PIXEL, unclipped_edge, unclipped_edge_bound,
+};

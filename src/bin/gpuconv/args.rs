@@ -251,6 +251,13 @@ pub struct FilterArgs {
     #[arg(long)]
     pub responses: bool,
 
+    /// With --edge: write |V| + |H| unclipped (the lesson's Keras model: a Conv2D with the two
+    /// kernels, no bias) as a 16-bit image, PNG, PGM or TIFF, for one input and one output
+    /// file. The kernels need whole-number weights whose largest |V| + |H| fits 16 bits (the
+    /// lesson's reach 2040).
+    #[arg(long, requires = "edge", conflicts_with_all = ["responses", "from_list"])]
+    pub unclipped: bool,
+
     /// Output file (one input, one image out; its extension picks the format), or a folder that
     /// receives INPUTSTEM-KERNEL.FORMAT files: when there are several inputs or outputs, or the
     /// path is an existing folder or ends with '/'. `-` writes the one image to standard output,

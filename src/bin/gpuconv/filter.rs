@@ -54,6 +54,9 @@ struct Job {
 
 pub fn run(args: &FilterArgs) -> Result<()> {
     let operation = operation(args)?;
+    if args.unclipped {
+        return unclipped(args, &operation);
+    }
     let mut inputs = Inputs::open(args)?;
     let plan = plan(args, &mut inputs, &operation)?;
     let limits = io::ReadLimits {
@@ -152,6 +155,73 @@ pub fn run(args: &FilterArgs) -> Result<()> {
     {
         eprintln!("peak resident memory: {peak:.0} MiB");
     }
+    Ok(())
+}
+
+/// `--unclipped`: one input read whole, its unclipped `|V| + |H|` written as one 16-bit file.
+fn unclipped(args: &FilterArgs, operation: &Operation) -> Result<()> {
+    let [input] = &args.inputs[..] else {
+        bail!(
+            "--unclipped writes one 16-bit image: give one input, not {}",
+            args.inputs.len()
+        );
+    };
+    if is_standard(input) || is_standard(&args.output) || args.output.is_dir() {
+        bail!(
+            "--unclipped reads one file and writes one file (.png, .pgm or .tif), not standard input or output or a folder"
+        );
+    }
+    // Refused before any work: kernels beyond 16 bits, an output the input's own file.
+    let [vertical, horizontal] = operation.kernels() else {
+        bail!("--unclipped needs the two kernels of --edge");
+    };
+    if let Some(bound) = pipeline::unclipped_edge_bound(vertical, horizontal)
+        && bound > u64::from(u16::MAX)
+    {
+        bail!(
+            "the unclipped edge image of '{}' and '{}' can reach {bound}, more than a 16-bit image holds (65535): use smaller kernels, or --edge without --unclipped",
+            vertical.name(),
+            horizontal.name()
+        );
+    }
+    io::output_format(&args.output)?;
+    add_jobs(
+        &mut Default::default(),
+        &[Job {
+            input: input.clone(),
+            outputs: vec![args.output.clone()],
+            refused: None,
+        }],
+    )?;
+    let budget = args.limits.memory_budget();
+    let limits = io::ReadLimits {
+        max_pixels: args.limits.max_pixels,
+        max_memory: budget,
+        orient: args.orient,
+        ..Default::default()
+    };
+    let image = io::load_gray_with(input, &limits)?;
+    let (width, height) = image.dimensions();
+    let needed =
+        u64::from(width) * u64::from(height) * (1 + pipeline::UNCLIPPED_EDGE_BYTES_PER_PIXEL);
+    if needed > budget {
+        bail!(
+            "'{}' is {width}×{height}: its unclipped edge image needs {} in memory (the image, two 32-bit sums and the 16-bit result), over the memory budget of {} (--max-memory)",
+            gpuconv::text::escape_path(input),
+            io::format_bytes(needed),
+            io::format_bytes(budget)
+        );
+    }
+    let workload = gpuconv::Workload {
+        pixels: u64::from(width) * u64::from(height),
+        kernels: 2,
+        outputs: 2,
+        images: Some(1),
+        on_gpu: false,
+    };
+    let mut engine = crate::open_engine(args.backend.into(), &workload)?;
+    let edges = pipeline::unclipped_edge(&mut engine, &gpuconv::view(&image), operation)?;
+    io::save_gray16(&edges, &args.output)?;
     Ok(())
 }
 
