@@ -257,6 +257,12 @@ impl Operation {
     /// The size of each output image for an input of `width × height`: (W−2)×(H−2) for
     /// [`Border::Valid`] (an error below 3×3), W×H for the others (an error for an empty image).
     pub fn output_size(&self, width: u32, height: u32) -> Result<(u32, u32)> {
+        if width.checked_mul(self.output_pixel_bytes()).is_none() {
+            return Err(Error::InvalidOperation(format!(
+                "an image {width} pixels wide is too wide for unclipped sums: a row of them would \
+                 pass 4 GiB"
+            )));
+        }
         match self.border {
             Border::Valid => output_size(width, height),
             _ if width == 0 || height == 0 => Err(Error::ImageTooSmall { width, height }),

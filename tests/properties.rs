@@ -421,3 +421,17 @@ fn sums_in_strips_equal_the_reference() {
             .all(|(a, e)| (a - e).abs() <= 1e-3 * e.abs().max(1.0))
     );
 }
+
+#[test]
+fn sums_of_rows_past_4_gib_are_refused_before_any_work() {
+    let operation = Operation::sums(vec![Kernel::vertical_lines()]).unwrap();
+    let error = operation.output_size(1 << 30, 3).unwrap_err();
+    assert!(
+        error.to_string().contains("too wide for unclipped sums"),
+        "{error}"
+    );
+    assert_eq!(
+        operation.output_size((1 << 30) - 1, 3).unwrap(),
+        ((1 << 30) - 3, 1)
+    );
+}
