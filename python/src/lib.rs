@@ -305,9 +305,13 @@ impl Engine {
                 for out in &outputs {
                     if out.shape() != shape || !out.is_c_contiguous() {
                         return Err(argument_error(format!(
-                            "an out array is {:?}{}; it must be a writeable, C-contiguous uint8 \
-                             array of shape ({}, {})",
-                            out.shape(),
+                            "an out array has shape ({}){}; it must be a writeable, C-contiguous \
+                             uint8 array of shape ({}, {})",
+                            out.shape()
+                                .iter()
+                                .map(usize::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             if out.is_c_contiguous() {
                                 ""
                             } else {
