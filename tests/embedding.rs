@@ -474,7 +474,7 @@ fn mistakes_are_errors_that_say_what_to_fix() {
                 bytes_per_row: 4,
                 bytes_per_image: 0,
             },
-            "less than the output width 8",
+            "less than an output row's 8 bytes",
         ),
         (
             source,
