@@ -378,8 +378,9 @@ impl Engine {
             &view,
             &operation,
             threads,
-            |engine| engine.run_sums(&view, &operation),
-            |cpu| cpu.run_sums(&view, &operation),
+            (),
+            |engine, ()| engine.run_sums(&view, &operation),
+            |cpu, ()| cpu.run_sums(&view, &operation),
         )?;
         // numpy takes each plane over without a copy.
         Ok(sums
@@ -396,15 +397,21 @@ impl Engine {
 impl Engine {
     /// Runs `on_gpu` with the engine's GPU when it has one and sends `view` there, else
     /// `on_cpu` with the CPU backend of `threads` threads, all with the GIL released: a thread
-    /// waiting for its turn with the GPU holds up no other Python thread.
-    fn dispatch<T: Send>(
+    /// waiting for its turn with the GPU holds up no other Python thread. `arg` goes to the one
+    /// that runs.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the call, and its two ways to run"
+    )]
+    fn dispatch<A: Send, T: Send>(
         &self,
         py: Python<'_>,
         view: &GrayView<'_>,
         operation: &Operation,
         threads: Option<usize>,
-        on_gpu: impl FnOnce(&mut gpuconv::Engine) -> gpuconv::Result<T> + Send,
-        on_cpu: impl FnOnce(&CpuBackend) -> gpuconv::Result<T> + Send,
+        arg: A,
+        on_gpu: impl FnOnce(&mut gpuconv::Engine, A) -> gpuconv::Result<T> + Send,
+        on_cpu: impl FnOnce(&CpuBackend, A) -> gpuconv::Result<T> + Send,
     ) -> PyResult<T> {
         let cpu = self.cpu_with(py, threads)?;
         let (width, height) = view.dimensions();
@@ -412,10 +419,10 @@ impl Engine {
             if let Some(engine) = &self.gpu {
                 let mut engine = engine.lock().map_err(|_| gpuconv::Error::EnginePanicked)?;
                 if engine.backend_for(width, height, operation) == "gpu" {
-                    return on_gpu(&mut engine);
+                    return on_gpu(&mut engine, arg);
                 }
             }
-            on_cpu(&cpu)
+            on_cpu(&cpu, arg)
         })
         .map_err(raise)
     }
@@ -433,8 +440,9 @@ impl Engine {
             view,
             operation,
             threads,
-            |engine| engine.run_view(view, operation),
-            |cpu| cpu.run_view(view, operation),
+            (),
+            |engine, ()| engine.run_view(view, operation),
+            |cpu, ()| cpu.run_view(view, operation),
         )?;
         Ok(output
             .combined
@@ -453,15 +461,14 @@ impl Engine {
         planes: &mut [&mut [u8]],
         threads: Option<usize>,
     ) -> PyResult<()> {
-        // Both closures need the planes and only one runs: a mutex lends them to whichever does.
-        let planes = std::sync::Mutex::new(planes);
         self.dispatch(
             py,
             view,
             operation,
             threads,
-            |engine| engine.run_view_into(view, operation, &mut planes.lock().expect("one user")),
-            |cpu| cpu.run_view_into(view, operation, &mut planes.lock().expect("one user")),
+            planes,
+            |engine, planes| engine.run_view_into(view, operation, planes),
+            |cpu, planes| cpu.run_view_into(view, operation, planes),
         )
     }
 }
