@@ -279,17 +279,19 @@ fn float_sum(params: &Conv3x3Params, input: &[u8], y: u32, k: usize, sums: &mut 
 }
 
 /// The sums of output row `y` for every kernel ([`MODE_SUMS`]), each written as 4 bytes a pixel
-/// (native byte order) into its output row.
+/// (native byte order) into bytes `span` of its plane.
 fn write_sums(
     params: &Conv3x3Params,
     input: &[u8],
     y: u32,
     wide: &[Option<WideTaps>],
     scratch: &mut Scratch,
-    outputs: &mut [&mut [u8]],
+    planes: &mut [&mut [u8]],
+    span: std::ops::Range<usize>,
 ) {
     let width = params.out_width as usize;
-    for (k, out) in outputs.iter_mut().enumerate() {
+    for (k, plane) in planes.iter_mut().enumerate() {
+        let out = &mut plane[span.clone()];
         if let Some(taps) = &wide[k] {
             let rows: [&[u8]; 3] =
                 std::array::from_fn(|r| load_row(params, input, 0, y + r as u32, width + 2));
@@ -389,11 +391,7 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], para
             let y = (task * task_rows + row) as u32;
             if sums {
                 let span = row * stride..row * stride + row_bytes;
-                let mut rows: Vec<&mut [u8]> = outputs
-                    .iter_mut()
-                    .map(|plane| &mut plane[span.clone()])
-                    .collect();
-                write_sums(params, input, y, &wide, scratch, &mut rows);
+                write_sums(params, input, y, &wide, scratch, &mut outputs, span);
                 continue;
             }
             let span = row * stride..row * stride + width;

@@ -28,5 +28,6 @@ pub use image::{
 };
 pub use shared::{SharedEngine, Unavailable};
 pub use unclipped::{
-    Gray16Image, UNCLIPPED_EDGE_BYTES_PER_PIXEL, unclipped_edge, unclipped_edge_bound,
+    Gray16Image, UNCLIPPED_EDGE_BYTES_PER_PIXEL, check_unclipped_edge, unclipped_edge,
+    unclipped_edge_bound,
 };

@@ -25,13 +25,31 @@ pub fn unclipped_edge_bound(vertical: &Kernel, horizontal: &Kernel) -> Option<u6
 
 /// `|V| + |H|` of an edge `operation`'s two kernels over `image`, unclipped, with the
 /// operation's border: the lesson's Keras model, whose output a 16-bit image holds exactly when
-/// both kernels have whole-number weights and [`unclipped_edge_bound`] is at most 65535. An
-/// [`Error::InvalidOperation`] says which condition fails, before any work.
+/// [`check_unclipped_edge`] passes, which is checked first.
 pub fn unclipped_edge(
     engine: &mut Engine,
     image: &GrayView<'_>,
     operation: &Operation,
 ) -> Result<Gray16Image> {
+    check_unclipped_edge(operation)?;
+    let sums = Operation::sums(operation.kernels().to_vec())?.with_border(operation.border());
+    let sums = engine.run_sums(image, &sums)?;
+    let [SumPlane::Integer(v), SumPlane::Integer(h)] = &sums.planes[..] else {
+        unreachable!("whole-number kernels give i32 sums");
+    };
+    let mut pixels: Vec<u16> = crate::memory::zeroed(v.len(), "an unclipped edge image")?;
+    for ((pixel, v), h) in pixels.iter_mut().zip(v).zip(h) {
+        // At most the bound, checked to fit.
+        *pixel = (v.unsigned_abs() + h.unsigned_abs()) as u16;
+    }
+    Ok(Gray16Image::from_raw(sums.width, sums.height, pixels).expect("width × height pixels"))
+}
+
+/// Whether [`unclipped_edge`] can write `operation`'s output as 16 bits: an edge operation of
+/// two kernels with whole-number weights whose [`unclipped_edge_bound`] is at most 65535. An
+/// [`Error::InvalidOperation`] says which condition fails; a caller can ask before reading an
+/// image.
+pub fn check_unclipped_edge(operation: &Operation) -> Result<()> {
     let [vertical, horizontal] = operation.kernels() else {
         return Err(Error::InvalidOperation(
             "the unclipped edge image combines exactly 2 kernels (V and H)".into(),
@@ -60,18 +78,7 @@ pub fn unclipped_edge(
             horizontal.name()
         )));
     }
-    let sums = Operation::sums(vec![vertical.clone(), horizontal.clone()])?
-        .with_border(operation.border());
-    let sums = engine.run_sums(image, &sums)?;
-    let [SumPlane::Integer(v), SumPlane::Integer(h)] = &sums.planes[..] else {
-        unreachable!("whole-number kernels give i32 sums");
-    };
-    let mut pixels: Vec<u16> = crate::memory::zeroed(v.len(), "an unclipped edge image")?;
-    for ((pixel, v), h) in pixels.iter_mut().zip(v).zip(h) {
-        // At most `bound`, checked above to fit.
-        *pixel = (v.unsigned_abs() + h.unsigned_abs()) as u16;
-    }
-    Ok(Gray16Image::from_raw(sums.width, sums.height, pixels).expect("width × height pixels"))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! `gpuconv demo`: the lesson, reproduced.
 
 use anyhow::{Context, Result};
-use gpuconv::{Engine, Kernel, Operation, SumPlane, io};
+use gpuconv::pipeline::{self, Gray16Image};
+use gpuconv::{Engine, Kernel, Operation, io};
 use image::GrayImage;
 
 use crate::args::DemoArgs;
@@ -57,10 +58,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         print_matrix(name, &image);
         print_matrix(&format!("{name} * vertical lines"), &output.responses[0]);
         print_matrix(&format!("{name} * horizontal lines"), &output.responses[1]);
-        let (width, keras) = keras_model(&mut engine, &image)?;
+        let keras = keras_model(&mut engine, &image)?;
         print_values(
             &format!("{name}: the Keras model, |V| + |H| unclipped"),
-            width,
             &keras,
         );
     }
@@ -90,36 +90,28 @@ fn decode(name: &str, bytes: &[u8]) -> Result<GrayImage> {
 }
 
 /// The lesson's Keras model on `image`: a `Conv2D` whose two 3×3 filters are the line kernels,
-/// 'valid', no bias, then `|V| + |H|` without clipping. Its width and its values, row by row.
-fn keras_model(engine: &mut Engine, image: &GrayImage) -> Result<(u32, Vec<u32>)> {
-    let sums = engine.run_sums(
+/// 'valid', no bias, then `|V| + |H|` without clipping.
+fn keras_model(engine: &mut Engine, image: &GrayImage) -> Result<Gray16Image> {
+    let lines = Operation::edge(Kernel::vertical_lines(), Kernel::horizontal_lines());
+    Ok(pipeline::unclipped_edge(
+        engine,
         &gpuconv::view(image),
-        &Operation::sums(vec![Kernel::vertical_lines(), Kernel::horizontal_lines()])?,
-    )?;
-    let [SumPlane::Integer(v), SumPlane::Integer(h)] = &sums.planes[..] else {
-        anyhow::bail!("the line kernels' sums are whole numbers");
-    };
-    let values = v
-        .iter()
-        .zip(h)
-        .map(|(v, h)| v.unsigned_abs() + h.unsigned_abs())
-        .collect();
-    Ok((sums.width, values))
+        &lines,
+    )?)
 }
 
 /// `values` shown as matplotlib's `imshow` shows an array by default: its smallest value black,
 /// its largest white, linearly between (rounded to nearest).
-fn scaled_to_gray(width: u32, values: &[u32]) -> GrayImage {
+fn scaled_to_gray(values: &Gray16Image) -> GrayImage {
     let (low, high) = values
         .iter()
-        .fold((u32::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let range = u64::from(high.saturating_sub(low)).max(1);
+        .fold((u16::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = u32::from(high.saturating_sub(low)).max(1);
     let pixels = values
         .iter()
-        .map(|&v| ((u64::from(v - low) * 510 + range) / (2 * range)) as u8)
+        .map(|&v| ((u32::from(v - low) * 510 + range) / (2 * range)) as u8)
         .collect();
-    let height = values.len() as u32 / width.max(1);
-    GrayImage::from_raw(width, height, pixels).expect("width × height values")
+    GrayImage::from_raw(values.width(), values.height(), pixels).expect("width × height values")
 }
 
 /// Original, both line responses, the edge image, the lesson's binary edge image (T = 255) and
@@ -136,8 +128,7 @@ fn figure(engine: &mut Engine, image: &GrayImage) -> Result<GrayImage> {
         edges.combined.expect("edge image"),
         binary.combined.expect("threshold image"),
     );
-    let (width, keras) = keras_model(engine, image)?;
-    let keras = scaled_to_gray(width, &keras);
+    let keras = scaled_to_gray(&keras_model(engine, image)?);
     Ok(compose(&[
         Panel {
             title: "original",
@@ -175,10 +166,10 @@ fn print_matrix(title: &str, image: &GrayImage) {
     println!();
 }
 
-fn print_values(title: &str, width: u32, values: &[u32]) {
+fn print_values(title: &str, values: &Gray16Image) {
     let digits = values.iter().max().map_or(1, |v| v.to_string().len());
-    println!("{title} ({width}×{}):", values.len() as u32 / width.max(1));
-    for row in values.chunks(width.max(1) as usize) {
+    println!("{title} ({}×{}):", values.width(), values.height());
+    for row in values.as_raw().chunks(values.width().max(1) as usize) {
         let cells: Vec<String> = row.iter().map(|v| format!("{v:>digits$}")).collect();
         println!("  [{}]", cells.join(" "));
     }

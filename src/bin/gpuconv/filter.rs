@@ -172,18 +172,7 @@ fn unclipped(args: &FilterArgs, operation: &Operation) -> Result<()> {
         );
     }
     // Refused before any work: kernels beyond 16 bits, an output the input's own file.
-    let [vertical, horizontal] = operation.kernels() else {
-        bail!("--unclipped needs the two kernels of --edge");
-    };
-    if let Some(bound) = pipeline::unclipped_edge_bound(vertical, horizontal)
-        && bound > u64::from(u16::MAX)
-    {
-        bail!(
-            "the unclipped edge image of '{}' and '{}' can reach {bound}, more than a 16-bit image holds (65535): use smaller kernels, or --edge without --unclipped",
-            vertical.name(),
-            horizontal.name()
-        );
-    }
+    pipeline::check_unclipped_edge(operation)?;
     io::output_format(&args.output)?;
     add_jobs(
         &mut Default::default(),
