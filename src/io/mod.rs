@@ -5,6 +5,7 @@ mod deflate;
 mod gif;
 mod gray;
 mod input;
+mod npz;
 mod plausible;
 mod png_bands;
 mod qoi;
@@ -19,6 +20,7 @@ pub use crate::memory::{default_memory_budget, parse_bytes, parse_positive_count
 pub use crate::units::format_bytes;
 pub use gray::{luma, sample_16_to_8, sample_float_to_8, to_gray};
 pub use input::{DEFAULT_MAX_PIXELS, ReadLimits, quiet_decoder_panics};
+pub use npz::{Dtype, NpyArray, Npz};
 pub use png_bands::Compression;
 pub use read::{
     READABLE_EXTENSIONS, decode_gray, decode_gray_as, load_gray, load_gray_as, load_gray_with,

@@ -194,7 +194,8 @@ impl Filtered {
 /// formats allow and the image has at least [`STREAM_FROM_PIXELS`] (or whole would be over the
 /// memory budget), the engine then taken band by band so that other threads filter between
 /// them; whole otherwise, the engine taken for the filter alone. Outputs appear only when all
-/// of them are complete; on an error none is left behind.
+/// of them are complete; on an error none is left behind. An [`Operation::sums`] is refused:
+/// its outputs go into one NumPy `.npz` archive, with `responses_npz`.
 pub fn filter_image(
     engine: &Arc<SharedEngine>,
     source: &Source,
@@ -202,6 +203,11 @@ pub fn filter_image(
     settings: &Settings<'_>,
 ) -> Result<Filtered> {
     let operation = settings.operation;
+    if operation.is_sums() {
+        return Err(Error::InvalidOperation(
+            "unclipped sums are filtered into an .npz archive by pipeline::responses_npz".into(),
+        ));
+    }
     // A border's padded copy of the input counts as one more image.
     let outputs = operation.output_count();
     if let Destination::Files(paths) = destination
@@ -281,18 +287,22 @@ pub fn filter_image(
 pub const STREAM_FROM_PIXELS: u64 = 4 << 20;
 
 /// The shared engine, taken for one band at a time.
-struct Borrowed<'a> {
+pub(super) struct Borrowed<'a> {
     engine: &'a Arc<SharedEngine>,
     workload: Workload,
     patience: Option<Duration>,
     observer: &'a dyn Observer,
     /// Where the first band ran.
-    backend: Option<&'static str>,
+    pub(super) backend: Option<&'static str>,
 }
 
 impl<'a> Borrowed<'a> {
     /// `engine`, for an image of `input_size` filtered as `settings` say.
-    fn new(engine: &'a Arc<SharedEngine>, settings: &Settings<'a>, input_size: (u32, u32)) -> Self {
+    pub(super) fn new(
+        engine: &'a Arc<SharedEngine>,
+        settings: &Settings<'a>,
+        input_size: (u32, u32),
+    ) -> Self {
         Self {
             observer: settings.observer,
             engine,
@@ -306,7 +316,7 @@ impl<'a> Borrowed<'a> {
         }
     }
 
-    fn run<T>(
+    pub(super) fn run<T>(
         &mut self,
         image: &GrayImage,
         operation: &Operation,
@@ -456,6 +466,20 @@ impl RowSink for Observed<'_> {
     }
 }
 
+/// The image `source` holds, decoded whole within `limits`.
+pub(super) fn read_whole(
+    source: &Source,
+    settings: &Settings<'_>,
+    limits: &ReadLimits,
+) -> Result<GrayImage> {
+    match source {
+        Source::File(path) => io::load_gray_as(path, limits, settings.input_format),
+        Source::Bytes { bytes, name } => {
+            io::decode_gray_as(bytes, Path::new(name), limits, settings.input_format)
+        }
+    }
+}
+
 fn whole(
     engine: &Arc<SharedEngine>,
     source: &Source,
@@ -465,12 +489,7 @@ fn whole(
 ) -> Result<Filtered> {
     let operation = settings.operation;
     let started = Instant::now();
-    let image = match source {
-        Source::File(path) => io::load_gray_as(path, limits, settings.input_format)?,
-        Source::Bytes { bytes, name } => {
-            io::decode_gray_as(bytes, Path::new(name), limits, settings.input_format)?
-        }
-    };
+    let image = read_whole(source, settings, limits)?;
     let decode = started.elapsed();
     let input_size = image.dimensions();
     let (width, height) = operation.output_size(input_size.0, input_size.1)?;

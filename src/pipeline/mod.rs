@@ -8,6 +8,7 @@
 //! - [`batch`]: many inputs at once, a worker per core with its share of the memory budget.
 //! - [`SharedEngine`]: the one engine a batch's workers or a service's requests share, re-opened
 //!   after a lost GPU device.
+//! - [`responses_npz`]: an image and its kernels' unclipped sums as one NumPy `.npz` archive.
 //! - [`unclipped_edge`]: the lesson's Keras model, `|V| + |H|` unclipped, as a 16-bit image.
 //!
 //! All three overlap reading, filtering and writing with the same stage runner: bounded queues
@@ -17,6 +18,7 @@ pub mod bands;
 pub mod batch;
 pub mod frames;
 mod image;
+mod responses;
 mod shared;
 mod unclipped;
 
@@ -26,6 +28,7 @@ pub use bytes::Bytes;
 pub use image::{
     Destination, Filtered, Observer, Outlet, STREAM_FROM_PIXELS, Settings, Source, filter_image,
 };
+pub use responses::{responses_dtype, responses_npz};
 pub use shared::{SharedEngine, Unavailable};
 pub use unclipped::{
     Gray16Image, UNCLIPPED_EDGE_BYTES_PER_PIXEL, check_unclipped_edge, unclipped_edge,
