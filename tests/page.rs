@@ -1,5 +1,6 @@
 //! The page at `/` in a real browser: Debian's chromium, headless, driven over WebDriver by
-//! chromedriver. Upload an image, pick an operation, click, and check the returned bytes.
+//! chromedriver. The lesson's lab: images chosen, dropped, pasted; every panel's pixels read back
+//! from its canvas and checked against the reference, and what is derived without sending.
 
 mod common;
 
@@ -20,6 +21,8 @@ struct Browser {
     driver: Child,
     session: String,
     agent: ureq::Agent,
+    /// Where the browser saves what the page's download links give.
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -63,6 +66,7 @@ impl Browser {
             driver,
             session: format!("http://127.0.0.1:{port}/session"),
             agent: agent(),
+            downloads: tempfile::tempdir().unwrap(),
         };
         let start = Instant::now();
         while browser
@@ -82,6 +86,10 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--no-first-run",
                          "--disable-background-networking", "--disable-dev-shm-usage",
                          "--disable-gpu"],
+                "prefs": {
+                    "download.default_directory": browser.downloads.path(),
+                    "download.prompt_for_download": false,
+                },
             },
         }}});
         let session = browser
@@ -166,41 +174,125 @@ impl Browser {
         self.command("/execute/sync", json!({ "script": script, "args": [] }))
     }
 
-    /// Clicks Filter and waits for the page to say it is done (or failed).
-    fn run(&self) -> String {
-        self.script("document.body.dataset.state = 'idle'; window.gpuconvResult = null;");
-        self.click("#run");
+    /// Does `action`, which makes the page send an image, and waits for it to say it is done
+    /// (or failed) with the answer; its status line.
+    fn sent(&self, action: impl FnOnce()) -> String {
+        let before = self.requests();
+        self.script("document.body.dataset.state = 'idle';");
+        action();
         let start = Instant::now();
         loop {
             let state = self.script("return document.body.dataset.state");
-            match state.as_str() {
-                Some("done") | Some("error") => {
-                    return self
-                        .script("return document.getElementById('status').textContent")
-                        .as_str()
-                        .unwrap()
-                        .to_owned();
-                }
-                _ => {}
+            if matches!(state.as_str(), Some("done" | "error")) && self.requests() > before {
+                return self.status();
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "the page never finished"
+                "the page never finished: {}",
+                self.status()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// The bytes of the image the page received.
-    fn result(&self) -> GrayImage {
-        let bytes: Vec<u8> = self
-            .script("return Array.from(window.gpuconvResult)")
+    fn status(&self) -> String {
+        self.script("return document.getElementById('status').textContent")
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// How many requests the page has sent to the filter.
+    fn requests(&self) -> u64 {
+        self.script("return window.gpuconvRequests")
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The pixels of the panel `name`'s canvas, read back from it (gray: every channel
+    /// equal, opaque, checked).
+    fn panel(&self, name: &str) -> GrayImage {
+        let read = self.script(&format!(
+            "const c = document.getElementById('panel-{name}');
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             return [c.width, c.height, Array.from(d)];"
+        ));
+        let width = read[0].as_u64().unwrap() as u32;
+        let height = read[1].as_u64().unwrap() as u32;
+        let rgba: Vec<u8> = read[2]
             .as_array()
-            .expect("the page kept the result")
+            .unwrap()
             .iter()
             .map(|v| v.as_u64().unwrap() as u8)
             .collect();
-        image::load_from_memory(&bytes).unwrap().to_luma8()
+        let gray: Vec<u8> = rgba
+            .chunks_exact(4)
+            .map(|p| {
+                assert!(p[0] == p[1] && p[1] == p[2] && p[3] == 255, "{name}: {p:?}");
+                p[0]
+            })
+            .collect();
+        GrayImage::from_raw(width, height, gray).unwrap()
+    }
+
+    /// The image the panel `name`'s download link saves, clicked as a user would.
+    fn download(&self, name: &str) -> GrayImage {
+        let start = Instant::now();
+        while self
+            .script(&format!(
+                "return document.getElementById('download-{name}').href"
+            ))
+            .as_str()
+            .is_none_or(|href| !href.starts_with("blob:"))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no download link"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let saved = self.downloads.path().join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&saved);
+        self.click(&format!("#download-{name}"));
+        let start = Instant::now();
+        loop {
+            // Saved under a temporary name, then renamed when complete.
+            if let Ok(bytes) = std::fs::read(&saved) {
+                std::fs::remove_file(&saved).unwrap();
+                return image::load_from_memory(&bytes).unwrap().to_luma8();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nothing saved: {:?}",
+                common::listing(self.downloads.path())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Hands the page a file as a drop on its drop zone (`how` = "drop") or a paste
+    /// ("paste"), as a user's drag or Ctrl+V would.
+    fn hand_over(&self, how: &str, name: &str, bytes: &[u8]) {
+        let script = format!(
+            "const dt = new DataTransfer();
+             dt.items.add(new File([new Uint8Array({bytes:?})], '{name}'));
+             if ('{how}' === 'drop') {{
+               document.getElementById('drop').dispatchEvent(
+                 new DragEvent('drop', {{ dataTransfer: dt, bubbles: true, cancelable: true }}));
+             }} else {{
+               document.dispatchEvent(new ClipboardEvent('paste', {{ clipboardData: dt, bubbles: true }}));
+             }}"
+        );
+        self.script(&script);
+    }
+
+    /// Presses keys (WebDriver's codes) on the element `css` selects.
+    fn keys(&self, css: &str, keys: &str) {
+        let element = self.find(css);
+        self.command(
+            &format!("/element/{element}/value"),
+            json!({ "text": keys }),
+        );
     }
 }
 
@@ -213,7 +305,7 @@ impl Drop for Browser {
 }
 
 #[test]
-fn the_page_uploads_filters_and_shows_the_reference_bits() {
+fn the_page_is_the_lessons_lab_drawn_from_the_reference_bits() {
     let Some(browser) = Browser::start() else {
         return;
     };
@@ -224,95 +316,243 @@ fn the_page_uploads_filters_and_shows_the_reference_bits() {
     }
 }
 
-/// Every control of the page, once each, on `server`'s `backend`.
+fn edge(v: Kernel, h: Kernel, border: Border) -> Operation {
+    Operation::new(vec![v, h], Combine::Edge, false)
+        .unwrap()
+        .with_border(border)
+}
+
+fn threshold(v: Kernel, h: Kernel, t: u16, border: Border) -> Operation {
+    Operation::new(vec![v, h], Combine::Threshold(t), false)
+        .unwrap()
+        .with_border(border)
+}
+
+fn one(kernel: Kernel, border: Border) -> Operation {
+    Operation::responses(vec![kernel])
+        .unwrap()
+        .with_border(border)
+}
+
+/// Every panel against the reference for kernels `v` and `h`, `border` and threshold `t`.
+fn assert_panels(
+    browser: &Browser,
+    image: &GrayImage,
+    (v, h): (&Kernel, &Kernel),
+    border: Border,
+    t: u16,
+    what: &str,
+) {
+    common::assert_same(
+        &browser.panel("original"),
+        image,
+        &format!("{what}: original"),
+    );
+    for (name, operation) in [
+        ("vertical", one(v.clone(), border)),
+        ("horizontal", one(h.clone(), border)),
+        ("edge", edge(v.clone(), h.clone(), border)),
+        ("threshold", threshold(v.clone(), h.clone(), t, border)),
+    ] {
+        common::assert_same(
+            &browser.panel(name),
+            &reference_image(image, &operation),
+            &format!("{what}: {name}"),
+        );
+    }
+}
+
+/// Every control of the page, on `server`'s `backend`: each panel's pixels are read back from
+/// its canvas and compared with the reference.
 fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let image = common::random_image(61, 43, 255, 31);
     let path = dir.path().join("photo.png");
     image.save(&path).unwrap();
-    let lines = || vec![Kernel::vertical_lines(), Kernel::horizontal_lines()];
+    let (vertical, horizontal) = (Kernel::vertical_lines(), Kernel::horizontal_lines());
 
     browser.go(&server.url("/"));
-    browser.choose_file("#file", &path);
-    // The original is shown as soon as it is chosen.
-    let shown = browser.script("return document.getElementById('original').src");
-    assert!(shown.as_str().unwrap().starts_with("blob:"), "{shown}");
+    // The lesson's 5×5 example, computed by the server as the page loads.
+    let start = Instant::now();
+    let result = loop {
+        let cells = browser.script(
+            "return Array.from(document.querySelectorAll('#example figure:last-of-type td'), (c) => c.textContent)",
+        );
+        let cells = cells.as_array().unwrap();
+        if cells.len() == 9 && browser.requests() == 1 {
+            break cells.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no 5×5 example");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        result,
+        ["4", "3", "4", "2", "4", "3", "2", "3", "4"].map(Value::from)
+    );
 
-    // The edge image with a replicated border.
-    browser.click("#mode-edge");
-    browser.click("#border option[value=replicate]");
-    let status = browser.run();
+    // An upload: five panels from one request.
+    let status = browser.sent(|| browser.choose_file("#file", &path));
     assert!(
-        status.contains(&format!("61x43 on the {backend} backend")),
+        status.contains("61×43 → 59×41") && status.contains(&format!("{backend} backend")),
         "{status}"
     );
-    let edge = Operation::new(lines(), Combine::Edge, false).unwrap();
-    common::assert_same(
-        &browser.result(),
-        &reference_image(&image, &edge.with_border(Border::Replicate)),
-        "edge, replicate",
+    assert!(status.contains(" ms on the server's"), "{status}");
+    assert_eq!(browser.requests(), 2);
+    assert_panels(
+        browser,
+        &image,
+        (&vertical, &horizontal),
+        Border::Valid,
+        255,
+        "upload",
     );
-    let width = browser.script("return document.getElementById('result').naturalWidth");
-    assert_eq!(width, 61, "the result is displayed");
-
-    // A named kernel, valid border.
-    browser.click("#mode-kernel");
-    browser.click("#kernel option[value=horizontal]");
-    browser.click("#border option[value=valid]");
-    let status = browser.run();
-    assert!(status.contains("59x41"), "{status}");
     common::assert_same(
-        &browser.result(),
+        &browser.download("edge"),
         &reference_image(
             &image,
-            &Operation::responses(vec![Kernel::horizontal_lines()]).unwrap(),
+            &edge(vertical.clone(), horizontal.clone(), Border::Valid),
         ),
-        "horizontal",
+        "the edge panel's download",
     );
 
-    // A 3×3 grid of weights typed in, reflected border.
-    browser.click("#kernel option[value=grid]");
-    let laplacian = ["0", "1", "0", "1", "-4", "1", "0", "1", "0"];
-    for (i, weight) in laplacian.iter().enumerate() {
-        browser.type_into(&format!("#w{i}"), weight);
-    }
-    browser.click("#border option[value=reflect]");
-    browser.run();
-    let grid = Kernel::parse("0,1,0;1,-4,1;0,1,0", "grid").unwrap();
-    common::assert_same(
-        &browser.result(),
-        &reference_image(
-            &image,
-            &Operation::responses(vec![grid])
-                .unwrap()
-                .with_border(Border::Reflect),
-        ),
-        "typed grid, reflect",
-    );
-
-    // The threshold slider, moved with the keyboard as a user would: 255 down to 250.
-    browser.click("#border option[value=valid]");
-    let slider = browser.find("#threshold");
-    browser.command(&format!("/element/{slider}/click"), json!({}));
-    browser.script("const s = document.getElementById('threshold'); s.value = 255; s.dispatchEvent(new Event('input'));");
-    let left = "\u{E012}".repeat(5);
-    browser.command(&format!("/element/{slider}/value"), json!({ "text": left }));
+    // The threshold slider, moved with the keyboard: 255 down to 250, nothing sent.
+    browser.keys("#threshold", &"\u{E012}".repeat(5));
     let shown = browser.script("return document.getElementById('threshold-value').textContent");
     assert_eq!(shown, "250");
-    browser.run();
-    common::assert_same(
-        &browser.result(),
-        &reference_image(
-            &image,
-            &Operation::new(lines(), Combine::Threshold(250), false).unwrap(),
-        ),
-        "threshold 250",
+    assert_eq!(browser.requests(), 2, "the slider sends nothing");
+    assert_panels(
+        browser,
+        &image,
+        (&vertical, &horizontal),
+        Border::Valid,
+        250,
+        "slider",
+    );
+
+    // V's grid typed as V + H: a combination of the kernels applied, derived, nothing sent.
+    let sum = ["2", "2", "0", "2", "0", "-2", "0", "-2", "-2"];
+    for (i, weight) in sum.iter().enumerate() {
+        browser.type_into(&format!("#v{i}"), weight);
+    }
+    assert!(
+        browser.status().starts_with("Derived"),
+        "{}",
+        browser.status()
+    );
+    assert_eq!(browser.requests(), 2, "a derivable kernel sends nothing");
+    let summed = Kernel::parse("2,2,0;2,0,-2;0,-2,-2", "sum").unwrap();
+    assert_panels(
+        browser,
+        &image,
+        (&summed, &horizontal),
+        Border::Valid,
+        250,
+        "V + H",
+    );
+
+    // H's grid typed as a Laplacian, which no combination gives: the image goes again.
+    let laplacian = Kernel::parse("0,1,0;1,-4,1;0,1,0", "laplacian").unwrap();
+    browser.sent(|| {
+        for (i, weight) in ["0", "1", "0", "1", "-4", "1", "0", "1", "0"]
+            .iter()
+            .enumerate()
+        {
+            browser.type_into(&format!("#h{i}"), weight);
+        }
+    });
+    assert!(browser.requests() > 2, "the image is sent again");
+    assert_panels(
+        browser,
+        &image,
+        (&summed, &laplacian),
+        Border::Valid,
+        250,
+        "laplacian",
+    );
+
+    // Another border, and the presets back: sent again.
+    browser.sent(|| browser.click("#border option[value=replicate]"));
+    assert_panels(
+        browser,
+        &image,
+        (&summed, &laplacian),
+        Border::Replicate,
+        250,
+        "replicate",
+    );
+    browser.sent(|| {
+        browser.click("#v-preset option[value=vertical]");
+        browser.click("#h-preset option[value=horizontal]");
+    });
+    assert_panels(
+        browser,
+        &image,
+        (&vertical, &horizontal),
+        Border::Replicate,
+        250,
+        "presets",
+    );
+
+    // The lesson's stripes, chosen with the keyboard: the numbers are shown too.
+    browser.click("#border option[value=valid]");
+    browser.sent(|| browser.keys("button[data-name='stripe-vertical.pgm']", "\u{E007}"));
+    let stripes = gpuconv::io::load_gray(std::path::Path::new("img/stripe-vertical.pgm")).unwrap();
+    assert_panels(
+        browser,
+        &stripes,
+        (&vertical, &horizontal),
+        Border::Valid,
+        250,
+        "stripes",
+    );
+    let numbers = browser.script("return document.querySelectorAll('#numbers td').length");
+    assert_eq!(numbers, 49 + 25 + 25, "the stripes' matrices");
+
+    // The arrows, with a click.
+    browser.sent(|| browser.click("button[data-name='arrows.png']"));
+    let arrows = gpuconv::io::load_gray(std::path::Path::new("img/arrows.png")).unwrap();
+    assert_panels(
+        browser,
+        &arrows,
+        (&vertical, &horizontal),
+        Border::Valid,
+        250,
+        "arrows",
+    );
+
+    // Dropped and pasted files.
+    let dropped = common::random_image(9, 7, 255, 5);
+    browser.sent(|| browser.hand_over("drop", "dropped.png", &common::png(&dropped)));
+    assert_panels(
+        browser,
+        &dropped,
+        (&vertical, &horizontal),
+        Border::Valid,
+        250,
+        "dropped",
+    );
+    let pasted = common::random_image(17, 11, 200, 6);
+    browser.sent(|| browser.hand_over("paste", "image.png", &common::png(&pasted)));
+    assert_panels(
+        browser,
+        &pasted,
+        (&vertical, &horizontal),
+        Border::Valid,
+        250,
+        "pasted",
     );
 
     // A file that is not an image: the page shows the server's one line.
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "not an image").unwrap();
-    browser.choose_file("#file", &text);
-    let status = browser.run();
+    let status = browser.sent(|| browser.choose_file("#file", &text));
     assert!(status.starts_with("415: cannot read image"), "{status}");
+
+    // On a phone-sized window nothing is wider than the screen.
+    browser.command("/window/rect", json!({ "width": 390, "height": 844 }));
+    let overflow = browser.script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    );
+    assert_eq!(overflow, 0, "the page scrolls sideways on a phone");
+    browser.command("/window/rect", json!({ "width": 1280, "height": 900 }));
 }

@@ -1310,3 +1310,247 @@ fn a_large_body_that_fails_early_gets_its_error_and_an_http_1_0_client_a_whole_a
     assert!(head.contains("content-length: 12000017"), "{head}");
     assert!(!head.contains("chunked"), "{head}");
 }
+
+/// One array of an `.npz` answer: its `descr`, shape and value bytes.
+struct Npy {
+    descr: String,
+    shape: Vec<usize>,
+    values: Vec<u8>,
+}
+
+/// Reads an `.npz` answer as the ZIP format and `.npy` say, checking what a reader relies on:
+/// stored members with the right CRC-32, the central directory counting them, each array's
+/// values 64-byte aligned from the archive's start and exactly as long as its shape says.
+fn read_npz(bytes: &[u8]) -> Vec<(String, Npy)> {
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let end = bytes.len() - 22;
+    assert_eq!(u32_at(end), 0x0605_4b50, "the end record");
+    let count = u16_at(end + 10);
+    let mut arrays = Vec::new();
+    let mut at = 0;
+    while u32_at(at) == 0x0403_4b50 {
+        assert_eq!(u16_at(at + 8), 0, "stored");
+        let size = u32_at(at + 18);
+        let (name_length, extra) = (u16_at(at + 26), u16_at(at + 28));
+        let name = std::str::from_utf8(&bytes[at + 30..at + 30 + name_length]).unwrap();
+        let file = &bytes[at + 30 + name_length + extra..][..size];
+        assert_eq!(
+            u32_at(at + 14) as u32,
+            crc32fast::hash(file),
+            "{name}'s CRC"
+        );
+        assert_eq!(&file[..8], b"\x93NUMPY\x01\x00", "{name}");
+        let header_length = u16::from_le_bytes([file[8], file[9]]) as usize;
+        let header = std::str::from_utf8(&file[10..10 + header_length]).unwrap();
+        let field = |key: &str| {
+            let start = header.find(key).unwrap() + key.len();
+            header[start..]
+                .split(['\'', ')'])
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let descr = field("'descr': '");
+        let shape: Vec<usize> = field("'shape': (")
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
+        let offset = at + 30 + name_length + extra + 10 + header_length;
+        assert_eq!(offset % 64, 0, "{name}'s values are aligned");
+        let values = file[10 + header_length..].to_vec();
+        let element = descr[2..].parse::<usize>().unwrap();
+        assert_eq!(
+            values.len(),
+            element * shape.iter().product::<usize>(),
+            "{name}"
+        );
+        arrays.push((
+            name.trim_end_matches(".npy").to_owned(),
+            Npy {
+                descr,
+                shape,
+                values,
+            },
+        ));
+        at += 30 + name_length + extra + size;
+    }
+    assert_eq!(
+        arrays.len(),
+        count,
+        "the central directory counts every member"
+    );
+    arrays
+}
+
+#[test]
+fn responses_answer_one_npz_of_the_image_its_kernels_and_their_exact_sums() {
+    let image = common::random_image(37, 23, 255, 17);
+    let body = png(&image);
+    let vertical = Kernel::vertical_lines();
+    let blur = Kernel::named("box-blur").unwrap();
+    let cases: [(&str, Vec<Kernel>, &str); 4] = [
+        (
+            "",
+            vec![vertical.clone(), Kernel::horizontal_lines()],
+            "<i4",
+        ),
+        (
+            "&kernel=0%2C1%2C0%3B1%2C-4%2C1%3B0%2C1%2C0",
+            vec![Kernel::parse("0,1,0;1,-4,1;0,1,0", "k").unwrap()],
+            "<i4",
+        ),
+        ("&kernel=box-blur", vec![blur.clone()], "<f4"),
+        (
+            "&kernel=box-blur&kernel=vertical",
+            vec![blur, vertical],
+            "<f8",
+        ),
+    ];
+    for backend in BACKENDS {
+        let Some(server) = Server::start(backend, &[]) else {
+            continue;
+        };
+        for (kernels, expected_kernels, descr) in &cases {
+            for border in [Border::Valid, Border::Reflect] {
+                let query = format!(
+                    "/v1/filter?responses=true{kernels}&border={}",
+                    border.name()
+                );
+                let what = format!("{backend} {query}");
+                let reply = post(&server.url(&query), &body, &[]);
+                assert_eq!(
+                    reply.status,
+                    200,
+                    "{what}: {}",
+                    String::from_utf8_lossy(&reply.body)
+                );
+                assert_eq!(reply.header("content-type"), "application/x-npz", "{what}");
+                let timing = reply.header("server-timing");
+                assert!(
+                    timing
+                        .strip_prefix("filter;dur=")
+                        .is_some_and(|ms| ms.parse::<f64>().is_ok()),
+                    "{timing}"
+                );
+                let arrays = read_npz(&reply.body);
+                let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+                assert_eq!(names, ["image", "kernels", "responses"], "{what}");
+                let [(_, pixels), (_, weights), (_, responses)] = &arrays[..] else {
+                    unreachable!()
+                };
+                assert_eq!(
+                    (pixels.descr.as_str(), &pixels.shape[..]),
+                    ("|u1", &[23, 37][..])
+                );
+                assert_eq!(pixels.values, image.as_raw().as_slice(), "{what}");
+                assert_eq!(weights.descr, "<f8");
+                assert_eq!(weights.shape, [expected_kernels.len(), 3, 3]);
+                let expected_weights: Vec<f64> = expected_kernels
+                    .iter()
+                    .flat_map(|k| k.weights().iter().map(|&w| f64::from(w)))
+                    .collect();
+                let got_weights: Vec<f64> = weights
+                    .values
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                assert_eq!(got_weights, expected_weights, "{what}");
+                assert_eq!(responses.descr, *descr, "{what}");
+                let operation = Operation::sums(expected_kernels.clone())
+                    .unwrap()
+                    .with_border(border);
+                let want = gpuconv::reference::sums(&image, &operation);
+                assert_eq!(
+                    responses.shape,
+                    [
+                        expected_kernels.len(),
+                        want.height as usize,
+                        want.width as usize
+                    ]
+                );
+                // Every sum, as the number the archive's type holds.
+                let expected: Vec<f64> = want
+                    .planes
+                    .iter()
+                    .flat_map(|plane| match plane {
+                        gpuconv::SumPlane::Integer(sums) => {
+                            sums.iter().map(|&s| f64::from(s)).collect::<Vec<_>>()
+                        }
+                        gpuconv::SumPlane::Float(sums) => {
+                            sums.iter().map(|&s| f64::from(s)).collect()
+                        }
+                    })
+                    .collect();
+                let got: Vec<f64> = match *descr {
+                    "<i4" => responses
+                        .values
+                        .chunks_exact(4)
+                        .map(|b| f64::from(i32::from_le_bytes(b.try_into().unwrap())))
+                        .collect(),
+                    "<f4" => responses
+                        .values
+                        .chunks_exact(4)
+                        .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+                        .collect(),
+                    _ => responses
+                        .values
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                };
+                assert_eq!(got, expected, "{what}");
+                assert!(
+                    got.iter().any(|&s| s < 0.0) || *descr == "<f4",
+                    "signed sums"
+                );
+            }
+        }
+        // What cannot be asked with responses, each a 400 naming it.
+        for (query, says) in [
+            (
+                "responses=true&edge=true",
+                "ask for responses or for edge/threshold",
+            ),
+            (
+                "responses=true&threshold=9",
+                "ask for responses or for edge/threshold",
+            ),
+            (
+                "responses=true&format=png",
+                "format=png: responses=true answers an .npz",
+            ),
+            ("responses=maybe", "responses=maybe: give true or false"),
+        ] {
+            let reply = post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
+            assert_eq!(reply.status, 400, "{query}");
+            assert!(reply.error().contains(says), "{query}: {}", reply.error());
+        }
+        // The lesson's pictures, as the page fetches them.
+        let arrows = get(&server.url("/lesson/arrows.png"), &[]);
+        assert_eq!(arrows.body, std::fs::read("img/arrows.png").unwrap());
+        assert_eq!(arrows.header("content-type"), "image/png");
+        let missing = get(&server.url("/lesson/hands.png"), &[]);
+        assert_eq!(missing.status, 404);
+        assert!(missing.error().contains("no lesson image 'hands.png'"));
+    }
+    // Sums take 4 bytes a pixel a kernel: counted in the memory budget before decoding.
+    let Some(server) = Server::start("cpu", &["--max-memory", "1M", "--workers", "1"]) else {
+        unreachable!()
+    };
+    let body = png(&common::random_image(400, 300, 255, 3));
+    let edge = post(&server.url("/v1/filter?edge=true"), &body, &[]);
+    assert_eq!(
+        edge.status, 200,
+        "the image fits the budget as an edge image"
+    );
+    let sums = post(&server.url("/v1/filter?responses=true"), &body, &[]);
+    assert_eq!(sums.status, 422, "{}", String::from_utf8_lossy(&sums.body));
+    assert!(
+        sums.error()
+            .contains("more than the memory budget of 1.0 MiB"),
+        "{}",
+        sums.error()
+    );
+}

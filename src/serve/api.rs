@@ -23,6 +23,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
     let (page, policy) = page();
     Router::new()
         .route("/v1/filter", post(filter))
+        .route("/lesson/{name}", get(lesson_image))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -156,18 +157,27 @@ pub(super) fn is_loopback(ip: std::net::IpAddr) -> bool {
 }
 
 /// The page at `/`, with the kernels this build knows, and its content security policy: its
-/// own inline style and script (named by their SHA-256) and nothing else; images from the blobs
-/// it makes; requests to its own origin; no framing.
+/// own inline style and script (named by their SHA-256) and nothing else; requests to its own
+/// origin (the filter, the lesson's images); no images loaded (it draws on canvases), no
+/// framing.
 fn page() -> (String, String) {
     let options: String = crate::kernel::NAMED_KERNELS
         .iter()
-        .map(|(name, description, _)| {
+        .map(|(name, description, weights)| {
             let title = description
                 .replace('&', "&amp;")
                 .replace('"', "&quot;")
                 .replace('<', "&lt;");
-            format!("<option value=\"{name}\" title=\"{title}\">{name}</option>")
+            // Each weight as the shortest text that reads back as the same f32.
+            let weights: Vec<String> = weights.iter().map(f32::to_string).collect();
+            format!(
+                "<option value=\"{name}\" title=\"{title}\" data-weights=\"{}\">{name}</option>",
+                weights.join(",")
+            )
         })
+        .chain(std::iter::once(
+            "<option value=\"custom\" disabled>custom</option>".to_owned(),
+        ))
         .collect();
     // The file picker offers exactly what the service reads.
     let accept: Vec<String> = crate::io::READABLE_EXTENSIONS
@@ -191,12 +201,54 @@ fn page() -> (String, String) {
         )
     };
     let policy = format!(
-        "default-src 'none'; style-src {}; script-src {}; img-src blob:; connect-src 'self'; \
+        "default-src 'none'; style-src {}; script-src {}; connect-src 'self'; \
          base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         hash("<style>", "</style>"),
         hash("<script>", "</script>")
     );
     (page, policy)
+}
+
+/// The lesson's own pictures (`img/`), which the page offers beside a visitor's: name, type,
+/// bytes. Built into the binary, so that the page works wherever the service runs.
+const LESSON_IMAGES: [(&str, &str, &[u8]); 4] = [
+    (
+        "stripe-vertical.pgm",
+        "image/x-portable-graymap",
+        include_bytes!("../../img/stripe-vertical.pgm"),
+    ),
+    (
+        "stripe-horizontal.pgm",
+        "image/x-portable-graymap",
+        include_bytes!("../../img/stripe-horizontal.pgm"),
+    ),
+    (
+        "arrows.png",
+        "image/png",
+        include_bytes!("../../img/arrows.png"),
+    ),
+    (
+        "camera.png",
+        "image/png",
+        include_bytes!("../../img/camera.png"),
+    ),
+];
+
+async fn lesson_image(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match LESSON_IMAGES.iter().find(|(n, ..)| *n == name) {
+        Some((_, content_type, bytes)) => {
+            ([(header::CONTENT_TYPE, *content_type)], *bytes).into_response()
+        }
+        None => Failure::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no lesson image '{}' (there are {})",
+                crate::text::escape(&name),
+                LESSON_IMAGES.map(|(n, ..)| n).join(", ")
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// A request the service did not serve: its status, its one-line reason, and what the client
@@ -385,7 +437,7 @@ async fn filter(
     let (mut response, status, size, backend, bytes_out, error) = match outcome {
         Ok(filtered) => {
             let size = format!("{}x{}", filtered.width, filtered.height);
-            let response = (
+            let mut response = (
                 [
                     (
                         header::CONTENT_TYPE,
@@ -405,6 +457,12 @@ async fn filter(
                 .into_response();
             if let Some(time) = filtered.filter_time {
                 state.metrics.filtered(time.as_secs_f64());
+                // The filter's own time, for a client (the page) to show beside its round trip.
+                let timing = format!("filter;dur={:.3}", time.as_secs_f64() * 1e3);
+                response.headers_mut().insert(
+                    header::HeaderName::from_static("server-timing"),
+                    HeaderValue::from_str(&timing).expect("digits"),
+                );
             }
             (
                 response,
@@ -860,23 +918,27 @@ fn filter_image(
         },
         None => Destination::Encoded(request.format.clone()),
     };
-    let filtered =
-        pipeline::filter_image(engine, &source, &destination, &settings).map_err(|error| {
-            match error {
-                Error::EngineLost => Failure::refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "gpu_lost",
-                    "the GPU device was lost and is being re-created",
-                ),
-                // Not a 503: the same input would likely fail again, and re-create the engine
-                // again for everyone.
-                Error::EnginePanicked => Failure::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error while filtering this image (a bug: please report it)",
-                ),
-                other => Failure::from_error(other),
-            }
-        })?;
+    let filtered = if request.operation.is_sums() {
+        pipeline::responses_npz(engine, &source, &destination, &settings)
+    } else {
+        pipeline::filter_image(engine, &source, &destination, &settings)
+    };
+    let filtered = filtered.map_err(|error| {
+        match error {
+            Error::EngineLost => Failure::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "gpu_lost",
+                "the GPU device was lost and is being re-created",
+            ),
+            // Not a 503: the same input would likely fail again, and re-create the engine
+            // again for everyone.
+            Error::EnginePanicked => Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while filtering this image (a bug: please report it)",
+            ),
+            other => Failure::from_error(other),
+        }
+    })?;
     let filter_time = filtered
         .timings
         .compute

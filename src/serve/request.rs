@@ -32,6 +32,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     let mut input_format = None;
     let mut compression = crate::io::Compression::default();
     let mut orient = false;
+    let mut responses = false;
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         // Only kernels add up; any other parameter given twice is ambiguous, and a last one
@@ -110,6 +111,18 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                     )
                 })?;
             }
+            "responses" => {
+                responses = match value.as_ref() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(format!(
+                            "responses={}: give true or false",
+                            crate::text::escape(&value)
+                        ));
+                    }
+                };
+            }
             "orient" => {
                 orient = match value.as_ref() {
                     "true" | "1" => true,
@@ -124,7 +137,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, border, format, compression, orient and input)",
+                    "unknown parameter '{}' (the parameters are kernel, edge, threshold, responses, border, format, compression, orient and input)",
                     crate::text::escape(other)
                 ));
             }
@@ -132,6 +145,27 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     }
     if edge && threshold.is_some() {
         return Err("edge and threshold exclude each other: ask for one".to_owned());
+    }
+    if responses {
+        return parse_responses(kernels, edge || threshold.is_some(), border, &format, &seen).map(
+            |operation| FilterRequest {
+                summary: match border {
+                    Border::Valid => format!("responses={}", operation.kernels().len()),
+                    other => format!(
+                        "responses={},border={}",
+                        operation.kernels().len(),
+                        other.name()
+                    ),
+                },
+                operation,
+                format: "npz".to_owned(),
+                content_type: NPZ_CONTENT_TYPE,
+                kind: "responses",
+                input_format,
+                compression,
+                orient,
+            },
+        );
     }
     let combine = match (edge, threshold) {
         (_, Some(t)) => Combine::Threshold(t),
@@ -186,6 +220,43 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         compression,
         orient,
     })
+}
+
+/// The type of a `responses=true` answer: NumPy's `.npz` has no registered one.
+pub(super) const NPZ_CONTENT_TYPE: &str = "application/x-npz";
+
+/// `responses=true`: each kernel's unclipped sums, `vertical` and `horizontal` unless named,
+/// answered as an `.npz` archive (edge, threshold and other formats are derived from it, not
+/// asked with it).
+fn parse_responses(
+    kernels: Vec<String>,
+    combined: bool,
+    border: Border,
+    format: &str,
+    seen: &[String],
+) -> Result<Operation, String> {
+    if combined {
+        return Err(
+            "responses=true answers each kernel's sums, from which edge and threshold images follow: ask for responses or for edge/threshold, not both"
+                .to_owned(),
+        );
+    }
+    if seen.iter().any(|s| s == "format") && format != "npz" {
+        return Err(format!(
+            "format={}: responses=true answers an .npz archive (format=npz or no format)",
+            crate::text::escape(format)
+        ));
+    }
+    let kernels = if kernels.is_empty() {
+        vec!["vertical".to_owned(), "horizontal".to_owned()]
+    } else {
+        kernels
+    };
+    let parsed =
+        Operation::from_words(&kernels, Combine::None, false, border).map_err(|e| e.to_string())?;
+    Operation::sums(parsed.kernels().to_vec())
+        .map(|operation| operation.with_border(border))
+        .map_err(|e| e.to_string())
 }
 
 fn content_type(format: image::ImageFormat, extension: &str) -> &'static str {
