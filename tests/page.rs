@@ -237,20 +237,6 @@ impl Browser {
 
     /// The image the panel `name`'s download link saves, clicked as a user would.
     fn download(&self, name: &str) -> GrayImage {
-        let start = Instant::now();
-        while self
-            .script(&format!(
-                "return document.getElementById('download-{name}').href"
-            ))
-            .as_str()
-            .is_none_or(|href| !href.starts_with("blob:"))
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "no download link"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let saved = self.downloads.path().join(format!("{name}.png"));
         let _ = std::fs::remove_file(&saved);
         self.click(&format!("#download-{name}"));
@@ -284,6 +270,16 @@ impl Browser {
              }}"
         );
         self.script(&script);
+    }
+
+    /// Fills the grid `g` (`v` or `h`) with nine comma-separated weights at once, then tells
+    /// the page, as pasting into it would.
+    fn set_grid(&self, g: &str, weights: &str) {
+        self.script(&format!(
+            "const w = '{weights}'.split(',');
+             w.forEach((v, i) => {{ document.getElementById('{g}' + i).value = v; }});
+             document.getElementById('{g}8').dispatchEvent(new Event('input'));"
+        ));
     }
 
     /// Presses keys (WebDriver's codes) on the element `css` selects.
@@ -429,11 +425,9 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
         "slider",
     );
 
-    // V's grid typed as V + H: a combination of the kernels applied, derived, nothing sent.
-    let sum = ["2", "2", "0", "2", "0", "-2", "0", "-2", "-2"];
-    for (i, weight) in sum.iter().enumerate() {
-        browser.type_into(&format!("#v{i}"), weight);
-    }
+    // V's grid filled in as V + H (in one go, as a paste would: typed, a pause between two
+    // keys may send the image): a combination of the kernels applied, derived, nothing sent.
+    browser.set_grid("v", "2,2,0,2,0,-2,0,-2,-2");
     assert!(
         browser.status().starts_with("Derived"),
         "{}",
@@ -449,9 +443,18 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
         250,
         "V + H",
     );
+    // Beyond the weights the service takes: not derived, sent, and refused by the server.
+    let status = browser.sent(|| browser.set_grid("v", "100000,0,0,0,0,0,0,0,0"));
+    assert!(
+        status.contains("larger in magnitude than the maximum"),
+        "{status}"
+    );
 
-    // H's grid typed as a Laplacian, which no combination gives: the image goes again.
+    // H's grid typed key by key as a Laplacian, which no combination gives: the image goes
+    // again once the typing stops.
+    browser.set_grid("v", "2,2,0,2,0,-2,0,-2,-2");
     let laplacian = Kernel::parse("0,1,0;1,-4,1;0,1,0", "laplacian").unwrap();
+    let before = browser.requests();
     browser.sent(|| {
         for (i, weight) in ["0", "1", "0", "1", "-4", "1", "0", "1", "0"]
             .iter()
@@ -460,7 +463,7 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
             browser.type_into(&format!("#h{i}"), weight);
         }
     });
-    assert!(browser.requests() > 2, "the image is sent again");
+    assert!(browser.requests() > before, "the image is sent again");
     assert_panels(
         browser,
         &image,
@@ -469,6 +472,29 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
         250,
         "laplacian",
     );
+
+    // Edited back while the Laplacian's answer is on its way: that answer, arriving late, does
+    // not win over the grid (H is sent again, since no combination of V + H and the Laplacian
+    // gives it).
+    browser.sent(|| {
+        browser.set_grid("h", "1,0,1,0,1,0,1,0,1");
+        let sent = browser.requests();
+        let start = Instant::now();
+        while browser.requests() == sent {
+            assert!(start.elapsed() < Duration::from_secs(10), "never sent");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        browser.set_grid("h", "1,2,1,0,0,0,-1,-2,-1");
+    });
+    assert_panels(
+        browser,
+        &image,
+        (&summed, &horizontal),
+        Border::Valid,
+        250,
+        "edited while an answer was awaited",
+    );
+    browser.sent(|| browser.set_grid("h", "0,1,0,1,-4,1,0,1,0"));
 
     // Another border, and the presets back: sent again.
     browser.sent(|| browser.click("#border option[value=replicate]"));
@@ -492,6 +518,19 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
         250,
         "presets",
     );
+
+    // A fractional preset: sums in float64 beside V's whole ones, rounded half to even.
+    browser.sent(|| browser.click("#h-preset option[value=box-blur]"));
+    let blur = Kernel::named("box-blur").unwrap();
+    assert_panels(
+        browser,
+        &image,
+        (&vertical, &blur),
+        Border::Replicate,
+        250,
+        "box-blur",
+    );
+    browser.sent(|| browser.click("#h-preset option[value=horizontal]"));
 
     // The lesson's stripes, chosen with the keyboard: the numbers are shown too.
     browser.click("#border option[value=valid]");

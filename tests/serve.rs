@@ -1376,11 +1376,28 @@ fn read_npz(bytes: &[u8]) -> Vec<(String, Npy)> {
         ));
         at += 30 + name_length + extra + size;
     }
+    assert_eq!(arrays.len(), count, "the end record counts every member");
+    // The central directory, which readers go by: each entry names its member, where its local
+    // header is, its CRC and size, as the local header says.
+    let mut entry = u32_at(end + 16);
     assert_eq!(
-        arrays.len(),
-        count,
-        "the central directory counts every member"
+        entry + u32_at(end + 12),
+        end,
+        "the directory ends at the end record"
     );
+    let mut local = 0;
+    for (name, _) in &arrays {
+        assert_eq!(u32_at(entry), 0x0201_4b50, "a directory entry for {name}");
+        assert_eq!(u32_at(entry + 42), local, "{name}'s local header");
+        for (central, local_at) in [(16, 14), (20, 18), (24, 22)] {
+            assert_eq!(u32_at(entry + central), u32_at(local + local_at), "{name}");
+        }
+        let name_length = u16_at(entry + 28);
+        let named = &bytes[entry + 46..entry + 46 + name_length];
+        assert_eq!(named, format!("{name}.npy").as_bytes());
+        local += 30 + u16_at(local + 26) + u16_at(local + 28) + u32_at(local + 18);
+        entry += 46 + name_length + u16_at(entry + 30) + u16_at(entry + 32);
+    }
     arrays
 }
 
@@ -1508,6 +1525,7 @@ fn responses_answer_one_npz_of_the_image_its_kernels_and_their_exact_sums() {
             }
         }
         // What cannot be asked with responses, each a 400 naming it.
+        let nine = format!("responses=true{}", "&kernel=vertical".repeat(9));
         for (query, says) in [
             (
                 "responses=true&edge=true",
@@ -1521,7 +1539,9 @@ fn responses_answer_one_npz_of_the_image_its_kernels_and_their_exact_sums() {
                 "responses=true&format=png",
                 "format=png: responses=true answers an .npz",
             ),
-            ("responses=maybe", "responses=maybe: give true or false"),
+            ("responses=maybe", "responses=maybe: say responses=true or"),
+            ("kernel=vertical&format=npz", "ask responses=true"),
+            (nine.as_str(), "9 kernels given"),
         ] {
             let reply = post(&server.url(&format!("/v1/filter?{query}")), &body, &[]);
             assert_eq!(reply.status, 400, "{query}");
@@ -1552,5 +1572,28 @@ fn responses_answer_one_npz_of_the_image_its_kernels_and_their_exact_sums() {
             .contains("more than the memory budget of 1.0 MiB"),
         "{}",
         sums.error()
+    );
+    // A narrow image with a border makes outputs as large as itself, and eight kernels of
+    // mixed kinds 64 bytes a pixel of them: counted exactly, however small the body.
+    let narrow = png(&common::random_image(1, 60_000, 255, 4));
+    let query = format!(
+        "/v1/filter?responses=true&border=zero&kernel=box-blur{}",
+        "&kernel=vertical".repeat(7)
+    );
+    let sums = post(&server.url(&query), &narrow, &[]);
+    assert_eq!(sums.status, 422, "{}", String::from_utf8_lossy(&sums.body));
+    assert!(
+        sums.error().contains("8 unclipped sums a pixel of 8 bytes"),
+        "{}",
+        sums.error()
+    );
+    let query = format!(
+        "/v1/filter?responses=true&border=zero{}",
+        "&kernel=vertical".repeat(2)
+    );
+    assert_eq!(
+        post(&server.url(&query), &narrow, &[]).status,
+        200,
+        "two kernels fit"
     );
 }

@@ -229,11 +229,13 @@ impl Npz {
 }
 
 /// The fields a local header and a central entry share, from "version needed" to the extra
-/// field's length: stored, no flags, no date, CRC filled in later.
+/// field's length: stored, no flags.
 fn entry_fields(name: usize, size: usize) -> [u8; 26] {
     let mut fields = [0u8; 26];
     fields[0..2].copy_from_slice(&20u16.to_le_bytes());
-    // Flags, method (0: stored), time, date, CRC: zero.
+    // Flags, method (0: stored), time: zero; the date 1980-01-01, the earliest DOS date (a
+    // zero date is day 0 of month 0, which some tools call invalid); CRC filled in later.
+    fields[8..10].copy_from_slice(&0x0021u16.to_le_bytes());
     fields[14..18].copy_from_slice(&(size as u32).to_le_bytes());
     fields[18..22].copy_from_slice(&(size as u32).to_le_bytes());
     fields[22..24].copy_from_slice(&(name as u16).to_le_bytes());

@@ -57,7 +57,8 @@ fn arrays(operation: &Operation, width: u32, height: u32) -> Result<[NpyArray; 3
 /// made whole either way): arrays `image`, `kernels` and `responses`, described in the README
 /// ("The service"). The archive is laid out before filtering and the sums are written straight
 /// into it, so the image, its padded copy for a border, and the archive are all it holds,
-/// counted in the memory budget before decoding.
+/// counted in the memory budget: roughly from the header, before decoding, then exactly before
+/// the archive is allocated.
 pub fn responses_npz(
     engine: &Arc<SharedEngine>,
     source: &Source,
@@ -75,8 +76,8 @@ pub fn responses_npz(
         }
     }
     let dtype = responses_dtype(operation);
-    // Per input pixel, roughly: its copy in the archive, each kernel's sum (as written, and,
-    // for a mix, as widened), and a border's padded copy.
+    // Per input pixel, roughly: its copy in the archive, each kernel's sum, and a border's
+    // padded copy; a first refusal from the header alone. The exact count follows decoding.
     let limits = ReadLimits {
         output_images: 1
             + operation.kernels().len() as u64 * dtype.bytes() as u64
@@ -90,6 +91,32 @@ pub fn responses_npz(
     let (width, height) = image.dimensions();
     let arrays = arrays(operation, width, height)?;
     let output_size = (arrays[2].shape[2] as u32, arrays[2].shape[1] as u32);
+    // What is held from here: the image, the archive, a border's padded copy. Counted exactly,
+    // since the archive can be many times the image (a narrow image with a border and eight
+    // kernels: 65 bytes a pixel), before it is allocated.
+    let pixels = u64::from(width) * u64::from(height);
+    let padded = match operation.border() {
+        Border::Valid => 0,
+        _ => (u64::from(width) + 2) * (u64::from(height) + 2),
+    };
+    let needed = pixels + Npz::size(&arrays)? as u64 + padded;
+    if needed > limits.max_memory {
+        return Err(Error::OverBudget {
+            path: match source {
+                Source::File(path) => path.clone(),
+                Source::Bytes { name, .. } => name.into(),
+            },
+            width,
+            height,
+            what: format!(
+                "8-bit gray, and {} unclipped sums a pixel of {} bytes each",
+                operation.kernels().len(),
+                dtype.bytes()
+            ),
+            needed,
+            budget: limits.max_memory,
+        });
+    }
     settings.observer.started(output_size, false);
     let mut archive = Npz::new(&arrays)?;
     let mut values = archive.values_mut();

@@ -113,11 +113,11 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
             }
             "responses" => {
                 responses = match value.as_ref() {
-                    "" | "true" | "1" => true,
-                    "false" | "0" => false,
+                    "" | "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
                     _ => {
                         return Err(format!(
-                            "responses={}: give true or false",
+                            "responses={}: say responses=true or responses=false",
                             crate::text::escape(&value)
                         ));
                     }
@@ -185,6 +185,12 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         return Err(format!(
             "the operation makes {outputs} images (one per kernel) and a request yields one: ask for each kernel in a request of its own"
         ));
+    }
+    if format == "npz" {
+        return Err(
+            "format=npz: an .npz answer holds the kernels' unclipped sums: ask responses=true"
+                .to_owned(),
+        );
     }
     let image_format =
         crate::io::output_format(Path::new(&format!("image.{format}"))).map_err(|_| {
