@@ -317,6 +317,43 @@ proptest! {
     }
 }
 
+/// An image of many tasks, shared between the calling thread and a pool's threads as they
+/// wake: every task done once, the reference's bits, sums included.
+#[test]
+fn own_threads_share_many_tasks_with_the_caller() {
+    let image = random_image(301, 4001, 255, 77);
+    let operations = [
+        gpuconv::Operation::edge(
+            gpuconv::Kernel::vertical_lines(),
+            gpuconv::Kernel::horizontal_lines(),
+        ),
+        gpuconv::Operation::sums(vec![
+            gpuconv::Kernel::vertical_lines(),
+            gpuconv::Kernel::named("box-blur").unwrap(),
+        ])
+        .unwrap()
+        .with_border(gpuconv::Border::Reflect),
+    ];
+    for threads in [2, 3, 5] {
+        let own = gpuconv::CpuBackend::with_threads(threads).unwrap();
+        assert_eq!(own.threads(), threads);
+        let edge = own.run(&image, &operations[0]).unwrap();
+        assert_same_output(
+            &edge,
+            &reference::run(&image, &operations[0]),
+            &format!("edge, {threads} threads"),
+        );
+        let sums = own
+            .run_sums(&gpuconv::view(&image), &operations[1])
+            .unwrap();
+        assert_eq!(
+            sums,
+            reference::sums(&image, &operations[1]),
+            "sums, {threads} threads"
+        );
+    }
+}
+
 #[test]
 fn a_backend_of_zero_threads_is_refused_in_one_line() {
     let error = gpuconv::CpuBackend::with_threads(0).unwrap_err();

@@ -162,7 +162,9 @@ const MAX_THREADS_PER_CORE: usize = 4;
 const KEPT_POOLS: usize = 4;
 
 fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    // Asked once: on Linux the answer reads cgroup files, tens of microseconds a call.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// A filtering engine kept between calls: a GPU's device, pipelines and buffers stay open; the
@@ -171,7 +173,8 @@ fn available_cores() -> usize {
 struct Engine {
     /// The library's engine, when it has a GPU open (alone, or routed beside the CPU).
     gpu: Option<Mutex<gpuconv::Engine>>,
-    /// The CPU backend on every core (rayon's global pool).
+    /// The CPU backend on every core: the calling thread and a pool of the others, so that a
+    /// call starts at once rather than waiting for a pool thread to wake.
     cpu: CpuBackend,
     /// CPU backends of a given thread count, made on first use.
     pools: Mutex<HashMap<usize, CpuBackend>>,
@@ -182,7 +185,7 @@ struct Engine {
 impl Engine {
     /// The CPU backend with `threads` threads (`None`: every core).
     fn cpu_with(&self, py: Python<'_>, threads: Option<usize>) -> PyResult<CpuBackend> {
-        let Some(threads) = threads else {
+        let Some(threads) = threads.filter(|&t| t != available_cores()) else {
             return Ok(self.cpu.clone());
         };
         let most = MAX_THREADS_PER_CORE * available_cores();
@@ -243,7 +246,9 @@ impl Engine {
             description: engine.describe(),
             fallback: engine.fallback_reason().map(str::to_owned),
             gpu: engine.is_gpu().then(|| Mutex::new(engine)),
-            cpu: CpuBackend::new(),
+            cpu: py
+                .detach(|| CpuBackend::with_threads(available_cores()))
+                .map_err(raise)?,
             pools: Mutex::new(HashMap::new()),
         })
     }

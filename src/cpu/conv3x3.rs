@@ -330,13 +330,17 @@ struct Scratch {
 
 /// `main` in the shader: fills `planes` (the combined image first when there is one, then one
 /// per kernel if responses are written), each `out_height` rows `params.out_bytes_per_row` bytes apart.
-/// Its tasks run on rayon's current pool when `parallel`, else one after another on the
-/// calling thread.
+/// Its tasks run as `parallel` says.
 ///
 /// # Panics
 /// When `planes` does not hold [`Conv3x3Params::output_count`] planes large enough for
 /// `out_height` rows, or `input` is shorter than `params` say.
-pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], parallel: bool) {
+pub fn main(
+    params: &Conv3x3Params,
+    input: &[u8],
+    planes: &mut [&mut [u8]],
+    parallel: Parallel<'_>,
+) {
     let width = params.out_width as usize;
     let height = params.out_height as usize;
     let stride = params.out_bytes_per_row as usize;
@@ -424,18 +428,68 @@ pub fn main(params: &Conv3x3Params, input: &[u8], planes: &mut [&mut [u8]], para
             }
         }
     };
-    if parallel {
-        tasks
+    match parallel {
+        Parallel::Current => tasks
             .into_par_iter()
             .enumerate()
-            .for_each_init(scratch, run);
-    } else {
-        let mut scratch = scratch();
-        tasks
-            .into_iter()
-            .enumerate()
-            .for_each(|task| run(&mut scratch, task));
+            .for_each_init(scratch, run),
+        Parallel::Caller => {
+            let mut scratch = scratch();
+            tasks
+                .into_iter()
+                .enumerate()
+                .for_each(|task| run(&mut scratch, task));
+        }
+        Parallel::Beside(pool) => {
+            // Tasks taken in turn by the caller, at once, and by the pool's threads as they
+            // wake: a call never waits for a sleeping thread before work starts. Each takes a
+            // run of consecutive tasks, a share of what is left (at first large, at the end
+            // one task), so that threads work apart from each other in memory (not on
+            // neighbouring rows, whose pages they would fault in together) and still finish
+            // together.
+            let helpers = pool
+                .current_num_threads()
+                .min(tasks.len().saturating_sub(1));
+            let shares = 2 * (helpers + 1);
+            let queue = std::sync::Mutex::new(tasks.into_iter().enumerate());
+            let next = || {
+                let mut queue = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let take = (queue.len() / shares).max(1);
+                queue.by_ref().take(take).collect::<Vec<_>>()
+            };
+            let work = || {
+                let mut scratch = scratch();
+                loop {
+                    let run_of_tasks = next();
+                    if run_of_tasks.is_empty() {
+                        break;
+                    }
+                    for task in run_of_tasks {
+                        run(&mut scratch, task);
+                    }
+                }
+            };
+            pool.in_place_scope(|scope| {
+                for _ in 0..helpers {
+                    scope.spawn(|_| work());
+                }
+                work();
+            });
+        }
     }
+}
+
+/// Where [`main`]'s tasks run.
+#[derive(Clone, Copy, Debug)]
+pub enum Parallel<'a> {
+    /// Spread over rayon's current pool (the global one, outside any other).
+    Current,
+    /// One after another on the calling thread.
+    Caller,
+    /// On the calling thread and `pool`'s threads together, each taking the next task.
+    Beside(&'a rayon::ThreadPool),
 }
 
 #[cfg(test)]

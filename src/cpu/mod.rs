@@ -29,7 +29,9 @@ enum Threads {
     /// On the calling thread alone: no hand-over to a pool thread and back, which costs tens of
     /// microseconds a call when that thread has gone to sleep.
     Caller,
-    /// On a pool of its own.
+    /// On the calling thread and a pool of its own, one thread fewer than the count asked for:
+    /// the caller starts at once, and the pool's threads join as they wake (a Python program's
+    /// calls come with gaps long enough for them to fall asleep).
     Pool(Arc<rayon::ThreadPool>),
 }
 
@@ -49,7 +51,7 @@ impl CpuBackend {
             1 => Threads::Caller,
             _ => Threads::Pool(Arc::new(
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
+                    .num_threads(threads - 1)
                     .thread_name(|i| format!("gpuconv-cpu-{i}"))
                     .build()
                     .map_err(|e| failed(e.to_string()))?,
@@ -63,7 +65,7 @@ impl CpuBackend {
         match &self.threads {
             Threads::Global => rayon::current_num_threads(),
             Threads::Caller => 1,
-            Threads::Pool(pool) => pool.current_num_threads(),
+            Threads::Pool(pool) => pool.current_num_threads() + 1,
         }
     }
 
@@ -123,12 +125,12 @@ impl CpuBackend {
             kind: TARGET_BUFFER,
         };
         let params = Conv3x3Params::new(&operation, SourceLayout::packed(width, height), target);
-        let parallel = !matches!(self.threads, Threads::Caller);
-        let mut filter = || conv3x3::main(&params, image.as_raw(), outputs, parallel);
-        match &self.threads {
-            Threads::Pool(pool) => pool.install(filter),
-            Threads::Global | Threads::Caller => filter(),
-        }
+        let parallel = match &self.threads {
+            Threads::Global => conv3x3::Parallel::Current,
+            Threads::Caller => conv3x3::Parallel::Caller,
+            Threads::Pool(pool) => conv3x3::Parallel::Beside(pool),
+        };
+        conv3x3::main(&params, image.as_raw(), outputs, parallel);
         Ok(())
     }
 
