@@ -354,6 +354,41 @@ fn own_threads_share_many_tasks_with_the_caller() {
     }
 }
 
+/// One backend of its own threads, called from several threads at once and from inside
+/// rayon's global pool: each call's tasks are its own, the reference's bits.
+#[test]
+fn own_threads_serve_several_callers_at_once() {
+    use rayon::prelude::*;
+    let images: Vec<_> = (0..4)
+        .map(|i| random_image(301 + 2 * i, 2001, 255, 90 + u64::from(i)))
+        .collect();
+    let edge = gpuconv::Operation::edge(
+        gpuconv::Kernel::vertical_lines(),
+        gpuconv::Kernel::horizontal_lines(),
+    );
+    let expected: Vec<_> = images.iter().map(|i| reference::run(i, &edge)).collect();
+    let own = gpuconv::CpuBackend::with_threads(3).unwrap();
+    std::thread::scope(|scope| {
+        for (image, expected) in images.iter().zip(&expected) {
+            let own = own.clone();
+            let edge = &edge;
+            scope.spawn(move || {
+                for _ in 0..3 {
+                    let actual = own.run(image, edge).unwrap();
+                    assert_same_output(&actual, expected, "a thread of four");
+                }
+            });
+        }
+    });
+    images
+        .par_iter()
+        .zip(&expected)
+        .for_each(|(image, expected)| {
+            let actual = own.run(image, &edge).unwrap();
+            assert_same_output(&actual, expected, "inside the global pool");
+        });
+}
+
 #[test]
 fn a_backend_of_zero_threads_is_refused_in_one_line() {
     let error = gpuconv::CpuBackend::with_threads(0).unwrap_err();

@@ -167,52 +167,59 @@ fn available_cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
+/// CPU backends by thread count, shared by every engine of the process and made on first use:
+/// each is the calling thread and a pool of the others, so that a call starts at once rather
+/// than waiting for a sleeping pool thread to wake.
+static BACKENDS: std::sync::LazyLock<Mutex<HashMap<usize, CpuBackend>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The CPU backend with `threads` threads; `None`: as many as rayon's global pool has (every
+/// core, or `RAYON_NUM_THREADS`), the count the engine's description gives.
+fn cpu_with(py: Python<'_>, threads: Option<usize>) -> PyResult<CpuBackend> {
+    let default = rayon::current_num_threads();
+    let threads = match threads {
+        None => default,
+        Some(threads) => {
+            let most = MAX_THREADS_PER_CORE * available_cores();
+            if threads > most {
+                return Err(argument_error(format!(
+                    "threads={threads} is more than {MAX_THREADS_PER_CORE} per core of this \
+                     machine's {} (at most {most})",
+                    available_cores()
+                )));
+            }
+            threads
+        }
+    };
+    let poisoned = |_| exception("EngineError", "a thread pool panicked".into());
+    if let Some(cpu) = BACKENDS.lock().map_err(poisoned)?.get(&threads) {
+        return Ok(cpu.clone());
+    }
+    // Started without the GIL: other Python threads go on meanwhile.
+    let cpu = py
+        .detach(|| CpuBackend::with_threads(threads))
+        .map_err(raise)?;
+    let mut backends = BACKENDS.lock().map_err(poisoned)?;
+    // A few counts are kept, the default always; beyond, one is let go (its threads end with
+    // its last call).
+    if backends.len() >= KEPT_POOLS
+        && let Some(&other) = backends
+            .keys()
+            .find(|&&count| count != threads && count != default)
+    {
+        backends.remove(&other);
+    }
+    Ok(backends.entry(threads).or_insert(cpu).clone())
+}
+
 /// A filtering engine kept between calls: a GPU's device, pipelines and buffers stay open; the
-/// CPU backend keeps a pool of threads per count asked for.
+/// CPU backends are the process's ([`cpu_with`]).
 #[pyclass(frozen, module = "gpuconv._gpuconv")]
 struct Engine {
     /// The library's engine, when it has a GPU open (alone, or routed beside the CPU).
     gpu: Option<Mutex<gpuconv::Engine>>,
-    /// The CPU backend on every core: the calling thread and a pool of the others, so that a
-    /// call starts at once rather than waiting for a pool thread to wake.
-    cpu: CpuBackend,
-    /// CPU backends of a given thread count, made on first use.
-    pools: Mutex<HashMap<usize, CpuBackend>>,
     description: String,
     fallback: Option<String>,
-}
-
-impl Engine {
-    /// The CPU backend with `threads` threads (`None`: every core).
-    fn cpu_with(&self, py: Python<'_>, threads: Option<usize>) -> PyResult<CpuBackend> {
-        let Some(threads) = threads.filter(|&t| t != available_cores()) else {
-            return Ok(self.cpu.clone());
-        };
-        let most = MAX_THREADS_PER_CORE * available_cores();
-        if threads > most {
-            return Err(argument_error(format!(
-                "threads={threads} is more than {MAX_THREADS_PER_CORE} per core of this machine's \
-                 {} (at most {most})",
-                available_cores()
-            )));
-        }
-        let poisoned = |_| exception("EngineError", "a thread pool panicked".into());
-        if let Some(cpu) = self.pools.lock().map_err(poisoned)?.get(&threads) {
-            return Ok(cpu.clone());
-        }
-        // Started without the GIL: other Python threads go on meanwhile.
-        let cpu = py
-            .detach(|| CpuBackend::with_threads(threads))
-            .map_err(raise)?;
-        let mut pools = self.pools.lock().map_err(poisoned)?;
-        // A few counts are kept; beyond, one is let go (its threads end with its last call).
-        if pools.len() >= KEPT_POOLS
-            && let Some(&other) = pools.keys().find(|&&count| count != threads)
-        {
-            pools.remove(&other);
-        }
-        Ok(pools.entry(threads).or_insert(cpu).clone())
-    }
 }
 
 #[pymethods]
@@ -246,10 +253,6 @@ impl Engine {
             description: engine.describe(),
             fallback: engine.fallback_reason().map(str::to_owned),
             gpu: engine.is_gpu().then(|| Mutex::new(engine)),
-            cpu: py
-                .detach(|| CpuBackend::with_threads(available_cores()))
-                .map_err(raise)?,
-            pools: Mutex::new(HashMap::new()),
         })
     }
 
@@ -418,7 +421,7 @@ impl Engine {
         on_gpu: impl FnOnce(&mut gpuconv::Engine, A) -> gpuconv::Result<T> + Send,
         on_cpu: impl FnOnce(&CpuBackend, A) -> gpuconv::Result<T> + Send,
     ) -> PyResult<T> {
-        let cpu = self.cpu_with(py, threads)?;
+        let cpu = cpu_with(py, threads)?;
         let (width, height) = view.dimensions();
         py.detach(|| {
             if let Some(engine) = &self.gpu {

@@ -488,7 +488,8 @@ pub enum Parallel<'a> {
     Current,
     /// One after another on the calling thread.
     Caller,
-    /// On the calling thread and `pool`'s threads together, each taking the next task.
+    /// On the calling thread and `pool`'s threads together, each taking runs of consecutive
+    /// tasks while any are left.
     Beside(&'a rayon::ThreadPool),
 }
 

@@ -41,9 +41,11 @@ impl CpuBackend {
         Self::default()
     }
 
-    /// A CPU backend with `threads` threads of its own (the global pool's size is fixed at its
-    /// first use, so a caller that wants a different count per call, such as the Python
-    /// package's `threads=`, keeps a backend per count). Clones share the threads.
+    /// A CPU backend of `threads` threads: the calling thread and a pool of `threads − 1` of
+    /// its own (the global pool's size is fixed at its first use, so a caller that wants a
+    /// different count per call, such as the Python package's `threads=`, keeps a backend per
+    /// count). Clones share the pool; callers on several threads at once each add their own
+    /// thread to it.
     pub fn with_threads(threads: usize) -> Result<Self> {
         let failed = |detail: String| Error::Threads { threads, detail };
         let threads = match threads {
