@@ -235,9 +235,10 @@ impl Browser {
         GrayImage::from_raw(width, height, gray).unwrap()
     }
 
-    /// The image the panel `name`'s download link saves, clicked as a user would.
-    fn download(&self, name: &str) -> GrayImage {
-        let saved = self.downloads.path().join(format!("{name}.png"));
+    /// The image the panel `name`'s download link saves, clicked as a user would, named after
+    /// the image shown (`stem`).
+    fn download(&self, stem: &str, name: &str) -> GrayImage {
+        let saved = self.downloads.path().join(format!("{stem}-{name}.png"));
         let _ = std::fs::remove_file(&saved);
         self.click(&format!("#download-{name}"));
         let start = Instant::now();
@@ -388,11 +389,10 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
 
     // An upload: five panels from one request.
     let status = browser.sent(|| browser.choose_file("#file", &path));
-    assert!(
-        status.contains("61×43 → 59×41") && status.contains(&format!("{backend} backend")),
-        "{status}"
-    );
+    assert!(status.contains(&format!("{backend} backend")), "{status}");
     assert!(status.contains(" ms on the server's"), "{status}");
+    let shown = browser.script("return document.getElementById('shown').textContent");
+    assert_eq!(shown, "Showing photo.png: 61×43 → 59×41 (border valid)");
     assert_eq!(browser.requests(), 2);
     assert_panels(
         browser,
@@ -403,7 +403,7 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
         "upload",
     );
     common::assert_same(
-        &browser.download("edge"),
+        &browser.download("photo", "edge"),
         &reference_image(
             &image,
             &edge(vertical.clone(), horizontal.clone(), Border::Valid),
@@ -429,7 +429,7 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     // keys may send the image): a combination of the kernels applied, derived, nothing sent.
     browser.set_grid("v", "2,2,0,2,0,-2,0,-2,-2");
     assert!(
-        browser.status().starts_with("Derived"),
+        browser.status().starts_with("V and H drawn from the sums"),
         "{}",
         browser.status()
     );
@@ -587,8 +587,40 @@ fn try_the_page(browser: &Browser, server: &Server, backend: &str) {
     let status = browser.sent(|| browser.choose_file("#file", &text));
     assert!(status.starts_with("415: cannot read image"), "{status}");
 
-    // On a phone-sized window nothing is wider than the screen.
+    // A weight that is not a number: named, marked, nothing sent; another image chosen
+    // meanwhile is not drawn from the old sums once the weight is mended.
+    browser.sent(|| browser.click("button[data-name='arrows.png']"));
+    let before = browser.requests();
+    browser.type_into("#h4", "x");
+    assert_eq!(
+        browser.status(),
+        "The horizontal weight in row 2, column 2 is not a number."
+    );
+    let marked =
+        browser.script("return document.getElementById('h4').getAttribute('aria-invalid')");
+    assert_eq!(marked, "true");
+    browser.click("button[data-name='stripe-horizontal.pgm']");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(browser.requests(), before, "nothing sent with a bad weight");
+    browser.sent(|| browser.type_into("#h4", "0"));
+    let stripes =
+        gpuconv::io::load_gray(std::path::Path::new("img/stripe-horizontal.pgm")).unwrap();
+    assert_panels(
+        browser,
+        &stripes,
+        (&vertical, &horizontal),
+        Border::Valid,
+        250,
+        "mended after another image",
+    );
+
+    // On a phone-sized window nothing is wider than the screen, a 12×12 image's matrices
+    // included.
     browser.command("/window/rect", json!({ "width": 390, "height": 844 }));
+    let small = common::random_image(12, 12, 255, 8);
+    browser.sent(|| browser.hand_over("drop", "small.png", &common::png(&small)));
+    let numbers = browser.script("return document.querySelectorAll('#numbers td').length");
+    assert_eq!(numbers, 144 + 100 + 100);
     let overflow = browser.script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
     );
