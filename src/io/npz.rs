@@ -77,6 +77,12 @@ struct Member {
     central: usize,
 }
 
+/// A member placed, with the `.npy` header written before its values.
+struct Planned {
+    member: Member,
+    npy_header: Vec<u8>,
+}
+
 /// An archive laid out and zeroed, its values to be written with [`values_mut`](Self::values_mut)
 /// before [`finish`](Self::finish) seals it.
 pub struct Npz {
@@ -101,28 +107,19 @@ impl Npz {
     pub fn new(arrays: &[NpyArray]) -> Result<Self> {
         let (plan, total) = Self::plan(arrays)?;
         let mut bytes: Vec<u8> = crate::memory::zeroed(total, "an .npz archive")?;
-        let mut members = Vec::with_capacity(arrays.len());
-        for (array, (header, npy_header, values, central)) in arrays.iter().zip(plan) {
+        for (array, Planned { member, npy_header }) in arrays.iter().zip(&plan) {
             let name = format!("{}.npy", array.name);
-            let file = header + LOCAL_HEADER + name.len()..values.end;
-            let mut at = header;
+            let mut at = member.header;
             put(&mut bytes, &mut at, &0x0403_4b50u32.to_le_bytes());
-            put(&mut bytes, &mut at, &entry_fields(name.len(), file.len()));
+            put(
+                &mut bytes,
+                &mut at,
+                &entry_fields(name.len(), member.file.len()),
+            );
             put(&mut bytes, &mut at, name.as_bytes());
-            debug_assert_eq!(at, file.start);
-            put(&mut bytes, &mut at, &npy_header);
-            debug_assert_eq!(at, values.start);
-            members.push(Member {
-                header,
-                file,
-                values,
-                central,
-            });
-        }
-        // The central directory: each member again, with where its local header is.
-        let directory = members.first().map_or(0, |_| members[0].central);
-        for (array, member) in arrays.iter().zip(&members) {
-            let name = format!("{}.npy", array.name);
+            put(&mut bytes, &mut at, npy_header);
+            debug_assert_eq!(at, member.values.start);
+            // The central directory: each member again, with where its local header is.
             let mut at = member.central;
             put(&mut bytes, &mut at, &0x0201_4b50u32.to_le_bytes());
             // Made by and needed: version 2.0, no host system in particular.
@@ -137,7 +134,9 @@ impl Npz {
             put(&mut bytes, &mut at, &(member.header as u32).to_le_bytes());
             put(&mut bytes, &mut at, name.as_bytes());
         }
+        let members: Vec<Member> = plan.into_iter().map(|planned| planned.member).collect();
         let end = total - END_RECORD;
+        let directory = members.first().map_or(end, |first| first.central);
         let count = (members.len() as u16).to_le_bytes();
         let mut at = end;
         put(&mut bytes, &mut at, &0x0605_4b50u32.to_le_bytes());
@@ -179,10 +178,8 @@ impl Npz {
         self.bytes
     }
 
-    /// Each member's local header offset, `.npy` header, values and central entry offset; and
-    /// the archive's length.
-    #[allow(clippy::type_complexity)]
-    fn plan(arrays: &[NpyArray]) -> Result<(Vec<(usize, Vec<u8>, Range<usize>, usize)>, usize)> {
+    /// Where each member lies, with its `.npy` header; and the archive's length.
+    fn plan(arrays: &[NpyArray]) -> Result<(Vec<Planned>, usize)> {
         let too_large = |reason: String| Error::Write {
             path: "archive.npz".into(),
             reason,
@@ -201,20 +198,27 @@ impl Npz {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             );
-            let name = array.name.len() + ".npy".len();
-            let file = at + LOCAL_HEADER + name;
-            let header = npy_header(array, file);
+            let file = at + LOCAL_HEADER + array.name.len() + ".npy".len();
+            let npy_header = npy_header(array, file);
             let values = array
                 .shape
                 .iter()
                 .try_fold(array.dtype.bytes(), |n, &d| n.checked_mul(d))
                 .ok_or_else(|| too_large("the arrays are too large to address".into()))?;
-            let start = file + header.len();
-            plan.push((at, header, start..start + values, 0));
-            at = start.saturating_add(values);
+            let start = file + npy_header.len();
+            let end = start.saturating_add(values);
+            let member = Member {
+                header: at,
+                file: file..end,
+                values: start..end,
+                // Placed once every member's length is known.
+                central: 0,
+            };
+            plan.push(Planned { member, npy_header });
+            at = end;
         }
-        for (array, entry) in arrays.iter().zip(&mut plan) {
-            entry.3 = at;
+        for (array, Planned { member, .. }) in arrays.iter().zip(&mut plan) {
+            member.central = at;
             at += CENTRAL_HEADER + array.name.len() + ".npy".len();
         }
         let total = at + END_RECORD;

@@ -194,31 +194,31 @@ fn widen(plane: &mut [u8], integer: bool) {
 mod tests {
     use super::*;
 
+    /// `fours` (4-byte sums) written into the first half of a plane, widened, read back.
+    fn widened(fours: &[[u8; 4]], integer: bool) -> Vec<f64> {
+        let mut plane = vec![0u8; fours.len() * 8];
+        for (i, four) in fours.iter().enumerate() {
+            plane[4 * i..4 * i + 4].copy_from_slice(four);
+        }
+        widen(&mut plane, integer);
+        plane
+            .chunks_exact(8)
+            .map(|b| f64::from_ne_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
     #[test]
     fn widening_turns_each_four_byte_sum_into_its_f64_in_place() {
         let ints = [-2_147_483_648i32, -1020, 0, 7, 2_147_483_647];
-        let mut plane = vec![0u8; ints.len() * 8];
-        for (i, v) in ints.iter().enumerate() {
-            plane[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
-        }
-        widen(&mut plane, true);
-        let got: Vec<f64> = plane
-            .chunks_exact(8)
-            .map(|b| f64::from_ne_bytes(b.try_into().unwrap()))
-            .collect();
-        assert_eq!(got, ints.map(f64::from));
-
+        assert_eq!(
+            widened(&ints.map(i32::to_ne_bytes), true),
+            ints.map(f64::from)
+        );
         let floats = [-0.1f32, 254.99998, 1e-3];
-        let mut plane = vec![0u8; floats.len() * 8];
-        for (i, v) in floats.iter().enumerate() {
-            plane[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
-        }
-        widen(&mut plane, false);
-        let got: Vec<f64> = plane
-            .chunks_exact(8)
-            .map(|b| f64::from_ne_bytes(b.try_into().unwrap()))
-            .collect();
-        assert_eq!(got, floats.map(f64::from));
+        assert_eq!(
+            widened(&floats.map(f32::to_ne_bytes), false),
+            floats.map(f64::from)
+        );
     }
 
     #[test]

@@ -48,18 +48,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         }
         match &*name {
             "kernel" => kernels.push(value.into_owned()),
-            "edge" => {
-                edge = match &*value {
-                    "" | "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    other => {
-                        return Err(format!(
-                            "edge={}: say edge=true or edge=false",
-                            crate::text::escape(other)
-                        ));
-                    }
-                }
-            }
+            "edge" => edge = yes_or_no("edge", &value)?,
             "threshold" => match value.parse::<u16>() {
                 Ok(t) if t <= 510 => threshold = Some(t),
                 _ => {
@@ -111,18 +100,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
                     )
                 })?;
             }
-            "responses" => {
-                responses = match value.as_ref() {
-                    "" | "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(format!(
-                            "responses={}: say responses=true or responses=false",
-                            crate::text::escape(&value)
-                        ));
-                    }
-                };
-            }
+            "responses" => responses = yes_or_no("responses", &value)?,
             "orient" => {
                 orient = match value.as_ref() {
                     "true" | "1" => true,
@@ -149,14 +127,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
     if responses {
         return parse_responses(kernels, edge || threshold.is_some(), border, &format, &seen).map(
             |operation| FilterRequest {
-                summary: match border {
-                    Border::Valid => format!("responses={}", operation.kernels().len()),
-                    other => format!(
-                        "responses={},border={}",
-                        operation.kernels().len(),
-                        other.name()
-                    ),
-                },
+                summary: with_border(format!("responses={}", operation.kernels().len()), border),
                 operation,
                 format: "npz".to_owned(),
                 content_type: NPZ_CONTENT_TYPE,
@@ -212,10 +183,7 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
             )
         }
     };
-    let summary = match border {
-        Border::Valid => summary,
-        other => format!("{summary},border={}", other.name()),
-    };
+    let summary = with_border(summary, border);
     Ok(FilterRequest {
         operation,
         content_type: content_type(image_format, &format),
@@ -226,6 +194,26 @@ pub(super) fn parse(query: &str) -> Result<FilterRequest, String> {
         compression,
         orient,
     })
+}
+
+/// A switch's value: empty (present), `true`, `1` or `yes`; or `false`, `0` or `no`.
+fn yes_or_no(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "" | "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!(
+            "{name}={}: say {name}=true or {name}=false",
+            crate::text::escape(other)
+        )),
+    }
+}
+
+/// The log's summary of an operation, with its border unless 'valid'.
+fn with_border(summary: String, border: Border) -> String {
+    match border {
+        Border::Valid => summary,
+        other => format!("{summary},border={}", other.name()),
+    }
 }
 
 /// The type of a `responses=true` answer: NumPy's `.npz` has no registered one.
